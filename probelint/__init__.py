@@ -1,0 +1,40 @@
+"""probelint: predict, from a kernel ELF, what the kernel does with each kprobe.
+
+    >>> import probelint
+    >>> results = probelint.check(["vmlinux"], ["vfs_read+0x1c", "do_sys_open"])
+    >>> results[0].verdict.registers
+
+`check` is what the command line runs; reporters in `probelint.report` turn its results into
+text, JSON and CI formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "check", "load_kernel"]
+
+if TYPE_CHECKING:
+    from probelint.engine import ProbeResult
+    from probelint.image.kernel import Kernel
+
+
+def load_kernel(images: Sequence[str | Path]) -> Kernel:
+    """A vmlinux and/or modules (.ko) that will be live together."""
+    from probelint.image.kernel import Kernel, open_image
+
+    return Kernel([open_image(p) for p in images])
+
+
+def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str], *, source: str = "<api>") -> list[ProbeResult]:
+    """Verdicts and findings for `probes` (one probe per string, any accepted syntax)."""
+    from probelint.engine import check_probes
+    from probelint.image.kernel import Kernel
+    from probelint.spec import parse_text
+
+    kernel = images if isinstance(images, Kernel) else load_kernel(images)
+    parsed = list(parse_text("\n".join(probes), source))
+    return check_probes(kernel, parsed)

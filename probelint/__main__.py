@@ -1,0 +1,3 @@
+from probelint.cli import main
+
+raise SystemExit(main())

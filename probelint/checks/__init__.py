@@ -1,0 +1,90 @@
+"""Rules: one module per rule, named after its id (``kp104_not_insn_boundary.py``).
+
+Each rule module defines ``RULE``: its id, default severity, the errno the kernel returns when
+the rule decides registration, the kernel function it reproduces, and ``check``. The rule's
+page (what it detects, why, example, fix) is ``rules/<ID>.md``: the single source of rule text.
+
+Registration rules run in the kernel's own order (see `REGISTRATION_ORDER`): the first one that
+refuses the probe decides the errno, exactly as `register_kprobe()` returns at the first failed
+test, and the later ones are not evaluated.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from probelint.findings import Severity, Verdict
+
+if TYPE_CHECKING:
+    from probelint.image.kallsyms import KSym
+    from probelint.image.kernel import Function, Image, Kernel
+    from probelint.spec import ProbeSpec
+
+__all__ = ["Hit", "ProbeContext", "Rule", "Stage"]
+
+
+class Stage(enum.Enum):
+    """When a rule runs; registration stages in kernel order, then the rest."""
+
+    INPUT = "input"  # the probe text itself
+    FRONTEND = "frontend"  # kprobe_events / perf PMU checks before register_kprobe()
+    RESOLVE = "resolve"  # _kprobe_addr()
+    ADDRESS = "address"  # check_kprobe_address_safe()
+    INSN = "insn"  # arch_prepare_kprobe()
+    OPTIMIZE = "optimize"  # try_to_optimize_kprobe(): silent fallback to int3
+    INFO = "info"  # never changes the verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A rule firing: the message, and lines of context shown under it."""
+
+    message: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """Everything the rules may look at for one probe; rules never open files."""
+
+    spec: ProbeSpec
+    kernel: Kernel
+    verdict: Verdict = field(default_factory=Verdict)
+    # Filled by resolution (`_kprobe_addr`): the image and kallsyms symbol containing the
+    # probe address after re-basing, and the symbol the user named, if any.
+    image: Image | None = None
+    symbol: KSym | None = None
+    address: int | None = None
+    named: KSym | None = None
+    named_image: Image | None = None
+
+    @property
+    def offset(self) -> int:
+        assert self.symbol is not None and self.address is not None
+        return self.address - self.symbol.address
+
+    def function(self) -> Function:
+        assert self.image is not None and self.symbol is not None
+        return self.image.function(self.symbol)
+
+    def where(self) -> str:
+        """The probe as the kernel names it after re-basing: ``[MOD:]SYM+0xOFF``."""
+        assert self.image is not None and self.address is not None
+        return self.image.describe(self.address)
+
+
+CheckFn = Callable[[ProbeContext], Iterator[Hit]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    name: str  # kebab-case, as ruff names rules
+    severity: Severity
+    stage: Stage
+    check: CheckFn
+    kernel_function: str  # the kernel code that decides, e.g. "arch/x86/kernel/kprobes/core.c:can_probe"
+    errno: str | None = None  # what registration returns when this rule fires

@@ -1,0 +1,30 @@
+"""KP101: the symbol is not in kallsyms, or the address lies in no kallsyms symbol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.findings import Severity
+
+
+def check(ctx: ProbeContext) -> Iterator[Hit]:
+    spec = ctx.spec
+    if ctx.symbol is not None or (spec.module is not None and ctx.kernel.module(spec.module) is None):
+        return  # resolved, or deferred by the front-end (KP402)
+    if spec.symbol is not None and ctx.named is None:
+        scope = f"module {spec.module}" if spec.module else "kallsyms"
+        yield Hit(f"unknown symbol {spec.symbol}: not in {scope}")
+    elif ctx.address is not None:
+        yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")
+
+
+RULE = Rule(
+    id="KP101",
+    name="unknown-symbol",
+    severity=Severity.ERROR,
+    stage=Stage.RESOLVE,
+    check=check,
+    kernel_function="kernel/kprobes.c:_kprobe_addr",
+    errno="ENOENT",
+)

@@ -1,0 +1,33 @@
+"""KP102: a plain SYM that names more than one kallsyms symbol is refused by the front-end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.findings import Severity
+
+
+def check(ctx: ProbeContext) -> Iterator[Hit]:
+    spec = ctx.spec
+    if spec.symbol is None or spec.module is not None:
+        return  # addresses and MOD:SYM are not counted in 6.1.y
+    per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.images]
+    total = sum(n for _, n in per_image)
+    if total > 1:
+        where = ", ".join(f"{n} in {name}" for name, n in per_image if n)
+        yield Hit(
+            f"symbol {spec.symbol} is not unique ({where}): kprobe_events refuses it",
+            ("probe by address instead (0x...), or MOD:SYM for a module symbol",),
+        )
+
+
+RULE = Rule(
+    id="KP102",
+    name="non-unique-symbol",
+    severity=Severity.ERROR,
+    stage=Stage.FRONTEND,
+    check=check,
+    kernel_function="kernel/trace/trace_kprobe.c:number_of_same_symbols",
+    errno="EADDRNOTAVAIL",
+)

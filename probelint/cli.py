@@ -1,0 +1,138 @@
+"""Command line: ``probelint [options] IMAGE... PROBES...``.
+
+Positional arguments are told apart by content: ELF files are kernel images (one vmlinux and
+any number of modules, live together), everything else (and ``-`` for stdin) is a probe file.
+Exit status: 0 no finding at or above the fail level, 1 such findings, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from probelint import __version__
+from probelint.errors import InputError
+from probelint.findings import Severity
+
+__all__ = ["main"]
+
+_SUBCOMMANDS = ("rule", "rules")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="probelint",
+        description="Predict, from the kernel ELF, whether each kprobe registers and is jump-optimized.",
+        epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page.",
+    )
+    p.add_argument("paths", nargs="+", metavar="IMAGE|PROBES",
+                   help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--fail-level", default="warning", choices=("info", "warning", "error"),
+                   help="lowest severity that makes the exit status 1 (default: warning)")
+    p.add_argument("--select", metavar="IDS", help="comma-separated rule ids to report (default: all)")
+    p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids not to report")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--version", action="version", version=f"probelint {__version__}")
+    return p
+
+
+def _is_elf(path: str) -> bool:
+    if path == "-":
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError as exc:
+        raise InputError(path, f"cannot open: {exc.strerror}") from None
+
+
+def _read_probe_file(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8", errors="strict") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+
+
+def _rule_ids(text: str | None) -> set[str]:
+    from probelint.engine import all_rules
+
+    ids = {t.strip().upper() for t in (text or "").split(",") if t.strip()}
+    unknown = sorted(ids - set(all_rules()))
+    if unknown:
+        raise InputError("--select/--ignore", f"unknown rule id {', '.join(unknown)}")
+    return ids
+
+
+def _subcommand(argv: list[str]) -> int:
+    from probelint.engine import all_rules
+    from probelint.ruledocs import rule_doc, rule_summary
+
+    if argv[0] == "rules":
+        for rule in all_rules().values():
+            errno = f" ({rule.errno})" if rule.errno else ""
+            print(f"{rule.id}  {str(rule.severity):7}  {rule.name:28} {rule_summary(rule.id)}{errno}")
+        return 0
+    if len(argv) != 2:
+        print("usage: probelint rule ID", file=sys.stderr)
+        return 2
+    doc = rule_doc(argv[1])
+    if doc is None:
+        print(f"probelint: error: no rule {argv[1]} (see 'probelint rules')", file=sys.stderr)
+        return 2
+    sys.stdout.write(doc)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _SUBCOMMANDS and not os.path.exists(argv[0]):
+        return _subcommand(argv)
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except InputError as exc:
+        print(f"probelint: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from probelint import load_kernel
+    from probelint.engine import all_rules, check_probes
+    from probelint.spec import parse_files
+
+    images = [p for p in args.paths if _is_elf(p)]
+    probe_files = [p for p in args.paths if p not in images]
+    if not images:
+        raise InputError(args.paths[0], "no kernel image given (a vmlinux or .ko ELF file)")
+    if not probe_files:
+        raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
+    selected = _rule_ids(args.select) or set(all_rules())
+    selected -= _rule_ids(args.ignore)
+
+    kernel = load_kernel(images)
+    parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
+    results = check_probes(kernel, parsed, frozenset(selected))
+
+    if args.format == "json":
+        from probelint.report import json as json_report
+
+        sys.stdout.write(json_report.render(kernel, results))
+    else:
+        from probelint.report import text
+
+        colour = args.color == "always" or (
+            args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        )
+        sys.stdout.write(text.render(results, colour=colour))
+    fail_level = Severity.parse(args.fail_level)
+    return 1 if any(f.severity >= fail_level for r in results for f in r.findings) else 0

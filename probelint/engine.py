@@ -1,0 +1,116 @@
+"""resolve -> analyse -> check: run the rules over every probe of one set.
+
+Registration rules run in the order `register_kprobe()` and the kprobe_events front-end test
+things (kernel/trace/trace_kprobe.c `__trace_kprobe_create` -> `__register_trace_kprobe` ->
+kernel/kprobes.c `register_kprobe`), and the first refusal decides the errno.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+
+from probelint import checks
+from probelint.checks import ProbeContext, Rule, Stage
+from probelint.findings import Finding, Severity, Verdict
+from probelint.image.kernel import Kernel
+from probelint.spec import ParseProblem, ProbeSpec
+
+__all__ = ["ProbeResult", "all_rules", "check_probes"]
+
+# The kernel's order of tests; within a stage, rules run in id order.
+_STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO)
+_REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
+
+
+@cache
+def all_rules() -> dict[str, Rule]:
+    """Every rule, by id, discovered from the modules of `probelint.checks`."""
+    rules = {}
+    for info in pkgutil.iter_modules(checks.__path__):
+        module = importlib.import_module(f"{checks.__name__}.{info.name}")
+        rule = getattr(module, "RULE", None)
+        if isinstance(rule, Rule):
+            rules[rule.id] = rule
+    return dict(sorted(rules.items()))
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """One input line's outcome: the spec (or the parse problem), verdict and findings."""
+
+    spec: ProbeSpec | ParseProblem
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    context: ProbeContext | None = None
+
+
+def _resolve(ctx: ProbeContext) -> None:
+    """_kprobe_addr(): name -> address, then re-base onto the symbol containing it."""
+    spec, kernel = ctx.spec, ctx.kernel
+    if spec.symbol is not None:
+        found = kernel.lookup_name(spec.symbol, spec.module)
+        if found is None:
+            return
+        ctx.named_image, ctx.named = found
+        ctx.address = ctx.named.address + spec.offset
+    else:
+        ctx.address = spec.address
+    assert ctx.address is not None
+    containing = kernel.lookup(ctx.address)
+    if containing is not None:
+        ctx.image, ctx.symbol = containing
+
+
+def _rule_order(rules: Iterable[Rule]) -> list[Rule]:
+    return sorted(rules, key=lambda r: (_STAGE_ORDER.index(r.stage), r.id))
+
+
+def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
+                 select: frozenset[str] | None = None) -> list[ProbeResult]:
+    """Run every rule over every probe; `select` limits which findings are reported (not the
+    verdict: the kernel applies all of its tests whatever the user asked to see)."""
+    rules = _rule_order(all_rules().values())
+    results = []
+    for item in parsed:
+        if isinstance(item, ParseProblem):
+            verdict = Verdict()
+            verdict.refuse("EINVAL", "KP001")
+            finding = Finding("KP001", all_rules()["KP001"].severity, f"{item.message}: {item.text!r}",
+                              item.location)
+            results.append(ProbeResult(item, verdict, [finding] if _wanted("KP001", select) else []))
+            continue
+        results.append(_check_one(ProbeContext(item, kernel), rules, select))
+    return results
+
+
+def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
+    return select is None or rule_id in select
+
+
+def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | None) -> ProbeResult:
+    result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
+    _resolve(ctx)
+    for rule in rules:
+        if rule.id == "KP001":
+            continue  # parse problems are reported by `check_probes`
+        if rule.stage not in (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE) and ctx.symbol is None:
+            continue  # nothing to look at: resolution failed
+        if rule.stage in _REGISTRATION_STAGES | {Stage.OPTIMIZE} and not ctx.verdict.registers:
+            continue  # the kernel stopped at the first refusal
+        for hit in rule.check(ctx):
+            if rule.errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
+                ctx.verdict.refuse(rule.errno, rule.id)
+            elif rule.stage is Stage.OPTIMIZE:
+                ctx.verdict.optimized = False
+                ctx.verdict.reasons.append(rule.id)
+            if _wanted(rule.id, select):
+                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.notes))
+    return result
+
+
+def worst(findings: Iterable[Finding]) -> Severity | None:
+    return max((f.severity for f in findings), default=None)

@@ -1,0 +1,75 @@
+"""What probelint says about a probe: findings, and the predicted kernel verdict.
+
+A `Finding` is one rule firing on one probe. A `Verdict` is what the kernel is predicted to do
+with the probe as a whole (register or not, with which errno; jump-optimized; ftrace-based).
+Reporters read these and nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["Finding", "Location", "Severity", "Verdict"]
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that `severity >= fail_level` decides the exit status."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where the user wrote a probe: file (``-`` for stdin), 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+    location: Location
+    # Extra lines shown under the message in text output (disassembly excerpt, hints).
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The kernel's predicted answer for one probe.
+
+    `errno` is the name of the error `register_kprobe()` or the kprobe_events front-end
+    returns (``EILSEQ``...), None when the probe registers.
+    """
+
+    registers: bool = True
+    errno: str | None = None
+    optimized: bool = False
+    ftrace: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def refuse(self, errno: str, rule: str) -> None:
+        self.registers = False
+        self.errno = errno
+        self.optimized = False
+        self.ftrace = False
+        self.reasons.append(rule)

@@ -1,0 +1,215 @@
+"""kallsyms, rebuilt from a vmlinux symbol table exactly as the kernel builds and searches it.
+
+Build: scripts/link-vmlinux.sh -> scripts/mksysmap (`nm -n` minus types a/N/U/w and some name
+patterns) -> scripts/kallsyms.c (`is_ignored_symbol`, then `compare_symbols` ordering).
+Search: kernel/kallsyms.c `get_symbol_pos` (greatest address <= addr, first alias in table
+order) and `kallsyms_lookup_size_offset` (size = distance to the next strictly higher symbol, so
+alignment padding belongs to the function before it; linker-script markers such as
+``__entry_text_end`` are symbols too and cut sizes). `kallsyms_lookup_name` returns the lowest
+address among equal names.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass
+
+from probelint.image.elf import (
+    SHN_ABS,
+    SHN_COMMON,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    STB_LOCAL,
+    STB_WEAK,
+    STT_FILE,
+    STT_OBJECT,
+    STT_SECTION,
+    ElfFile,
+    ElfSymbol,
+)
+
+__all__ = ["KSym", "Kallsyms", "kallsyms_from_vmlinux", "nm_type"]
+
+# scripts/kallsyms.c is_ignored_symbol()
+_IGNORED_NAMES = frozenset({
+    "kallsyms_addresses", "kallsyms_offsets", "kallsyms_relative_base", "kallsyms_num_syms",
+    "kallsyms_names", "kallsyms_markers", "kallsyms_token_table", "kallsyms_token_index",
+    "kallsyms_seqs_of_names", "_SDA_BASE_", "_SDA2_BASE_",
+})
+_IGNORED_PREFIXES = (
+    "__efistub_", "__kvm_nvhe_$", "__kvm_nvhe_.L", "__AArch64ADRPThunk_", "__ARMV5PILongThunk_",
+    "__ARMV7PILongThunk_", "__ThumbV7PILongThunk_", "__LA25Thunk_", "__microLA25Thunk_", "__kcfi_typeid_",
+)
+_IGNORED_SUFFIXES = ("_from_arm", "_from_thumb", "_veneer")
+_IGNORED_MATCHES = (".long_branch.", ".plt_branch.")
+_KEPT_ABSOLUTE = frozenset({"__kernel_syscall_via_break", "__kernel_syscall_via_epc", "__kernel_sigtramp", "__gp"})
+# scripts/mksysmap
+_MKSYSMAP_PREFIXES = ("$", ".L", "__crc_", "__kstrtab_", "__kstrtabns_")
+
+
+@dataclass(frozen=True, slots=True)
+class KSym:
+    """A kallsyms entry: what `kallsyms_lookup_size_offset` reports for an address in it."""
+
+    name: str
+    address: int
+    size: int
+    type: str  # nm letter
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+
+def nm_type(sym: ElfSymbol, elf: ElfFile) -> str:
+    """The letter `nm` prints for `sym` (binutils bfd_decode_symclass for ELF)."""
+    if sym.shndx == SHN_UNDEF:
+        return "w" if sym.bind == STB_WEAK else "U"
+    if sym.shndx == SHN_COMMON:
+        return "C"
+    if sym.bind == STB_WEAK:
+        return "V" if sym.type == STT_OBJECT else "W"
+    if sym.shndx == SHN_ABS:
+        letter = "a"
+    elif sym.shndx >= SHN_LORESERVE or sym.shndx >= len(elf.sections):
+        letter = "?"
+    else:
+        sec = elf.sections[sym.shndx]
+        if not sec.is_alloc:
+            letter = "n"
+        elif sec.is_exec:
+            letter = "t"
+        elif sec.type == SHT_NOBITS:
+            letter = "b"
+        elif sec.is_write:
+            letter = "d"
+        else:
+            letter = "r"
+    return letter if sym.bind == STB_LOCAL else letter.upper()
+
+
+def _kept_by_mksysmap(name: str, letter: str) -> bool:
+    if letter in "aNUw" or name == "L0":
+        return False
+    return not name.startswith(_MKSYSMAP_PREFIXES)
+
+
+def _ignored_by_kallsyms(name: str, letter: str) -> bool:
+    if name in _IGNORED_NAMES or name.startswith(_IGNORED_PREFIXES) or name.endswith(_IGNORED_SUFFIXES):
+        return True
+    if any(m in name for m in _IGNORED_MATCHES) or letter in "UuNn":
+        return True
+    return letter in "Aa" and name not in _KEPT_ABSOLUTE
+
+
+def _looks_linker_provided(name: str) -> bool:
+    """scripts/kallsyms.c may_be_linker_script_provide_symbol()."""
+    if len(name) < 8 or not name.startswith("__"):
+        return False
+    return (
+        name.startswith(("__start_", "__stop_", "__end_"))
+        or name.endswith(("_start", "_end"))
+    )
+
+
+def _sort_key(entry: tuple[int, str, str, int]) -> tuple[int, bool, bool, int, int]:
+    address, name, letter, nm_pos = entry
+    underscores = len(name) - len(name.lstrip("_"))
+    return (address, letter in "wW", _looks_linker_provided(name), underscores, nm_pos)
+
+
+class Kallsyms:
+    """A sorted kallsyms table with the kernel's lookups."""
+
+    def __init__(self, entries: list[tuple[int, str, str]], end_of_last: int) -> None:
+        self.addresses = [a for a, _, _ in entries]
+        self.names = [n for _, n, _ in entries]
+        self.types = [t for _, _, t in entries]
+        self._end_of_last = end_of_last
+        self._name_count = Counter(self.names)
+        self._first_by_name: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            self._first_by_name.setdefault(name, i)
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def _entry(self, pos: int) -> KSym:
+        start = self.addresses[pos]
+        nxt = bisect.bisect_right(self.addresses, start, lo=pos)
+        end = self.addresses[nxt] if nxt < len(self.addresses) else self._end_of_last
+        return KSym(self.names[pos], start, end - start, self.types[pos])
+
+    def lookup(self, address: int) -> KSym | None:
+        """get_symbol_pos(): the first alias at the greatest address <= `address`."""
+        pos = bisect.bisect_right(self.addresses, address) - 1
+        if pos < 0:
+            return None
+        first = bisect.bisect_left(self.addresses, self.addresses[pos])
+        return self._entry(first)
+
+    def lookup_name(self, name: str) -> KSym | None:
+        """kallsyms_lookup_name(): lowest-addressed symbol of that name."""
+        pos = self._first_by_name.get(name)
+        return None if pos is None else self._entry_at_name(pos)
+
+    def _entry_at_name(self, pos: int) -> KSym:
+        sym = self._entry(bisect.bisect_left(self.addresses, self.addresses[pos]))
+        return KSym(self.names[pos], sym.address, sym.size, self.types[pos])
+
+    def count(self, name: str) -> int:
+        return self._name_count.get(name, 0)
+
+    def address_of(self, name: str) -> int | None:
+        sym = self.lookup_name(name)
+        return None if sym is None else sym.address
+
+    def following(self, sym: KSym) -> KSym | None:
+        """The symbol that starts where `sym` ends (None past the last one)."""
+        pos = bisect.bisect_left(self.addresses, sym.end)
+        return self._entry(pos) if pos < len(self.addresses) else None
+
+    def symbols_in(self, start: int, end: int) -> list[KSym]:
+        """Distinct kallsyms symbols (first alias of each address) starting in [start, end)."""
+        lo = bisect.bisect_left(self.addresses, start)
+        hi = bisect.bisect_left(self.addresses, end)
+        out, last = [], None
+        for pos in range(lo, hi):
+            if self.addresses[pos] != last:
+                out.append(self._entry(pos))
+                last = self.addresses[pos]
+        return out
+
+
+def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:
+    """Filter and order the vmlinux .symtab the way link-vmlinux.sh feeds scripts/kallsyms."""
+    raw = []
+    for sym in elf.symbols():
+        if not sym.name or sym.type in (STT_SECTION, STT_FILE):
+            continue
+        letter = nm_type(sym, elf)
+        if _kept_by_mksysmap(sym.name, letter) and not _ignored_by_kallsyms(sym.name, letter):
+            raw.append((sym.value, sym.name, letter))
+    # `nm -n` orders equal addresses by name; that order is the final tie-breaker in kallsyms.
+    raw.sort(key=lambda e: (e[0], e[1].encode()))
+    by_name = {e[1]: e[0] for e in raw}
+    if not kallsyms_all:
+        raw = _text_only(raw, by_name)
+    ordered = sorted(((a, n, t, i) for i, (a, n, t) in enumerate(raw)), key=_sort_key)
+    end = by_name.get("_end" if kallsyms_all else "_etext", ordered[-1][0] if ordered else 0)
+    return Kallsyms([(a, n, t) for a, n, t, _ in ordered], end)
+
+
+def _text_only(raw: list[tuple[int, str, str]], by_name: dict[str, int]) -> list[tuple[int, str, str]]:
+    """scripts/kallsyms.c symbol_valid() without --all-symbols: text and init text only."""
+    ranges = [(by_name.get("_stext", 0), by_name.get("_etext", 0), "_etext"),
+              (by_name.get("_sinittext", 0), by_name.get("_einittext", 0), "_einittext")]
+    kept = []
+    for address, name, letter in raw:
+        for lo, hi, end_name in ranges:
+            if lo <= address <= hi and (address != hi or name == end_name or name in ("_etext", "_einittext")):
+                kept.append((address, name, letter))
+                break
+    return kept

@@ -1,0 +1,206 @@
+"""The kernel as the probes will see it: a vmlinux plus the modules loaded beside it.
+
+Name lookups follow kernel/kallsyms.c `kallsyms_lookup_name` (vmlinux first, then modules in
+load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_lookup_size_offset`
+(vmlinux when `is_ksym_addr`, else the module whose text contains the address).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from probelint.arch import x86
+from probelint.errors import InputError
+from probelint.image.elf import ElfFile, ElfSection
+from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
+from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, module_name
+
+__all__ = ["Function", "Image", "Kernel", "open_image"]
+
+
+@dataclass(frozen=True)
+class Function:
+    """A kallsyms symbol decoded linearly from its start, as `can_probe`/`can_optimize` walk it."""
+
+    symbol: KSym
+    insns: tuple[x86.Insn, ...]
+
+    @cached_property
+    def starts(self) -> list[int]:
+        return [i.address for i in self.insns]
+
+    def is_boundary(self, address: int) -> bool:
+        pos = bisect.bisect_left(self.starts, address)
+        return pos < len(self.starts) and self.starts[pos] == address
+
+    def insn_at_or_before(self, address: int) -> x86.Insn | None:
+        pos = bisect.bisect_right(self.starts, address) - 1
+        return self.insns[pos] if pos >= 0 else None
+
+    def insn_after(self, address: int) -> x86.Insn | None:
+        pos = bisect.bisect_right(self.starts, address)
+        return self.insns[pos] if pos < len(self.insns) else None
+
+    @property
+    def undecodable(self) -> x86.Insn | None:
+        """The instruction where the kernel's walk gives up, if any."""
+        last = self.insns[-1] if self.insns else None
+        return last if last is not None and not last.valid else None
+
+
+class Image:
+    """One ELF: a vmlinux (ET_EXEC) or a module (ET_REL), with its kallsyms view."""
+
+    def __init__(self, elf: ElfFile) -> None:
+        self.elf = elf
+        self.path = elf.path
+        self.is_module = elf.is_relocatable
+        self.layout: ModuleLayout | None = layout_module(elf) if self.is_module else None
+        self.name = module_name(elf) if self.is_module else "vmlinux"
+        # (start, end, section) of every allocated section, by address
+        placed = []
+        for sec in elf.sections:
+            if not sec.is_alloc or sec.size == 0:
+                continue
+            start = self.layout.section_address.get(sec.index) if self.layout else sec.address
+            # vmlinux per-CPU data is linked at 0: it is not kernel text or data at run time.
+            if start is not None and (self.is_module or start != 0):
+                placed.append((start, start + sec.size, sec))
+        placed.sort(key=lambda p: (p[0], p[1]))
+        self._placed = placed
+        self._starts = [p[0] for p in placed]
+        self._functions: dict[int, Function] = {}
+
+    @cached_property
+    def symbols(self) -> Kallsyms | ModuleSymbols:
+        if self.layout is not None:
+            return ModuleSymbols(self.elf, self.layout)
+        return kallsyms_from_vmlinux(self.elf)
+
+    @cached_property
+    def _markers(self) -> dict[str, int]:
+        """Linker-script symbols the rules consult (vmlinux only)."""
+        wanted = ("_stext", "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end", "_end")
+        table = self.symbols
+        return {n: a for n in wanted if (a := table.address_of(n)) is not None}  # type: ignore[union-attr]
+
+    def marker(self, name: str) -> int | None:
+        return self._markers.get(name)
+
+    def section_at(self, address: int) -> ElfSection | None:
+        pos = bisect.bisect_right(self._starts, address) - 1
+        while pos >= 0:
+            start, end, sec = self._placed[pos]
+            if start <= address < end:
+                return sec
+            if end <= address and pos > 0 and self._placed[pos - 1][1] <= address:
+                return None
+            pos -= 1
+        return None
+
+    def section_address(self, sec: ElfSection) -> int:
+        return self.layout.section_address[sec.index] if self.layout else sec.address
+
+    def read(self, address: int, size: int) -> bytes:
+        """Bytes at `address`, as far as one section holds them (shorter at a section end)."""
+        sec = self.section_at(address)
+        if sec is None:
+            return b""
+        start = address - self.section_address(sec)
+        return self.elf.section_bytes(sec, start, min(size, sec.size - start))
+
+    def is_ksym_addr(self, address: int) -> bool:
+        """kernel/kallsyms.c is_ksym_addr() with KALLSYMS_ALL, or module text for a module."""
+        if self.layout is not None:
+            lay = self.layout
+            return lay.text_start <= address < lay.text_end or lay.init_text_start <= address < lay.init_text_end
+        stext, end = self.marker("_stext"), self.marker("_end")
+        init_begin, init_end = self.marker("__init_begin"), self.marker("__init_end")
+        if stext is not None and end is not None and stext <= address < end:
+            return True
+        return init_begin is not None and init_end is not None and init_begin <= address < init_end
+
+    def lookup(self, address: int) -> KSym | None:
+        if not self.is_ksym_addr(address):
+            return None
+        return self.symbols.lookup(address)
+
+    def is_core_text(self, address: int) -> bool:
+        """core_kernel_text() after boot / a module's core text (check_kprobe_address_safe)."""
+        if self.layout is not None:
+            return self.layout.text_start <= address < self.layout.text_end
+        stext, etext = self.marker("_stext"), self.marker("_etext")
+        return stext is not None and etext is not None and stext <= address < etext
+
+    def is_init_text(self, address: int) -> bool:
+        if self.layout is not None:
+            return self.layout.init_text_start <= address < self.layout.init_text_end
+        lo, hi = self.marker("_sinittext"), self.marker("_einittext")
+        return lo is not None and hi is not None and lo <= address < hi
+
+    def function(self, sym: KSym) -> Function:
+        """The containing symbol decoded from its start (cached per image)."""
+        fn = self._functions.get(sym.address)
+        if fn is None:
+            # The last instruction may run past the symbol end: the kernel reads on.
+            code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
+            insns = []
+            for insn in x86.decode(code, sym.address):
+                if insn.address >= sym.end:
+                    break
+                insns.append(insn)
+            fn = Function(sym, tuple(insns))
+            self._functions[sym.address] = fn
+        return fn
+
+    def describe(self, address: int) -> str:
+        """``SYM+0xOFF`` (``MOD:SYM+0xOFF`` in a module), or the bare address."""
+        sym = self.lookup(address)
+        if sym is None:
+            return f"{address:#x}"
+        prefix = f"{self.name}:" if self.is_module else ""
+        return f"{prefix}{sym.name}+{address - sym.address:#x}"
+
+
+class Kernel:
+    """A vmlinux (optional) and the modules loaded with it, in load order."""
+
+    def __init__(self, images: list[Image]) -> None:
+        vmlinuxes = [i for i in images if not i.is_module]
+        if len(vmlinuxes) > 1:
+            raise InputError(vmlinuxes[1].path, "a second vmlinux in one run (one kernel per run)")
+        self.vmlinux = vmlinuxes[0] if vmlinuxes else None
+        self.modules = [i for i in images if i.is_module]
+        self.images = ([self.vmlinux] if self.vmlinux else []) + self.modules
+
+    def module(self, name: str) -> Image | None:
+        for mod in self.modules:
+            if mod.name == name:
+                return mod
+        return None
+
+    def lookup_name(self, name: str, module: str | None = None) -> tuple[Image, KSym] | None:
+        images = [m for m in self.modules if m.name == module] if module else self.images
+        for image in images:
+            sym = image.symbols.lookup_name(name)
+            if sym is not None:
+                return image, sym
+        return None
+
+    def count(self, name: str) -> int:
+        """number_of_same_symbols(): vmlinux kallsyms plus every loaded module's symbols."""
+        return sum(image.symbols.count(name) for image in self.images)
+
+    def lookup(self, address: int) -> tuple[Image, KSym] | None:
+        for image in self.images:
+            sym = image.lookup(address)
+            if sym is not None:
+                return image, sym
+        return None
+
+
+def open_image(path: str | Path) -> Image:
+    return Image(ElfFile(path))

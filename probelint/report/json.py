@@ -1,0 +1,54 @@
+"""``--format json``: the stable machine schema (probelint/schema/report.schema.json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from probelint import __version__
+from probelint.engine import ProbeResult
+from probelint.image.kernel import Kernel
+from probelint.spec import ParseProblem
+
+__all__ = ["render", "to_dict"]
+
+SCHEMA_VERSION = 1
+
+
+def _probe(result: ProbeResult) -> dict[str, Any]:
+    spec, ctx, v = result.spec, result.context, result.verdict
+    located = ctx is not None and ctx.symbol is not None and ctx.image is not None
+    address = None
+    if located and ctx is not None and ctx.image is not None and not ctx.image.is_module:
+        address = f"{ctx.address:#x}"
+    return {
+        "spec": spec.text,
+        "file": spec.location.file,
+        "line": spec.location.line,
+        "column": spec.location.column,
+        "kind": None if isinstance(spec, ParseProblem) else ("kretprobe" if spec.is_return else "kprobe"),
+        "address": address,
+        "module": ctx.image.name if located and ctx and ctx.image and ctx.image.is_module else None,
+        "symbol": ctx.symbol.name if located and ctx and ctx.symbol else None,
+        "offset": ctx.offset if located and ctx else None,
+        "verdict": {"registers": v.registers, "errno": v.errno, "optimized": v.optimized, "ftrace": v.ftrace},
+        "findings": [
+            {"rule": f.rule, "severity": str(f.severity), "message": f.message, "notes": list(f.notes)}
+            for f in result.findings
+        ],
+    }
+
+
+def to_dict(kernel: Kernel, results: list[ProbeResult]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "probelint_version": __version__,
+        "images": [
+            {"path": image.path, "name": image.name, "build_id": image.elf.build_id()} for image in kernel.images
+        ],
+        "probes": [_probe(r) for r in results],
+    }
+
+
+def render(kernel: Kernel, results: list[ProbeResult]) -> str:
+    return json.dumps(to_dict(kernel, results), indent=2) + "\n"

@@ -1,0 +1,173 @@
+"""Probe-point grammars -> `ProbeSpec`.
+
+One probe per line, ``#`` starts a comment. Accepted spellings (all parse to the same spec):
+
+* plain: ``SYM``, ``SYM+OFF``, ``MOD:SYM+OFF``, ``0xADDR``, ``SYM%return``;
+* kprobe_events lines: ``p[:[GRP/]EVENT] TARGET [FETCHARGS]``, ``r[N][:...] TARGET ...``;
+  ``-:EVENT`` (delete) lines are skipped;
+* bpftrace: ``kprobe:SYM+OFF``, ``kprobe:MOD:SYM``, ``kretprobe:SYM`` (and ``k:``/``kr:``).
+
+Numbers follow the kernel's parser (kernel/trace/trace_kprobe.c `__trace_kprobe_create`): a
+target that `kstrtoul(s, 0)` accepts is an address, so ``0x...`` is hex, a leading ``0`` is
+octal and anything else decimal; the offset goes through `traceprobe_split_symbol_offset`
+(`kstrtol(s, 0)` on the text from the first ``+`` or ``-``) and must lie in [0, UINT_MAX].
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from probelint.findings import Location
+
+__all__ = ["ParseProblem", "ProbeSpec", "parse_line", "parse_text"]
+
+UINT_MAX = 0xFFFF_FFFF
+KRETPROBE_MAXACTIVE_MAX = 4096  # kernel/trace/trace_kprobe.c
+
+_EVENT_HEAD = re.compile(r"^(?P<kind>[pr])(?P<maxactive>[0-9][0-9a-fA-FxX]*)?(?::(?P<event>\S*))?$")
+_BPFTRACE_HEAD = re.compile(r"^(?P<kind>kprobe|kretprobe|k|kr):(?P<rest>\S+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A probe point as the user wrote it, before it is looked up in any image."""
+
+    text: str  # the probe token exactly as written (without event name or fetchargs)
+    location: Location  # of the probe token itself
+    is_return: bool
+    symbol: str | None  # None for an address probe
+    module: str | None
+    offset: int
+    address: int | None
+    octal_offset: bool = False  # the offset had a leading 0: the kernel read it as octal
+
+    @property
+    def canonical(self) -> str:
+        """The probe in kprobe_events target syntax (``MOD:SYM+0x10``, ``0xffff...``)."""
+        if self.symbol is None:
+            return f"{self.address:#x}"
+        head = f"{self.module}:{self.symbol}" if self.module else self.symbol
+        body = f"{head}+{self.offset:#x}" if self.offset else head
+        return body + ("%return" if self.is_return and not self.offset else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ParseProblem:
+    """A line that is not a probe in any accepted syntax."""
+
+    text: str
+    location: Location
+    message: str
+
+
+def _kstrtoul(text: str) -> int | None:
+    """`kstrtoul(s, 0)`: an optional ``+``, then 0x-hex, 0-octal or decimal; None if invalid."""
+    body = text[1:] if text.startswith("+") else text
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", body):
+        return int(body[2:], 16)
+    if re.fullmatch(r"0[0-7]*", body):
+        return int(body, 8)
+    if re.fullmatch(r"[1-9][0-9]*", body):
+        return int(body)
+    return None
+
+
+def _kstrtol(text: str) -> int | None:
+    """`kstrtol(s, 0)`: like `_kstrtoul` with an optional leading minus sign."""
+    if text.startswith("-"):
+        value = _kstrtoul(text[1:])
+        return None if value is None else -value
+    return _kstrtoul(text)
+
+
+def parse_target(
+    text: str, location: Location, *, is_return: bool = False
+) -> ProbeSpec | ParseProblem:
+    """Parse ``[MOD:]SYM[+OFF][%return]`` or an address, as `__trace_kprobe_create` does."""
+    address = _kstrtoul(text)
+    if address is not None:
+        if address > 0xFFFF_FFFF_FFFF_FFFF:
+            return ParseProblem(text, location, "address does not fit in 64 bits")
+        return ProbeSpec(text, location, is_return, None, None, 0, address)
+    symbol = text
+    if "%" in symbol:
+        symbol, _, suffix = symbol.partition("%")
+        if suffix != "return":
+            return ParseProblem(text, location, f"unknown suffix %{suffix} (only %return is accepted)")
+        is_return = True
+    offset, octal = 0, False
+    split = re.search(r"[+-]", symbol)
+    if split:
+        offset_text = symbol[split.start() :]
+        symbol = symbol[: split.start()]
+        value = _kstrtol(offset_text)
+        if value is None:
+            return ParseProblem(text, location, f"bad offset {offset_text!r}")
+        if value < 0 or value > UINT_MAX:
+            return ParseProblem(text, location, f"offset {offset_text} is outside 0..UINT_MAX")
+        offset = value
+        digits = offset_text.lstrip("+")
+        octal = len(digits) > 1 and digits.startswith("0") and digits[1] not in "xX"
+    module = None
+    if ":" in symbol:
+        module, _, symbol = symbol.partition(":")
+        if not module:
+            return ParseProblem(text, location, "empty module name before ':'")
+    if not symbol or not re.fullmatch(r"[A-Za-z_.$][A-Za-z0-9_.$]*", symbol):
+        return ParseProblem(text, location, f"{symbol!r} is not a symbol name")
+    return ProbeSpec(text, location, is_return, symbol, module, offset, None, octal)
+
+
+def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
+    """Parse one line; None for blank, comment and ``-:`` delete lines."""
+    code = line.split("#", 1)[0]
+    tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", code)]
+    if not tokens:
+        return None
+    column, first = tokens[0]
+    where = Location(file, lineno, column + 1)
+    if first.startswith("-:"):
+        return None
+    head = _EVENT_HEAD.match(first)
+    if head and len(tokens) >= 2:
+        return _parse_event_line(head, tokens, file, lineno)
+    if len(tokens) > 1:
+        return ParseProblem(code.strip(), where, "expected one probe per line")
+    bpf = _BPFTRACE_HEAD.match(first)
+    if bpf:
+        prefix = len(bpf.group("kind")) + 1
+        rest = Location(file, lineno, column + 1 + prefix)
+        return parse_target(bpf.group("rest"), rest, is_return=bpf.group("kind") in ("kretprobe", "kr"))
+    return parse_target(first, where)
+
+
+def _parse_event_line(
+    head: re.Match[str], tokens: list[tuple[int, str]], file: str, lineno: int
+) -> ProbeSpec | ParseProblem:
+    """A kprobe_events definition: ``p[:[GRP/]EVENT] TARGET [FETCHARGS]``."""
+    is_return = head.group("kind") == "r"
+    column, target = tokens[1]
+    where = Location(file, lineno, column + 1)
+    maxactive = head.group("maxactive")
+    if maxactive is not None:
+        here = Location(file, lineno, tokens[0][0] + 2)
+        if not is_return:
+            return ParseProblem(tokens[0][1], here, "MAXACTIVE is only for return probes (r<N>:...)")
+        value = _kstrtoul(maxactive)
+        if not value or value > KRETPROBE_MAXACTIVE_MAX:
+            return ParseProblem(tokens[0][1], here, f"MAXACTIVE must be 1..{KRETPROBE_MAXACTIVE_MAX}")
+    return parse_target(target, where, is_return=is_return)
+
+
+def parse_text(text: str, file: str) -> Iterator[ProbeSpec | ParseProblem]:
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parsed = parse_line(line, file, lineno)
+        if parsed is not None:
+            yield parsed
+
+
+def parse_files(named_texts: Iterable[tuple[str, str]]) -> list[ProbeSpec | ParseProblem]:
+    """All probes of one invocation, in input order: they form one set."""
+    return [p for name, text in named_texts for p in parse_text(text, name)]
