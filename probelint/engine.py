@@ -21,8 +21,19 @@ from probelint.spec import ParseProblem, ProbeSpec
 
 __all__ = ["ProbeResult", "all_rules", "check_probes"]
 
-# The kernel's order of tests; within a stage, rules run in id order.
 _STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO)
+# The order in which the kernel tests a kprobe_events probe; rules not listed run after these,
+# by stage and id. The first refusal decides the errno, as in the kernel.
+KERNEL_ORDER = (
+    "KP002",  # parse: traceprobe_split_symbol_offset (octal offsets)
+    "KP102",  # __trace_kprobe_create: number_of_same_symbols
+    "KP402",  #   ... MOD:SYM of a module not loaded: deferred
+    "KP105",  # __register_trace_kprobe: within_notrace_func
+    "KP101",  # register_kprobe -> _kprobe_addr
+    "KP103",  # check_kprobe_address_safe (after check_ftrace_location): core_kernel_text / __module_text_address
+    "KP106",  #   ... within_kprobe_blacklist
+    "KP104",  # arch_prepare_kprobe: can_probe
+)
 _REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
 
 
@@ -66,7 +77,11 @@ def _resolve(ctx: ProbeContext) -> None:
 
 
 def _rule_order(rules: Iterable[Rule]) -> list[Rule]:
-    return sorted(rules, key=lambda r: (_STAGE_ORDER.index(r.stage), r.id))
+    def key(rule: Rule) -> tuple[int, int, str]:
+        listed = KERNEL_ORDER.index(rule.id) if rule.id in KERNEL_ORDER else len(KERNEL_ORDER)
+        return (listed, _STAGE_ORDER.index(rule.stage), rule.id)
+
+    return sorted(rules, key=key)
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
@@ -101,6 +116,10 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
             continue  # nothing to look at: resolution failed
         if rule.stage in _REGISTRATION_STAGES | {Stage.OPTIMIZE} and not ctx.verdict.registers:
             continue  # the kernel stopped at the first refusal
+        if rule.stage in (Stage.INSN, Stage.OPTIMIZE) and ctx.on_ftrace_site:
+            continue  # ftrace-based: arch_prepare_kprobe_ftrace() checks no instruction
+        if rule.stage is Stage.INFO and ctx.verdict.registers:
+            ctx.verdict.ftrace = ctx.on_ftrace_site
         for hit in rule.check(ctx):
             if rule.errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
                 ctx.verdict.refuse(rule.errno, rule.id)

@@ -25,6 +25,7 @@ __all__ = [
     "JMP32_INSN_SIZE",
     "MAX_INSN_SIZE",
     "MAX_OPTIMIZED_LENGTH",
+    "MCOUNT_INSN_SIZE",
     "Insn",
     "decode",
     "format_insn",
@@ -32,6 +33,7 @@ __all__ = [
 
 MAX_INSN_SIZE = 15  # arch/x86/include/asm/insn.h
 JMP32_INSN_SIZE = 5  # arch/x86/include/asm/text-patching.h
+MCOUNT_INSN_SIZE = 5  # arch/x86/include/asm/ftrace.h: the fentry call site
 MAX_OPTIMIZED_LENGTH = MAX_INSN_SIZE + 4  # + DISP32_SIZE, arch/x86/include/asm/kprobes.h
 
 XEN_EMULATE_PREFIX = b"\x0f\x0b" + b"xen"  # arch/x86/include/asm/emulate_prefix.h

@@ -66,6 +66,13 @@ class ProbeContext:
         assert self.symbol is not None and self.address is not None
         return self.address - self.symbol.address
 
+    @property
+    def on_ftrace_site(self) -> bool:
+        """check_ftrace_location(): `ftrace_location(addr) == addr`, an exact fentry site."""
+        if self.image is None or self.address is None:
+            return False
+        return self.image.ftrace_site_in(self.address, self.address + 1) == self.address
+
     def function(self) -> Function:
         assert self.image is not None and self.symbol is not None
         return self.image.function(self.symbol)

@@ -14,7 +14,13 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return  # resolved, or deferred by the front-end (KP402)
     if spec.symbol is not None and ctx.named is None:
         scope = f"module {spec.module}" if spec.module else "kallsyms"
-        yield Hit(f"unknown symbol {spec.symbol}: not in {scope}")
+        notes = []
+        if spec.module is None and ctx.kernel.vmlinux is None:
+            notes.append("no vmlinux was given: only the modules' symbols were searched")
+        images = [m for m in ctx.kernel.modules if spec.module in (None, m.name)]
+        if any(m.has_init_symbol(spec.symbol) for m in images):
+            notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module is live")
+        yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes))
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")
 

@@ -96,6 +96,7 @@ class ElfFile:
         if self.elf.elfclass != 64 or machine not in ("EM_X86_64", EM_X86_64):
             raise InputError(self.path, f"unsupported architecture {machine} (probelint models x86-64 kernels)")
         self._by_name = {s.name: s for s in reversed(self.sections)}
+        self._symbols: list[ElfSymbol] | None = None
 
     def _section(self, index: int, s: object) -> ElfSection:
         h = s.header  # type: ignore[attr-defined]
@@ -123,7 +124,12 @@ class ElfFile:
         return self._map[begin : begin + size]
 
     def symbols(self) -> list[ElfSymbol]:
-        """Every .symtab entry (index 0 included) as `ElfSymbol`."""
+        """Every .symtab entry (index 0 included) as `ElfSymbol` (parsed once)."""
+        if self._symbols is None:
+            self._symbols = self._parse_symbols()
+        return self._symbols
+
+    def _parse_symbols(self) -> list[ElfSymbol]:
         symtab = self.section(".symtab")
         if symtab is None:
             raise InputError(self.path, "no .symtab: use the unstripped image (Debian: the -dbg package)")

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from probelint.arch import x86
 from probelint.errors import InputError
+from probelint.image.blacklist import Blacklist
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
 from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, module_name
+from probelint.image.relocs import RelocTable, apply_relocations
+from probelint.image.tables import TABLES, read_table
 
 __all__ = ["Function", "Image", "Kernel", "open_image"]
 
@@ -73,6 +76,7 @@ class Image:
         self._placed = placed
         self._starts = [p[0] for p in placed]
         self._functions: dict[int, Function] = {}
+        self._tables: dict[str, list[dict[str, int]]] = {}
 
     @cached_property
     def symbols(self) -> Kallsyms | ModuleSymbols:
@@ -81,14 +85,47 @@ class Image:
         return kallsyms_from_vmlinux(self.elf)
 
     @cached_property
-    def _markers(self) -> dict[str, int]:
-        """Linker-script symbols the rules consult (vmlinux only)."""
-        wanted = ("_stext", "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end", "_end")
-        table = self.symbols
-        return {n: a for n in wanted if (a := table.address_of(n)) is not None}  # type: ignore[union-attr]
+    def _raw_symbols(self) -> dict[str, int]:
+        """First defined .symtab value of each name: linker-script markers and table bounds,
+        which the kernel uses directly whether or not kallsyms keeps them."""
+        out: dict[str, int] = {}
+        for s in self.elf.symbols():
+            if s.shndx != 0 and s.name:
+                out.setdefault(s.name, s.value)
+        return out
+
+    def raw_symbol(self, name: str) -> int | None:
+        return None if self.layout is not None else self._raw_symbols.get(name)
 
     def marker(self, name: str) -> int | None:
-        return self._markers.get(name)
+        return self.raw_symbol(name)
+
+    @cached_property
+    def relocations(self) -> RelocTable:
+        assert self.layout is not None, "only modules carry relocations"
+        return RelocTable(self.elf, self.layout.section_address)
+
+    def table(self, name: str) -> list[dict[str, int]]:
+        """A kernel special section's entries (image/tables.py), read once."""
+        cached = self._tables.get(name)
+        if cached is None:
+            cached = self._tables[name] = read_table(self, TABLES[name])
+        return cached
+
+    @cached_property
+    def blacklist(self) -> Blacklist:
+        return Blacklist(self)
+
+    @cached_property
+    def ftrace_sites(self) -> list[int]:
+        """Sorted fentry call sites (__mcount_loc; zero entries are skipped as ftrace does)."""
+        return sorted({e["addr"] for e in self.table("mcount_loc") if e["addr"]})
+
+    def ftrace_site_in(self, start: int, end: int) -> int | None:
+        """ftrace_location_range(start, end - 1): the first site whose 5 bytes overlap."""
+        sites = self.ftrace_sites
+        pos = bisect.bisect_left(sites, start - x86.MCOUNT_INSN_SIZE + 1)
+        return sites[pos] if pos < len(sites) and sites[pos] < end else None
 
     def section_at(self, address: int) -> ElfSection | None:
         pos = bisect.bisect_right(self._starts, address) - 1
@@ -110,7 +147,17 @@ class Image:
         if sec is None:
             return b""
         start = address - self.section_address(sec)
-        return self.elf.section_bytes(sec, start, min(size, sec.size - start))
+        data = self.elf.section_bytes(sec, start, min(size, sec.size - start))
+        if self.layout is not None:
+            data = apply_relocations(data, start, self.section_address(sec), self.relocations.for_section(sec.index))
+        return data
+
+    def has_init_symbol(self, name: str) -> bool:
+        """A module symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""
+        return self.layout is not None and any(
+            s.name == name and 0 < s.shndx < len(self.elf.sections) and self.elf.sections[s.shndx].name.startswith(".init")
+            for s in self.elf.symbols()
+        )
 
     def is_ksym_addr(self, address: int) -> bool:
         """kernel/kallsyms.c is_ksym_addr() with KALLSYMS_ALL, or module text for a module."""

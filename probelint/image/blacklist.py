@@ -1,0 +1,67 @@
+"""The kprobe blacklist as `populate_kprobe_blacklist()` builds it (kernel/kprobes.c)."""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from probelint.image.kernel import Image
+
+__all__ = ["Blacklist"]
+
+# (start marker, end marker, what) of the areas walked by kprobe_add_area_blacklist()
+_VMLINUX_AREAS = (
+    ("__kprobes_text_start", "__kprobes_text_end", ".kprobes.text"),
+    ("__noinstr_text_start", "__noinstr_text_end", "noinstr (.noinstr.text)"),
+    ("__entry_text_start", "__entry_text_end", "x86 entry text"),
+)
+_MODULE_AREAS = (".kprobes.text", ".noinstr.text")  # add_module_kprobe_blacklist()
+
+
+class Blacklist:
+    """Sorted, possibly overlapping [start, end) ranges with the reason each was added."""
+
+    def __init__(self, image: Image) -> None:
+        ranges: list[tuple[int, int, str]] = []
+        # arch_within_kprobe_blacklist(): the .kprobes.text range itself, checked directly
+        for entry in image.table("kprobe_blacklist"):
+            sym = image.lookup(entry["addr"])
+            if sym is not None and image.is_core_text(entry["addr"]):
+                ranges.append((sym.address, sym.end, f"NOKPROBE_SYMBOL({sym.name})"))
+        for start, end, what in self._areas(image):
+            walk = start
+            while walk < end:
+                sym = image.lookup(walk)
+                size = sym.size if sym is not None else 0
+                # kprobe_add_ksym_blacklist adds [entry, entry + size of its symbol)
+                ranges.append((walk, walk + size, f"{what} area") if size else (walk, walk + 1, what))
+                walk += size or 1
+        ranges.sort()
+        self._ranges = ranges
+        self._starts = [r[0] for r in ranges]
+        self._longest = max((e - s for s, e, _ in ranges), default=0)
+
+    @staticmethod
+    def _areas(image: Image) -> list[tuple[int, int, str]]:
+        if image.layout is None:
+            out = []
+            for lo, hi, what in _VMLINUX_AREAS:
+                start, end = image.raw_symbol(lo), image.raw_symbol(hi)
+                if start is not None and end is not None and start < end:
+                    out.append((start, end, what))
+            return out
+        secs = (image.elf.section(name) for name in _MODULE_AREAS)
+        return [(image.section_address(s), image.section_address(s) + s.size, s.name)
+                for s in secs if s is not None and s.size and s.index in image.layout.section_address]
+
+    def reason(self, address: int) -> str | None:
+        pos = bisect.bisect_right(self._starts, address)
+        while pos > 0:
+            pos -= 1
+            start, end, why = self._ranges[pos]
+            if start <= address < end:
+                return why
+            if address - start >= self._longest:
+                break
+        return None

@@ -1,0 +1,71 @@
+"""Module relocations, resolved against the kernel's own section layout.
+
+In a .ko every cross-section reference (table entries pointing into .text, calls to other
+sections) is a zero field plus a RELA entry. The kernel applies them after `layout_sections`
+(arch/x86/kernel/module.c `apply_relocate_add`); we resolve each to *target address = S + A* in
+our emulation of that layout, so table entries become addresses in the same space as the
+module's kallsyms. (CLE, angr's loader, lays sections out its own way, takes ~5 s on xfs.ko and
+does not implement R_X86_64_PC64, which every `__jump_table` key uses; see docs/design.md.)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from probelint.image.elf import SHN_UNDEF, ElfFile
+
+__all__ = ["Reloc", "RelocTable", "apply_relocations"]
+
+_RELA = struct.Struct("<QQq")
+R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_32, R_X86_64_32S, R_X86_64_PC64 = 1, 2, 4, 10, 11, 24
+_SIZES = {R_X86_64_64: 8, R_X86_64_PC32: 4, R_X86_64_PLT32: 4, R_X86_64_32: 4, R_X86_64_32S: 4, R_X86_64_PC64: 8}
+_PC_RELATIVE = frozenset({R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64})
+
+
+@dataclass(frozen=True, slots=True)
+class Reloc:
+    offset: int  # in the section the relocation applies to
+    type: int
+    target: int | None  # S + A in the module layout; None for an undefined (imported) symbol
+    symbol: str
+
+
+class RelocTable:
+    """All RELA relocations of a module, by the index of the section they patch."""
+
+    def __init__(self, elf: ElfFile, section_address: dict[int, int]) -> None:
+        self._by_section: dict[int, list[Reloc]] = {}
+        symbols = elf.symbols()
+        for sec in elf.sections:
+            if sec.type != 4 or sec.info >= len(elf.sections):  # SHT_RELA
+                continue
+            out = []
+            for offset, info, addend in _RELA.iter_unpack(elf.section_bytes(sec)):
+                sym = symbols[info >> 32] if (info >> 32) < len(symbols) else None
+                target = None
+                if sym is not None and sym.shndx != SHN_UNDEF and sym.shndx in section_address:
+                    target = section_address[sym.shndx] + sym.value + addend
+                out.append(Reloc(offset, info & 0xFFFFFFFF, target, sym.name if sym else ""))
+            self._by_section[sec.info] = sorted(out, key=lambda r: r.offset)
+
+    def for_section(self, index: int) -> list[Reloc]:
+        return self._by_section.get(index, [])
+
+    def targets(self, index: int) -> dict[int, int | None]:
+        """Section offset -> resolved target, for reading table fields."""
+        return {r.offset: r.target for r in self.for_section(index)}
+
+
+def apply_relocations(data: bytes, start: int, section_base: int, relocs: list[Reloc]) -> bytes:
+    """Patch `data` (section bytes from offset `start`) the way apply_relocate_add() would;
+    imported symbols (unknown here) stay zero, which changes no instruction length."""
+    buf = bytearray(data)
+    for r in relocs:
+        size = _SIZES.get(r.type)
+        pos = r.offset - start
+        if size is None or r.target is None or pos < 0 or pos + size > len(buf):
+            continue
+        value = r.target - (section_base + r.offset) if r.type in _PC_RELATIVE else r.target
+        buf[pos : pos + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+    return bytes(buf)

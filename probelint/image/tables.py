@@ -1,0 +1,120 @@
+"""The kernel's special sections, described once as data and read by one generic reader.
+
+Like objtool's special.c: each table is a row (vmlinux bounds symbols, module section name,
+entry size, fields); `read_table` returns its entries with every pointer field resolved to an
+address in the image's address space. A vmlinux's linker has already resolved its fields
+(rel32 = field address + s32); a module's fields are zero plus a relocation (target = S + A).
+Bounds come from the ``__start_*``/``__stop_*`` symbols, not section headers: ``__mcount_loc``
+and ``_kprobe_blacklist`` are merged into ``.init.data`` in a vmlinux. Layouts are those of
+Linux 6.1 x86-64 (Debian's config: GENERIC_BUG_RELATIVE_POINTERS + DEBUG_BUGVERBOSE).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from probelint.image.kernel import Image
+
+__all__ = ["TABLES", "Field", "Kind", "Table", "read_table"]
+
+
+class Kind(enum.Enum):
+    ABS64 = "abs64"  # absolute address (R_X86_64_64 in a module)
+    REL32 = "rel32"  # address of the field + signed 32-bit value (R_X86_64_PC32)
+    REL64 = "rel64"  # address of the field + signed 64-bit value (R_X86_64_PC64)
+    U8 = "u8"
+    U16 = "u16"
+    S32 = "s32"
+
+
+_FORMATS = {Kind.ABS64: "<Q", Kind.REL32: "<i", Kind.REL64: "<q", Kind.U8: "<B", Kind.U16: "<H", Kind.S32: "<i"}
+_POINTERS = frozenset({Kind.ABS64, Kind.REL32, Kind.REL64})
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    offset: int
+    kind: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    start: str  # vmlinux bounds symbols
+    stop: str
+    section: str  # module section
+    entry_size: int
+    fields: tuple[Field, ...]
+    consumer: str  # the kernel code that reads it
+
+
+def _t(name: str, start: str, stop: str, section: str, size: int, fields: str, consumer: str) -> Table:
+    parsed = []
+    for spec in fields.split():
+        fname, offset, kind = spec.split(":")
+        parsed.append(Field(fname, int(offset), Kind(kind)))
+    return Table(name, start, stop, section, size, tuple(parsed), consumer)
+
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    _t("mcount_loc", "__start_mcount_loc", "__stop_mcount_loc", "__mcount_loc", 8,
+       "addr:0:abs64", "kernel/trace/ftrace.c:ftrace_process_locs"),
+    _t("kprobe_blacklist", "__start_kprobe_blacklist", "__stop_kprobe_blacklist", "_kprobe_blacklist", 8,
+       "addr:0:abs64", "kernel/kprobes.c:populate_kprobe_blacklist"),
+    _t("jump_table", "__start___jump_table", "__stop___jump_table", "__jump_table", 16,
+       "code:0:rel32 target:4:rel32 key:8:rel64", "kernel/jump_label.c:jump_label_text_reserved"),
+    _t("static_call_sites", "__start_static_call_sites", "__stop_static_call_sites", ".static_call_sites", 8,
+       "addr:0:rel32 key:4:rel32", "kernel/static_call_inline.c:static_call_text_reserved"),
+    _t("ex_table", "__start___ex_table", "__stop___ex_table", "__ex_table", 12,
+       "insn:0:rel32 fixup:4:rel32 data:8:s32", "kernel/extable.c:search_exception_tables"),
+    _t("bug_table", "__start___bug_table", "__stop___bug_table", "__bug_table", 12,
+       "addr:0:rel32 file:4:rel32 line:8:u16 flags:10:u16", "lib/bug.c:find_bug"),
+    _t("alt_instructions", "__alt_instructions", "__alt_instructions_end", ".altinstructions", 12,
+       "instr:0:rel32 repl:4:rel32 cpuid:8:u16 instrlen:10:u8 replacementlen:11:u8",
+       "arch/x86/kernel/alternative.c:apply_alternatives"),
+    _t("retpoline_sites", "__retpoline_sites", "__retpoline_sites_end", ".retpoline_sites", 4,
+       "addr:0:rel32", "arch/x86/kernel/alternative.c:apply_retpolines"),
+    _t("return_sites", "__return_sites", "__return_sites_end", ".return_sites", 4,
+       "addr:0:rel32", "arch/x86/kernel/alternative.c:apply_returns"),
+    _t("parainstructions", "__parainstructions", "__parainstructions_end", ".parainstructions", 16,
+       "instr:0:abs64 type:8:u8 len:9:u8", "arch/x86/kernel/alternative.c:apply_paravirt"),
+    _t("smp_locks", "__smp_locks", "__smp_locks_end", ".smp_locks", 4,
+       "addr:0:rel32", "arch/x86/kernel/alternative.c:alternatives_smp_lock"),
+)}
+
+
+def read_table(image: Image, table: Table) -> list[dict[str, int]]:
+    """Entries of `table` in `image` (empty if the image has no such table)."""
+    if image.layout is None:
+        bounds = image.raw_symbol(table.start), image.raw_symbol(table.stop)
+        if bounds[0] is None or bounds[1] is None or bounds[1] <= bounds[0]:
+            return []
+        base = bounds[0]
+        data = image.read(base, bounds[1] - base)
+        targets: dict[int, int | None] = {}
+    else:
+        sec = image.elf.section(table.section)
+        if sec is None:
+            return []
+        base = image.section_address(sec)
+        data = image.elf.section_bytes(sec)
+        targets = image.relocations.targets(sec.index)
+    entries = []
+    for start in range(0, len(data) - table.entry_size + 1, table.entry_size):
+        entry = {}
+        for f in table.fields:
+            field_offset = start + f.offset
+            (value,) = struct.unpack_from(_FORMATS[f.kind], data, field_offset)
+            if f.kind in _POINTERS:
+                if image.layout is not None:
+                    value = targets.get(field_offset) or 0
+                elif f.kind is not Kind.ABS64:
+                    value = (base + field_offset + value) & 0xFFFF_FFFF_FFFF_FFFF
+            entry[f.name] = value
+        entries.append(entry)
+    return entries
