@@ -78,7 +78,7 @@ def _subcommand(argv: list[str]) -> int:
     if argv[0] == "rules":
         for rule in all_rules().values():
             errno = f" ({rule.errno})" if rule.errno else ""
-            print(f"{rule.id}  {str(rule.severity):7}  {rule.name:28} {rule_summary(rule.id)}{errno}")
+            print(f"{rule.id}  {rule.severity!s:7}  {rule.name:28} {rule_summary(rule.id)}{errno}")
         return 0
     if len(argv) != 2:
         print("usage: probelint rule ID", file=sys.stderr)
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _SUBCOMMANDS and not os.path.exists(argv[0]):
         return _subcommand(argv)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     try:
         return _run(args)
     except InputError as exc:

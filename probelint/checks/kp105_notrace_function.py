@@ -34,6 +34,15 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         detail = f"neither {sym.name} nor its base function {base} has"
     else:
         detail = f"{sym.name} has"
+    if ctx.address is not None and image.is_init_text(ctx.address):
+        yield Hit(f"{ctx.where()} is init text, freed after boot together with its ftrace records: "
+                  f"kprobe_events refuses it as a notrace function")
+        return
+    sec = image.section_at(ctx.address) if ctx.address is not None else None
+    if sec is not None and not sec.is_exec:
+        yield Hit(f"{ctx.where()} is not a function but data (in {sec.name}): kprobe_events refuses it as "
+                  f"a notrace function (no ftrace call site)")
+        return
     yield Hit(
         f"{ctx.where()} is in a notrace function: {detail} no ftrace call site, and kprobe_events "
         f"refuses such functions (\"Could not probe notrace function\")",

@@ -118,8 +118,9 @@ class Image:
 
     @cached_property
     def ftrace_sites(self) -> list[int]:
-        """Sorted fentry call sites (__mcount_loc; zero entries are skipped as ftrace does)."""
-        return sorted({e["addr"] for e in self.table("mcount_loc") if e["addr"]})
+        """Sorted fentry call sites of a running kernel: __mcount_loc minus zero entries (skipped by
+        ftrace_process_locs) and init-text sites (freed by ftrace_free_init_mem after boot)."""
+        return sorted({e["addr"] for e in self.table("mcount_loc") if e["addr"] and not self.is_init_text(e["addr"])})
 
     def ftrace_site_in(self, start: int, end: int) -> int | None:
         """ftrace_location_range(start, end - 1): the first site whose 5 bytes overlap."""

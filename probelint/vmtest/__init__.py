@@ -9,7 +9,13 @@ Usage::
 or ``python -m probelint.vmtest probes.txt``.  Standard library only.
 """
 
-from .download import HarnessUnavailable, default_cache_dir, ensure_busybox, ensure_debug_vmlinux, ensure_kernel
+from .download import (
+    HarnessUnavailable,
+    default_cache_dir,
+    ensure_busybox,
+    ensure_debug_vmlinux,
+    ensure_kernel,
+)
 from .runner import (
     CRASH_ERRNO,
     DEFAULT_KERNEL_PACKAGE,

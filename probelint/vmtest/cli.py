@@ -51,17 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     try:
         report = run_probes_report(
-            specs, kernel_package=args.kernel_package, cpu=args.cpu, modules=args.module,
-            cache_dir=args.cache_dir, phases=phases, batch_size=args.batch_size,
-            cmdline_extra=args.cmdline, log=log,
-        )  # fmt: skip
+            specs,
+            kernel_package=args.kernel_package,
+            cpu=args.cpu,
+            modules=args.module,
+            cache_dir=args.cache_dir,
+            phases=phases,
+            batch_size=args.batch_size,
+            cmdline_extra=args.cmdline,
+            log=log,
+        )
     except (HarnessUnavailable, GuestBootError) as exc:
         print(f"vmtest: {exc}", file=sys.stderr)
         return 2
     if args.verbose:
         for b in report.boots:
-            print(f"boot of {len(b.indices)} probes: {b.elapsed:.1f}s wall, guest milestones {b.milestones}, "
-                  f"settle {b.settle}, cpu {b.cpu_model!r}, modules {b.modules}", file=sys.stderr)  # fmt: skip
+            print(
+                f"boot of {len(b.indices)} probes: {b.elapsed:.1f}s wall, guest milestones {b.milestones}, "
+                f"settle {b.settle}, cpu {b.cpu_model!r}, modules {b.modules}",
+                file=sys.stderr,
+            )
         if report.boots:
             v = report.boots[0].vulnerabilities
             print("vulnerabilities: " + "; ".join(f"{k}: {x}" for k, x in sorted(v.items())), file=sys.stderr)

@@ -42,7 +42,7 @@ _apt_updated = False
 
 
 def default_cache_dir() -> Path:
-    """Return the cache root: ``$PROBELINT_CACHE``, ``$XDG_CACHE_HOME/probelint`` or ``~/.cache/probelint``."""
+    """Cache root: ``$PROBELINT_CACHE``, ``$XDG_CACHE_HOME/probelint`` or ``~/.cache/probelint``."""
     env = os.environ.get("PROBELINT_CACHE")
     if env:
         return Path(env)
@@ -99,9 +99,7 @@ def ensure_deb(package: str, cache_dir: Path | None = None) -> Path:
             proc = _run(["apt-get", "download", package], cwd=kdir)
     found = _find_deb(kdir, package)
     if proc.returncode != 0 or found is None:
-        raise HarnessUnavailable(
-            f"apt-get download {package} failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-        )
+        raise HarnessUnavailable(f"apt-get download {package} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
     return found
 
 
@@ -139,16 +137,11 @@ def extract_members(deb: Path, members: list[str]) -> Path:
     if todo:
         if shutil.which("dpkg-deb") is None:
             raise HarnessUnavailable("dpkg-deb is not available")
-        cmd = (
-            f"dpkg-deb --fsys-tarfile {_q(deb)} | tar -x -C {_q(dest)} "
-            + " ".join(_q(m) for m in todo)
-        )
+        cmd = f"dpkg-deb --fsys-tarfile {_q(deb)} | tar -x -C {_q(dest)} " + " ".join(_q(m) for m in todo)
         proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False)
         missing = [m for m in todo if not (dest / m).exists()]
         if proc.returncode != 0 or missing:
-            raise HarnessUnavailable(
-                f"cannot extract {missing or todo} from {deb}: {proc.stderr.strip()[-500:]}"
-            )
+            raise HarnessUnavailable(f"cannot extract {missing or todo} from {deb}: {proc.stderr.strip()[-500:]}")
     return dest
 
 
@@ -236,9 +229,7 @@ def _pick_image_package(kernel_package: str, cache_dir: Path | None) -> Path:
     raise HarnessUnavailable("; ".join(errors))
 
 
-def ensure_kernel(
-    kernel_package: str, cache_dir: Path | None = None, modules: list[str] | None = None
-) -> KernelBundle:
+def ensure_kernel(kernel_package: str, cache_dir: Path | None = None, modules: list[str] | None = None) -> KernelBundle:
     """Fetch ``<kernel_package>-unsigned`` (or the package itself) and extract the bzImage and modules.
 
     ``modules`` are names (``xfs``) or in-package paths; their ``depends=`` are
@@ -267,13 +258,13 @@ def ensure_kernel(
         if key in seen:
             return
         if key in chain:
-            raise HarnessUnavailable(f"module dependency cycle: {' -> '.join(chain + (key,))}")
+            raise HarnessUnavailable(f"module dependency cycle: {' -> '.join((*chain, key))}")
         member = by_key.get(key)
         if member is None:
             raise HarnessUnavailable(f"module {name!r} not found in {deb.name}")
         path = _decompressed(extract_members(deb, [member]) / member)
         for dep in filter(None, modinfo(path).get("depends", "").split(",")):
-            visit(dep, chain + (key,))
+            visit(dep, (*chain, key))
         seen.add(key)
         order.append(path)
 

@@ -47,7 +47,7 @@ def _pad4(n: int) -> int:
 def write_newc(entries: list[CpioEntry]) -> bytes:
     """Serialise ``entries`` as an uncompressed cpio ``newc`` (070701) archive with trailer."""
     out = io.BytesIO()
-    all_entries = entries + [CpioEntry("TRAILER!!!", 0)]
+    all_entries = [*entries, CpioEntry("TRAILER!!!", 0)]
     for ino, e in enumerate(all_entries, start=1):
         name = e.name.lstrip("/").encode() + b"\0"
         nlink = 2 if (e.mode & 0o170000) == 0o040000 else 1

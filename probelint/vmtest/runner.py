@@ -64,7 +64,12 @@ class KernelVerdict:
     @property
     def flags(self) -> str:
         """``OPTIMIZED``/``FTRACE``/``DISABLED``/``GONE`` joined by ``,`` ("" for a plain int3 probe)."""
-        names = [("OPTIMIZED", self.optimized), ("FTRACE", self.ftrace), ("DISABLED", self.disabled), ("GONE", self.gone)]
+        names = [
+            ("OPTIMIZED", self.optimized),
+            ("FTRACE", self.ftrace),
+            ("DISABLED", self.disabled),
+            ("GONE", self.gone),
+        ]
         return ",".join(n for n, v in names if v)
 
 
@@ -148,9 +153,13 @@ def parse_spec(spec: str) -> ProbeTarget:
     return t
 
 
+# names the kernel uses where Python's errorcode picks an alias
+_PREFERRED = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EAGAIN: "EAGAIN", _errno.EDEADLK: "EDEADLK"}
+
+
 def _errno_table() -> dict[str, str]:
     table: dict[str, str] = {}
-    for code, name in _errno.errorcode.items():
+    for code, name in {**_errno.errorcode, **_PREFERRED}.items():
         text = os.strerror(code)
         if not text.startswith("Unknown error"):
             table.setdefault(text, name)
@@ -159,11 +168,26 @@ def _errno_table() -> dict[str, str]:
 
 _ERRNO_TEXT = _errno_table()
 # kernel-internal codes that leak to user space as "Unknown error N"
-_KERNEL_ONLY = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 515: "ENOIOCTLCMD",
-                516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER", 518: "EOPENSTALE", 519: "ENOPARAM",
-                521: "EBADHANDLE", 522: "ENOTSYNC", 523: "EBADCOOKIE", 524: "ENOTSUPP", 525: "ETOOSMALL",
-                526: "ESERVERFAULT", 527: "EBADTYPE", 528: "EJUKEBOX", 529: "EIOCBQUEUED",
-                530: "ERECALLCONFLICT"}  # fmt: skip
+_KERNEL_ONLY = {
+    512: "ERESTARTSYS",
+    513: "ERESTARTNOINTR",
+    514: "ERESTARTNOHAND",
+    515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK",
+    517: "EPROBE_DEFER",
+    518: "EOPENSTALE",
+    519: "ENOPARAM",
+    521: "EBADHANDLE",
+    522: "ENOTSYNC",
+    523: "EBADCOOKIE",
+    524: "ENOTSUPP",
+    525: "ETOOSMALL",
+    526: "ESERVERFAULT",
+    527: "EBADTYPE",
+    528: "EJUKEBOX",
+    529: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT",
+}
 
 
 def errno_name(text: str) -> str | None:
@@ -171,7 +195,7 @@ def errno_name(text: str) -> str | None:
     m = re.search(r"Unknown error (\d+)", text)
     if m:
         code = int(m.group(1))
-        return _KERNEL_ONLY.get(code) or _errno.errorcode.get(code) or f"E{code}"
+        return _KERNEL_ONLY.get(code) or _PREFERRED.get(code) or _errno.errorcode.get(code) or f"E{code}"
     best: tuple[int, str] | None = None
     for msg, name in _ERRNO_TEXT.items():
         if msg in text and (best is None or len(msg) > best[0]):
@@ -196,7 +220,7 @@ _FLAG_RE = re.compile(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]")
 
 
 def parse_list_line(line: str) -> ListEntry | None:
-    """Parse ``ffffffff8134cc50  k  vfs_read+0x0  [FTRACE]`` (module name optional); None if not a probe line."""
+    """Parse ``ffffffff8134cc50  k  vfs_read+0x0  [FTRACE]`` (module optional); None if not a probe."""
     toks = line.split()
     if len(toks) < 3 or toks[1] not in ("k", "r"):
         return None
@@ -287,7 +311,7 @@ def parse_report(text: str, info: BootInfo) -> _GuestReport:
             if k:
                 rep.kallsyms.append(k)
         elif tag == "S":
-            ph, secs, count = (rest.split() + ["0", "0", "0"])[:3]
+            ph, secs, count = ([*rest.split(), "0", "0", "0"])[:3]
             info.settle.append((int(ph), int(secs), int(count) if count.lstrip("-").isdigit() else -1))
         elif tag == "T":
             parts = rest.split()
@@ -332,15 +356,26 @@ def _verdicts(
         status = rep.writes.get(i)
         elog = rep.error_log.get(i, [])
         if status is None:
-            out[i] = KernelVerdict(specs[i], False, "NOT_RUN", "guest did not report this probe", False, False, False, None)
+            out[i] = KernelVerdict(
+                specs[i], False, "NOT_RUN", "guest did not report this probe", False, False, False, None
+            )
             continue
         if status != "OK":
             errs = [line for line in elog if "error:" in line]
             msg = status + (f" | {errs[0].split('error:', 1)[1].strip()}" if errs else "")
             out[i] = KernelVerdict(
-                specs[i], False, errno_name(status) or "UNKNOWN", msg, False, False, False, None,
-                error_log=elog, dmesg=rep.dmesg.get(i, []), phase=phase_of[i],
-            )  # fmt: skip
+                specs[i],
+                False,
+                errno_name(status) or "UNKNOWN",
+                msg,
+                False,
+                False,
+                False,
+                None,
+                error_log=elog,
+                dmesg=rep.dmesg.get(i, []),
+                phase=phase_of[i],
+            )
             continue
         addr = resolve_address(t, rep.kallsyms)
         phase_flags: list[str | None] = []
@@ -349,7 +384,9 @@ def _verdicts(
             e = _match(t, addr, rep.lists[ph]) if ph >= phase_of[i] else None
             phase_flags.append(None if e is None else ",".join(sorted(e.flags)))
             final = e
-        v = KernelVerdict(specs[i], True, None, "", False, False, False, None, phase=phase_of[i], phase_flags=phase_flags)
+        v = KernelVerdict(
+            specs[i], True, None, "", False, False, False, None, phase=phase_of[i], phase_flags=phase_flags
+        )
         v.enable_error = rep.enable.get(i, "")
         if final is not None:
             v.listed, v.list_line, v.address = True, final.line, final.address
@@ -411,7 +448,14 @@ def run_probes_report(
         gp = [GuestProbe(i, phase_of[i], targets[i].kind, targets[i].body) for i in indices]
         names = [targets[i].symbol for i in indices if targets[i].symbol]
         initrd = build_initramfs(
-            busybox, gp, bundle.modules, [x for x in names if x], n_phases, settle_min, settle_stable, settle_max
+            busybox,
+            gp,
+            bundle.modules,
+            [x for x in names if x],
+            n_phases,
+            settle_min,
+            settle_stable,
+            settle_max,
         )
         timeout = 60 + 0.3 * len(indices) + settle_max * (n_phases - 1) + 15 * len(bundle.modules)
         res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=timeout, cmdline_extra=cmdline_extra)
@@ -422,8 +466,17 @@ def run_probes_report(
         return res, info, rep
 
     def crash(i: int, info: BootInfo, why: str) -> KernelVerdict:
-        return KernelVerdict(specs[i], False, CRASH_ERRNO, f"{why}\n{info.console_tail}", False, False, False, None,
-                             phase=phase_of[i])  # fmt: skip
+        return KernelVerdict(
+            specs[i],
+            False,
+            CRASH_ERRNO,
+            f"{why}\n{info.console_tail}",
+            False,
+            False,
+            False,
+            None,
+            phase=phase_of[i],
+        )
 
     def attempt(indices: list[int]) -> None:
         res, info, rep = run(indices)
@@ -477,9 +530,15 @@ def run_probes(
     :class:`GuestBootError` when the guest cannot boot at all.
     """
     return run_probes_report(
-        specs, kernel_package=kernel_package, cpu=cpu, modules=modules, cache_dir=cache_dir,
-        phases=phases, batch_size=batch_size, cmdline_extra=cmdline_extra,
-    ).verdicts  # fmt: skip
+        specs,
+        kernel_package=kernel_package,
+        cpu=cpu,
+        modules=modules,
+        cache_dir=cache_dir,
+        phases=phases,
+        batch_size=batch_size,
+        cmdline_extra=cmdline_extra,
+    ).verdicts
 
 
 __all__ += ["CRASH_ERRNO", "DEFAULT_KERNEL_PACKAGE", "HarnessUnavailable", "parse_report", "resolve_address"]

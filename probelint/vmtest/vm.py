@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .download import HarnessUnavailable
 
-__all__ = ["BootResult", "DEFAULT_CMDLINE", "boot", "qemu_binary"]
+__all__ = ["DEFAULT_CMDLINE", "BootResult", "boot", "qemu_binary"]
 
 DEFAULT_CMDLINE = "console=ttyS0 nokaslr panic=-1 quiet"
 
