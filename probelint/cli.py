@@ -93,7 +93,7 @@ def _subcommand(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _SUBCOMMANDS and not os.path.exists(argv[0]):
+    if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]):
         return _subcommand(argv)
     args = _parser().parse_intermixed_args(argv)
     try:

@@ -363,6 +363,8 @@ def _verdicts(
         if status != "OK":
             errs = [line for line in elog if "error:" in line]
             msg = status + (f" | {errs[0].split('error:', 1)[1].strip()}" if errs else "")
+            for line in rep.dmesg.get(i, []):  # e.g. "Could not probe notrace function X"
+                msg += " | " + re.sub(r"^\[[\s\d.]+\]\s*", "", line)
             out[i] = KernelVerdict(
                 specs[i],
                 False,

@@ -1,0 +1,55 @@
+import pytest
+
+from probelint.spec import ParseProblem, ProbeSpec, parse_line
+
+
+def parse(text: str) -> ProbeSpec:
+    spec = parse_line(text, "f", 1)
+    assert isinstance(spec, ProbeSpec), spec
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("text", "symbol", "module", "offset", "is_return", "column"),
+    [
+        ("vfs_read", "vfs_read", None, 0, False, 1),
+        ("vfs_read+0x1c", "vfs_read", None, 0x1c, False, 1),
+        ("vfs_read+28", "vfs_read", None, 28, False, 1),
+        ("  xfs:xfs_buf_read_map+4", "xfs_buf_read_map", "xfs", 4, False, 3),
+        ("vfs_read%return", "vfs_read", None, 0, True, 1),
+        ("p:grp/ev vfs_read+0x5 arg=%di:u64", "vfs_read", None, 5, False, 10),
+        ("p vfs_read", "vfs_read", None, 0, False, 3),
+        ("r:ev vfs_read", "vfs_read", None, 0, True, 6),
+        ("r16:ev xfs:xfs_buf_read_map", "xfs_buf_read_map", "xfs", 0, True, 8),
+        ("kprobe:vfs_read+0x5", "vfs_read", None, 5, False, 8),
+        ("kprobe:xfs:xfs_buf_read_map", "xfs_buf_read_map", "xfs", 0, False, 8),
+        ("kretprobe:vfs_read", "vfs_read", None, 0, True, 11),
+        ("foo.cold+2 # comment", "foo.cold", None, 2, False, 1),
+    ],
+)
+def test_accepted_spellings(text, symbol, module, offset, is_return, column):
+    spec = parse(text)
+    assert (spec.symbol, spec.module, spec.offset, spec.is_return) == (symbol, module, offset, is_return)
+    assert spec.location.column == column
+
+
+def test_addresses_follow_kstrtoul():
+    assert parse("0xffffffff8134cc50").address == 0xFFFFFFFF8134CC50
+    assert parse("0777").address == 0o777  # octal, as the kernel reads it
+    assert parse("4096").address == 4096
+
+
+def test_octal_offset_is_flagged():
+    assert parse("f+010").octal_offset and parse("f+010").offset == 8
+    assert not parse("f+0x10").octal_offset and not parse("f+0").octal_offset
+
+
+@pytest.mark.parametrize("text", ["f+", "f+08", "f+0x", "f-1", "f%entry", "f+0x100000000", "p2:ev f",
+                                  "r0:ev f", "r5000:ev f", "1f", "a b", ":f"])
+def test_malformed(text):
+    assert isinstance(parse_line(text, "f", 3), ParseProblem)
+
+
+def test_comments_blank_and_delete_lines_are_skipped():
+    for text in ("", "   ", "# just a comment", "-:grp/ev"):
+        assert parse_line(text, "f", 1) is None

@@ -1,0 +1,255 @@
+"""Tests of the QEMU ground-truth harness (probelint.vmtest).
+
+The pure parts run everywhere in well under a second.  ``test_real_kernel`` boots
+Debian's 6.1 cloud kernel under QEMU (markers ``kernel`` and ``vm``) and is skipped
+when QEMU or the packages cannot be had.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from probelint.vmtest import HarnessUnavailable, errno_name, parse_list_line, parse_spec, run_probes
+from probelint.vmtest import runner as vmrunner
+from probelint.vmtest.cli import read_probe_file
+from probelint.vmtest.download import KernelBundle, kernel_abi
+from probelint.vmtest.initramfs import CpioEntry, GuestProbe, build_initramfs, read_newc, write_newc
+from probelint.vmtest.vm import BootResult
+
+# ------------------------------------------------------------------ kprobes/list parsing
+
+
+def test_parse_list_line_vmlinux_ftrace() -> None:
+    e = parse_list_line("ffffffff8134cc50  k  vfs_read+0x0    [FTRACE]")
+    assert e is not None
+    assert (e.address, e.kind, e.symbol, e.offset, e.module) == (0xFFFFFFFF8134CC50, "k", "vfs_read", 0, None)
+    assert e.flags == {"FTRACE"}
+
+
+def test_parse_list_line_module_and_flags() -> None:
+    e = parse_list_line("ffffffffc029db06  k  xfs_fs_statfs+0x16  xfs [OPTIMIZED]")
+    assert e is not None and e.module == "xfs" and e.offset == 0x16 and e.flags == {"OPTIMIZED"}
+    e = parse_list_line("ffffffffc02810b0  r  xfs_file_read_iter+0x0  xfs [DISABLED][FTRACE]")
+    assert e is not None and e.kind == "r" and e.flags == {"DISABLED", "FTRACE"}
+    e = parse_list_line("ffffffff8134cc7b  k  vfs_read+0x2b    ")
+    assert e is not None and e.flags == frozenset() and e.symbol == "vfs_read"
+    e = parse_list_line("ffffffff8134cc7b  k  NF_HOOK.constprop.0.isra.0+0x4    [GONE]")
+    assert e is not None and e.symbol == "NF_HOOK.constprop.0.isra.0" and e.flags == {"GONE"}
+
+
+def test_parse_list_line_rejects_noise() -> None:
+    assert parse_list_line("") is None
+    assert parse_list_line("cat: can't open '/sys/kernel/debug/kprobes/list'") is None
+
+
+# ------------------------------------------------------------------ errno mapping
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("sh: write error: Invalid or incomplete multibyte or wide character", "EILSEQ"),
+        ("sh: write error: Invalid argument", "EINVAL"),
+        ("sh: write error: Cannot assign requested address", "EADDRNOTAVAIL"),
+        ("sh: write error: No such file or directory", "ENOENT"),
+        ("sh: write error: Operation not supported", "EOPNOTSUPP"),
+        ("sh: write error: No space left on device", "ENOSPC"),
+        ("sh: write error: Device or resource busy", "EBUSY"),
+        ("sh: write error: Argument list too long", "E2BIG"),
+        ("sh: write error: Unknown error 524", "ENOTSUPP"),
+        ("sh: write error: something else", None),
+    ],
+)
+def test_errno_name(text: str, name: str | None) -> None:
+    assert errno_name(text) == name
+
+
+# ------------------------------------------------------------------ spec parsing
+
+
+def test_parse_spec() -> None:
+    t = parse_spec("xfs:xfs_iread+4")
+    assert (t.kind, t.module, t.symbol, t.offset, t.is_return) == ("p", "xfs", "xfs_iread", 4, False)
+    t = parse_spec("vfs_read+0x1c")
+    assert (t.module, t.symbol, t.offset) == (None, "vfs_read", 0x1C)
+    t = parse_spec("vfs_read%return")
+    assert t.is_return and t.symbol == "vfs_read" and t.body == "vfs_read%return"
+    t = parse_spec("r:vfs_write")
+    assert t.kind == "r" and t.is_return and t.body == "vfs_write"
+    t = parse_spec("r16:vfs_write $retval")
+    assert t.kind == "r16" and t.body == "vfs_write $retval" and t.symbol == "vfs_write"
+    t = parse_spec("0xffffffff8134cc50")
+    assert t.address == 0xFFFFFFFF8134CC50 and t.symbol is None
+    with pytest.raises(ValueError):
+        parse_spec("   ")
+
+
+def test_kernel_abi() -> None:
+    assert kernel_abi("linux-image-6.1.0-56-cloud-amd64") == "6.1.0-56-cloud-amd64"
+    assert kernel_abi("linux-image-6.1.0-56-cloud-amd64-unsigned") == "6.1.0-56-cloud-amd64"
+
+
+def test_read_probe_file_phases() -> None:
+    specs, phases = read_probe_file("# c\nvfs_read  # ftrace\n\nvfs_read+0x5\n---\nvfs_read+0x7\n")
+    assert specs == ["vfs_read", "vfs_read+0x5", "vfs_read+0x7"]
+    assert phases == [[0, 1], [2]]
+    assert read_probe_file("a\nb\n")[1] is None
+
+
+# ------------------------------------------------------------------ cpio writer
+
+
+def _entries() -> list[CpioEntry]:
+    return [
+        CpioEntry("bin", 0o040755),
+        CpioEntry("bin/hello", 0o100755, b"#!/bin/sh\necho hi\n"),
+        CpioEntry("bin/sh", 0o120777, b"busybox"),
+        CpioEntry("dev/console", 0o020600, rdev=(5, 1)),
+        CpioEntry("odd", 0o100644, b"x" * 5),
+    ]
+
+
+def test_newc_roundtrip() -> None:
+    blob = write_newc(_entries())
+    assert blob.startswith(b"070701") and len(blob) % 4 == 0
+    back = read_newc(blob)
+    assert [(e.name, e.mode, e.data, e.rdev) for e in back] == [(e.name, e.mode, e.data, e.rdev) for e in _entries()]
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
+def test_newc_accepted_by_cpio() -> None:
+    proc = subprocess.run(["cpio", "-t", "-v"], input=write_newc(_entries()), capture_output=True, check=True)
+    listing = proc.stdout.decode()
+    assert [line.split()[-1] for line in listing.splitlines()][:3] == ["bin", "bin/hello", "busybox"]
+    assert "bin/sh -> busybox" in listing and "dev/console" in listing
+
+
+def test_build_initramfs(tmp_path: Path) -> None:
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"\x7fELF fake")
+    ko = tmp_path / "m.ko"
+    ko.write_bytes(b"module")
+    probes = [GuestProbe(0, 0, "p", "vfs_read+0x1"), GuestProbe(1, 1, "r", "vfs_write")]
+    blob = build_initramfs(bb, probes, [ko], ["vfs_read", "vfs_write"], n_phases=2)
+    files = {e.name: e for e in read_newc(gzip.decompress(blob))}
+    assert files["bin/busybox"].data == b"\x7fELF fake"
+    assert files["probes.txt"].data == b"0 0 p vfs_read+0x1\n1 1 r vfs_write\n"
+    assert files["modules.txt"].data == b"m.ko\n" and files["lib/modules/m.ko"].data == b"module"
+    init = files["init"].data.decode()
+    assert init.startswith("#!/bin/sh") and "kprobe_events" in init and "-lt 2 ]" in init
+    with pytest.raises(ValueError):
+        build_initramfs(bb, [GuestProbe(0, 0, "p", "a\nb")])
+
+
+# ------------------------------------------------------------------ report -> verdicts
+
+_REPORT = """\
+T 0 boot 2.1
+U 6.1.0-56-cloud-amd64
+V retbleed Not affected
+T 0 registering 2.3
+R 0 OK
+R 1 ERR sh: write error: Invalid or incomplete multibyte or wide character
+E 1 [    3.3] trace_kprobe: error: Probe point is not an instruction boundary
+E 1   Command: p:pl/p1 vfs_read+0x1
+R 2 OK
+R 3 OK
+R 4 OK
+R 5 ERR sh: write error: Cannot assign requested address
+D 5 [    4.07] trace_kprobe: some dmesg line
+S 0 6 2
+L 0 ffffffff8134cc50  k  vfs_read+0x0    [FTRACE]
+L 0 ffffffff8134cc50  r  vfs_read+0x0    [FTRACE]
+L 0 ffffffff8134cc63  k  vfs_read+0x13    [OPTIMIZED]
+L 0 ffffffff8134d7c0  k  ksys_read+0x0    [FTRACE]
+K ffffffff8134cc50 T vfs_read
+K ffffffff8134d7c0 T ksys_read
+DONE
+"""
+
+
+def test_report_to_verdicts() -> None:
+    specs = ["vfs_read", "vfs_read+0x1", "vfs_read+0x13", "vfs_read%return", "vfs_read+0xb70", "__pte"]
+    targets = [parse_spec(s) for s in specs]
+    info = vmrunner.BootInfo(list(range(6)), 1.0, True, False)
+    rep = vmrunner.parse_report(_REPORT, info)
+    out = vmrunner._verdicts(specs, targets, [0] * 6, list(range(6)), rep)
+    v = [out[i] for i in range(6)]
+    assert v[0].registered and v[0].ftrace and not v[0].optimized and v[0].address == 0xFFFFFFFF8134CC50
+    assert v[0].list_line.split()[1] == "k"
+    assert not v[1].registered and v[1].errno == "EILSEQ" and "not an instruction boundary" in v[1].message
+    assert v[2].optimized and v[2].flags == "OPTIMIZED"
+    assert v[3].list_line.split()[1] == "r"  # the kretprobe line, not the kprobe at the same address
+    assert v[4].address == 0xFFFFFFFF8134D7C0 and v[4].ftrace  # re-based into ksys_read via kallsyms
+    assert v[5].errno == "EADDRNOTAVAIL" and v[5].message.endswith(" | trace_kprobe: some dmesg line")
+    assert info.settle == [(0, 6, 2)] and info.vulnerabilities == {"retbleed": "Not affected"}
+
+
+def test_crash_is_bisected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A probe that kills the guest is isolated; the others still get their verdicts."""
+    bundle = KernelBundle("x", tmp_path / "bzImage")
+    monkeypatch.setattr(vmrunner, "ensure_kernel", lambda *a, **k: bundle)
+    monkeypatch.setattr(vmrunner, "ensure_busybox", lambda *a, **k: tmp_path / "bb")
+    (tmp_path / "bb").write_bytes(b"")
+    boots: list[int] = []
+
+    def fake_boot(_bz: Path, initrd: bytes, **_kw: object) -> BootResult:
+        files = {e.name: e.data for e in read_newc(gzip.decompress(initrd))}
+        lines = [ln.split(" ", 3) for ln in files["probes.txt"].decode().splitlines()]
+        boots.append(len(lines))
+        out = ["T 0 boot 1", "T 0 registering 1"]
+        for _ph, idx, _k, body in lines:
+            if body == "boom":
+                return BootResult("\n".join(out), "Oops: boom\nKernel panic", 0, False, 1.0, [])
+            out.append(f"R {idx} OK")
+        out.append("DONE")
+        return BootResult("\n".join(out), "", 0, False, 1.0, [])
+
+    monkeypatch.setattr(vmrunner, "boot", fake_boot)
+    specs = ["a", "b", "boom", "c", "d"]
+    v = run_probes(specs)
+    assert [x.errno for x in v] == [None, None, "GUEST_CRASH", None, None]
+    assert "Kernel panic" in v[2].message
+    assert boots[0] == 5 and len(boots) <= 6
+
+
+# ------------------------------------------------------------------ the real kernel
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_real_kernel() -> None:
+    """Boot Debian's linux-image-6.1.0-56-cloud-amd64 under QEMU (qemu64) and check known verdicts."""
+    specs = [
+        "vfs_read",  # fentry site -> ftrace-based
+        "vfs_read+0x1",  # inside the fentry call
+        "vfs_read+0x13",  # mov %gs:0x28,%rax: jump-optimizable on qemu64
+        "vfs_read+0xc2",  # mid-instruction
+        "vfs_read+0xed",  # inside jmp __x86_return_thunk, int3-patched at boot on qemu64
+        "vfs_read%return",
+        "do_int3",  # NOKPROBE_SYMBOL
+        "asm_exc_int3",  # entry text
+        "probelint_no_such_symbol",
+        "__pte",  # two static functions of that name
+    ]
+    try:
+        v = run_probes(specs, kernel_package="linux-image-6.1.0-56-cloud-amd64", cpu="qemu64")
+    except HarnessUnavailable as exc:
+        pytest.skip(f"kernel VM harness unavailable: {exc}")
+    by = {x.spec: x for x in v}
+    assert by["vfs_read"].registered and by["vfs_read"].ftrace
+    assert by["vfs_read"].address == 0xFFFFFFFF8134CC50  # nokaslr: ELF address
+    assert by["vfs_read+0x1"].errno == "EILSEQ"
+    assert by["vfs_read+0x13"].registered and by["vfs_read+0x13"].optimized
+    assert by["vfs_read+0xc2"].errno == "EILSEQ"
+    assert by["vfs_read+0xed"].errno == "EINVAL"
+    assert by["vfs_read%return"].registered and by["vfs_read%return"].ftrace
+    assert by["do_int3"].errno == "EINVAL"
+    assert by["asm_exc_int3"].errno == "EINVAL"
+    assert by["probelint_no_such_symbol"].errno == "ENOENT"
+    assert by["__pte"].errno == "EADDRNOTAVAIL"
