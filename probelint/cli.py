@@ -30,10 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--fail-level", default="warning", choices=("info", "warning", "error"),
-                   help="lowest severity that makes the exit status 1 (default: warning)")
+    p.add_argument("--fail-level", default="error", choices=("info", "warning", "error"),
+                   help="lowest severity that makes the exit status 1 (default: error, i.e. a probe the "
+                        "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
     p.add_argument("--select", metavar="IDS", help="comma-separated rule ids to report (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids not to report")
+    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret",
+                   help="how the CPU makes the kernel patch its return sites at boot: ret (no return thunk, "
+                        "e.g. Intel without retbleed/ITS, qemu64; the default), rethunk (AMD retbleed/SRSO "
+                        "mitigation), its (Intel ITS: half the sites keep the thunk)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--version", action="version", version=f"probelint {__version__}")
     return p
@@ -108,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from probelint import load_kernel
     from probelint.engine import all_rules, check_probes
+    from probelint.image.runtime import CpuProfile
     from probelint.spec import parse_files
 
     images = [p for p in args.paths if _is_elf(p)]
@@ -120,19 +126,20 @@ def _run(args: argparse.Namespace) -> int:
     selected -= _rule_ids(args.ignore)
 
     kernel = load_kernel(images)
+    kernel.set_profile(CpuProfile(args.cpu_profile))
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
 
     if args.format == "json":
         from probelint.report import json as json_report
 
-        sys.stdout.write(json_report.render(kernel, results))
+        sys.stdout.write(json_report.render(kernel, results, args.cpu_profile))
     else:
         from probelint.report import text
 
         colour = args.color == "always" or (
             args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         )
-        sys.stdout.write(text.render(results, colour=colour))
+        sys.stdout.write(text.render(results, colour=colour, cpu_profile=args.cpu_profile))
     fail_level = Severity.parse(args.fail_level)
     return 1 if any(f.severity >= fail_level for r in results for f in r.findings) else 0

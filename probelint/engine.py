@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
-from probelint import checks
+from probelint import checks, interference
 from probelint.checks import ProbeContext, Rule, Stage
 from probelint.findings import Finding, Severity, Verdict
 from probelint.image.kernel import Kernel
@@ -32,7 +32,20 @@ KERNEL_ORDER = (
     "KP101",  # register_kprobe -> _kprobe_addr
     "KP103",  # check_kprobe_address_safe (after check_ftrace_location): core_kernel_text / __module_text_address
     "KP106",  #   ... within_kprobe_blacklist
+    "KP107",  #   ... jump_label_text_reserved
+    "KP108",  #   ... static_call_text_reserved
+    "KP109",  #   ... find_bug
     "KP104",  # arch_prepare_kprobe: can_probe
+    "KP110",  #   ... __copy_instruction
+    "KP111",  #   ... prepare_emulation
+    "KP112",  #   ... prepare_singlestep
+    "KP202",  # try_to_optimize_kprobe -> can_optimize: room for the jump
+    "KP203",  #   ... whole-function scan: exception table
+    "KP204",  #   ... decodable
+    "KP205",  #   ... indirect jumps
+    "KP206",  #   ... jumps into the window
+    "KP207",  # copy_optimized_instructions: copy + can_boost
+    "KP208",  #   ... reserved text (-EBUSY)
 )
 _REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
 
@@ -99,6 +112,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
             results.append(ProbeResult(item, verdict, [finding] if _wanted("KP001", select) else []))
             continue
         results.append(_check_one(ProbeContext(item, kernel), rules, select))
+    interference.check_set(results, select)
     return results
 
 
@@ -109,21 +123,28 @@ def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
 def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | None) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
     _resolve(ctx)
+    optimize_refused = False
+    ftrace_decided = False
     for rule in rules:
         if rule.id == "KP001":
             continue  # parse problems are reported by `check_probes`
         if rule.stage not in (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE) and ctx.symbol is None:
             continue  # nothing to look at: resolution failed
+        if rule.stage in (Stage.OPTIMIZE, Stage.INFO) and not ftrace_decided:
+            ftrace_decided = True  # registration is over: an exact fentry site makes it ftrace-based
+            ctx.verdict.ftrace = ctx.verdict.registers and ctx.on_ftrace_site
+            ctx.verdict.optimized = ctx.verdict.registers and not ctx.verdict.ftrace
         if rule.stage in _REGISTRATION_STAGES | {Stage.OPTIMIZE} and not ctx.verdict.registers:
             continue  # the kernel stopped at the first refusal
         if rule.stage in (Stage.INSN, Stage.OPTIMIZE) and ctx.on_ftrace_site:
-            continue  # ftrace-based: arch_prepare_kprobe_ftrace() checks no instruction
-        if rule.stage is Stage.INFO and ctx.verdict.registers:
-            ctx.verdict.ftrace = ctx.on_ftrace_site
+            continue  # ftrace-based: no instruction checks, never optimized
+        if rule.stage is Stage.OPTIMIZE and optimize_refused:
+            continue  # the first failed precondition leaves an int3 probe; report only that one
         for hit in rule.check(ctx):
             if rule.errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
                 ctx.verdict.refuse(rule.errno, rule.id)
             elif rule.stage is Stage.OPTIMIZE:
+                optimize_refused = True
                 ctx.verdict.optimized = False
                 ctx.verdict.reasons.append(rule.id)
             if _wanted(rule.id, select):

@@ -17,6 +17,7 @@ Exit status: 0 all agree, 1 some disagreement (or table mismatch), 2 cannot run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -24,25 +25,42 @@ import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernel_decoder import MAX_INSN_SIZE, KernelDecoder, SourceUnavailable, build_kernel_decoder  # noqa: E402
+from kernel_decoder import (
+    MAX_INSN_SIZE,
+    KernelDecoder,
+    SourceUnavailable,
+    WalkResult,
+    build_kernel_decoder,
+)
 
-from probelint.arch import x86  # noqa: E402
-from probelint.image.kallsyms import KSym  # noqa: E402
-from probelint.image.kernel import Image, open_image  # noqa: E402
+from probelint.arch import x86
+from probelint.image.kallsyms import KSym
+from probelint.image.kernel import Image, open_image
 
 DEFAULT_VMLINUX = "/var/cache/probelint-kernels/x/usr/lib/debug/boot/vmlinux-6.1.0-56-cloud-amd64"
 FUNCTION_TYPES = "tTW"
+TEXTS = ("elf", "live")
 
-__all__ = ["Comparison", "Disagreement", "compare", "debian_version", "select_symbols", "table_mismatches"]
+__all__ = [
+    "Comparison",
+    "Disagreement",
+    "TextComparison",
+    "compare",
+    "debian_version",
+    "select_symbols",
+    "table_mismatches",
+]
 
 
 @dataclass
 class Disagreement:
+    text: str  # "elf" or "live"
     symbol: str
     address: int
     offset: int
@@ -52,8 +70,23 @@ class Disagreement:
     probelint_text: str
 
     def __str__(self) -> str:
-        return (f"{self.symbol} {self.address:#x}+{self.offset:#x}: bytes {self.bytes}: "
+        return (f"[{self.text}] {self.symbol} {self.address:#x}+{self.offset:#x}: bytes {self.bytes}: "
                 f"kernel {self.kernel}, probelint {self.probelint} ({self.probelint_text})")
+
+
+@dataclass
+class TextComparison:
+    """The comparison on one rendering of the text (ELF bytes, or live text as patched at boot)."""
+
+    text: str
+    functions_agree: int
+    boundaries_kernel: int
+    boundaries_probelint: int
+    undecodable_both: int
+    disagreements: list[Disagreement]
+    seconds_kernel: float
+    seconds_probelint: float
+    seconds_read: float
 
 
 @dataclass
@@ -62,17 +95,14 @@ class Comparison:
     kernel_source: str
     functions_total: int
     functions_compared: int
-    functions_agree: int
-    boundaries_kernel: int
-    boundaries_probelint: int
-    undecodable_both: int
     tables_checked: int
     table_mismatches: list[str]
-    disagreements: list[Disagreement]
-    seconds_kernel: float
-    seconds_probelint: float
-    seconds_read: float
+    texts: list[TextComparison]
     seconds_build: float
+
+    @property
+    def disagreements(self) -> list[Disagreement]:
+        return [d for t in self.texts for d in t.disagreements]
 
     @property
     def ok(self) -> bool:
@@ -164,39 +194,10 @@ def _describe(pairs: list[tuple[int, int]], failed: int | None, i: int, err: str
     return f"undecodable{err}" if failed is not None else "walk ended"
 
 
-def compare(
-    vmlinux: str | Path,
-    *,
-    sample: int | None = None,
-    seed: int = 0,
-    with_init: bool = False,
-    source_deb: str | Path | None = None,
-    download: bool = True,
-    log=None,
-) -> Comparison:
-    image = open_image(vmlinux)
-    t0 = time.perf_counter()
-    decoder = build_kernel_decoder(source_deb, version=debian_version(image), download=download, log=log)
-    t_build = time.perf_counter() - t0
-    n_tables, bad_tables = table_mismatches(image, decoder)
-
-    syms = select_symbols(image, with_init=with_init)
-    total = len(syms)
-    if sample is not None and sample < total:
-        syms = sorted(random.Random(seed).sample(syms, sample), key=lambda s: s.address)
-
-    t0 = time.perf_counter()
-    records = [(s.address, s.size, image.read(s.address, s.size + MAX_INSN_SIZE)) for s in syms]
-    t_read = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    kernel = decoder.walk(records)
-    t_kernel = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    ours = [image.function(s).insns for s in syms]
-    t_ours = time.perf_counter() - t0
-
+def _compare_walks(
+    syms: list[KSym], records: list[tuple[int, int, bytes]], kernel: list[WalkResult],
+    ours: list[Sequence[x86.Insn]], text: str, times: tuple[float, float, float],
+) -> TextComparison:
     agree = undecodable = n_kernel = n_ours = 0
     disagreements = []
     for sym, (_, _, code), kres, insns in zip(syms, records, kernel, ours, strict=True):
@@ -215,33 +216,84 @@ def compare(
         i = next((k for k, (a, b) in enumerate(zip(kpairs, ppairs, strict=False)) if a != b),
                  min(len(kpairs), len(ppairs)))
         offset = (kpairs[i][0] if i < len(kpairs) else ppairs[i][0] if i < len(ppairs)
-                  else kfailed if kfailed is not None else pfailed)
+                  else kfailed if kfailed is not None else pfailed) or 0
         p_insn = next((x for x in insns if x.address - sym.address == offset), None)
         kerr = f" ({errno.errorcode.get(-kres.status, kres.status)})" if kres.status else ""
         disagreements.append(Disagreement(
+            text=text,
             symbol=sym.name,
             address=sym.address,
-            offset=offset or 0,
-            bytes=code[offset or 0 :][:MAX_INSN_SIZE].hex(" "),
+            offset=offset,
+            bytes=code[offset:][:MAX_INSN_SIZE].hex(" "),
             kernel=_describe(kpairs, kfailed, i, kerr),
             probelint=_describe(ppairs, pfailed, i, ""),
             probelint_text=x86.format_insn(p_insn) if p_insn is not None else "-",
         ))
+    return TextComparison(text, agree, n_kernel, n_ours, undecodable, disagreements, *times)
+
+
+def _decode_like_function(code: bytes, sym: KSym) -> list[x86.Insn]:
+    """Image.function()'s walk of `code` (the symbol's bytes and what follows)."""
+    insns = []
+    for insn in x86.decode(code, sym.address):
+        if insn.address >= sym.end:
+            break
+        insns.append(insn)
+    return insns
+
+
+def compare(
+    vmlinux: str | Path,
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    with_init: bool = False,
+    texts: Sequence[str] = TEXTS,
+    source_deb: str | Path | None = None,
+    download: bool = True,
+    log=None,
+) -> Comparison:
+    image = open_image(vmlinux)
+    t0 = time.perf_counter()
+    decoder = build_kernel_decoder(source_deb, version=debian_version(image), download=download, log=log)
+    t_build = time.perf_counter() - t0
+    n_tables, bad_tables = table_mismatches(image, decoder)
+
+    syms = select_symbols(image, with_init=with_init)
+    total = len(syms)
+    if sample is not None and sample < total:
+        syms = sorted(random.Random(seed).sample(syms, sample), key=lambda s: s.address)
+
+    results = []
+    for text in texts:
+        t0 = time.perf_counter()
+        records = [(s.address, s.size, image.read(s.address, s.size + MAX_INSN_SIZE)) for s in syms]
+        if text == "live":
+            from probelint.image.runtime import patch_live_text
+
+            records = [(a, n, patch_live_text(image, a, code, image.profile)) for a, n, code in records]
+        t_read = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        kernel = decoder.walk(records)
+        t_kernel = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if text == "live":  # the model itself: what the rules see
+            ours: list[Sequence[x86.Insn]] = [image.function(s).insns for s in syms]
+        else:
+            ours = [_decode_like_function(code, s) for s, (_, _, code) in zip(syms, records, strict=True)]
+        t_ours = time.perf_counter() - t0
+        results.append(_compare_walks(syms, records, kernel, ours, text, (t_kernel, t_ours, t_read)))
+
     return Comparison(
         vmlinux=str(vmlinux),
         kernel_source=f"{decoder.package} {decoder.version}",
         functions_total=total,
         functions_compared=len(syms),
-        functions_agree=agree,
-        boundaries_kernel=n_kernel,
-        boundaries_probelint=n_ours,
-        undecodable_both=undecodable,
         tables_checked=n_tables,
         table_mismatches=bad_tables,
-        disagreements=disagreements,
-        seconds_kernel=t_kernel,
-        seconds_probelint=t_ours,
-        seconds_read=t_read,
+        texts=results,
         seconds_build=t_build,
     )
 
@@ -252,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, help="compare a deterministic random sample of N functions")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     ap.add_argument("--with-init", action="store_true", help="also compare init text [_sinittext, _einittext)")
+    ap.add_argument("--text", choices=[*TEXTS, "both"], default="both",
+                    help="decode the ELF's bytes, the live text of probelint's model (return sites "
+                         "patched as at boot), or both (default)")
     ap.add_argument("--source-deb", help="linux-source .deb or a directory holding it ($PROBELINT_SOURCE_DEB)")
     ap.add_argument("--no-download", action="store_true", help="never run apt-get download")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -262,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         res = compare(args.vmlinux, sample=args.sample, seed=args.seed, with_init=args.with_init,
+                      texts=TEXTS if args.text == "both" else (args.text,),
                       source_deb=args.source_deb, download=not args.no_download,
                       log=lambda m: print(m, file=sys.stderr))
     except SourceUnavailable as exc:
@@ -269,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     elapsed = time.perf_counter() - t0
     if args.json:
-        d = {k: v for k, v in vars(res).items() if k != "disagreements"}
-        d["disagreements"] = [vars(x) for x in res.disagreements]
+        d = dataclasses.asdict(res)
         d["seconds_total"] = elapsed
+        d["ok"] = res.ok
         print(json.dumps(d, indent=2))
     else:
         print(f"vmlinux:              {res.vmlinux}")
@@ -283,15 +339,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {line}")
         sampled = f" (sample, seed {args.seed})" if res.functions_compared < res.functions_total else ""
         print(f"functions compared:   {res.functions_compared} of {res.functions_total}{sampled}")
-        print(f"functions agreeing:   {res.functions_agree}")
-        print(f"boundaries:           kernel {res.boundaries_kernel}, probelint {res.boundaries_probelint}")
-        print(f"undecodable (agreed): {res.undecodable_both} functions end in an undecodable instruction")
-        print(f"disagreements:        {len(res.disagreements)}")
-        for dis in res.disagreements:
-            print(f"  {dis}")
-        print(f"time: kernel decoder {res.seconds_kernel:.2f}s, probelint {res.seconds_probelint:.2f}s, "
-              f"reading bytes {res.seconds_read:.2f}s, build/lookup {res.seconds_build:.2f}s, "
-              f"total {elapsed:.2f}s")
+        for t in res.texts:
+            print(f"[{t.text} text]")
+            print(f"  functions agreeing:   {t.functions_agree}")
+            print(f"  boundaries:           kernel {t.boundaries_kernel}, probelint {t.boundaries_probelint}")
+            print(f"  undecodable (agreed): {t.undecodable_both} functions end in an undecodable instruction")
+            print(f"  disagreements:        {len(t.disagreements)}")
+            for dis in t.disagreements:
+                print(f"    {dis}")
+            print(f"  time: kernel decoder {t.seconds_kernel:.2f}s, probelint {t.seconds_probelint:.2f}s, "
+                  f"reading bytes {t.seconds_read:.2f}s")
+        print(f"time: build/lookup {res.seconds_build:.2f}s, total {elapsed:.2f}s")
     return 0 if res.ok else 1
 
 

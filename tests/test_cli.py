@@ -35,11 +35,11 @@ def test_clean_probes_exit_0(tmp_path):
     assert "2 probes: 2 register" in proc.stdout
 
 
-def test_fail_level_error_ignores_warnings(tmp_path):
+def test_fail_level_warning_fails_on_warnings(tmp_path):
     probes = tmp_path / "octal.txt"
     probes.write_text("demo_read+05\n")  # octal warning, but a valid boundary
-    assert run(str(ELF), str(probes)).returncode == 1
-    assert run("--fail-level", "error", str(ELF), str(probes)).returncode == 0
+    assert run(str(ELF), str(probes)).returncode == 0
+    assert run("--fail-level", "warning", str(ELF), str(probes)).returncode == 1
 
 
 def test_stdin_and_several_files(tmp_path):

@@ -89,6 +89,10 @@ def _kernel_only_length(code: bytes, pos: int) -> int | None:
     elif op in _I64_IMM8_OPCODES:
         length = npfx + 2
     elif op in _I64_FAR_PTR_OPCODES:
+        # REX.W makes the operand size 8 and insn.c __get_immptr() rejects "ptr16:64"
+        # (found by feeding 48 ea ... to the kernel's decoder: scripts/kernel_decoder.py --hex).
+        if prefixes and 0x40 <= prefixes[-1] <= 0x4F and prefixes[-1] & 0x08:
+            return None
         length = npfx + 1 + (2 if 0x66 in prefixes else 4) + 2
     elif op == 0x0F and pos + npfx + 1 < len(code) and code[pos + npfx + 1] == 0xFF:
         length = npfx + 2  # UD0: no ModRM in the kernel's opcode map
@@ -153,3 +157,130 @@ def format_insn(insn: Insn) -> str:
         return "(bad)"
     text = _formatter().format(insn.decoded) if insn.decoded is not None else f".byte {insn.raw.hex(' ')}"
     return f"{'xen/kvm emulate prefix; ' if insn.emulate_prefix else ''}{text}"
+
+
+# --- The kernel's view of one instruction (struct insn fields the kprobe code tests) ---------
+
+INT3_INSN_OPCODE = 0xCC
+_ADDRESS_SIZE_PREFIX = 0x67
+_TWOBYTE_BOOSTABLE_ROWS = (  # arch/x86/kernel/kprobes/core.c twobyte_is_boostable, rows 0x00..0xf0
+    "0011001011000000", "0000000000000001", "1111000000000000", "0100000000000000",
+    "1111111111111111", "0000000000000000", "1111111111110011", "0000111100000011",
+    "0000000000000000", "1111111111111111", "1101110011011101", "1111111100011111",
+    "1100000011111111", "0111010011011101", "0110010011011101", "0111010011101110",
+)
+TWOBYTE_BOOSTABLE = frozenset(
+    row * 16 + col for row, bits in enumerate(_TWOBYTE_BOOSTABLE_ROWS) for col, bit in enumerate(bits) if bit == "1"
+)
+# can_boost(): one-byte opcodes that are never boostable (6.1; mainline relaxed the groups in 6.9)
+_NOT_BOOSTABLE = frozenset([0x62, *range(0x70, 0x80), 0x9A, 0xC0, 0xC1, 0xCC, 0xCD, 0xCE, 0xD0, 0xD1, 0xD2, 0xD3,
+                            0xD6, *range(0xD8, 0xE0), 0xE0, 0xE1, 0xE2, 0xE3, 0xE8, 0xE9, 0xEB, 0xF0, 0xF1, 0xF2,
+                            0xF3, 0xF4, 0xF6, 0xF7, 0xFE])
+
+
+@dataclass(frozen=True, slots=True)
+class KernelInsn:
+    """The fields of the kernel's `struct insn` that kprobes look at."""
+
+    prefixes: bytes  # legacy prefixes (not REX/VEX)
+    rex: int  # 0 when absent
+    opcode: bytes  # 1 to 3 bytes, as insn->opcode (0f, 0f 38, 0f 3a escapes included)
+    modrm: int | None  # the byte after the opcode: meaningful only for opcodes with ModRM
+
+
+def kernel_view(insn: Insn) -> KernelInsn:
+    raw = insn.raw[len(XEN_EMULATE_PREFIX):] if insn.emulate_prefix else insn.raw
+    pos = 0
+    while pos < len(raw) and raw[pos] in _LEGACY_PREFIXES:
+        pos += 1
+    prefixes = raw[:pos]
+    rex = 0
+    if pos < len(raw) and 0x40 <= raw[pos] <= 0x4F:
+        rex = raw[pos]
+        pos += 1
+    if pos < len(raw) and raw[pos] in (0xC4, 0xC5):  # VEX: the kernel keeps 1 opcode byte after it
+        pos += 3 if raw[pos] == 0xC4 else 2
+        opcode = raw[pos : pos + 1]
+    elif raw[pos : pos + 2] in (b"\x0f\x38", b"\x0f\x3a"):
+        opcode = raw[pos : pos + 3]
+    elif raw[pos : pos + 1] == b"\x0f":
+        opcode = raw[pos : pos + 2]
+    else:
+        opcode = raw[pos : pos + 1]
+    end = pos + len(opcode)
+    return KernelInsn(prefixes, rex, opcode, raw[end] if end < len(raw) else None)
+
+
+def _modrm_reg(modrm: int | None) -> int:
+    return -1 if modrm is None else (modrm >> 3) & 7
+
+
+def copy_refusal(insn: Insn) -> str | None:
+    """Why `__copy_instruction()` fails on this instruction (-> -EINVAL), or None."""
+    if not insn.valid:
+        return "the kernel's decoder cannot decode it"
+    if insn.emulate_prefix:
+        return "it carries a Xen/KVM emulate prefix"
+    k = kernel_view(insn)
+    if k.opcode[:1] == bytes([INT3_INSN_OPCODE]):
+        return "it is an int3"
+    if k.opcode[:1] == b"\x17" or (k.opcode[:1] == b"\x8e" and _modrm_reg(k.modrm) == 2):
+        return "it loads %ss (an exception-masking instruction)"
+    return None
+
+
+def emulation_refusal(insn: Insn) -> str | None:
+    """Why `prepare_emulation()` refuses this instruction (-> -EOPNOTSUPP), or None."""
+    k = kernel_view(insn)
+    op = k.opcode[0] if k.opcode else -1
+    if op in (0x9A, 0xEA):
+        return "far call/jmp with an absolute segment"
+    if op == 0xCF:
+        return "iret"
+    if k.opcode[:2] == b"\x0f\x01" and k.modrm is not None and k.modrm >> 6 == 3 and _modrm_reg(k.modrm) == 0:
+        return "a VMX instruction (vmcall/vmlaunch/vmresume/vmxoff)"
+    if op == 0xFF and k.modrm is not None and _modrm_reg(k.modrm) in (2, 3, 4, 5):
+        reg = _modrm_reg(k.modrm)
+        if reg in (3, 5):
+            return "an indirect far call/jmp"
+        if _ADDRESS_SIZE_PREFIX in k.prefixes:
+            return "an indirect call/jmp with a 32-bit address size"
+        if k.modrm >> 6 != 3:
+            return "an indirect call/jmp through memory (only register operands are emulated)"
+    return None
+
+
+def can_boost(insn: Insn, in_extable: bool) -> bool:
+    """arch/x86/kernel/kprobes/core.c can_boost() (Linux 6.1)."""
+    if in_extable:
+        return False
+    k = kernel_view(insn)
+    if len(k.opcode) == 2:
+        return k.opcode[1] in TWOBYTE_BOOSTABLE
+    if len(k.opcode) != 1:
+        return False
+    if 0x2E in k.prefixes or _ADDRESS_SIZE_PREFIX in k.prefixes:
+        return False
+    op = k.opcode[0]
+    if op == 0xFF:
+        return _modrm_reg(k.modrm) == 4
+    return op not in _NOT_BOOSTABLE
+
+
+def jump_target(insn: Insn) -> int | None:
+    """Target of a branch `insn_jump_into_range()` considers (jmp, jcc, loop, jcxz), else None."""
+    k = kernel_view(insn)
+    op = k.opcode[0] if k.opcode else -1
+    relative = op in (0xE0, 0xE1, 0xE2, 0xE3, 0xE9, 0xEB) or (op & 0xF0) == 0x70 or (
+        op == 0x0F and len(k.opcode) == 2 and (k.opcode[1] & 0xF0) == 0x80)
+    if not relative or insn.decoded is None:
+        return None
+    return insn.decoded.near_branch_target
+
+
+def is_indirect_jump(insn: Insn) -> bool:
+    """opt.c __insn_is_indirect_jump(): ``jmp *x`` (ff /4, ff /5) or ``ljmp ptr`` (ea)."""
+    k = kernel_view(insn)
+    if not k.opcode:
+        return False
+    return (k.opcode[0] == 0xFF and (_modrm_reg(k.modrm) & 6) == 4) or k.opcode[0] == 0xEA

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from probelint.arch import x86
 from probelint.findings import Severity, Verdict
 
 if TYPE_CHECKING:
@@ -72,6 +73,22 @@ class ProbeContext:
         if self.image is None or self.address is None:
             return False
         return self.image.ftrace_site_in(self.address, self.address + 1) == self.address
+
+    def window(self) -> tuple[x86.Insn, ...]:
+        """copy_optimized_instructions(): whole instructions from the probe until >= 5 bytes."""
+        fn = self.function()
+        assert self.address is not None and self.image is not None
+        out: list[x86.Insn] = []
+        insn = fn.insn_at_or_before(self.address)
+        while insn is not None and insn.address < self.address + x86.JMP32_INSN_SIZE:
+            out.append(insn)
+            nxt = fn.insn_after(insn.address)
+            if nxt is None and insn.end < self.address + x86.JMP32_INSN_SIZE:
+                # past the kallsyms end: the kernel copies on regardless
+                data = self.image.read(insn.end, x86.MAX_INSN_SIZE)
+                nxt = next(x86.decode(data, insn.end), None)
+            insn = nxt
+        return tuple(out)
 
     def function(self) -> Function:
         assert self.image is not None and self.symbol is not None

@@ -8,6 +8,7 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
 from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, module_name
 from probelint.image.relocs import RelocTable, apply_relocations
+from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 from probelint.image.tables import TABLES, read_table
 
 __all__ = ["Function", "Image", "Kernel", "open_image"]
@@ -75,8 +77,12 @@ class Image:
         placed.sort(key=lambda p: (p[0], p[1]))
         self._placed = placed
         self._starts = [p[0] for p in placed]
-        self._functions: dict[int, Function] = {}
+        self._functions: dict[tuple[int, CpuProfile], Function] = {}
+        self.profile = DEFAULT_PROFILE
+        # Imported symbols of a module, resolved against the vmlinux it is loaded into.
+        self.resolve_import: Callable[[str], int | None] = lambda name: None
         self._tables: dict[str, list[dict[str, int]]] = {}
+        self._sites: dict[str, list[tuple[int, int]]] = {}
 
     @cached_property
     def symbols(self) -> Kallsyms | ModuleSymbols:
@@ -103,7 +109,7 @@ class Image:
     @cached_property
     def relocations(self) -> RelocTable:
         assert self.layout is not None, "only modules carry relocations"
-        return RelocTable(self.elf, self.layout.section_address)
+        return RelocTable(self.elf, self.layout.section_address, self.resolve_import)
 
     def table(self, name: str) -> list[dict[str, int]]:
         """A kernel special section's entries (image/tables.py), read once."""
@@ -111,6 +117,50 @@ class Image:
         if cached is None:
             cached = self._tables[name] = read_table(self, TABLES[name])
         return cached
+
+    @cached_property
+    def return_sites(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("return_sites"))
+
+    @cached_property
+    def extable(self) -> frozenset[int]:
+        """Faulting-instruction addresses of __ex_table (search_exception_tables)."""
+        return frozenset(e["insn"] for e in self.table("ex_table"))
+
+    @cached_property
+    def thunk_range(self) -> tuple[int, int] | None:
+        """[__indirect_thunk_start, __indirect_thunk_end] of the vmlinux (6.1 + RETPOLINE)."""
+        lo, hi = self.raw_symbol("__indirect_thunk_start"), self.raw_symbol("__indirect_thunk_end")
+        return (lo, hi) if lo is not None and hi is not None else None
+
+    def reserved_sites(self, name: str) -> list[tuple[int, int]]:
+        """Sorted (start, end) of patched sites: jump labels (2 or 5 bytes), static calls (5)."""
+        cached = self._sites.get(name)
+        if cached is None:
+            if name == "jump_table":
+                ends = []
+                for e in self.table("jump_table"):
+                    code = e["code"]
+                    first = self.read(code, 1)
+                    ends.append((code, code + (2 if first in (b"\xeb", b"\x66") else 5)))
+            else:
+                ends = [(e["addr"], e["addr"] + 5) for e in self.table("static_call_sites")]
+            cached = self._sites[name] = sorted(ends)
+        return cached
+
+    def site_overlapping(self, name: str, start: int, end: int) -> int | None:
+        """First site of `name` overlapping [start, end), or None."""
+        sites = self.reserved_sites(name)
+        pos = bisect.bisect_left(sites, (start - 5, 0))
+        while pos < len(sites) and sites[pos][0] < end:
+            if sites[pos][1] > start:
+                return sites[pos][0]
+            pos += 1
+        return None
+
+    @cached_property
+    def bug_sites(self) -> frozenset[int]:
+        return frozenset(e["addr"] for e in self.table("bug_table"))
 
     @cached_property
     def blacklist(self) -> Blacklist:
@@ -191,17 +241,19 @@ class Image:
 
     def function(self, sym: KSym) -> Function:
         """The containing symbol decoded from its start (cached per image)."""
-        fn = self._functions.get(sym.address)
+        key = (sym.address, self.profile)
+        fn = self._functions.get(key)
         if fn is None:
             # The last instruction may run past the symbol end: the kernel reads on.
-            code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
+            code = patch_live_text(self, sym.address, self.read(sym.address, sym.size + x86.MAX_INSN_SIZE),
+                                   self.profile)
             insns = []
             for insn in x86.decode(code, sym.address):
                 if insn.address >= sym.end:
                     break
                 insns.append(insn)
             fn = Function(sym, tuple(insns))
-            self._functions[sym.address] = fn
+            self._functions[key] = fn
         return fn
 
     def describe(self, address: int) -> str:
@@ -223,6 +275,14 @@ class Kernel:
         self.vmlinux = vmlinuxes[0] if vmlinuxes else None
         self.modules = [i for i in images if i.is_module]
         self.images = ([self.vmlinux] if self.vmlinux else []) + self.modules
+        if self.vmlinux is not None:
+            for mod in self.modules:
+                mod.resolve_import = self.vmlinux.raw_symbol
+        self.thunk_range = self.vmlinux.thunk_range if self.vmlinux else None
+
+    def set_profile(self, profile: CpuProfile) -> None:
+        for image in self.images:
+            image.profile = profile
 
     def module(self, name: str) -> Image | None:
         for mod in self.modules:

@@ -11,6 +11,7 @@ does not implement R_X86_64_PC64, which every `__jump_table` key uses; see docs/
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from probelint.image.elf import SHN_UNDEF, ElfFile
@@ -34,7 +35,8 @@ class Reloc:
 class RelocTable:
     """All RELA relocations of a module, by the index of the section they patch."""
 
-    def __init__(self, elf: ElfFile, section_address: dict[int, int]) -> None:
+    def __init__(self, elf: ElfFile, section_address: dict[int, int],
+                 resolve_import: Callable[[str], int | None] = lambda name: None) -> None:
         self._by_section: dict[int, list[Reloc]] = {}
         symbols = elf.symbols()
         for sec in elf.sections:
@@ -46,6 +48,9 @@ class RelocTable:
                 target = None
                 if sym is not None and sym.shndx != SHN_UNDEF and sym.shndx in section_address:
                     target = section_address[sym.shndx] + sym.value + addend
+                elif sym is not None and sym.shndx == SHN_UNDEF and sym.name:
+                    imported = resolve_import(sym.name)
+                    target = None if imported is None else imported + addend
                 out.append(Reloc(offset, info & 0xFFFFFFFF, target, sym.name if sym else ""))
             self._by_section[sec.info] = sorted(out, key=lambda r: r.offset)
 

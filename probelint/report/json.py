@@ -39,10 +39,11 @@ def _probe(result: ProbeResult) -> dict[str, Any]:
     }
 
 
-def to_dict(kernel: Kernel, results: list[ProbeResult]) -> dict[str, Any]:
+def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret") -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "probelint_version": __version__,
+        "cpu_profile": cpu_profile,
         "images": [
             {"path": image.path, "name": image.name, "build_id": image.elf.build_id()} for image in kernel.images
         ],
@@ -50,5 +51,5 @@ def to_dict(kernel: Kernel, results: list[ProbeResult]) -> dict[str, Any]:
     }
 
 
-def render(kernel: Kernel, results: list[ProbeResult]) -> str:
-    return json.dumps(to_dict(kernel, results), indent=2) + "\n"
+def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret") -> str:
+    return json.dumps(to_dict(kernel, results, cpu_profile), indent=2) + "\n"

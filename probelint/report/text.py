@@ -12,7 +12,8 @@ _COLOURS = {Severity.ERROR: "\033[1;31m", Severity.WARNING: "\033[1;35m", Severi
 _RESET = "\033[0m"
 
 
-def render(results: list[ProbeResult], *, colour: bool = False, summary: bool = True) -> str:
+def render(results: list[ProbeResult], *, colour: bool = False, summary: bool = True,
+           cpu_profile: str = "ret") -> str:
     lines = []
     for result in results:
         for f in result.findings:
@@ -20,7 +21,7 @@ def render(results: list[ProbeResult], *, colour: bool = False, summary: bool = 
             lines.append(f"{f.location}: {sev}: {f.message} [{f.rule}]")
             lines.extend(f"    {note}" for note in f.notes)
     if summary:
-        lines.append(_summary(results))
+        lines.append(f"{_summary(results)} [cpu profile: {cpu_profile}]")
     return "\n".join(lines) + "\n"
 
 

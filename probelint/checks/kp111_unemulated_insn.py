@@ -1,0 +1,26 @@
+"""KP111: the probed instruction is one kprobes cannot single-step or emulate.
+
+arch/x86/kernel/kprobes/core.c `prepare_emulation`: far call/jmp, iret, VMX instructions,
+indirect far branches and ``call/jmp *mem`` (only register operands are emulated) -> -EOPNOTSUPP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from probelint.arch import x86
+from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.findings import Severity
+
+
+def check(ctx: ProbeContext) -> Iterator[Hit]:
+    insn = ctx.function().insn_at_or_before(ctx.address or 0)
+    if insn is None:
+        return
+    why = x86.emulation_refusal(insn)
+    if why is not None:
+        yield Hit(f"the instruction at {ctx.where()} ({x86.format_insn(insn)}) is {why}: kprobes cannot emulate it")
+
+
+RULE = Rule("KP111", "unemulated-insn", Severity.ERROR, Stage.INSN, check,
+            "arch/x86/kernel/kprobes/core.c:prepare_emulation", "EOPNOTSUPP")

@@ -1,0 +1,37 @@
+"""KP206: another instruction of the function jumps into the bytes the optprobe jump would overwrite.
+
+arch/x86/kernel/kprobes/opt.c `can_optimize`: any jmp/jcc/loop/jcxz of the containing symbol
+whose target t satisfies P+1 <= t <= P+5 (`insn_jump_into_range(insn, P + 1, 4)`, inclusive at
+both ends, so a target of exactly P+5 also counts) -> not optimized. Calls are not considered,
+nor branches from other symbols (a `foo.cold` jumping back into `foo` is not seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from probelint.arch import x86
+from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.disasm import excerpt
+from probelint.findings import Severity
+
+
+def check(ctx: ProbeContext) -> Iterator[Hit]:
+    assert ctx.image is not None and ctx.address is not None
+    lo, hi = ctx.address + 1, ctx.address + x86.JMP32_INSN_SIZE
+    fn = ctx.function()
+    for insn in fn.insns:
+        target = x86.jump_target(insn)
+        if target is not None and lo <= target <= hi:
+            describe = ctx.image.describe
+            window = ctx.window()
+            yield Hit(
+                f"{describe(insn.address)} ({x86.format_insn(insn)}) jumps to {describe(target)}, inside the "
+                f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
+                excerpt(fn, ctx.address, marked=range(ctx.address, window[-1].end if window else hi)),
+            )
+            return
+
+
+RULE = Rule("KP206", "jump-into-window", Severity.WARNING, Stage.OPTIMIZE, check,
+            "arch/x86/kernel/kprobes/opt.c:insn_jump_into_range")

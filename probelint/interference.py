@@ -1,0 +1,73 @@
+"""Probe-set rules: probes that interfere through an optimized jump window (networkx graph).
+
+An optimized kprobe at P replaces [P, P+5) with a jump and runs copies of its whole window
+[P, P+len) (5..19 bytes) out of line. Two kernel paths make probes in one set interact:
+
+* `arch_check_optimized_kprobe` (arch/x86/kernel/kprobes/opt.c): P is not optimized while any
+  other armed probe X lies at P+1 .. P+len-1;
+* `get_optimized_kprobe` (kernel/kprobes.c), scanning the 18 bytes below a newly armed X: an
+  optimized P covering X is unoptimized at once, and (the re-optimization being incomplete) stays
+  an int3 probe after X goes away.
+
+Either order, the steady state is the same: P is an int3 probe, X keeps its own verdict. The
+graph has an edge P -> X for every such pair; it is kept on the results for reporters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from probelint.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from probelint.engine import ProbeResult
+
+__all__ = ["build_graph", "check_set"]
+
+KP301, KP302 = "KP301", "KP302"
+SEVERITY = {KP301: Severity.WARNING, KP302: Severity.INFO}
+
+
+def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
+    """Edge i -> j: probe j lies strictly inside probe i's (optimizable) jump window."""
+    graph = nx.DiGraph()
+    armed: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(results):
+        ctx = r.context
+        if ctx is not None and ctx.image is not None and ctx.address is not None and r.verdict.registers:
+            graph.add_node(i)
+            armed.setdefault((id(ctx.image), ctx.address), []).append(i)
+    for i, r in enumerate(results):
+        ctx = r.context
+        if not r.verdict.optimized or ctx is None or ctx.image is None or ctx.address is None:
+            continue
+        window = ctx.window()
+        end = window[-1].end if window else ctx.address
+        for address in range(ctx.address + 1, end):
+            for j in armed.get((id(ctx.image), address), ()):
+                graph.add_edge(i, j, window_end=end)
+    return graph
+
+
+def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> nx.DiGraph:
+    graph = build_graph(results)
+    for i, j in graph.edges:
+        outer, inner = results[i], results[j]
+        assert outer.context is not None and inner.context is not None
+        p, x = outer.context.where(), inner.context.where()
+        size = graph.edges[i, j]["window_end"] - (outer.context.address or 0)
+        outer.verdict.optimized = False
+        outer.verdict.reasons.append(KP301)
+        if select is None or KP301 in select:
+            outer.findings.append(Finding(
+                KP301, SEVERITY[KP301],
+                f"{p} cannot be jump-optimized: the probe {x} ({inner.spec.location}) lies inside its "
+                f"{size}-byte jump window", outer.spec.location))
+        if select is None or KP302 in select:
+            inner.findings.append(Finding(
+                KP302, SEVERITY[KP302],
+                f"{x} lies inside the jump window of the probe {p} ({outer.spec.location}): arming it forces "
+                f"that probe back to an int3 probe", inner.spec.location))
+    return graph
