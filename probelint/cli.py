@@ -18,7 +18,7 @@ from probelint.findings import Severity
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("rule", "rules")
+_SUBCOMMANDS = ("rule", "rules", "vmtest")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +98,10 @@ def _subcommand(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "vmtest" and not os.path.isfile(argv[0]):
+        from probelint.vmtest.cli import main as vmtest_main
+
+        return vmtest_main(argv[1:])
     if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]):
         return _subcommand(argv)
     args = _parser().parse_intermixed_args(argv)

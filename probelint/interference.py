@@ -41,7 +41,8 @@ def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
             armed.setdefault((id(ctx.image), ctx.address), []).append(i)
     for i, r in enumerate(results):
         ctx = r.context
-        if not r.verdict.optimized or ctx is None or ctx.image is None or ctx.address is None:
+        optimizable_alone = r.verdict.optimized or KP301 in r.verdict.reasons
+        if not optimizable_alone or ctx is None or ctx.image is None or ctx.address is None:
             continue
         window = ctx.window()
         end = window[-1].end if window else ctx.address
@@ -59,7 +60,8 @@ def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) 
         p, x = outer.context.where(), inner.context.where()
         size = graph.edges[i, j]["window_end"] - (outer.context.address or 0)
         outer.verdict.optimized = False
-        outer.verdict.reasons.append(KP301)
+        if KP301 not in outer.verdict.reasons:
+            outer.verdict.reasons.append(KP301)
         if select is None or KP301 in select:
             outer.findings.append(Finding(
                 KP301, SEVERITY[KP301],

@@ -1,9 +1,15 @@
-"""Command line of the VM harness (``python -m probelint.vmtest``)."""
+"""``probelint vmtest`` (also ``python -m probelint.vmtest``): grade probelint against a booted kernel.
+
+With probe files, every probe is shown with the kernel's verdict next to probelint's; with
+``--sample N`` the probes are drawn from the kernel (:mod:`.sampler`).  ``--kernel-only`` boots
+the kernel and prints only its verdicts (the harness's original output).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -29,23 +35,121 @@ def read_probe_file(text: str) -> tuple[list[str], list[list[int]] | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser (also used by the lead's ``probelint vmtest``)."""
-    p = argparse.ArgumentParser(prog="python -m probelint.vmtest", description=__doc__)
-    p.add_argument("probes", nargs="+", help="probe files ('-' = stdin); one spec per line, '---' separates phases")
+    """Return the argument parser of ``probelint vmtest`` (also ``python -m probelint.vmtest``)."""
+    p = argparse.ArgumentParser(
+        prog="probelint vmtest",
+        description="Boot a real Debian kernel under QEMU, register the probes in it and put its verdict "
+        "next to probelint's (agreement per category, every disagreement).",
+    )
+    p.add_argument("probes", nargs="*", help="probe files ('-' = stdin); one spec per line, '# category' "
+                   "comments as written by --save-sample, '---' separates phases")
     p.add_argument("--kernel-package", default=DEFAULT_KERNEL_PACKAGE)
-    p.add_argument("--cpu", default="qemu64", help="QEMU CPU model (qemu64, EPYC-Rome, Skylake-Client-v4, ...)")
-    p.add_argument("--module", action="append", default=[], help="module to insmod first (repeatable)")
+    p.add_argument("--cpu", action="append", default=[],
+                   help="QEMU CPU model, repeatable or comma-separated (default qemu64; EPYC-Rome, Skylake-Client-v4...)")
+    p.add_argument("--module", action="append", default=[], help="module to insmod first (repeatable), e.g. xfs")
+    p.add_argument("--sample", type=int, metavar="N", help="draw about N probes from the kernel instead of probe files")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--category", action="append", default=[], help="limit --sample to these categories")
+    p.add_argument("--save-sample", type=Path, metavar="FILE", help="write the probes (with categories) to FILE")
+    p.add_argument("--dry-run", action="store_true", help="draw/read the probes (and --save-sample) without booting")
+    p.add_argument("--vmlinux", type=Path, help="vmlinux for probelint (default: from the -dbg package)")
+    p.add_argument("--ko", type=Path, action="append", default=[],
+                   help="module .ko for probelint (default: --module's from the -dbg package)")
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--cmdline", default="", help="extra kernel command line")
-    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--json", action="store_true", help="JSON on stdout instead of text")
+    p.add_argument("--json-file", type=Path, metavar="FILE", help="also write the JSON to FILE")
+    p.add_argument("--write-validation", type=Path, metavar="MD", help="regenerate docs/validation.md from this run")
+    p.add_argument("--per-probe", action="store_true", help="with --sample: list every probe (default for files)")
+    p.add_argument("--kernel-only", action="store_true", help="only boot the kernel; print its verdicts")
     p.add_argument("-v", "--verbose", action="store_true", help="boot timings and CPU profile on stderr")
     return p
 
 
+def _cpus(args: argparse.Namespace) -> list[str]:
+    cpus = [c.strip() for arg in args.cpu for c in arg.split(",") if c.strip()]
+    return list(dict.fromkeys(cpus)) or ["qemu64"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if (args.sample is None) == (not args.probes):
+        parser.error("give probe files or --sample N (not both)")
+    if args.kernel_only:
+        if args.sample is not None:
+            parser.error("--kernel-only needs probe files")
+        return _kernel_only(args)
+    say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
+    try:
+        return _compare(args, say)
+    except (HarnessUnavailable, GuestBootError, FileNotFoundError) as exc:
+        print(f"vmtest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _compare(args: argparse.Namespace, say) -> int:  # noqa: ANN001
+    import probelint
+
+    from .compare import debug_images, render_text, render_validation, run_comparison, to_json
+    from .sampler import draw_sample, format_sample_file, parse_sample_file, plan_batches
+
+    if args.vmlinux:
+        images = [args.vmlinux, *args.ko]
+    else:
+        images = debug_images(args.kernel_package, args.module if not args.ko else [], args.cache_dir) + args.ko
+    say(f"probelint images: {', '.join(map(str, images))}")
+    kernel = probelint.load_kernel(images)
+    phases = None
+    if args.sample is not None:
+        samples = draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
+        samples = plan_batches(samples, args.batch_size)
+        source = f"--sample {args.sample} --seed {args.seed}"
+    else:
+        text = "".join(sys.stdin.read() if f == "-" else Path(f).read_text() for f in args.probes)
+        samples = parse_sample_file(text)
+        _specs, phases = read_probe_file(text)
+        source = ", ".join(args.probes)
+    say(f"{len(samples)} probes")
+    if args.save_sample:
+        header = (f"probelint vmtest sample: {source}, kernel {args.kernel_package}, "
+                  f"modules {','.join(args.module) or '-'}\nspec  # category [function] note")
+        args.save_sample.write_text(format_sample_file(samples, header))
+    if args.dry_run:
+        for s in samples:
+            print(f"{s.spec}  # {s.category}")
+        return 0
+    cpus = _cpus(args)
+    runs = run_comparison(samples, kernel=kernel, kernel_package=args.kernel_package, cpus=cpus,
+                          modules=args.module, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                          phases=phases, cmdline_extra=args.cmdline, log=say)
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "kernel_package": args.kernel_package,
+        "modules": args.module,
+        "probes": len(samples),
+        "source": source,
+        "seed": args.seed if args.sample is not None else None,
+        "command": "probelint vmtest " + " ".join(args.argv),
+    }
+    data = to_json(runs, meta)
+    if args.json_file:
+        args.json_file.write_text(json.dumps(data, indent=1) + "\n")
+    if args.write_validation:
+        args.write_validation.write_text(render_validation(runs, meta))
+    if args.json:
+        json.dump(data, sys.stdout, indent=1)
+        print()
+    else:
+        print(render_text(runs, per_probe=args.per_probe or args.sample is None))
+    return 0
+
+
+def _kernel_only(args: argparse.Namespace) -> int:
     text = "".join(sys.stdin.read() if f == "-" else Path(f).read_text() for f in args.probes)
     specs, phases = read_probe_file(text)
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
@@ -53,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_probes_report(
             specs,
             kernel_package=args.kernel_package,
-            cpu=args.cpu,
+            cpu=_cpus(args)[0],
             modules=args.module,
             cache_dir=args.cache_dir,
             phases=phases,
@@ -77,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {
             "kernel_package": args.kernel_package,
-            "cpu": args.cpu,
+            "cpu": _cpus(args)[0],
             "modules": args.module,
             "verdicts": [dataclasses.asdict(v) for v in report.verdicts],
             "boots": [dataclasses.asdict(b) for b in report.boots],

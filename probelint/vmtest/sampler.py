@@ -70,6 +70,8 @@ CATEGORIES: dict[str, tuple[int, str]] = {
 }
 _MODULE_CATEGORIES = frozenset({"module", "module_entry"})
 _PIECE_RE = re.compile(r"\.(cold|part|isra|constprop)(\.|$)")
+# ff /4, ff /5 (any ModRM with reg 4 or 5) and ea: what __insn_is_indirect_jump() matches
+_INDIRECT_JMP_RE = re.compile(rb"\xff[\x20-\x2f\x60-\x6f\xa0-\xaf\xe0-\xef]|\xea", re.DOTALL)
 _SITE_BEFORE = 4  # "before" probes start 1..4 bytes before a site: their 5-byte window covers it
 
 
@@ -296,11 +298,19 @@ class _Drawer:
         return out
 
     def indirect_jump_fn(self, k: int) -> list[Sample]:
-        def pred(fn: Function) -> bool:
-            return any(i.decoded is not None and i.decoded.flow_control == iced_x86.FlowControl.INDIRECT_BRANCH
-                       for i in fn.insns)
-
-        return self._functions_with(pred, "indirect_jump_fn", k, len(self.unique_funcs))
+        out: list[Sample] = []
+        for sym in self.shuffled(self.unique_funcs):  # a byte prefilter: decoding everything is slow
+            if len(out) >= k:
+                break
+            if not _INDIRECT_JMP_RE.search(self.vm.read(sym.address, sym.size)):
+                continue
+            fn = self.vm.function(sym)
+            if any(i.decoded is not None and i.decoded.flow_control == iced_x86.FlowControl.INDIRECT_BRANCH
+                   for i in fn.insns):
+                smp = self.random_boundary(self.vm, sym, "indirect_jump_fn")
+                if smp is not None:
+                    out.append(smp)
+        return out
 
     def thunk_jump_fn(self, k: int) -> list[Sample]:
         lo, hi = self.vm.raw_symbol("__indirect_thunk_start"), self.vm.raw_symbol("__indirect_thunk_end")

@@ -1,0 +1,376 @@
+"""Grade probelint against a booted kernel: same specs, both verdicts, agreement per category.
+
+probelint's side comes from its public API (`probelint.check`) on the unstripped vmlinux (and
+modules) of the ``-dbg`` package; the kernel's from :func:`probelint.vmtest.run_probes_report`
+on the ``-unsigned`` image under QEMU, once per CPU model.  Both sides see the same spec strings,
+so module probes are matched as ``MOD:SYM+OFF`` (their load addresses differ), never by address.
+
+Probes the harness could not judge (``GUEST_CRASH``, ``NOT_RUN``) are counted apart and left out
+of the agreement figures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .download import ensure_deb, ensure_debug_vmlinux, extract_members, kernel_abi, list_members
+from .runner import CRASH_ERRNO, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, run_probes_report
+from .sampler import CATEGORIES, Sample
+
+if TYPE_CHECKING:
+    from probelint.image.kernel import Kernel
+
+__all__ = [
+    "FIELDS",
+    "Comparison",
+    "CpuRun",
+    "agreement",
+    "compare_verdicts",
+    "debug_images",
+    "probelint_verdicts",
+    "render_text",
+    "render_validation",
+    "run_comparison",
+    "to_json",
+]
+
+FIELDS = ("registers", "errno", "optimized", "ftrace")
+HARNESS_ERRNOS = frozenset({CRASH_ERRNO, "NOT_RUN"})
+
+
+@dataclass
+class PredictedVerdict:
+    """probelint's verdict for one spec, plus its findings (``rule``, ``severity``, ``message``)."""
+
+    registers: bool
+    errno: str | None
+    optimized: bool
+    ftrace: bool
+    findings: list[dict[str, str]] = field(default_factory=list)
+    address: int | None = None
+    symbol: str | None = None
+
+
+@dataclass
+class Comparison:
+    """One probe on one CPU model: what the kernel did, what probelint said, where they agree."""
+
+    sample: Sample
+    cpu: str
+    kernel: KernelVerdict
+    predicted: PredictedVerdict
+    agree: dict[str, bool]
+
+    @property
+    def judged(self) -> bool:
+        """False when the harness, not the kernel, decided (guest crash, probe not run)."""
+        return self.kernel.errno not in HARNESS_ERRNOS
+
+    def disagrees(self, fields: Iterable[str] = FIELDS) -> list[str]:
+        return [f for f in fields if not self.agree[f]] if self.judged else []
+
+
+@dataclass
+class CpuRun:
+    cpu: str
+    comparisons: list[Comparison]
+    boots: list[BootInfo] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+def debug_images(kernel_package: str = DEFAULT_KERNEL_PACKAGE, modules: Iterable[str] = (),
+                 cache_dir: Path | None = None) -> list[Path]:
+    """The unstripped vmlinux and module ``.ko`` files (from the ``-dbg`` package) probelint reads."""
+    paths = [ensure_debug_vmlinux(kernel_package, cache_dir)]
+    mods = list(modules)
+    if mods:
+        abi = kernel_abi(kernel_package)
+        deb = ensure_deb(f"linux-image-{abi}-dbg", cache_dir)
+        members = list_members(deb)
+        for mod in mods:
+            want = {f"/{mod}.ko", f"/{mod.replace('_', '-')}.ko"}
+            hit = next((m for m in members if f"/modules/{abi}/" in m and any(m.endswith(w) for w in want)), None)
+            if hit is None:
+                raise FileNotFoundError(f"module {mod} not in {deb.name}")
+            paths.append(extract_members(deb, [hit]) / hit)
+    return paths
+
+
+def probelint_verdicts(kernel: Kernel, specs: list[str]) -> list[PredictedVerdict]:
+    """probelint's verdict of each spec (one per spec, in order) via the public API."""
+    import probelint
+
+    out = []
+    for res in probelint.check(kernel, specs):
+        v = res.verdict
+        ctx = res.context
+        out.append(PredictedVerdict(
+            registers=v.registers, errno=v.errno, optimized=v.optimized, ftrace=v.ftrace,
+            findings=[{"rule": f.rule, "severity": str(f.severity), "message": f.message} for f in res.findings],
+            address=ctx.address if ctx is not None else None,
+            symbol=ctx.symbol.name if ctx is not None and ctx.symbol is not None else None,
+        ))
+    return out
+
+
+def compare_verdicts(sample: Sample, cpu: str, kv: KernelVerdict, pv: PredictedVerdict) -> Comparison:
+    agree = {
+        "registers": kv.registered == pv.registers,
+        "errno": kv.errno == pv.errno,
+        "optimized": kv.optimized == pv.optimized,
+        "ftrace": kv.ftrace == pv.ftrace,
+    }
+    return Comparison(sample, cpu, kv, pv, agree)
+
+
+def run_comparison(
+    samples: list[Sample],
+    *,
+    kernel: Kernel,
+    kernel_package: str = DEFAULT_KERNEL_PACKAGE,
+    cpus: Iterable[str] = ("qemu64",),
+    modules: Iterable[str] = (),
+    cache_dir: Path | None = None,
+    batch_size: int = 300,
+    phases: list[list[int]] | None = None,
+    cmdline_extra: str = "",
+    log: Callable[[str], None] | None = None,
+) -> list[CpuRun]:
+    """Run `samples` through probelint (once) and the booted kernel (once per CPU model)."""
+    specs = [s.spec for s in samples]
+    predicted = probelint_verdicts(kernel, specs)
+    runs = []
+    for cpu in cpus:
+        if log:
+            log(f"cpu {cpu}: {len(specs)} probes")
+        rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
+                                cache_dir=cache_dir, batch_size=batch_size, phases=phases, cmdline_extra=cmdline_extra, log=log)
+        comps = [compare_verdicts(s, cpu, kv, pv) for s, kv, pv in zip(samples, rep.verdicts, predicted, strict=True)]
+        runs.append(CpuRun(cpu, comps, rep.boots))
+    return runs
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def agreement(comps: list[Comparison]) -> dict[str, dict[str, Any]]:
+    """Per category (and ``TOTAL``): probes, harness failures and ``{field: [agree, judged]}``."""
+    table: dict[str, dict[str, Any]] = {}
+    order = [c for c in CATEGORIES if any(x.sample.category == c for x in comps)]
+    order += sorted({x.sample.category for x in comps} - set(order))
+    for cat in [*order, "TOTAL"]:
+        rows = comps if cat == "TOTAL" else [x for x in comps if x.sample.category == cat]
+        judged = [x for x in rows if x.judged]
+        entry: dict[str, Any] = {"probes": len(rows), "harness": len(rows) - len(judged)}
+        for f in FIELDS:
+            entry[f] = [sum(x.agree[f] for x in judged), len(judged)]
+        entry["kernel_outcomes"] = dict(Counter(verdict_text(x.kernel) for x in judged).most_common())
+        table[cat] = entry
+    return table
+
+
+def verdict_text(v: KernelVerdict | PredictedVerdict) -> str:
+    registered = v.registered if isinstance(v, KernelVerdict) else v.registers
+    if not registered:
+        return v.errno or "refused"
+    return "OPTIMIZED" if v.optimized else "FTRACE" if v.ftrace else "int3"
+
+
+def _pct(a: int, n: int) -> str:
+    return f"{a}/{n} {100.0 * a / n:5.1f}%" if n else "-"
+
+
+def _findings_text(pv: PredictedVerdict) -> str:
+    return "; ".join(f"{f['rule']}: {f['message']}" for f in pv.findings) or "(no findings)"
+
+
+def _kernel_text(kv: KernelVerdict) -> str:
+    msg = kv.message.splitlines()[0] if kv.message else ""
+    extra = f" ({msg})" if msg else ""
+    if kv.enable_error:
+        extra += f" [enable: {kv.enable_error}]"
+    return verdict_text(kv) + extra
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_table(comps: list[Comparison]) -> list[str]:
+    table = agreement(comps)
+    width = max(len(c) for c in table)
+    head = f"{'category':<{width}}  {'n':>5}  " + "  ".join(f"{f:<16}" for f in FIELDS)
+    lines = [head, "-" * len(head)]
+    for cat, e in table.items():
+        cells = "  ".join(f"{_pct(*e[f]):<16}" for f in FIELDS)
+        harness = f"  ({e['harness']} not judged)" if e["harness"] else ""
+        lines.append(f"{cat:<{width}}  {e['probes']:>5}  {cells}{harness}")
+    return lines
+
+
+def render_probes(comps: list[Comparison]) -> list[str]:
+    """One line per probe: kernel verdict next to probelint's."""
+    width = max((len(x.sample.spec) for x in comps), default=10)
+    lines = [f"{'spec':<{width}}  {'kernel':<12} {'probelint':<12} {'':4} findings"]
+    for x in comps:
+        mark = "ok" if not x.disagrees() else "DIFF"
+        rules = ",".join(f["rule"] for f in x.predicted.findings) or "-"
+        kmsg = ""
+        if not x.kernel.registered and x.kernel.message:
+            kmsg = "  kernel: " + x.kernel.message.splitlines()[0]
+        lines.append(f"{x.sample.spec:<{width}}  {verdict_text(x.kernel):<12} {verdict_text(x.predicted):<12} "
+                     f"{mark:4} {rules}{kmsg}")
+    return lines
+
+
+def render_disagreements(comps: list[Comparison]) -> list[str]:
+    lines = []
+    hard = [x for x in comps if x.disagrees(("registers", "errno", "ftrace"))]
+    soft = [x for x in comps if x.disagrees() == ["optimized"]]
+    harness = [x for x in comps if not x.judged]
+    lines.append(f"disagreements on registers/errno/ftrace: {len(hard)}")
+    for x in hard:
+        lines += [
+            f"  {x.sample.spec}  [{x.sample.category}] fields: {','.join(x.disagrees())}",
+            f"      kernel:    {_kernel_text(x.kernel)}",
+            f"      probelint: {verdict_text(x.predicted)}  {_findings_text(x.predicted)}",
+        ]
+    lines.append(f"disagreements on optimized only: {len(soft)} (probelint does not predict optimization yet)")
+    for x in soft:
+        lines.append(f"  {x.sample.spec}  [{x.sample.category}] kernel {verdict_text(x.kernel)}, "
+                     f"probelint {verdict_text(x.predicted)}")
+    if harness:
+        lines.append(f"not judged (harness): {len(harness)}")
+        for x in harness:
+            lines.append(f"  {x.sample.spec}  [{x.sample.category}] {x.kernel.errno}")
+    return lines
+
+
+def render_text(runs: list[CpuRun], *, per_probe: bool = False) -> str:
+    out: list[str] = []
+    for run in runs:
+        out.append(f"== CPU model {run.cpu}: {len(run.comparisons)} probes, {len(run.boots)} boot(s)")
+        if per_probe:
+            out += render_probes(run.comparisons)
+            out.append("")
+        out += render_table(run.comparisons)
+        out.append("")
+        out += render_disagreements(run.comparisons)
+        out.append("")
+    return "\n".join(out)
+
+
+def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
+    def kernel(kv: KernelVerdict) -> dict[str, Any]:
+        d = asdict(kv)
+        return {k: d[k] for k in ("registered", "errno", "optimized", "ftrace", "disabled", "address", "message",
+                                  "enable_error", "listed")}
+
+    return {
+        **meta,
+        "fields": list(FIELDS),
+        "cpus": [r.cpu for r in runs],
+        "summary": {r.cpu: agreement(r.comparisons) for r in runs},
+        "boots": {r.cpu: [{"probes": len(b.indices), "elapsed": round(b.elapsed, 1), "completed": b.completed,
+                           "cpu_model": b.cpu_model} for b in r.boots] for r in runs},
+        "probes": [
+            {
+                "spec": x.sample.spec,
+                "category": x.sample.category,
+                "function": x.sample.function,
+                "note": x.sample.note,
+                "cpu": x.cpu,
+                "judged": x.judged,
+                "agree": x.agree,
+                "kernel": kernel(x.kernel),
+                "probelint": asdict(x.predicted),
+            }
+            for r in runs
+            for x in r.comparisons
+        ],
+    }
+
+
+def _disagreement_classes(comps: list[Comparison], fields: tuple[str, ...]) -> list[tuple[str, str, str, int, Comparison]]:
+    """(category, kernel verdict, probelint verdict + rules) classes of disagreement, with counts."""
+    groups: dict[tuple[str, str, str], list[Comparison]] = defaultdict(list)
+    for x in comps:
+        if x.disagrees(fields):
+            rules = ",".join(f["rule"] for f in x.predicted.findings) or "-"
+            groups[(x.sample.category, verdict_text(x.kernel), f"{verdict_text(x.predicted)} ({rules})")].append(x)
+    return sorted(((c, k, p, len(v), v[0]) for (c, k, p), v in groups.items()), key=lambda t: (-t[3], t[0]))
+
+
+def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
+    """docs/validation.md: generated by ``probelint vmtest --write-validation``."""
+    date = meta.get("date") or _dt.date.today().isoformat()
+    lines = [
+        "<!-- GENERATED by `probelint vmtest --write-validation` (scripts/vmtest_full.sh). Do not edit by hand:",
+        "     re-run the script to regenerate. -->",
+        "",
+        "# Validation: probelint against a booted kernel",
+        "",
+        f"Generated {date} by `{meta.get('command', 'probelint vmtest')}`.",
+        "",
+        f"- kernel: `{meta.get('kernel_package')}` (probelint reads the `-dbg` vmlinux"
+        + (f" and {', '.join(meta.get('modules', []))}.ko" if meta.get("modules") else "")
+        + "; the kernel runs from `-unsigned` under QEMU TCG, `nokaslr`)",
+        f"- CPU models: {', '.join(f'`{r.cpu}`' for r in runs)}",
+        f"- probes: {meta.get('probes')} ({meta.get('source')})",
+        "- a probe agrees on a field when probelint's verdict equals the kernel's: `registers` (the write",
+        "  to kprobe_events succeeded), `errno` (same error name, or both none), `optimized`",
+        "  (`[OPTIMIZED]` in kprobes/list after the optimizer settled), `ftrace` (`[FTRACE]`).",
+        "- probelint does not predict `optimized` yet (always false): that column measures the gap.",
+        "- probes the harness could not judge (guest crash, not run) are left out of the figures.",
+        "",
+    ]
+    for run in runs:
+        comps = run.comparisons
+        table = agreement(comps)
+        lines += [
+            f"## CPU model `{run.cpu}`",
+            "",
+            f"{len(comps)} probes in {len(run.boots)} boot(s)"
+            + (f"; guest CPU: {run.boots[0].cpu_model}" if run.boots and run.boots[0].cpu_model else "") + ".",
+            "",
+            "| category | probes | registers | errno | optimized | ftrace | kernel outcomes |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for cat, e in table.items():
+            cells = " | ".join(_pct(*e[f]) for f in FIELDS)
+            outcomes = ", ".join(f"{k} {n}" for k, n in e["kernel_outcomes"].items())
+            harness = f" ({e['harness']} not judged)" if e["harness"] else ""
+            name = f"**{cat}**" if cat == "TOTAL" else f"`{cat}`"
+            lines.append(f"| {name} | {e['probes']}{harness} | {cells} | {outcomes} |")
+        lines += ["", "### Disagreements on registers / errno / ftrace", ""]
+        classes = _disagreement_classes(comps, ("registers", "errno", "ftrace"))
+        if not classes:
+            lines.append("None.")
+        else:
+            lines += ["| category | kernel | probelint (rules) | count | example |", "|---|---|---|---:|---|"]
+            for cat, k, p, n, ex in classes:
+                lines.append(f"| `{cat}` | {k} | {p} | {n} | `{ex.sample.spec}` |")
+        lines += ["", "### Disagreements on optimized only", ""]
+        classes = _disagreement_classes([x for x in comps if x.disagrees() == ["optimized"]], ("optimized",))
+        if not classes:
+            lines.append("None.")
+        else:
+            lines += ["| category | kernel | probelint (rules) | count | example |", "|---|---|---|---:|---|"]
+            for cat, k, p, n, ex in classes:
+                lines.append(f"| `{cat}` | {k} | {p} | {n} | `{ex.sample.spec}` |")
+        lines.append("")
+    lines += [
+        "## Categories",
+        "",
+        "| category | what is probed |",
+        "|---|---|",
+        *(f"| `{c}` | {d} |" for c, (_w, d) in CATEGORIES.items()),
+        "",
+    ]
+    return "\n".join(lines)
