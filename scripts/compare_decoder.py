@@ -25,7 +25,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,7 +178,10 @@ def table_mismatches(image: Image, decoder: KernelDecoder) -> tuple[int, list[st
     return sum(1 for line in ours if not line.endswith(" -")) - 1, bad
 
 
-def _walk_of(fn_insns: tuple[x86.Insn, ...], base: int) -> tuple[list[tuple[int, int]], int | None]:
+Walk = tuple[list[tuple[int, int]], "int | None"]  # [(offset, length)], offset of the undecodable insn
+
+
+def _walk_of(fn_insns: Sequence[x86.Insn], base: int) -> Walk:
     pairs, failed = [], None
     for insn in fn_insns:
         if not insn.valid:
@@ -196,17 +199,17 @@ def _describe(pairs: list[tuple[int, int]], failed: int | None, i: int, err: str
 
 def _compare_walks(
     syms: list[KSym], records: list[tuple[int, int, bytes]], kernel: list[WalkResult],
-    ours: list[Sequence[x86.Insn]], text: str, times: tuple[float, float, float],
+    ours: list[Walk], text: str, times: tuple[float, float, float],
+    decode_again: Callable[[KSym, bytes], Sequence[x86.Insn]],
 ) -> TextComparison:
     agree = undecodable = n_kernel = n_ours = 0
     disagreements = []
-    for sym, (_, _, code), kres, insns in zip(syms, records, kernel, ours, strict=True):
+    for sym, (_, _, code), kres, (ppairs, pfailed) in zip(syms, records, kernel, ours, strict=True):
         kpairs, off = [], 0
         for n in kres.lengths:
             kpairs.append((off, n))
             off += n
         kfailed = kres.failed_at
-        ppairs, pfailed = _walk_of(insns, sym.address)
         n_kernel += len(kpairs)
         n_ours += len(ppairs)
         if kpairs == ppairs and kfailed == pfailed:
@@ -217,7 +220,7 @@ def _compare_walks(
                  min(len(kpairs), len(ppairs)))
         offset = (kpairs[i][0] if i < len(kpairs) else ppairs[i][0] if i < len(ppairs)
                   else kfailed if kfailed is not None else pfailed) or 0
-        p_insn = next((x for x in insns if x.address - sym.address == offset), None)
+        p_insn = next((x for x in decode_again(sym, code) if x.address - sym.address == offset), None)
         kerr = f" ({errno.errorcode.get(-kres.status, kres.status)})" if kres.status else ""
         disagreements.append(Disagreement(
             text=text,
@@ -278,13 +281,22 @@ def compare(
         kernel = decoder.walk(records)
         t_kernel = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        if text == "live":  # the model itself: what the rules see
-            ours: list[Sequence[x86.Insn]] = [image.function(s).insns for s in syms]
+        if text == "live":  # the model itself (Image.function): what the rules see
+
+            def decode(sym: KSym, code: bytes) -> Sequence[x86.Insn]:
+                insns = image.function(sym).insns
+                # Keep memory flat: Image caches every Function, ~7M decoded instructions in all.
+                getattr(image, "_functions", {}).pop(sym.address, None)
+                return insns
         else:
-            ours = [_decode_like_function(code, s) for s, (_, _, code) in zip(syms, records, strict=True)]
+
+            def decode(sym: KSym, code: bytes) -> Sequence[x86.Insn]:
+                return _decode_like_function(code, sym)
+
+        t0 = time.perf_counter()
+        ours = [_walk_of(decode(s, code), s.address) for s, (_, _, code) in zip(syms, records, strict=True)]
         t_ours = time.perf_counter() - t0
-        results.append(_compare_walks(syms, records, kernel, ours, text, (t_kernel, t_ours, t_read)))
+        results.append(_compare_walks(syms, records, kernel, ours, text, (t_kernel, t_ours, t_read), decode))
 
     return Comparison(
         vmlinux=str(vmlinux),
