@@ -26,7 +26,8 @@ _STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage
 # by stage and id. The first refusal decides the errno, as in the kernel.
 KERNEL_ORDER = (
     "KP002",  # parse: traceprobe_split_symbol_offset (octal offsets)
-    "KP102",  # __trace_kprobe_create: number_of_same_symbols
+    "KP113",  # __trace_kprobe_create: kprobe_on_func_entry for return probes
+    "KP102",  #   ... number_of_same_symbols
     "KP402",  #   ... MOD:SYM of a module not loaded: deferred
     "KP105",  # __register_trace_kprobe: within_notrace_func
     "KP101",  # register_kprobe -> _kprobe_addr
