@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from probelint.arch import x86
-from probelint.image.kernel import Function
+from probelint.image.kernel import Function, Image
 
-__all__ = ["excerpt"]
+__all__ = ["excerpt", "insn_text"]
 
 
-def excerpt(fn: Function, address: int, *, before: int = 2, after: int = 3,
+_ADDRESS = re.compile(r"0x[0-9a-f]{9,16}")
+
+
+def excerpt(image: Image, fn: Function, address: int, *, before: int = 2, after: int = 3,
             marked: range | None = None) -> tuple[str, ...]:
     """Instructions around `address`; ``>`` marks those overlapping `marked` (default: the one at
-    or containing `address`)."""
+    or containing `address`). Branch targets are shown as ``<SYM+0xOFF>``."""
     starts = fn.starts
     if not starts:
         return ()
@@ -21,10 +26,22 @@ def excerpt(fn: Function, address: int, *, before: int = 2, after: int = 3,
     if marked is None:
         marked = range(address, address + 1)
     lines = []
+    width = len(fn.symbol.name) + 6
     for insn in fn.insns[lo:hi]:
         hit = insn.address < marked.stop and marked.start < insn.end
         raw = insn.raw.hex(" ")
         raw = raw if len(raw) <= 23 else raw[:20] + "..."
-        lines.append(f"{'>' if hit else ' '} {fn.symbol.name}+{insn.address - fn.symbol.address:#x}"
-                     f"  {raw:<23}  {x86.format_insn(insn)}")
+        text = insn_text(image, insn)
+        where = f"{fn.symbol.name}+{insn.address - fn.symbol.address:#x}"
+        lines.append(f"{'>' if hit else ' '} {where:<{width}}  {raw:<23}  {text}")
     return tuple(lines)
+
+
+def insn_text(image: Image, insn: x86.Insn) -> str:
+    """AT&T text with branch targets and RIP-relative addresses shown as ``<SYM+0xOFF>``."""
+    return _ADDRESS.sub(lambda m: _symbolic(image, int(m.group(), 16)), x86.format_insn(insn))
+
+
+def _symbolic(image: Image, address: int) -> str:
+    where = image.describe(address)
+    return f"{address:#x}" if where.startswith("0x") else f"<{where}>"

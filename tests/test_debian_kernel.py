@@ -5,6 +5,7 @@ Every expectation is derived from the real bytes or from binutils/System.map, ne
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 from collections import Counter
@@ -49,7 +50,7 @@ def test_kallsyms_sizes_match_system_map_spacing(debian, debian_kernel: Kernel):
     vmlinux = debian_kernel.vmlinux
     stext, etext = vmlinux.marker("_stext"), vmlinux.marker("_etext")
     addresses = sorted({a for a, _, _ in entries})
-    nxt = {a: b for a, b in zip(addresses, addresses[1:], strict=False)}
+    nxt = dict(itertools.pairwise(addresses))
     checked = 0
     for addr, kind, name in entries:
         if kind in "tT" and stext <= addr < etext and addr in nxt:

@@ -19,7 +19,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             notes.append("no vmlinux was given: only the modules' symbols were searched")
         images = [m for m in ctx.kernel.modules if spec.module in (None, m.name)]
         if any(m.has_init_symbol(spec.symbol) for m in images):
-            notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module is live")
+            notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module "
+                         "is live")
         yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes))
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")

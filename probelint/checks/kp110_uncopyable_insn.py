@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.disasm import insn_text
 from probelint.findings import Severity
 
 
@@ -20,7 +21,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return
     why = x86.copy_refusal(insn)
     if why is not None:
-        yield Hit(f"the instruction at {ctx.where()} ({x86.format_insn(insn)}) cannot be copied out of line: {why}")
+        yield Hit(f"the instruction at {ctx.where()} ({insn_text(ctx.image, insn)}) cannot be copied out of line: "
+                  f"{why}")
 
 
 RULE = Rule("KP110", "uncopyable-insn", Severity.ERROR, Stage.INSN, check,

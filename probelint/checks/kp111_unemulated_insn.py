@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.disasm import insn_text
 from probelint.findings import Severity
 
 
@@ -19,7 +20,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return
     why = x86.emulation_refusal(insn)
     if why is not None:
-        yield Hit(f"the instruction at {ctx.where()} ({x86.format_insn(insn)}) is {why}: kprobes cannot emulate it")
+        yield Hit(f"the instruction at {ctx.where()} ({insn_text(ctx.image, insn)}) is {why}: "
+                  f"kprobes cannot emulate it")
 
 
 RULE = Rule("KP111", "unemulated-insn", Severity.ERROR, Stage.INSN, check,

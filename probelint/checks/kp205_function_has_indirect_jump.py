@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.disasm import insn_text
 from probelint.findings import Severity
 
 
@@ -21,12 +22,12 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     thunks = ctx.kernel.thunk_range
     for insn in ctx.function().insns:
         if x86.is_indirect_jump(insn):
-            why = f"an indirect jump ({x86.format_insn(insn)})"
+            why = f"an indirect jump ({insn_text(ctx.image, insn)})"
         else:
             target = x86.jump_target(insn)
             if thunks is None or target is None or not thunks[0] <= target <= thunks[1]:
                 continue
-            why = f"a jump into the retpoline/return-thunk area ({x86.format_insn(insn)})"
+            why = f"a jump into the retpoline/return-thunk area ({insn_text(ctx.image, insn)})"
         yield Hit(f"{ctx.symbol.name} has {why} at {ctx.image.describe(insn.address)}: the kernel does not "
                   f"jump-optimize probes in functions with indirect jumps (cpu profile: {ctx.image.profile.value})")
         return

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
-from probelint.disasm import excerpt
+from probelint.disasm import excerpt, insn_text
 from probelint.findings import Severity
 
 
@@ -26,9 +26,9 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             describe = ctx.image.describe
             window = ctx.window()
             yield Hit(
-                f"{describe(insn.address)} ({x86.format_insn(insn)}) jumps to {describe(target)}, inside the "
+                f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside the "
                 f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
-                excerpt(fn, ctx.address, marked=range(ctx.address, window[-1].end if window else hi)),
+                excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, window[-1].end if window else hi)),
             )
             return
 

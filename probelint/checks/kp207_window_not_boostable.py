@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
-from probelint.disasm import excerpt
+from probelint.disasm import excerpt, insn_text
 from probelint.findings import Severity
 
 
@@ -26,8 +26,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         if why is not None:
             yield Hit(
                 f"the jump window of {ctx.where()} holds {ctx.image.describe(insn.address)} "
-                f"({x86.format_insn(insn)}): {why}; it stays an int3 probe",
-                excerpt(ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
+                f"({insn_text(ctx.image, insn)}): {why}; it stays an int3 probe",
+                excerpt(ctx.image, ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
             )
             return
 

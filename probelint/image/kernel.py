@@ -205,8 +205,9 @@ class Image:
 
     def has_init_symbol(self, name: str) -> bool:
         """A module symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""
+        sections = self.elf.sections
         return self.layout is not None and any(
-            s.name == name and 0 < s.shndx < len(self.elf.sections) and self.elf.sections[s.shndx].name.startswith(".init")
+            s.name == name and 0 < s.shndx < len(sections) and sections[s.shndx].name.startswith(".init")
             for s in self.elf.symbols()
         )
 

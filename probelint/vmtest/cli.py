@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _compare(args: argparse.Namespace, say) -> int:  # noqa: ANN001
+def _compare(args: argparse.Namespace, say) -> int:
     import probelint
 
     from .compare import debug_images, render_text, render_validation, run_comparison, to_json
