@@ -25,7 +25,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,17 +178,26 @@ def table_mismatches(image: Image, decoder: KernelDecoder) -> tuple[int, list[st
     return sum(1 for line in ours if not line.endswith(" -")) - 1, bad
 
 
-Walk = tuple[list[tuple[int, int]], "int | None"]  # [(offset, length)], offset of the undecodable insn
+def _pairs(lengths: bytes) -> list[tuple[int, int]]:
+    pairs, off = [], 0
+    for n in lengths:
+        pairs.append((off, n))
+        off += n
+    return pairs
 
 
-def _walk_of(fn_insns: Sequence[x86.Insn], base: int) -> Walk:
-    pairs, failed = [], None
-    for insn in fn_insns:
+def _probelint_walk(insns: Sequence[x86.Insn], base: int) -> tuple[bytes, int | None]:
+    """(instruction lengths, offset of the undecodable instruction or None), like WalkResult."""
+    lengths = bytearray()
+    expected = base
+    for insn in insns:
+        if insn.address != expected:  # decode() is linear; anything else is a bug worth seeing
+            raise AssertionError(f"probelint walk of {base:#x} jumps to {insn.address:#x}")
         if not insn.valid:
-            failed = insn.address - base
-            break
-        pairs.append((insn.address - base, insn.length))
-    return pairs, failed
+            return bytes(lengths), insn.address - base
+        lengths.append(insn.length)
+        expected = insn.end
+    return bytes(lengths), None
 
 
 def _describe(pairs: list[tuple[int, int]], failed: int | None, i: int, err: str) -> str:
@@ -197,42 +206,25 @@ def _describe(pairs: list[tuple[int, int]], failed: int | None, i: int, err: str
     return f"undecodable{err}" if failed is not None else "walk ended"
 
 
-def _compare_walks(
-    syms: list[KSym], records: list[tuple[int, int, bytes]], kernel: list[WalkResult],
-    ours: list[Walk], text: str, times: tuple[float, float, float],
-    decode_again: Callable[[KSym, bytes], Sequence[x86.Insn]],
-) -> TextComparison:
-    agree = undecodable = n_kernel = n_ours = 0
-    disagreements = []
-    for sym, (_, _, code), kres, (ppairs, pfailed) in zip(syms, records, kernel, ours, strict=True):
-        kpairs, off = [], 0
-        for n in kres.lengths:
-            kpairs.append((off, n))
-            off += n
-        kfailed = kres.failed_at
-        n_kernel += len(kpairs)
-        n_ours += len(ppairs)
-        if kpairs == ppairs and kfailed == pfailed:
-            agree += 1
-            undecodable += kfailed is not None
-            continue
-        i = next((k for k, (a, b) in enumerate(zip(kpairs, ppairs, strict=False)) if a != b),
-                 min(len(kpairs), len(ppairs)))
-        offset = (kpairs[i][0] if i < len(kpairs) else ppairs[i][0] if i < len(ppairs)
-                  else kfailed if kfailed is not None else pfailed) or 0
-        p_insn = next((x for x in decode_again(sym, code) if x.address - sym.address == offset), None)
-        kerr = f" ({errno.errorcode.get(-kres.status, kres.status)})" if kres.status else ""
-        disagreements.append(Disagreement(
-            text=text,
-            symbol=sym.name,
-            address=sym.address,
-            offset=offset,
-            bytes=code[offset:][:MAX_INSN_SIZE].hex(" "),
-            kernel=_describe(kpairs, kfailed, i, kerr),
-            probelint=_describe(ppairs, pfailed, i, ""),
-            probelint_text=x86.format_insn(p_insn) if p_insn is not None else "-",
-        ))
-    return TextComparison(text, agree, n_kernel, n_ours, undecodable, disagreements, *times)
+def _disagreement(text: str, sym: KSym, code: bytes, kres: WalkResult, plen: bytes, pfailed: int | None,
+                  insns: Sequence[x86.Insn]) -> Disagreement:
+    kpairs, ppairs, kfailed = _pairs(kres.lengths), _pairs(plen), kres.failed_at
+    i = next((k for k, (a, b) in enumerate(zip(kpairs, ppairs, strict=False)) if a != b),
+             min(len(kpairs), len(ppairs)))
+    offset = (kpairs[i][0] if i < len(kpairs) else ppairs[i][0] if i < len(ppairs)
+              else kfailed if kfailed is not None else pfailed) or 0
+    p_insn = next((x for x in insns if x.address - sym.address == offset), None)
+    kerr = f" ({errno.errorcode.get(-kres.status, kres.status)})" if kres.status else ""
+    return Disagreement(
+        text=text,
+        symbol=sym.name,
+        address=sym.address,
+        offset=offset,
+        bytes=code[offset:][:MAX_INSN_SIZE].hex(" "),
+        kernel=_describe(kpairs, kfailed, i, kerr),
+        probelint=_describe(ppairs, pfailed, i, ""),
+        probelint_text=x86.format_insn(p_insn) if p_insn is not None else "-",
+    )
 
 
 def _decode_like_function(code: bytes, sym: KSym) -> list[x86.Insn]:
@@ -281,22 +273,29 @@ def compare(
         kernel = decoder.walk(records)
         t_kernel = time.perf_counter() - t0
 
-        if text == "live":  # the model itself (Image.function): what the rules see
-
-            def decode(sym: KSym, code: bytes) -> Sequence[x86.Insn]:
-                insns = image.function(sym).insns
-                # Keep memory flat: Image caches every Function, ~7M decoded instructions in all.
-                getattr(image, "_functions", {}).pop(sym.address, None)
-                return insns
-        else:
-
-            def decode(sym: KSym, code: bytes) -> Sequence[x86.Insn]:
-                return _decode_like_function(code, sym)
-
-        t0 = time.perf_counter()
-        ours = [_walk_of(decode(s, code), s.address) for s, (_, _, code) in zip(syms, records, strict=True)]
-        t_ours = time.perf_counter() - t0
-        results.append(_compare_walks(syms, records, kernel, ours, text, (t_kernel, t_ours, t_read), decode))
+        agree = undecodable = n_kernel = n_ours = 0
+        disagreements = []
+        t_ours = 0.0
+        functions = getattr(image, "_functions", {})
+        for sym, (_, _, code), kres in zip(syms, records, kernel, strict=True):
+            t0 = time.perf_counter()
+            if text == "live":  # the model itself (Image.function): what the rules see
+                insns: Sequence[x86.Insn] = image.function(sym).insns
+            else:
+                insns = _decode_like_function(code, sym)
+            t_ours += time.perf_counter() - t0
+            # Keep memory flat: Image caches every Function (~7M decoded instructions in all).
+            functions.pop(sym.address, None)
+            plen, pfailed = _probelint_walk(insns, sym.address)
+            n_kernel += len(kres.lengths)
+            n_ours += len(plen)
+            if plen == kres.lengths and pfailed == kres.failed_at:
+                agree += 1
+                undecodable += pfailed is not None
+            else:
+                disagreements.append(_disagreement(text, sym, code, kres, plen, pfailed, insns))
+        results.append(TextComparison(text, agree, n_kernel, n_ours, undecodable, disagreements,
+                                      t_kernel, t_ours, t_read))
 
     return Comparison(
         vmlinux=str(vmlinux),

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "comments as written by --save-sample, '---' separates phases")
     p.add_argument("--kernel-package", default=DEFAULT_KERNEL_PACKAGE)
     p.add_argument("--cpu", action="append", default=[],
-                   help="QEMU CPU model, repeatable or comma-separated (default qemu64; EPYC-Rome, Skylake-Client-v4...)")
+                   help="QEMU CPU model, repeatable or comma-separated "
+                   "(default qemu64; EPYC-Rome, Skylake-Client-v4, ...)")
     p.add_argument("--module", action="append", default=[], help="module to insmod first (repeatable), e.g. xfs")
     p.add_argument("--sample", type=int, metavar="N", help="draw about N probes from the kernel instead of probe files")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")

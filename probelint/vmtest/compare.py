@@ -151,7 +151,8 @@ def run_comparison(
         if log:
             log(f"cpu {cpu}: {len(specs)} probes")
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
-                                cache_dir=cache_dir, batch_size=batch_size, phases=phases, cmdline_extra=cmdline_extra, log=log)
+                                cache_dir=cache_dir, batch_size=batch_size, phases=phases,
+                                cmdline_extra=cmdline_extra, log=log)
         comps = [compare_verdicts(s, cpu, kv, pv) for s, kv, pv in zip(samples, rep.verdicts, predicted, strict=True)]
         runs.append(CpuRun(cpu, comps, rep.boots))
     return runs
@@ -297,7 +298,8 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _disagreement_classes(comps: list[Comparison], fields: tuple[str, ...]) -> list[tuple[str, str, str, int, Comparison]]:
+def _disagreement_classes(comps: list[Comparison],
+                          fields: tuple[str, ...]) -> list[tuple[str, str, str, int, Comparison]]:
     """(category, kernel verdict, probelint verdict + rules) classes of disagreement, with counts."""
     groups: dict[tuple[str, str, str], list[Comparison]] = defaultdict(list)
     for x in comps:

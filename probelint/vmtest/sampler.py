@@ -72,6 +72,7 @@ _MODULE_CATEGORIES = frozenset({"module", "module_entry"})
 _PIECE_RE = re.compile(r"\.(cold|part|isra|constprop)(\.|$)")
 # ff /4, ff /5 (any ModRM with reg 4 or 5) and ea: what __insn_is_indirect_jump() matches
 _INDIRECT_JMP_RE = re.compile(rb"\xff[\x20-\x2f\x60-\x6f\xa0-\xaf\xe0-\xef]|\xea", re.DOTALL)
+_DIRECT_BRANCHES = (iced_x86.FlowControl.UNCONDITIONAL_BRANCH, iced_x86.FlowControl.CONDITIONAL_BRANCH)
 _SITE_BEFORE = 4  # "before" probes start 1..4 bytes before a site: their 5-byte window covers it
 
 
@@ -320,10 +321,9 @@ class _Drawer:
         def pred(fn: Function) -> bool:
             for i in fn.insns:
                 d = i.decoded
-                if d is not None and d.flow_control in (iced_x86.FlowControl.UNCONDITIONAL_BRANCH,
-                                                        iced_x86.FlowControl.CONDITIONAL_BRANCH):
-                    if d.op0_kind == iced_x86.OpKind.NEAR_BRANCH64 and lo <= d.near_branch_target < hi:
-                        return True
+                if (d is not None and d.flow_control in _DIRECT_BRANCHES
+                        and d.op0_kind == iced_x86.OpKind.NEAR_BRANCH64 and lo <= d.near_branch_target < hi):
+                    return True
             return False
 
         return self._functions_with(pred, "thunk_jump_fn", k, len(self.unique_funcs))
