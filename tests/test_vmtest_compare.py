@@ -316,7 +316,7 @@ def test_compare_and_render():
     assert data["summary"]["qemu64"]["TOTAL"]["errno"] == [2, 3]
     assert [p["agree"]["errno"] for p in data["probes"]] == [True, True, False, False]
     assert [p["judged"] for p in data["probes"]] == [True, True, True, False]
-    md = render_validation(runs, {"kernel_package": "k", "probes": 4, "source": "test", "date": "2024-01-01"})
+    md = render_validation(runs, {"kernel_package": "k", "probe_count": 4, "source": "test", "date": "2024-01-01"})
     assert md.startswith("<!-- GENERATED") and "| `mid_insn` | EILSEQ | EINVAL (KP105) | 1 | `c+0x1` |" in md
 
 

@@ -30,7 +30,7 @@ from probelint.image.elf import (
     ElfSymbol,
 )
 
-__all__ = ["KSym", "Kallsyms", "kallsyms_from_vmlinux", "nm_type"]
+__all__ = ["KSym", "Kallsyms", "SymbolTable", "kallsyms_from_vmlinux", "nm_type"]
 
 # scripts/kallsyms.c is_ignored_symbol()
 _IGNORED_NAMES = frozenset({
@@ -120,59 +120,36 @@ def _sort_key(entry: tuple[int, str, str, int]) -> tuple[int, bool, bool, int, i
     return (address, letter in "wW", _looks_linker_provided(name), underscores, nm_pos)
 
 
-class Kallsyms:
-    """A sorted kallsyms table with the kernel's lookups."""
+class SymbolTable:
+    """Symbols sorted by address (ties in the kernel's order), with what both the vmlinux and the
+    module kallsyms share; subclasses say how long a symbol is (`_entry`)."""
 
-    def __init__(self, entries: list[tuple[int, str, str]], end_of_last: int) -> None:
-        self.addresses = [a for a, _, _ in entries]
-        self.names = [n for _, n, _ in entries]
-        self.types = [t for _, _, t in entries]
-        self._end_of_last = end_of_last
+    addresses: list[int]
+    names: list[str]
+    types: list[str]
+
+    def _index(self) -> None:
         self._name_count = Counter(self.names)
-        self._first_by_name: dict[str, int] = {}
-        for i, name in enumerate(self.names):
-            self._first_by_name.setdefault(name, i)
 
     def __len__(self) -> int:
         return len(self.addresses)
 
-    def _entry(self, pos: int) -> KSym:
-        start = self.addresses[pos]
-        nxt = bisect.bisect_right(self.addresses, start, lo=pos)
-        end = self.addresses[nxt] if nxt < len(self.addresses) else self._end_of_last
-        return KSym(self.names[pos], start, end - start, self.types[pos])
-
-    def lookup(self, address: int) -> KSym | None:
-        """get_symbol_pos(): the first alias at the greatest address <= `address`."""
-        pos = bisect.bisect_right(self.addresses, address) - 1
-        if pos < 0:
-            return None
-        first = bisect.bisect_left(self.addresses, self.addresses[pos])
-        return self._entry(first)
-
-    def lookup_name(self, name: str) -> KSym | None:
-        """kallsyms_lookup_name(): lowest-addressed symbol of that name."""
-        pos = self._first_by_name.get(name)
-        return None if pos is None else self._entry_at_name(pos)
-
-    def _entry_at_name(self, pos: int) -> KSym:
-        sym = self._entry(bisect.bisect_left(self.addresses, self.addresses[pos]))
-        return KSym(self.names[pos], sym.address, sym.size, self.types[pos])
-
     def count(self, name: str) -> int:
         return self._name_count.get(name, 0)
 
-    def address_of(self, name: str) -> int | None:
-        sym = self.lookup_name(name)
-        return None if sym is None else sym.address
+    def _entry(self, pos: int) -> KSym:
+        raise NotImplementedError
 
-    def following(self, sym: KSym) -> KSym | None:
-        """The symbol that starts where `sym` ends (None past the last one)."""
-        pos = bisect.bisect_left(self.addresses, sym.end)
-        return self._entry(pos) if pos < len(self.addresses) else None
+    def _first_alias(self, pos: int) -> KSym:
+        return self._entry(bisect.bisect_left(self.addresses, self.addresses[pos]))
+
+    def _containing(self, address: int) -> KSym | None:
+        """The first alias at the greatest address <= `address` (get_symbol_pos)."""
+        pos = bisect.bisect_right(self.addresses, address) - 1
+        return self._first_alias(pos) if pos >= 0 else None
 
     def symbols_in(self, start: int, end: int) -> list[KSym]:
-        """Distinct kallsyms symbols (first alias of each address) starting in [start, end)."""
+        """Distinct symbols (first alias of each address) starting in [start, end)."""
         lo = bisect.bisect_left(self.addresses, start)
         hi = bisect.bisect_left(self.addresses, end)
         out, last = [], None
@@ -181,6 +158,42 @@ class Kallsyms:
                 out.append(self._entry(pos))
                 last = self.addresses[pos]
         return out
+
+
+class Kallsyms(SymbolTable):
+    """The vmlinux kallsyms table with the kernel's lookups."""
+
+    def __init__(self, entries: list[tuple[int, str, str]], end_of_last: int) -> None:
+        self.addresses = [a for a, _, _ in entries]
+        self.names = [n for _, n, _ in entries]
+        self.types = [t for _, _, t in entries]
+        self._end_of_last = end_of_last
+        self._index()
+        self._first_by_name: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            self._first_by_name.setdefault(name, i)
+
+    def _entry(self, pos: int) -> KSym:
+        start = self.addresses[pos]
+        nxt = bisect.bisect_right(self.addresses, start, lo=pos)
+        end = self.addresses[nxt] if nxt < len(self.addresses) else self._end_of_last
+        return KSym(self.names[pos], start, end - start, self.types[pos])
+
+    def lookup(self, address: int) -> KSym | None:
+        """kallsyms_lookup_size_offset() for an address already known to be a ksym address."""
+        return self._containing(address)
+
+    def lookup_name(self, name: str) -> KSym | None:
+        """kallsyms_lookup_name(): lowest-addressed symbol of that name."""
+        pos = self._first_by_name.get(name)
+        if pos is None:
+            return None
+        sym = self._first_alias(pos)
+        return KSym(self.names[pos], sym.address, sym.size, self.types[pos])
+
+    def address_of(self, name: str) -> int | None:
+        sym = self.lookup_name(name)
+        return None if sym is None else sym.address
 
 
 def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:

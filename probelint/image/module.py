@@ -16,11 +16,10 @@ boot to boot, which is why probes in modules are reported as ``MOD:SYM+OFF``.
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from dataclasses import dataclass
 
 from probelint.image.elf import SHN_LORESERVE, SHN_UNDEF, ElfFile, ElfSection
-from probelint.image.kallsyms import KSym, nm_type
+from probelint.image.kallsyms import KSym, SymbolTable, nm_type
 
 __all__ = ["MODULE_BASE", "ModuleLayout", "ModuleSymbols", "layout_module", "module_name"]
 
@@ -54,37 +53,31 @@ class ModuleLayout:
     init_text_end: int
 
 
-def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
-    placed: dict[int, int] = {}
-    size = 0
-    text_end = base
+def _place(elf: ElfFile, placed: dict[int, int], base: int, init: bool) -> tuple[int, int]:
+    """Place the init (or core) sections in layout_sections' pass order; returns (size, text size)."""
+    size = text_size = 0
     for n, (need, forbid) in enumerate(_PASSES):
         for sec in elf.sections:
             if (sec.flags & need) != need or sec.flags & forbid or sec.index in placed:
                 continue
-            if _is_init_section(sec.name):
+            if _is_init_section(sec.name) != init:
                 continue
             size = _align(size, sec.align)
             placed[sec.index] = base + size
             size += sec.size
-        size = _align(size, PAGE_SIZE)
+        if not init:  # strict_align(): with STRICT_MODULE_RWX each core part ends on a page
+            size = _align(size, PAGE_SIZE)
         if n == 0:
-            text_end = base + size
-    init_base = _align(base + size, PAGE_SIZE)
-    init_size = 0
-    init_text_end = init_base
-    for n, (need, forbid) in enumerate(_PASSES):
-        for sec in elf.sections:
-            if (sec.flags & need) != need or sec.flags & forbid or sec.index in placed:
-                continue
-            if not _is_init_section(sec.name):
-                continue
-            init_size = _align(init_size, sec.align)
-            placed[sec.index] = init_base + init_size
-            init_size += sec.size
-        if n == 0:
-            init_text_end = init_base + init_size
-    return ModuleLayout(placed, base, text_end, init_base, init_text_end)
+            text_size = size
+    return size, text_size
+
+
+def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
+    placed: dict[int, int] = {}
+    core_size, core_text = _place(elf, placed, base, init=False)
+    init_base = _align(base + core_size, PAGE_SIZE)
+    _, init_text = _place(elf, placed, init_base, init=True)
+    return ModuleLayout(placed, base, base + core_text, init_base, init_base + init_text)
 
 
 def module_name(elf: ElfFile) -> str:
@@ -98,7 +91,7 @@ def module_name(elf: ElfFile) -> str:
     return stem.replace("-", "_")
 
 
-class ModuleSymbols:
+class ModuleSymbols(SymbolTable):
     """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`."""
 
     def __init__(self, elf: ElfFile, layout: ModuleLayout) -> None:
@@ -123,20 +116,13 @@ class ModuleSymbols:
             best = self._first_by_name.get(name)
             if best is None or index < best[0]:
                 self._first_by_name[name] = (index, pos)
-        self._name_count = Counter(self.names)
-
-    def __len__(self) -> int:
-        return len(self.addresses)
+        self._index()
 
     def lookup(self, address: int) -> KSym | None:
+        """find_kallsyms_symbol() for an address in the module's core text."""
         lo, hi = self.layout.text_start, self.layout.text_end
-        if not lo <= address < hi:
-            return None
-        pos = bisect.bisect_right(self.addresses, address) - 1
-        if pos < 0 or self.addresses[pos] < lo:
-            return None
-        first = bisect.bisect_left(self.addresses, self.addresses[pos])
-        return self._entry(first)
+        sym = self._containing(address) if lo <= address < hi else None
+        return sym if sym is not None and sym.address >= lo else None
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]
@@ -149,18 +135,5 @@ class ModuleSymbols:
         found = self._first_by_name.get(name)
         if found is None:
             return None
-        sym = self._entry(bisect.bisect_left(self.addresses, self.addresses[found[1]]))
+        sym = self._first_alias(found[1])
         return KSym(name, sym.address, sym.size, self.types[found[1]])
-
-    def count(self, name: str) -> int:
-        return self._name_count.get(name, 0)
-
-    def symbols_in(self, start: int, end: int) -> list[KSym]:
-        lo = bisect.bisect_left(self.addresses, start)
-        hi = bisect.bisect_left(self.addresses, end)
-        out, last = [], None
-        for pos in range(lo, hi):
-            if self.addresses[pos] != last:
-                out.append(self._entry(pos))
-                last = self.addresses[pos]
-        return out

@@ -132,7 +132,7 @@ def _compare(args: argparse.Namespace, say) -> int:
         "date": datetime.date.today().isoformat(),
         "kernel_package": args.kernel_package,
         "modules": args.module,
-        "probes": len(samples),
+        "probe_count": len(samples),
         "source": source,
         "seed": args.seed if args.sample is not None else None,
         "command": "probelint vmtest " + " ".join(args.argv),

@@ -324,7 +324,7 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
         + (f" and {', '.join(meta.get('modules', []))}.ko" if meta.get("modules") else "")
         + "; the kernel runs from `-unsigned` under QEMU TCG, `nokaslr`)",
         f"- CPU models: {', '.join(f'`{r.cpu}`' for r in runs)}",
-        f"- probes: {meta.get('probes')} ({meta.get('source')})",
+        f"- probes: {meta.get('probe_count')} ({meta.get('source')})",
         "- a probe agrees on a field when probelint's verdict equals the kernel's: `registers` (the write",
         "  to kprobe_events succeeded), `errno` (same error name, or both none), `optimized`",
         "  (`[OPTIMIZED]` in kprobes/list after the optimizer settled), `ftrace` (`[FTRACE]`).",
