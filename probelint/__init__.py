@@ -22,11 +22,14 @@ if TYPE_CHECKING:
     from probelint.image.kernel import Kernel
 
 
-def load_kernel(images: Sequence[str | Path]) -> Kernel:
-    """A vmlinux and/or modules (.ko) that will be live together."""
+def load_kernel(images: Sequence[str | Path], *, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
+    """A vmlinux and/or modules (.ko) that will be live together. With `cache`, whole-file facts
+    are kept in a build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
+    from probelint.image.cache import IndexCache, default_cache_dir
     from probelint.image.kernel import Kernel, open_image
 
-    return Kernel([open_image(p) for p in images])
+    index = IndexCache(cache_dir or default_cache_dir()) if cache else None
+    return Kernel([open_image(p, index) for p in images])
 
 
 def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str], *, source: str = "<api>") -> list[ProbeResult]:

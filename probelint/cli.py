@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from probelint import __version__
 from probelint.errors import InputError
@@ -39,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="how the CPU makes the kernel patch its return sites at boot: ret (no return thunk, "
                         "e.g. Intel without retbleed/ITS, qemu64; the default), rethunk (AMD retbleed/SRSO "
                         "mitigation), its (Intel ITS: half the sites keep the thunk)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the build-id index of the kernel image")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, ~/.cache/probelint)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--version", action="version", version=f"probelint {__version__}")
     return p
@@ -129,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     selected = _rule_ids(args.select) or set(all_rules())
     selected -= _rule_ids(args.ignore)
 
-    kernel = load_kernel(images)
+    kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(args.cpu_profile))
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))

@@ -16,6 +16,7 @@ from pathlib import Path
 from probelint.arch import x86
 from probelint.errors import InputError
 from probelint.image.blacklist import Blacklist
+from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
 from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, module_name
@@ -59,7 +60,7 @@ class Function:
 class Image:
     """One ELF: a vmlinux (ET_EXEC) or a module (ET_REL), with its kallsyms view."""
 
-    def __init__(self, elf: ElfFile) -> None:
+    def __init__(self, elf: ElfFile, cache: IndexCache | None = None) -> None:
         self.elf = elf
         self.path = elf.path
         self.is_module = elf.is_relocatable
@@ -78,11 +79,28 @@ class Image:
         self._placed = placed
         self._starts = [p[0] for p in placed]
         self._functions: dict[tuple[int, CpuProfile], Function] = {}
+        self._tables: dict[str, list[dict[str, int]]] = {}
+        self._sites: dict[str, list[tuple[int, int]]] = {}
         self.profile = DEFAULT_PROFILE
         # Imported symbols of a module, resolved against the vmlinux it is loaded into.
         self.resolve_import: Callable[[str], int | None] = lambda name: None
-        self._tables: dict[str, list[dict[str, int]]] = {}
-        self._sites: dict[str, list[tuple[int, int]]] = {}
+        if cache is not None and not self.is_module:
+            self._use_index(cache)
+
+    # Whole-file facts kept in the build-id index: what the rules consult, in compact form.
+    _INDEXED = ("_raw_symbols", "symbols", "ftrace_sites", "return_sites", "extable", "bug_sites", "blacklist")
+
+    def _use_index(self, cache: IndexCache) -> None:
+        """Take the whole-file facts from the build-id index, or compute and store them."""
+        build_id = self.elf.build_id()
+        data = cache.load(build_id)
+        if data is not None:
+            self.__dict__.update({name: data[name] for name in self._INDEXED})
+            self._sites.update(data["sites"])
+            return
+        facts = {name: getattr(self, name) for name in self._INDEXED}
+        sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
+        cache.store(build_id, {**facts, "sites": sites})
 
     @cached_property
     def symbols(self) -> Kallsyms | ModuleSymbols:
@@ -311,5 +329,5 @@ class Kernel:
         return None
 
 
-def open_image(path: str | Path) -> Image:
-    return Image(ElfFile(path))
+def open_image(path: str | Path, cache: IndexCache | None = None) -> Image:
+    return Image(ElfFile(path), cache)
