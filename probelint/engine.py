@@ -30,12 +30,14 @@ KERNEL_ORDER = (
     "KP102",  #   ... number_of_same_symbols
     "KP402",  #   ... MOD:SYM of a module not loaded: deferred
     "KP105",  # __register_trace_kprobe: within_notrace_func
-    "KP101",  # register_kprobe -> _kprobe_addr
+    "KP101",  # register_k(ret)probe -> _kprobe_addr
+    "KP115",  # register_kretprobe: kretprobe_blacklist
     "KP103",  # check_kprobe_address_safe (after check_ftrace_location): core_kernel_text / __module_text_address
     "KP106",  #   ... within_kprobe_blacklist
     "KP107",  #   ... jump_label_text_reserved
     "KP108",  #   ... static_call_text_reserved
     "KP109",  #   ... find_bug
+    "KP114",  #   ... is_cfi_preamble_symbol
     "KP104",  # arch_prepare_kprobe: can_probe
     "KP110",  #   ... __copy_instruction
     "KP111",  #   ... prepare_emulation
