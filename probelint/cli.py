@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the build-id index of the kernel image")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, ~/.cache/probelint)")
+                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
+                        "~/.cache/probelint)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--version", action="version", version=f"probelint {__version__}")
     return p

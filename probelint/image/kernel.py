@@ -221,6 +221,20 @@ class Image:
             data = apply_relocations(data, start, self.section_address(sec), self.relocations.for_section(sec.index))
         return data
 
+    @cached_property
+    def version(self) -> str | None:
+        """The kernel's banner (``Linux version 6.1.0-56-cloud-amd64 ...``), or a module's vermagic."""
+        if self.layout is not None:
+            sec = self.elf.section(".modinfo")
+            fields = self.elf.section_bytes(sec).split(b"\0") if sec is not None else []
+            found = next((f[9:] for f in fields if f.startswith(b"vermagic=")), None)
+            return found.decode(errors="replace") if found else None
+        banner = self.raw_symbol("linux_banner")
+        if banner is None:
+            return None
+        text = self.read(banner, 512).split(b"\0", 1)[0]
+        return text.decode(errors="replace").strip() or None
+
     def has_init_symbol(self, name: str) -> bool:
         """A module symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""
         sections = self.elf.sections

@@ -45,7 +45,8 @@ def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret"
         "probelint_version": __version__,
         "cpu_profile": cpu_profile,
         "images": [
-            {"path": image.path, "name": image.name, "build_id": image.elf.build_id()} for image in kernel.images
+            {"path": image.path, "name": image.name, "build_id": image.elf.build_id(), "version": image.version}
+            for image in kernel.images
         ],
         "probes": [_probe(r) for r in results],
     }
