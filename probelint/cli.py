@@ -12,10 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probelint import __version__
 from probelint.errors import InputError
 from probelint.findings import Severity
+
+if TYPE_CHECKING:
+    from probelint.engine import ProbeResult
+    from probelint.image.kernel import Kernel
 
 __all__ = ["main"]
 
@@ -30,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json", "sarif", "github", "gitlab"), default="text",
+                   help="text (gcc-style, default), json (probelint/schema/report.schema.json), sarif (2.1.0), "
+                        "github (workflow annotations), gitlab (Code Quality)")
     p.add_argument("--fail-level", default="error", choices=("info", "warning", "error"),
                    help="lowest severity that makes the exit status 1 (default: error, i.e. a probe the "
                         "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
@@ -140,16 +147,29 @@ def _run(args: argparse.Namespace) -> int:
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
 
+    sys.stdout.write(_render(args, kernel, results))
+    fail_level = Severity.parse(args.fail_level)
+    return 1 if any(f.severity >= fail_level for r in results for f in r.findings) else 0
+
+
+def _render(args: argparse.Namespace, kernel: Kernel, results: list[ProbeResult]) -> str:
     if args.format == "json":
         from probelint.report import json as json_report
 
-        sys.stdout.write(json_report.render(kernel, results, args.cpu_profile))
-    else:
-        from probelint.report import text
+        return json_report.render(kernel, results, args.cpu_profile)
+    if args.format == "sarif":
+        from probelint.report import sarif
 
-        colour = args.color == "always" or (
-            args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        )
-        sys.stdout.write(text.render(results, colour=colour, cpu_profile=args.cpu_profile))
-    fail_level = Severity.parse(args.fail_level)
-    return 1 if any(f.severity >= fail_level for r in results for f in r.findings) else 0
+        return sarif.render(kernel, results, args.cpu_profile)
+    if args.format == "github":
+        from probelint.report import github
+
+        return github.render(results)
+    if args.format == "gitlab":
+        from probelint.report import gitlab
+
+        return gitlab.render(results)
+    from probelint.report import text
+
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    return text.render(results, colour=colour, cpu_profile=args.cpu_profile)

@@ -1,0 +1,33 @@
+"""``--format github``: GitHub Actions workflow commands, one annotation per finding.
+
+Escaping follows the runner (actions/toolkit `command.ts`): the message escapes ``%``, CR, LF;
+property values additionally ``:`` and ``,``.
+"""
+
+from __future__ import annotations
+
+from probelint.engine import ProbeResult
+from probelint.findings import Severity
+
+__all__ = ["render"]
+
+_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render(results: list[ProbeResult]) -> str:
+    lines = []
+    for result in results:
+        for f in result.findings:
+            loc = f.location
+            body = "\n".join((f.message, *f.notes))
+            lines.append(f"::{_LEVEL[f.severity]} file={_prop(loc.file)},line={loc.line},col={loc.column},"
+                         f"title={_prop(f'probelint {f.rule}')}::{_data(body)}")
+    return "".join(line + "\n" for line in lines)

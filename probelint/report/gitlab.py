@@ -1,0 +1,28 @@
+"""``--format gitlab``: GitLab Code Quality report (a JSON array of issues)."""
+
+from __future__ import annotations
+
+import json
+
+from probelint.engine import ProbeResult
+from probelint.findings import Severity
+from probelint.report import fingerprint
+
+__all__ = ["render"]
+
+_SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
+
+
+def render(results: list[ProbeResult]) -> str:
+    issues = [
+        {
+            "description": f"{f.rule}: {f.message}",
+            "check_name": f.rule,
+            "fingerprint": fingerprint(f, r.spec.text),
+            "severity": _SEVERITY[f.severity],
+            "location": {"path": f.location.file, "lines": {"begin": f.location.line}},
+        }
+        for r in results
+        for f in r.findings
+    ]
+    return json.dumps(issues, indent=2) + "\n"
