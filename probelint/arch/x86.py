@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import iced_x86
 
@@ -189,7 +189,11 @@ class KernelInsn:
 
 
 def kernel_view(insn: Insn) -> KernelInsn:
-    raw = insn.raw[len(XEN_EMULATE_PREFIX):] if insn.emulate_prefix else insn.raw
+    return _kernel_view(insn.raw[len(XEN_EMULATE_PREFIX):] if insn.emulate_prefix else insn.raw)
+
+
+@lru_cache(maxsize=1 << 16)
+def _kernel_view(raw: bytes) -> KernelInsn:
     pos = 0
     while pos < len(raw) and raw[pos] in _LEGACY_PREFIXES:
         pos += 1

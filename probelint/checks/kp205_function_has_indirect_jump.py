@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from probelint.arch import x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
 from probelint.disasm import insn_text
 from probelint.findings import Severity
@@ -19,18 +18,17 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.symbol is not None
+    fn = ctx.function()
     thunks = ctx.kernel.thunk_range
-    for insn in ctx.function().insns:
-        if x86.is_indirect_jump(insn):
-            why = f"an indirect jump ({insn_text(ctx.image, insn)})"
-        else:
-            target = x86.jump_target(insn)
-            if thunks is None or target is None or not thunks[0] <= target <= thunks[1]:
-                continue
-            why = f"a jump into the retpoline/return-thunk area ({insn_text(ctx.image, insn)})"
-        yield Hit(f"{ctx.symbol.name} has {why} at {ctx.image.describe(insn.address)}: the kernel does not "
+    candidates = [(insn.address, f"an indirect jump ({insn_text(ctx.image, insn)})") for insn in fn.indirect_jumps[:1]]
+    into_thunks = fn.branch_into(*thunks) if thunks is not None else None
+    if into_thunks is not None:
+        insn = into_thunks[1]
+        candidates.append((insn.address, f"a jump into the retpoline/return-thunk area ({insn_text(ctx.image, insn)})"))
+    if candidates:
+        address, why = min(candidates)
+        yield Hit(f"{ctx.symbol.name} has {why} at {ctx.image.describe(address)}: the kernel does not "
                   f"jump-optimize probes in functions with indirect jumps (cpu profile: {ctx.image.profile.value})")
-        return
 
 
 RULE = Rule("KP205", "function-has-indirect-jump", Severity.WARNING, Stage.OPTIMIZE, check,

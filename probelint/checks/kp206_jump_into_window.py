@@ -18,19 +18,19 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.address is not None
-    lo, hi = ctx.address + 1, ctx.address + x86.JMP32_INSN_SIZE
     fn = ctx.function()
-    for insn in fn.insns:
-        target = x86.jump_target(insn)
-        if target is not None and lo <= target <= hi:
-            describe = ctx.image.describe
-            window = ctx.window()
-            yield Hit(
-                f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside the "
-                f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
-                excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, window[-1].end if window else hi)),
-            )
-            return
+    found = fn.branch_into(ctx.address + 1, ctx.address + x86.JMP32_INSN_SIZE)
+    if found is None:
+        return
+    target, insn = found
+    describe = ctx.image.describe
+    window = ctx.window()
+    end = window[-1].end if window else ctx.address + x86.JMP32_INSN_SIZE
+    yield Hit(
+        f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside the "
+        f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
+        excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, end)),
+    )
 
 
 RULE = Rule("KP206", "jump-into-window", Severity.WARNING, Stage.OPTIMIZE, check,

@@ -50,6 +50,21 @@ class Function:
         pos = bisect.bisect_right(self.starts, address)
         return self.insns[pos] if pos < len(self.insns) else None
 
+    @cached_property
+    def branches(self) -> list[tuple[int, x86.Insn]]:
+        """(target, insn) of every jmp/jcc/loop/jcxz (`insn_jump_into_range` kinds), by target."""
+        found = ((x86.jump_target(i), i) for i in self.insns)
+        return sorted(((t, i) for t, i in found if t is not None), key=lambda p: p[0])
+
+    def branch_into(self, lo: int, hi: int) -> tuple[int, x86.Insn] | None:
+        """The first branch (lowest target) with lo <= target <= hi."""
+        pos = bisect.bisect_left(self.branches, lo, key=lambda p: p[0])
+        return self.branches[pos] if pos < len(self.branches) and self.branches[pos][0] <= hi else None
+
+    @cached_property
+    def indirect_jumps(self) -> list[x86.Insn]:
+        return [i for i in self.insns if x86.is_indirect_jump(i)]
+
     @property
     def undecodable(self) -> x86.Insn | None:
         """The instruction where the kernel's walk gives up, if any."""

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Benchmark probelint against binutils on one kernel image, in one run on one machine.
+
+    python3 scripts/benchmark.py [VMLINUX] [--repeat 3]
+
+Times (median of --repeat runs, wall clock) and peak RSS of: `nm -n`, `objdump -d -j .text`,
+probelint cold (no index yet) and warm (index present) with 10, 1,000 and 10,000 probes drawn
+from the image's instruction boundaries, and prints ratios against the binutils baselines. The
+default image is the Debian 6.1 cloud vmlinux (downloaded into the cache if needed). Figures go in
+docs/performance.md; they are never asserted in tests (machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import probelint  # noqa: E402
+
+SIZES = (10, 1_000, 10_000)
+
+
+def measure(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run of `cmd` (output discarded)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    return elapsed, usage.ru_maxrss
+
+
+def median_run(cmd: list[str], repeat: int, *, before: list[str] | None = None,
+               env: dict[str, str] | None = None) -> tuple[float, int]:
+    times, rss = [], 0
+    for _ in range(repeat):
+        if before:
+            subprocess.run(before, check=True)
+        t, r = measure(cmd, env=env)
+        times.append(t)
+        rss = max(rss, r)
+    return statistics.median(times), rss
+
+
+def sample_probes(vmlinux: Path, count: int, seed: int = 1) -> list[str]:
+    kernel = probelint.load_kernel([vmlinux])
+    image = kernel.vmlinux
+    assert image is not None
+    stext, etext = image.marker("_stext"), image.marker("_etext")
+    funcs = [s for s in image.symbols.symbols_in(stext, etext) if s.type in "tT" and s.size > 5]
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < count:
+        sym = rng.choice(funcs)
+        insns = image.function(sym).insns
+        insn = rng.choice(insns)
+        out.append(f"{sym.name}+{insn.address - sym.address:#x}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("vmlinux", nargs="?", type=Path)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    vmlinux = args.vmlinux
+    if vmlinux is None:
+        from probelint.vmtest.download import ensure_debug_vmlinux
+
+        vmlinux = ensure_debug_vmlinux("linux-image-6.1.0-56-cloud-amd64")
+    rows: list[tuple[str, float, int]] = []
+    nm = median_run(["nm", "-n", str(vmlinux)], args.repeat)
+    rows.append(("nm -n", *nm))
+    objdump = median_run(["objdump", "-d", "-j", ".text", str(vmlinux)], args.repeat)
+    rows.append(("objdump -d -j .text", *objdump))
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        for size in SIZES:
+            probes = Path(tmp) / f"probes-{size}.txt"
+            probes.write_text("\n".join(sample_probes(vmlinux, size)) + "\n")
+            cmd = [sys.executable, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
+                   str(vmlinux), str(probes)]
+            cold = median_run(cmd, args.repeat, before=["rm", "-rf", str(cache)])
+            rows.append((f"probelint cold, {size} probes", *cold))
+            warm = median_run(cmd, args.repeat)
+            rows.append((f"probelint warm, {size} probes", *warm))
+    print(f"image: {vmlinux} ({vmlinux.stat().st_size / 1e6:.0f} MB), median of {args.repeat} runs, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'command':36} {'seconds':>8} {'peak RSS MB':>12} {'x nm -n':>8} {'x objdump':>10}")
+    for name, seconds, rss in rows:
+        print(f"{name:36} {seconds:8.2f} {rss / 1024:12.0f} {seconds / nm[0]:8.1f} {seconds / objdump[0]:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
