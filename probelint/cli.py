@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
+    p.add_argument("--kernel", action="append", default=[], metavar="IMAGE",
+                   help="a kernel image (repeatable): for callers such as pre-commit that pass only probe files")
     p.add_argument("--format", choices=("text", "json", "sarif", "github", "gitlab"), default="text",
                    help="text (gcc-style, default), json (probelint/schema/report.schema.json), sarif (2.1.0), "
                         "github (workflow annotations), gitlab (Code Quality)")
@@ -133,7 +135,10 @@ def _run(args: argparse.Namespace) -> int:
     from probelint.image.runtime import CpuProfile
     from probelint.spec import parse_files
 
-    images = [p for p in args.paths if _is_elf(p)]
+    for image in args.kernel:
+        if not _is_elf(image):
+            raise InputError(image, "not an ELF file (--kernel wants a vmlinux or .ko)")
+    images = args.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
     if not images:
         raise InputError(args.paths[0], "no kernel image given (a vmlinux or .ko ELF file)")
