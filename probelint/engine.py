@@ -116,7 +116,25 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
             continue
         results.append(_check_one(ProbeContext(item, kernel), rules, select))
     interference.check_set(results, select)
+    for result in results:
+        _apply_suppressions(result, select)
     return results
+
+
+def _apply_suppressions(result: ProbeResult, select: frozenset[str] | None) -> None:
+    """Drop findings the probe line suppresses; report suppressions that matched nothing (KP403).
+    Suppression hides a finding, never changes the kernel verdict."""
+    spec = result.spec
+    if isinstance(spec, ParseProblem) or not spec.suppressed:
+        return
+    fired = {f.rule for f in result.findings}
+    result.findings = [f for f in result.findings if f.rule not in spec.suppressed]
+    unused = sorted(spec.suppressed - fired)
+    if unused and _wanted("KP403", select):
+        known = all_rules()
+        what = ", ".join(f"{r} (no such rule)" if r not in known else r for r in unused)
+        result.findings.append(Finding("KP403", known["KP403"].severity,
+                                       f"unused suppression: {what} did not fire on this probe", spec.location))
 
 
 def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:

@@ -15,6 +15,7 @@ octal and anything else decimal; the offset goes through `traceprobe_split_symbo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class ProbeSpec:
     offset: int
     address: int | None
     octal_offset: bool = False  # the offset had a leading 0: the kernel read it as octal
+    suppressed: frozenset[str] = frozenset()  # rule ids in a ``# probelint: ignore[...]`` comment
 
     @property
     def canonical(self) -> str:
@@ -120,8 +122,21 @@ def parse_target(
     return ProbeSpec(text, location, is_return, symbol, module, offset, None, octal)
 
 
+_SUPPRESSION = re.compile(r"probelint:\s*ignore\[([A-Za-z0-9_, ]*)\]")
+
+
 def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
     """Parse one line; None for blank, comment and ``-:`` delete lines."""
+    parsed = _parse_code(line, file, lineno)
+    comment = line.split("#", 1)[1] if "#" in line else ""
+    found = _SUPPRESSION.search(comment)
+    if isinstance(parsed, ProbeSpec) and found:
+        ids = frozenset(t.strip().upper() for t in found.group(1).split(",") if t.strip())
+        parsed = dataclasses.replace(parsed, suppressed=ids)
+    return parsed
+
+
+def _parse_code(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
     code = line.split("#", 1)[0]
     tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", code)]
     if not tokens:
