@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON on stdout instead of text")
     p.add_argument("--json-file", type=Path, metavar="FILE", help="also write the JSON to FILE")
     p.add_argument("--write-validation", type=Path, metavar="MD", help="regenerate docs/validation.md from this run")
+    p.add_argument("--from-json", type=Path, metavar="FILE",
+                   help="re-render a --json-file of an earlier run (text, --json, --write-validation) without booting")
     p.add_argument("--per-probe", action="store_true", help="with --sample: list every probe (default for files)")
     p.add_argument("--kernel-only", action="store_true", help="only boot the kernel; print its verdicts")
     p.add_argument("-v", "--verbose", action="store_true", help="boot timings and CPU profile on stderr")
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.from_json:
+        return _from_json(args)
     if (args.sample is None) == (not args.probes):
         parser.error("give probe files or --sample N (not both)")
     if args.kernel_only:
@@ -147,6 +151,23 @@ def _compare(args: argparse.Namespace, say) -> int:
         print()
     else:
         print(render_text(runs, per_probe=args.per_probe or args.sample is None))
+    return 0
+
+
+def _from_json(args: argparse.Namespace) -> int:
+    from .compare import render_text, render_validation, runs_from_json
+
+    data = json.loads(args.from_json.read_text())
+    runs = runs_from_json(data)
+    meta = {k: v for k, v in data.items() if k not in ("probes", "summary", "boots", "fields", "cpus")}
+    meta.setdefault("probe_count", len(runs[0].comparisons) if runs else 0)
+    if args.write_validation:
+        args.write_validation.write_text(render_validation(runs, meta))
+    if args.json:
+        json.dump(data, sys.stdout, indent=1)
+        print()
+    else:
+        print(render_text(runs, per_probe=args.per_probe))
     return 0
 
 

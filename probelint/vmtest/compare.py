@@ -36,6 +36,7 @@ __all__ = [
     "render_text",
     "render_validation",
     "run_comparison",
+    "runs_from_json",
     "to_json",
 ]
 
@@ -298,6 +299,23 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def runs_from_json(data: dict[str, Any]) -> list[CpuRun]:
+    """Rebuild the runs of a :func:`to_json` document (to re-render without booting)."""
+    runs = []
+    for cpu in data["cpus"]:
+        comps = []
+        for p in (p for p in data["probes"] if p["cpu"] == cpu):
+            k = p["kernel"]
+            kv = KernelVerdict(p["spec"], k["registered"], k["errno"], k["message"], k["optimized"], k["ftrace"],
+                               k["disabled"], k["address"], listed=k["listed"], enable_error=k["enable_error"])
+            pv = PredictedVerdict(**p["probelint"])
+            comps.append(compare_verdicts(Sample(p["spec"], p["category"], p["function"], p["note"]), cpu, kv, pv))
+        boots = [BootInfo([0] * b["probes"], b["elapsed"], b["completed"], False, cpu_model=b["cpu_model"])
+                 for b in data.get("boots", {}).get(cpu, [])]
+        runs.append(CpuRun(cpu, comps, boots))
+    return runs
+
+
 def _disagreement_classes(comps: list[Comparison],
                           fields: tuple[str, ...]) -> list[tuple[str, str, str, int, Comparison]]:
     """(category, kernel verdict, probelint verdict + rules) classes of disagreement, with counts."""
@@ -328,7 +346,7 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
         "- a probe agrees on a field when probelint's verdict equals the kernel's: `registers` (the write",
         "  to kprobe_events succeeded), `errno` (same error name, or both none), `optimized`",
         "  (`[OPTIMIZED]` in kprobes/list after the optimizer settled), `ftrace` (`[FTRACE]`).",
-        "- probelint does not predict `optimized` yet (always false): that column measures the gap.",
+        "- `optimized` is graded like the others; probelint's optimization prediction is recent work.",
         "- probes the harness could not judge (guest crash, not run) are left out of the figures.",
         "",
     ]
