@@ -99,6 +99,7 @@ class Image:
         self.profile = DEFAULT_PROFILE
         # Imported symbols of a module, resolved against the vmlinux it is loaded into.
         self.resolve_import: Callable[[str], int | None] = lambda name: None
+        self.vmlinux: Image | None = None  # set for a module loaded into a known vmlinux
         if cache is not None and not self.is_module:
             self._use_index(cache)
 
@@ -154,6 +155,30 @@ class Image:
     @cached_property
     def return_sites(self) -> list[int]:
         return sorted(e["addr"] for e in self.table("return_sites"))
+
+    @cached_property
+    def paravirt_sites(self) -> list[tuple[int, int]]:
+        """(address, table index) of every paravirt patch site, by address."""
+        return sorted((e["instr"], i) for i, e in enumerate(self.table("parainstructions")))
+
+    @cached_property
+    def alternative_sites(self) -> list[tuple[int, int]]:
+        return sorted((e["instr"], i) for i, e in enumerate(self.table("alt_instructions")))
+
+    def pv_op(self, op_type: int) -> int | None:
+        """Target of pv_ops slot `op_type` as initialised in the vmlinux: 0 for _paravirt_nop,
+        None if unknown (no vmlinux, no pv_ops)."""
+        vmlinux = self if self.layout is None else self.vmlinux
+        if vmlinux is None:
+            return None
+        base, nop = vmlinux.raw_symbol("pv_ops"), vmlinux.raw_symbol("_paravirt_nop")
+        if base is None:
+            return None
+        raw = vmlinux.read(base + 8 * op_type, 8)
+        if len(raw) != 8:
+            return None
+        target = int.from_bytes(raw, "little")
+        return 0 if target == nop else target
 
     @cached_property
     def extable(self) -> frozenset[int]:
@@ -326,6 +351,7 @@ class Kernel:
         if self.vmlinux is not None:
             for mod in self.modules:
                 mod.resolve_import = self.vmlinux.raw_symbol
+                mod.vmlinux = self.vmlinux
         self.thunk_range = self.vmlinux.thunk_range if self.vmlinux else None
 
     def set_profile(self, profile: CpuProfile) -> None:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile
+
 from .download import ensure_deb, ensure_debug_vmlinux, extract_members, kernel_abi, list_members
 from .runner import CRASH_ERRNO, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, run_probes_report
 from .sampler import CATEGORIES, Sample
@@ -121,6 +123,15 @@ def probelint_verdicts(kernel: Kernel, specs: list[str]) -> list[PredictedVerdic
     return out
 
 
+# How each QEMU CPU model makes the 6.1 kernel patch its return sites (kernel-observations.md and
+# the guests' /sys/devices/system/cpu/vulnerabilities): the matching probelint --cpu-profile.
+QEMU_CPU_PROFILES = {"qemu64": CpuProfile.RET, "EPYC-Rome": CpuProfile.RETHUNK, "Skylake-Client-v4": CpuProfile.ITS}
+
+
+def profile_for(cpu: str) -> CpuProfile:
+    return QEMU_CPU_PROFILES.get(cpu, DEFAULT_PROFILE)
+
+
 def compare_verdicts(sample: Sample, cpu: str, kv: KernelVerdict, pv: PredictedVerdict) -> Comparison:
     agree = {
         "registers": kv.registered == pv.registers,
@@ -146,11 +157,12 @@ def run_comparison(
 ) -> list[CpuRun]:
     """Run `samples` through probelint (once) and the booted kernel (once per CPU model)."""
     specs = [s.spec for s in samples]
-    predicted = probelint_verdicts(kernel, specs)
     runs = []
     for cpu in cpus:
+        kernel.set_profile(profile_for(cpu))
+        predicted = probelint_verdicts(kernel, specs)
         if log:
-            log(f"cpu {cpu}: {len(specs)} probes")
+            log(f"cpu {cpu} (probelint --cpu-profile {profile_for(cpu).value}): {len(specs)} probes")
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
                                 cache_dir=cache_dir, batch_size=batch_size, phases=phases,
                                 cmdline_extra=cmdline_extra, log=log)
