@@ -8,6 +8,7 @@ Exit status: 0 no finding at or above the fail level, 1 such findings, 2 usage o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -33,19 +34,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Predict, from the kernel ELF, whether each kprobe registers and is jump-optimized.",
         epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page.",
     )
-    p.add_argument("paths", nargs="+", metavar="IMAGE|PROBES",
+    p.add_argument("paths", nargs="*", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
     p.add_argument("--kernel", action="append", default=[], metavar="IMAGE",
                    help="a kernel image (repeatable): for callers such as pre-commit that pass only probe files")
     p.add_argument("--format", choices=("text", "json", "sarif", "github", "gitlab"), default="text",
                    help="text (gcc-style, default), json (probelint/schema/report.schema.json), sarif (2.1.0), "
                         "github (workflow annotations), gitlab (Code Quality)")
-    p.add_argument("--fail-level", default="error", choices=("info", "warning", "error"),
+    p.add_argument("--fail-level", choices=("info", "warning", "error"),
                    help="lowest severity that makes the exit status 1 (default: error, i.e. a probe the "
                         "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
-    p.add_argument("--select", metavar="IDS", help="comma-separated rule ids to report (default: all)")
-    p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids not to report")
-    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret",
+    p.add_argument("--select", metavar="IDS", help="comma-separated rule ids or prefixes to report (default: all)")
+    p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids or prefixes not to report")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the settings in effect ([tool.probelint] merged with the flags) and exit")
+    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"),
                    help="how the CPU makes the kernel patch its return sites at boot: ret (no return thunk, "
                         "e.g. Intel without retbleed/ITS, qemu64; the default), rethunk (AMD retbleed/SRSO "
                         "mitigation), its (Intel ITS: half the sites keep the thunk)")
@@ -81,14 +84,22 @@ def _read_probe_file(path: str) -> str:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
 
 
-def _rule_ids(text: str | None) -> set[str]:
+def _rule_ids(items: list[str], where: str) -> set[str]:
+    """Rule ids matching each id or prefix (``KP2`` selects every KP2xx rule)."""
     from probelint.engine import all_rules
 
-    ids = {t.strip().upper() for t in (text or "").split(",") if t.strip()}
-    unknown = sorted(ids - set(all_rules()))
-    if unknown:
-        raise InputError("--select/--ignore", f"unknown rule id {', '.join(unknown)}")
-    return ids
+    known = set(all_rules())
+    out: set[str] = set()
+    for item in (i.strip().upper() for i in items if i.strip()):
+        matched = {r for r in known if r.startswith(item)}
+        if not matched:
+            raise InputError(where, f"no rule matches {item!r} (see 'probelint rules')")
+        out |= matched
+    return out
+
+
+def _split(text: str | None) -> list[str]:
+    return [t for t in (text or "").split(",") if t.strip()]
 
 
 def _subcommand(argv: list[str]) -> int:
@@ -131,30 +142,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from probelint import load_kernel
+    from probelint.config import load_config
     from probelint.engine import all_rules, check_probes
     from probelint.image.runtime import CpuProfile
     from probelint.spec import parse_files
 
-    for image in args.kernel:
+    config = load_config()
+    config.fail_level = Severity.parse(args.fail_level) if args.fail_level else config.fail_level
+    config.cpu_profile = args.cpu_profile or config.cpu_profile
+    config.select = _split(args.select) or config.select
+    config.ignore = _split(args.ignore) or config.ignore
+    config.kernel = args.kernel or config.kernel
+    args.cpu_profile = config.cpu_profile
+    if args.show_config:
+        sys.stdout.write(config.as_toml())
+        return 0
+    for image in config.kernel:
         if not _is_elf(image):
             raise InputError(image, "not an ELF file (--kernel wants a vmlinux or .ko)")
-    images = args.kernel + [p for p in args.paths if _is_elf(p)]
+    if not args.paths:
+        raise InputError("probelint", "no probe file given (use '-' to read probes from stdin)")
+    images = config.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
     if not images:
-        raise InputError(args.paths[0], "no kernel image given (a vmlinux or .ko ELF file)")
+        raise InputError(args.paths[0], "no kernel image given (a vmlinux or .ko ELF file, or --kernel)")
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
-    selected = _rule_ids(args.select) or set(all_rules())
-    selected -= _rule_ids(args.ignore)
+    selected = _rule_ids(config.select, config.source or "--select") if config.select else set(all_rules())
+    selected -= _rule_ids(config.ignore, config.source or "--ignore")
+    _rule_ids(list(config.severity), config.source or "severity")
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
-    kernel.set_profile(CpuProfile(args.cpu_profile))
+    kernel.set_profile(CpuProfile(config.cpu_profile))
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
+    for result in results:
+        result.findings = [dataclasses.replace(f, severity=config.severity.get(f.rule, f.severity))
+                           for f in result.findings]
 
     sys.stdout.write(_render(args, kernel, results))
-    fail_level = Severity.parse(args.fail_level)
-    return 1 if any(f.severity >= fail_level for r in results for f in r.findings) else 0
+    return 1 if any(f.severity >= config.fail_level for r in results for f in r.findings) else 0
 
 
 def _render(args: argparse.Namespace, kernel: Kernel, results: list[ProbeResult]) -> str:

@@ -1,0 +1,48 @@
+"""[tool.probelint] settings, their precedence under command-line flags, and bad settings."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import DEMO, ROOT
+
+
+def run(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "probelint", *args], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+
+
+def project(tmp_path, table: str):
+    shutil.copy(DEMO / "demo.elf", tmp_path / "demo.elf")
+    (tmp_path / "probes.txt").write_text("demo_read+0x7\ndemo_read+05\nshow\n")
+    (tmp_path / "pyproject.toml").write_text(f"[project]\nname = 'x'\n[tool.probelint]\n{table}\n")
+    return tmp_path
+
+
+def test_settings_from_pyproject(tmp_path):
+    proj = project(tmp_path, 'kernel = "demo.elf"\nignore = ["KP102"]\nfail-level = "warning"\n'
+                             '[tool.probelint.severity]\nKP104 = "info"\n')
+    proc = run(proj, "--format", "json", "probes.txt")
+    data = json.loads(proc.stdout)
+    rules = [f["rule"] for p in data["probes"] for f in p["findings"]]
+    assert "KP102" not in rules and "KP104" in rules
+    assert next(f for p in data["probes"] for f in p["findings"] if f["rule"] == "KP104")["severity"] == "info"
+    assert proc.returncode == 1  # the KP002 octal warning fails at fail-level warning
+
+
+def test_flags_override_settings(tmp_path):
+    proj = project(tmp_path, 'kernel = "demo.elf"\nfail-level = "warning"\nselect = ["KP0"]\n')
+    assert run(proj, "probes.txt").returncode == 1
+    assert run(proj, "--fail-level", "error", "probes.txt").returncode == 0
+    shown = run(proj, "--show-config", "--cpu-profile", "rethunk").stdout
+    assert 'cpu-profile = "rethunk"' in shown and "pyproject.toml" in shown and 'select = ["KP0"]' in shown
+
+
+def test_bad_settings_are_one_line_errors(tmp_path):
+    proj = project(tmp_path, 'kernal = "demo.elf"\n')
+    proc = run(proj, "probes.txt")
+    assert proc.returncode == 2 and "unknown [tool.probelint] key kernal" in proc.stderr
+    (tmp_path / "pyproject.toml").write_text("[tool.probelint\n")
+    proc = run(proj, "probes.txt")
+    assert proc.returncode == 2 and "invalid TOML" in proc.stderr and "Traceback" not in proc.stderr
