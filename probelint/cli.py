@@ -138,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, or input no check foresaw: still one line, never a traceback
+        if os.environ.get("PROBELINT_DEBUG"):
+            raise
+        where = " ".join(args.paths) or "probelint"
+        print(f"probelint: error: {where}: internal error {type(exc).__name__}: {exc} "
+              f"(PROBELINT_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:

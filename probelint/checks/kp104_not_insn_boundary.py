@@ -30,8 +30,10 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         )
         return
     inside = fn.insn_at_or_before(address)
+    if inside is None:
+        yield Hit(f"{ctx.where()} cannot be decoded: the image holds no bytes for {fn.symbol.name}")
+        return
     after = fn.insn_after(address)
-    assert inside is not None
     nearest = [describe(inside.address)] + ([describe(after.address)] if after is not None else [])
     yield Hit(
         f"{ctx.where()} is not on an instruction boundary: it is byte {address - inside.address} "

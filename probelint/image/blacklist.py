@@ -34,9 +34,14 @@ class Blacklist:
             while walk < end:
                 sym = image.lookup(walk)
                 size = sym.size if sym is not None else 0
-                # kprobe_add_ksym_blacklist adds [entry, entry + size of its symbol)
-                ranges.append((walk, walk + size, f"{what} area") if size else (walk, walk + 1, what))
-                walk += size or 1
+                if size:  # kprobe_add_ksym_blacklist adds [entry, entry + size of its symbol)
+                    ranges.append((walk, walk + size, f"{what} area"))
+                    walk += size
+                else:  # the kernel steps byte by byte to the next symbol: one range for the gap
+                    nxt = image.symbols.symbols_in(walk + 1, end)
+                    stop = nxt[0].address if nxt else end
+                    ranges.append((walk, stop, what))
+                    walk = stop
         ranges.sort()
         self._ranges = ranges
         self._starts = [r[0] for r in ranges]
@@ -48,8 +53,11 @@ class Blacklist:
             out = []
             for lo, hi, what in _VMLINUX_AREAS:
                 start, end = image.raw_symbol(lo), image.raw_symbol(hi)
-                if start is not None and end is not None and start < end:
-                    out.append((start, end, what))
+                sec = image.section_at(start) if start is not None else None
+                if sec is None or end is None or not start < end:
+                    continue
+                # a sane area lies inside one section; clamp a corrupt one rather than walk it
+                out.append((start, min(end, image.section_address(sec) + sec.size), what))
             return out
         secs = (image.elf.section(name) for name in _MODULE_AREAS)
         return [(image.section_address(s), image.section_address(s) + s.size, s.name)

@@ -1,0 +1,66 @@
+"""Corrupted kernel images: one line naming the file, exit 2 (or a verdict), never a traceback,
+a hang or unbounded memory. Deterministic mutations of the demo image, each in its own process
+under a 2 GiB address-space limit and a time limit."""
+
+from __future__ import annotations
+
+import random
+import resource
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import DEMO, ROOT
+
+CASES = 40
+
+
+def _limit() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def _mutate(data: bytes, seed: int) -> bytes:
+    rng = random.Random(seed)
+    buf = bytearray(data)
+    header_area = min(len(buf), 0x40 + 64 * 24)  # ELF header and the first section headers
+    for _ in range(rng.choice([1, 4, 16, 64])):
+        pos = rng.randrange(len(buf)) if rng.random() < 0.5 else rng.randrange(header_area)
+        buf[pos] = rng.randrange(256)
+    if rng.random() < 0.2:
+        buf = buf[: rng.randrange(len(buf))]
+    return bytes(buf)
+
+
+def test_mutated_images(tmp_path):
+    data = (DEMO / "demo.elf").read_bytes()
+    probes = DEMO / "probes.txt"
+
+    def run(seed: int) -> str | None:
+        image = tmp_path / f"m{seed}.elf"
+        image.write_bytes(_mutate(data, seed))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "probelint", "--no-cache", str(image), str(probes)],
+                                  capture_output=True, text=True, timeout=60, preexec_fn=_limit, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            return f"seed {seed}: hang"
+        err = proc.stderr.strip()
+        if proc.returncode not in (0, 1, 2) or "Traceback" in err or "internal error" in err or len(err.splitlines()) > 1:
+            return f"seed {seed}: exit {proc.returncode}: {err[-300:]}"
+        if proc.returncode == 2 and str(image) not in err:
+            return f"seed {seed}: the error does not name the file: {err}"
+        return None
+
+    with ThreadPoolExecutor(2) as pool:
+        failures = [f for f in pool.map(run, range(CASES)) if f]
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("content", [b"\x7fELF", b"\x7fELF\x02\x01\x01" + b"\0" * 57, b"\x7fELF" + b"\xff" * 4096])
+def test_tiny_and_garbage_headers(tmp_path, content):
+    image = tmp_path / "bad.elf"
+    image.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(image), str(DEMO / "probes.txt")],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and str(image) in proc.stderr and "Traceback" not in proc.stderr
