@@ -72,12 +72,21 @@ def _is_elf(path: str) -> bool:
         raise InputError(path, f"cannot open: {exc.strerror}") from None
 
 
+MAX_PROBE_FILE = 64 << 20  # a probe list is text written by people: refuse anything absurd
+
+
 def _read_probe_file(path: str) -> str:
     try:
         if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8", errors="strict") as fh:
-            return fh.read()
+            text = sys.stdin.read(MAX_PROBE_FILE + 1)
+        else:
+            with open(path, encoding="utf-8", errors="strict") as fh:
+                text = fh.read(MAX_PROBE_FILE + 1)
+        if len(text) > MAX_PROBE_FILE:
+            raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
+        if "\0" in text:
+            raise InputError(path, "not a text file (it contains NUL bytes)")
+        return text
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not a text file (byte {exc.start} is not UTF-8)") from None
     except OSError as exc:
@@ -172,7 +181,13 @@ def _run(args: argparse.Namespace) -> int:
     images = config.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
     if not images:
-        raise InputError(args.paths[0], "no kernel image given (a vmlinux or .ko ELF file, or --kernel)")
+        from probelint.discover import find_running_kernel_image
+
+        if len(probe_files) > 1 and probe_files[0] != "-":  # most likely a damaged image named first
+            raise InputError(probe_files[0], "not an ELF file, and no other kernel image was given")
+        found = str(find_running_kernel_image())
+        print(f"probelint: no image given: using {found}, the running kernel's", file=sys.stderr)
+        images = [found]
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
     selected = _rule_ids(config.select, config.source or "--select") if config.select else set(all_rules())

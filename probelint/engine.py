@@ -17,6 +17,7 @@ from probelint import checks, interference
 from probelint.checks import ProbeContext, Rule, Stage
 from probelint.findings import Finding, Severity, Verdict
 from probelint.image.kernel import Kernel
+from probelint.progress import progress
 from probelint.spec import ParseProblem, ProbeSpec
 
 __all__ = ["ProbeResult", "all_rules", "check_probes"]
@@ -106,7 +107,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     verdict: the kernel applies all of its tests whatever the user asked to see)."""
     rules = _rule_order(all_rules().values())
     results = []
-    for item in parsed:
+    for item in progress(parsed, len(parsed), "checking probes"):
         if isinstance(item, ParseProblem):
             verdict = Verdict()
             verdict.refuse("EINVAL", "KP001")

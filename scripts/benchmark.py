@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import probelint  # noqa: E402
+import probelint
 
 SIZES = (10, 1_000, 10_000)
 

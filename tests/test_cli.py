@@ -66,7 +66,7 @@ def test_json_matches_schema_and_keeps_input_order():
     ("make", "expected"),
     [
         (lambda d: d / "missing.elf", "cannot open"),
-        (lambda d: _write(d / "empty", b""), "no kernel image given"),
+        (lambda d: _write(d / "empty", b""), "not an ELF file"),
         (lambda d: _write(d / "trunc.elf", ELF.read_bytes()[:200]), "corrupt ELF"),
         (lambda d: _write(d / "garbage.elf", b"\x7fELF" + b"\xff" * 60), "corrupt ELF"),
     ],

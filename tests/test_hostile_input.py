@@ -64,3 +64,36 @@ def test_tiny_and_garbage_headers(tmp_path, content):
     proc = subprocess.run([sys.executable, "-m", "probelint", str(image), str(DEMO / "probes.txt")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2 and str(image) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stripped_image_says_what_to_pass(tmp_path):
+    stripped = tmp_path / "stripped.elf"
+    subprocess.run(["strip", "-o", str(stripped), str(DEMO / "demo.elf")], check=True)
+    # --no-cache: an index made from the unstripped image of the same build-id would serve it
+    proc = subprocess.run([sys.executable, "-m", "probelint", "--no-cache", str(stripped), str(DEMO / "probes.txt")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "no .symtab" in proc.stderr and "-dbg package" in proc.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"demo_read\n\0\0binary", "NUL bytes"),
+                                                  (b"\xff\xfe", "not a text file"),
+                                                  (b"demo_read\n" * (7 << 20), "larger than 64 MiB")],
+                         ids=["nul", "not-utf8", "huge"])
+def test_unusable_probe_files(tmp_path, content, message):
+    probes = tmp_path / "p.txt"
+    probes.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(probes)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and message in proc.stderr and str(probes) in proc.stderr
+
+
+def test_running_kernel_image_is_found_where_perf_looks(tmp_path):
+    from probelint.discover import find_running_kernel_image
+    from probelint.errors import InputError
+
+    with pytest.raises(InputError, match="linux-image-6.1.0-99-cloud-amd64-dbg"):
+        find_running_kernel_image("6.1.0-99-cloud-amd64", root=tmp_path)
+    image = tmp_path / "usr/lib/debug/boot/vmlinux-6.1.0-99-cloud-amd64"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"\x7fELF")
+    assert find_running_kernel_image("6.1.0-99-cloud-amd64", root=tmp_path) == image

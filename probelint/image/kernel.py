@@ -23,6 +23,7 @@ from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, m
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 from probelint.image.tables import TABLES, read_table
+from probelint.progress import progress
 
 __all__ = ["Function", "Image", "Kernel", "open_image"]
 
@@ -114,7 +115,8 @@ class Image:
             self.__dict__.update({name: data[name] for name in self._INDEXED})
             self._sites.update(data["sites"])
             return
-        facts = {name: getattr(self, name) for name in self._INDEXED}
+        facts = {name: getattr(self, name) for name in progress(self._INDEXED, len(self._INDEXED),
+                                                                 f"indexing {self.path} (first run)", minimum=1)}
         sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
         cache.store(build_id, {**facts, "sites": sites})
 
