@@ -160,7 +160,10 @@ def run_comparison(
     runs = []
     for cpu in cpus:
         kernel.set_profile(profile_for(cpu))
-        predicted = probelint_verdicts(kernel, specs)
+        # one probe set per boot batch, as the kernel sees them (run_probes batches in order)
+        step = max(1, batch_size) if phases is None else len(specs)
+        predicted = [v for start in range(0, len(specs), step)
+                     for v in probelint_verdicts(kernel, specs[start:start + step])]
         if log:
             log(f"cpu {cpu} (probelint --cpu-profile {profile_for(cpu).value}): {len(specs)} probes")
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
