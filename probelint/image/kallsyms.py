@@ -148,6 +148,17 @@ class SymbolTable:
         pos = bisect.bisect_right(self.addresses, address) - 1
         return self._first_alias(pos) if pos >= 0 else None
 
+    def pieces_of(self, base: str) -> list[KSym]:
+        """The compiler-split pieces of function `base`: ``base.cold``, ``base.part.0``, ..."""
+        index = self.__dict__.get("_pieces")
+        if index is None:
+            index = {}
+            for pos, name in enumerate(self.names):
+                if "." in name:
+                    index.setdefault(name.split(".", 1)[0], []).append(pos)
+            self.__dict__["_pieces"] = index
+        return [self._first_alias(pos) for pos in index.get(base, [])]
+
     def symbols_in(self, start: int, end: int) -> list[KSym]:
         """Distinct symbols (first alias of each address) starting in [start, end)."""
         lo = bisect.bisect_left(self.addresses, start)

@@ -208,6 +208,13 @@ class Image:
             cached = self._sites[name] = sorted(ends)
         return cached
 
+    def jump_label_target(self, code: int) -> int | None:
+        """The branch target of the jump-label site at `code` (`__jump_table` target field)."""
+        targets = self.__dict__.get("_jump_targets")
+        if targets is None:
+            targets = self.__dict__["_jump_targets"] = {e["code"]: e["target"] for e in self.table("jump_table")}
+        return targets.get(code)
+
     def site_overlapping(self, name: str, start: int, end: int) -> int | None:
         """First site of `name` overlapping [start, end), or None."""
         sites = self.reserved_sites(name)
