@@ -40,13 +40,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from probelint.image.cache import default_cache_dir
+
 __all__ = [
     "DRIVER",
     "KernelDecoder",
     "SourceUnavailable",
     "WalkResult",
     "build_kernel_decoder",
-    "default_cache_dir",
     "find_source_deb",
 ]
 
@@ -78,15 +79,6 @@ _SOURCES = ["tools/arch/x86/lib/insn.c", "tools/arch/x86/lib/inat.c"]
 
 class SourceUnavailable(RuntimeError):
     """The kernel source package, or a tool needed to build the decoder, is not available."""
-
-
-def default_cache_dir() -> Path:
-    """``$PROBELINT_CACHE``, ``$XDG_CACHE_HOME/probelint`` or ``~/.cache/probelint``."""
-    env = os.environ.get("PROBELINT_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "probelint"
 
 
 def _run(cmd: Sequence[str], **kw: object) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import tarfile
 import jsonschema
 import pytest
 
-from probelint.vmtest.download import default_cache_dir
+from probelint.image.cache import default_cache_dir
 from tests.conftest import DEMO, ROOT
 
 SCHEMA_PACKAGE = "@microsoft/jest-sarif@1.0.0-beta.0"  # ships sarif-2.1.0-rtm.5.json

@@ -46,7 +46,8 @@ def test_mutated_images(tmp_path):
         except subprocess.TimeoutExpired:
             return f"seed {seed}: hang"
         err = proc.stderr.strip()
-        if proc.returncode not in (0, 1, 2) or "Traceback" in err or "internal error" in err or len(err.splitlines()) > 1:
+        broken = "Traceback" in err or "internal error" in err or len(err.splitlines()) > 1
+        if proc.returncode not in (0, 1, 2) or broken:
             return f"seed {seed}: exit {proc.returncode}: {err[-300:]}"
         if proc.returncode == 2 and str(image) not in err:
             return f"seed {seed}: the error does not name the file: {err}"
@@ -91,7 +92,7 @@ def test_running_kernel_image_is_found_where_perf_looks(tmp_path):
     from probelint.discover import find_running_kernel_image
     from probelint.errors import InputError
 
-    with pytest.raises(InputError, match="linux-image-6.1.0-99-cloud-amd64-dbg"):
+    with pytest.raises(InputError, match=r"linux-image-6\.1\.0-99-cloud-amd64-dbg"):
         find_running_kernel_image("6.1.0-99-cloud-amd64", root=tmp_path)
     image = tmp_path / "usr/lib/debug/boot/vmlinux-6.1.0-99-cloud-amd64"
     image.parent.mkdir(parents=True)

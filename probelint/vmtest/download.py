@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probelint.image.cache import default_cache_dir
+
 __all__ = [
     "HarnessUnavailable",
     "KernelBundle",
@@ -39,17 +41,6 @@ class HarnessUnavailable(RuntimeError):
 
 
 _apt_updated = False
-
-
-def default_cache_dir() -> Path:
-    """Cache root: ``$PROBELINT_CACHE``, ``$XDG_CACHE_HOME/probelint`` or ``~/.cache/probelint``."""
-    env = os.environ.get("PROBELINT_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "probelint"
-    return Path.home() / ".cache" / "probelint"
 
 
 def _kernels_dir(cache_dir: Path | None) -> Path:
