@@ -6,7 +6,8 @@ address in the image's address space. A vmlinux's linker has already resolved it
 (rel32 = field address + s32); a module's fields are zero plus a relocation (target = S + A).
 Bounds come from the ``__start_*``/``__stop_*`` symbols, not section headers: ``__mcount_loc``
 and ``_kprobe_blacklist`` are merged into ``.init.data`` in a vmlinux. Layouts are those of
-Linux 6.1 x86-64 (Debian's config: GENERIC_BUG_RELATIVE_POINTERS + DEBUG_BUGVERBOSE).
+Linux 6.1 x86-64 (Debian's config: GENERIC_BUG_RELATIVE_POINTERS + DEBUG_BUGVERBOSE); the rows of
+`NEWER_LAYOUTS` replace them in later kernels (image/version.py detects which one an image is).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Image
+    from probelint.image.version import KernelVersion
 
-__all__ = ["TABLES", "Field", "Kind", "Table", "read_table"]
+__all__ = ["NEWER_LAYOUTS", "TABLES", "Field", "Kind", "Table", "layout_for", "read_table"]
 
 
 class Kind(enum.Enum):
@@ -88,8 +90,36 @@ TABLES: dict[str, Table] = {t.name: t for t in (
 )}
 
 
-def read_table(image: Image, table: Table) -> list[dict[str, int]]:
-    """Entries of `table` in `image` (empty if the image has no such table)."""
+# Tables whose entry layout changed after 6.1: (first version, row), oldest first.
+NEWER_LAYOUTS: dict[str, tuple[tuple[tuple[int, int], Table], ...]] = {
+    # x86/alternatives: alt_instr.flags (v6.3): `u16 cpuid` became `u32 ft_flags` (cpuid:16 |
+    # flags:16 << 16; ALT_FLAG_NOT = bit 0, ALT_FLAG_DIRECT_CALL = bit 1 of flags): 14 bytes.
+    "alt_instructions": (((6, 3), _t(
+        "alt_instructions", "__alt_instructions", "__alt_instructions_end", ".altinstructions", 14,
+        "instr:0:rel32 repl:4:rel32 cpuid:8:u16 flags:10:u16 instrlen:12:u8 replacementlen:13:u8",
+        "arch/x86/kernel/alternative.c:apply_alternatives")),),
+}
+_ALT_FLAG_NOT = 1 << 0  # 6.3+: flags bit 0; 6.1: ALTINSTR_FLAG_INV, bit 15 of cpuid
+
+
+def layout_for(table: Table, version: KernelVersion | None) -> Table:
+    """`table`'s row for `version` (the 6.1 row when the version is unknown or older)."""
+    chosen = table
+    if version is not None:
+        for first, row in NEWER_LAYOUTS.get(table.name, ()):
+            if version >= first:
+                chosen = row
+    return chosen
+
+
+def read_table(image: Image, table: Table, version: KernelVersion | None = None) -> list[dict[str, int]]:
+    """Entries of `table` in `image` (empty if the image has no such table), in the layout of
+    `version` (default: the version the image's banner or vermagic names)."""
+    if version is None and table.name in NEWER_LAYOUTS:
+        from probelint.image.version import table_layout_version
+
+        version = table_layout_version(image)
+    table = layout_for(table, version)
     if image.layout is None:
         bounds = image.raw_symbol(table.start), image.raw_symbol(table.stop)
         if bounds[0] is None or bounds[1] is None or bounds[1] <= bounds[0]:
@@ -116,5 +146,7 @@ def read_table(image: Image, table: Table) -> list[dict[str, int]]:
                 elif f.kind is not Kind.ABS64:
                     value = (base + field_offset + value) & 0xFFFF_FFFF_FFFF_FFFF
             entry[f.name] = value
+        if "flags" in entry and table.name == "alt_instructions" and entry["flags"] & _ALT_FLAG_NOT:
+            entry["cpuid"] |= 1 << 15  # consumers read the 6.1 encoding of ALT_NOT
         entries.append(entry)
     return entries

@@ -1,0 +1,424 @@
+"""Which kernel an image is, and which build options it was built with, read from the ELF alone.
+
+`detect_version` parses the banner a vmlinux carries (``linux_banner``: ``Linux version
+6.1.0-56-cloud-amd64 (...) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)``) or a module's
+``vermagic=`` (``6.12.117+deb12-cloud-amd64 SMP preempt mod_unload modversions``). Distribution
+kernels name their ABI, not their upstream release, in the release string (Debian's 6.1 is
+``6.1.0-56``): when the banner also names the distribution version (``Debian 6.1.192-2``), the
+patch level is taken from there.
+
+`infer_config` answers, for the few build options probelint's rules depend on, "was it set?",
+each with the evidence as a sentence: from an embedded config (``CONFIG_IKCONFIG``,
+``kernel_config_data``) when there is one, else from symbols, sections and code the option leaves
+behind. An option with no evidence either way is `None` ("unknown"), never guessed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from functools import total_ordering
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from probelint.image.kernel import Image
+
+__all__ = [
+    "ConfigInference",
+    "KernelConfig",
+    "KernelVersion",
+    "detect_version",
+    "infer_config",
+    "kconfig_name",
+    "parse_config",
+    "parse_version",
+    "table_layout_version",
+]
+
+_RELEASE_RE = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<rest>\S*)")
+_BANNER_RE = re.compile(r"Linux version (?P<release>\S+)")
+# "Debian 6.1.192-2", "Debian 6.12.117-1~deb12u1": the distribution's version of the package
+_DEBIAN_RE = re.compile(r"\bDebian (?P<version>(?P<upstream>\d+\.\d+(?:\.\d+)?)[-+~.\w]*)")
+
+ENDBR64 = b"\xf3\x0f\x1e\xfa"
+ENDBR_POISON = b"\x66\x0f\x1f\x00"  # arch/x86/include/asm/ibt.h gen_endbr_poison() (6.2 .. 6.x)
+
+
+@total_ordering
+@dataclass(frozen=True)
+class KernelVersion:
+    """An upstream kernel version and where it came from.
+
+    Compares by (major, minor, patch) with another `KernelVersion` or a tuple of 1..3 ints:
+    ``version >= (6, 9)`` is true for 6.9.0 and later.
+    """
+
+    major: int
+    minor: int
+    patch: int
+    debian_version: str | None = None  # "6.1.192-2" when the banner names it
+    release: str = ""  # uname -r: "6.1.0-56-cloud-amd64"
+    raw: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    @staticmethod
+    def _other(other: object) -> tuple[int, ...] | None:
+        if isinstance(other, KernelVersion):
+            return other.key
+        if isinstance(other, tuple) and 1 <= len(other) <= 3 and all(isinstance(x, int) for x in other):
+            return tuple(other) + (0,) * (3 - len(other))
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        key = self._other(other)
+        return NotImplemented if key is None else self.key == key
+
+    def __lt__(self, other: object) -> bool:
+        key = self._other(other)
+        if key is None:
+            return NotImplemented
+        return self.key < key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def at_least(self, major: int, minor: int = 0, patch: int = 0) -> bool:
+        return self.key >= (major, minor, patch)
+
+    def series(self) -> tuple[int, int]:
+        """(major, minor): the stable series, e.g. (6, 12)."""
+        return (self.major, self.minor)
+
+    def __str__(self) -> str:
+        text = f"{self.major}.{self.minor}.{self.patch}"
+        if self.debian_version:
+            text += f" (Debian {self.debian_version})"
+        return text
+
+
+def parse_version(text: str) -> KernelVersion | None:
+    """A banner (``Linux version ...``), a vermagic string or a bare release (``6.12.117+deb12``)."""
+    text = text.strip()
+    banner = _BANNER_RE.search(text)
+    release = banner.group("release") if banner else (text.split()[0] if text else "")
+    m = _RELEASE_RE.match(release)
+    if m is None:
+        return None
+    major, minor = int(m.group("major")), int(m.group("minor"))
+    patch = int(m.group("patch") or 0)
+    debian_version = None
+    # "Debian 12.2.0-14" in the compiler part is gcc's: take the one of the same series.
+    for debian in _DEBIAN_RE.finditer(text):
+        upstream = [int(x) for x in debian.group("upstream").split(".")]
+        if upstream[:2] != [major, minor]:
+            continue
+        debian_version = debian.group("version")
+        # Debian's ABI release (6.1.0-56) hides the upstream patch level the package carries.
+        if len(upstream) == 3:
+            patch = upstream[2]
+    return KernelVersion(major, minor, patch, debian_version, release, text)
+
+
+def detect_version(image: Image) -> KernelVersion | None:
+    """The version of a vmlinux (its ``linux_banner``) or a module (its ``vermagic``)."""
+    text = image.version
+    return parse_version(text) if text else None
+
+
+# --------------------------------------------------------------------------- build options
+
+# Options probelint's rules depend on. Names are this module's; `kconfig_name` gives the
+# CONFIG_ symbol of a given kernel version (v6.9 renamed the x86 mitigations MITIGATION_*).
+OPTIONS = (
+    "X86_KERNEL_IBT",
+    "RETPOLINE",
+    "RETHUNK",
+    "CALL_PADDING",
+    "CALL_DEPTH_TRACKING",
+    "CFI_CLANG",
+    "FINEIBT",
+    "KPROBES_ON_FTRACE",
+    "OPTPROBES",
+    "KPROBE_EVENTS_ON_NOTRACE",
+    "PARAVIRT",
+    "CPU_SRSO",
+    "MITIGATION_ITS",
+)
+
+_RENAMED_6_9 = {
+    "RETPOLINE": "MITIGATION_RETPOLINE",
+    "RETHUNK": "MITIGATION_RETHUNK",
+    "CALL_DEPTH_TRACKING": "MITIGATION_CALL_DEPTH_TRACKING",
+    "CPU_SRSO": "MITIGATION_SRSO",
+    "SLS": "MITIGATION_SLS",
+    "CPU_IBPB_ENTRY": "MITIGATION_IBPB_ENTRY",
+    "CPU_IBRS_ENTRY": "MITIGATION_IBRS_ENTRY",
+    "CPU_UNRET_ENTRY": "MITIGATION_UNRET_ENTRY",
+    "PAGE_TABLE_ISOLATION": "MITIGATION_PAGE_TABLE_ISOLATION",
+}
+
+
+def kconfig_name(option: str, version: KernelVersion | None) -> str:
+    """``CONFIG_`` name of `option` in `version` (``RETPOLINE`` is ``MITIGATION_RETPOLINE`` >= 6.9)."""
+    if version is not None and version >= (6, 9) and option in _RENAMED_6_9:
+        return _RENAMED_6_9[option]
+    return option
+
+
+@dataclass(frozen=True)
+class ConfigInference:
+    option: str
+    value: bool | None  # None: no evidence either way
+    reason: str
+
+
+@dataclass
+class KernelConfig:
+    """The inferred options of one image, plus the embedded config when the image has one."""
+
+    version: KernelVersion | None
+    options: dict[str, ConfigInference]
+    embedded: dict[str, str] | None = None  # CONFIG_X -> "y"/"m"/"\"str\"" (IKCONFIG)
+
+    def __getitem__(self, option: str) -> ConfigInference:
+        return self.options[option]
+
+    def enabled(self, option: str) -> bool | None:
+        found = self.options.get(option)
+        return found.value if found is not None else None
+
+    def describe(self) -> list[str]:
+        out = []
+        for inf in self.options.values():
+            state = {True: "y", False: "n", None: "?"}[inf.value]
+            out.append(f"CONFIG_{kconfig_name(inf.option, self.version)}={state}: {inf.reason}")
+        return out
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """A .config / /boot/config-* text: CONFIG_X -> value; ``# CONFIG_X is not set`` -> "n"."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("CONFIG_") and "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:-len(" is not set")]] = "n"
+    return out
+
+
+class _Facts:
+    """What an image shows: defined names, referenced (undefined) names, sections."""
+
+    def __init__(self, image: Image) -> None:
+        self.image = image
+        self.module = image.layout is not None
+        self.defined: set[str] = set()
+        self.undefined: set[str] = set()
+        self.prefix_counts: dict[str, int] = {"__pfx_": 0, "__cfi_": 0}
+        for s in image.elf.symbols():
+            if not s.name:
+                continue
+            if s.shndx == 0:
+                self.undefined.add(s.name)
+                continue
+            self.defined.add(s.name)
+            for prefix in self.prefix_counts:
+                if s.name.startswith(prefix):
+                    self.prefix_counts[prefix] += 1
+
+    def has(self, name: str) -> bool:
+        return name in self.defined
+
+    def refs(self, name: str) -> bool:
+        return name in self.defined or name in self.undefined
+
+    def section(self, name: str) -> int | None:
+        """Size of section `name`, or None if absent."""
+        sec = self.image.elf.section(name)
+        return None if sec is None else sec.size
+
+    def table_bytes(self, start: str, stop: str, section: str) -> int | None:
+        """Size of a table: from its vmlinux bounds symbols, or a module's section."""
+        if not self.module:
+            lo, hi = self.image.raw_symbol(start), self.image.raw_symbol(stop)
+            if lo is not None and hi is not None:
+                return hi - lo
+        return self.section(section)
+
+    def rodata_has(self, needle: bytes) -> bool | None:
+        sec = self.image.elf.section(".rodata")
+        if sec is None:
+            return None
+        return needle in self.image.elf.section_bytes(sec)
+
+
+def _embedded_config(image: Image) -> dict[str, str] | None:
+    """CONFIG_IKCONFIG: gzip data between ``kernel_config_data`` and ``kernel_config_data_end``
+    (kernel/configs.c; MAGIC_START "IKCFG_ST" precedes it)."""
+    if image.layout is not None:
+        return None
+    lo, hi = image.raw_symbol("kernel_config_data"), image.raw_symbol("kernel_config_data_end")
+    if lo is None or hi is None or hi <= lo:
+        return None
+    data = image.read(lo, hi - lo)
+    start = data.find(b"\x1f\x8b")
+    if start < 0:
+        return None
+    try:
+        return parse_config(gzip.decompress(data[start:]).decode(errors="replace"))
+    except (OSError, EOFError):
+        return None
+
+
+def _endbr_at_entries(image: Image, limit: int = 64) -> tuple[int, int]:
+    """(functions starting with ENDBR or its poison, functions looked at): the fentry-bearing
+    functions, whose fentry call sits at +0 without IBT and at +4 with it."""
+    sites = image.ftrace_sites
+    seen = hits = 0
+    for site in sites[:: max(1, len(sites) // limit)][:limit]:
+        seen += 1
+        if image.read(site - 4, 4) in (ENDBR64, ENDBR_POISON):
+            hits += 1
+    return hits, seen
+
+
+def infer_config(image: Image) -> KernelConfig:
+    """The build options probelint cares about, each with the evidence for its value."""
+    version = detect_version(image)
+    embedded = _embedded_config(image)
+    facts = _Facts(image)
+    out: dict[str, ConfigInference] = {}
+
+    def put(option: str, value: bool | None, reason: str) -> None:
+        if embedded is not None:
+            name = "CONFIG_" + kconfig_name(option, version)
+            if name in embedded:
+                val = embedded[name]
+                out[option] = ConfigInference(option, val in ("y", "m"), f"embedded config: {name}={val}")
+                return
+        out[option] = ConfigInference(option, value, reason)
+
+    where = "module" if facts.module else "vmlinux"
+
+    # X86_KERNEL_IBT: objtool --ibt writes .ibt_endbr_seal (the ENDBRs apply_seal_endbr poisons);
+    # the compiler (-fcf-protection=branch) puts ENDBR64 before the fentry call.
+    seal = facts.table_bytes("__ibt_endbr_seal", "__ibt_endbr_seal_end", ".ibt_endbr_seal")
+    if seal:
+        put("X86_KERNEL_IBT", True, f"{where} has an ENDBR seal list (.ibt_endbr_seal, {seal // 4} entries)")
+    else:
+        hits, seen = _endbr_at_entries(image)
+        if seen and hits * 2 > seen:
+            put("X86_KERNEL_IBT", True, f"ENDBR64 precedes the fentry call in {hits} of {seen} sampled functions")
+        elif seen:
+            put("X86_KERNEL_IBT", False,
+                f"no .ibt_endbr_seal, and ENDBR64 precedes the fentry call in only {hits} of {seen} sampled functions")
+        else:
+            put("X86_KERNEL_IBT", None, "no .ibt_endbr_seal and no ftrace sites to look at")
+
+    # RETPOLINE: the __x86_indirect_thunk_<reg> thunks (objtool lists their callers in .retpoline_sites)
+    retp = facts.table_bytes("__retpoline_sites", "__retpoline_sites_end", ".retpoline_sites")
+    if facts.refs("__x86_indirect_thunk_rax"):
+        extra = f", {retp // 4} .retpoline_sites entries" if retp else ""
+        put("RETPOLINE", True, f"{where} {'defines' if facts.has('__x86_indirect_thunk_rax') else 'calls'} "
+                               f"__x86_indirect_thunk_rax{extra}")
+    else:
+        put("RETPOLINE", False, f"{where} has no __x86_indirect_thunk_rax")
+
+    # RETHUNK: returns compiled as `jmp __x86_return_thunk`, listed in .return_sites
+    rets = facts.table_bytes("__return_sites", "__return_sites_end", ".return_sites")
+    if rets and facts.refs("__x86_return_thunk"):
+        put("RETHUNK", True, f"__x86_return_thunk and {rets // 4} .return_sites entries")
+    elif facts.refs("__x86_return_thunk") or rets is not None:
+        put("RETHUNK", False, "no .return_sites entries (returns are plain ret)")
+    else:
+        put("RETHUNK", False, f"{where} has neither __x86_return_thunk nor .return_sites")
+
+    # CALL_PADDING / FUNCTION_PADDING_BYTES: __pfx_<fn> symbols over the NOP padding before fn
+    pfx = facts.prefix_counts["__pfx_"]
+    if pfx:
+        put("CALL_PADDING", True, f"{pfx} __pfx_ padding symbols (PREFIX_SYMBOLS)")
+    else:
+        put("CALL_PADDING", False, "no __pfx_ symbols")
+
+    # CALL_DEPTH_TRACKING: objtool writes .call_sites for callthunks_patch_builtin_calls
+    calls = facts.table_bytes("__call_sites", "__call_sites_end", ".call_sites")
+    if calls or facts.has("skl_call_thunk_template"):
+        what = f"{calls // 4} .call_sites entries" if calls else "skl_call_thunk_template"
+        put("CALL_DEPTH_TRACKING", True, f"{where} has {what}")
+    else:
+        put("CALL_DEPTH_TRACKING", False, "no .call_sites and no skl_call_thunk_template")
+
+    # CFI_CLANG (CONFIG_CFI in 2025+): __cfi_<fn> preambles and the kCFI trap table
+    cfi = facts.prefix_counts["__cfi_"]
+    traps = facts.table_bytes("__start___kcfi_traps", "__stop___kcfi_traps", ".kcfi_traps")
+    if cfi or traps:
+        put("CFI_CLANG", True, f"{cfi} __cfi_ preamble symbols" + (f", .kcfi_traps of {traps} bytes" if traps else ""))
+    else:
+        put("CFI_CLANG", False, "no __cfi_ symbols and no .kcfi_traps")
+
+    if facts.has("fineibt_preamble_start"):
+        put("FINEIBT", True, "fineibt_preamble_start is defined")
+    else:
+        put("FINEIBT", False, "no fineibt_preamble_start")
+
+    if facts.module:
+        # A module carries none of these: they are properties of the kernel it loads into.
+        for option in ("KPROBES_ON_FTRACE", "OPTPROBES", "KPROBE_EVENTS_ON_NOTRACE", "PARAVIRT", "CPU_SRSO",
+                       "MITIGATION_ITS"):
+            put(option, None, "a module does not show it: ask its vmlinux")
+        return KernelConfig(version, out, embedded)
+
+    if facts.has("kprobe_ftrace_handler"):
+        put("KPROBES_ON_FTRACE", True, "kprobe_ftrace_handler is defined (arch/x86/kernel/kprobes/ftrace.c)")
+    else:
+        put("KPROBES_ON_FTRACE", False, "no kprobe_ftrace_handler")
+
+    if facts.has("optprobe_template_entry"):
+        put("OPTPROBES", True, "optprobe_template_entry is defined (arch/x86/kernel/kprobes/opt.c)")
+    else:
+        put("OPTPROBES", False, "no optprobe_template_entry")
+
+    # KPROBE_EVENTS_ON_NOTRACE=n compiles within_notrace_func() and its pr_warn string into
+    # kernel/trace/trace_kprobe.c; =y compiles neither.
+    if facts.has("within_notrace_func") or facts.has("__within_notrace_func"):
+        put("KPROBE_EVENTS_ON_NOTRACE", False, "within_notrace_func is compiled in (trace_kprobe.c #ifndef)")
+    else:
+        warn = facts.rodata_has(b"Could not probe notrace function")
+        if warn:
+            put("KPROBE_EVENTS_ON_NOTRACE", False, "the \"Could not probe notrace function\" warning is in .rodata")
+        elif warn is False and facts.has("trace_kprobe_create"):
+            put("KPROBE_EVENTS_ON_NOTRACE", True, "kprobe events are built without the notrace test")
+        else:
+            put("KPROBE_EVENTS_ON_NOTRACE", None, "no kprobe events to look at")
+
+    if facts.has("pv_ops"):
+        put("PARAVIRT", True, "pv_ops is defined")
+    else:
+        put("PARAVIRT", False, "no pv_ops")
+
+    if facts.has("srso_return_thunk") or facts.has("srso_alias_return_thunk"):
+        put("CPU_SRSO", True, "srso_return_thunk is defined")
+    else:
+        put("CPU_SRSO", False, "no srso_return_thunk")
+
+    if facts.has("its_return_thunk"):
+        put("MITIGATION_ITS", True, "its_return_thunk is defined")
+    else:
+        put("MITIGATION_ITS", False, "no its_return_thunk")
+
+    return KernelConfig(version, out, embedded)
+
+
+def table_layout_version(image: Image) -> KernelVersion | None:
+    """The version whose special-section layouts `image` has: a module's own vermagic, else
+    its vmlinux's banner."""
+    found = detect_version(image)
+    if found is None and image.vmlinux is not None:
+        found = detect_version(image.vmlinux)
+    return found
