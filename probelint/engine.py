@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from probelint import checks, interference
+from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, Rule, Stage
 from probelint.findings import Finding, Severity, Verdict
 from probelint.image.kernel import Kernel
@@ -40,6 +41,7 @@ KERNEL_ORDER = (
     "KP109",  #   ... find_bug
     "KP114",  #   ... is_cfi_preamble_symbol
     "KP104",  # arch_prepare_kprobe: can_probe
+    "KP116",  #   ... can_probe: INT/UD at the address (>= 6.9)
     "KP110",  #   ... __copy_instruction
     "KP111",  #   ... prepare_emulation
     "KP112",  #   ... prepare_singlestep
@@ -77,7 +79,9 @@ class ProbeResult:
 
 
 def _resolve(ctx: ProbeContext) -> None:
-    """_kprobe_addr(): name -> address, then re-base onto the symbol containing it."""
+    """_kprobe_addr(): name -> address, re-based onto the symbol containing it, then
+    arch_adjust_kprobe_addr() (arch/x86/kernel/kprobes/core.c): with IBT, offsets 0 and 4 of a
+    function starting with ENDBR (or its seal poison) both mean the entry, probed at +4."""
     spec, kernel = ctx.spec, ctx.kernel
     if spec.symbol is not None:
         found = kernel.lookup_name(spec.symbol, spec.module)
@@ -89,13 +93,29 @@ def _resolve(ctx: ProbeContext) -> None:
         ctx.address = spec.address
     assert ctx.address is not None
     containing = kernel.lookup(ctx.address)
-    if containing is not None:
-        ctx.image, ctx.symbol = containing
+    if containing is None:
+        return
+    ctx.image, ctx.symbol = containing
+    offset = ctx.address - ctx.symbol.address
+    ctx.on_func_entry = offset == 0
+    if offset in (0, ENDBR_INSN_SIZE) and kernel.enabled("X86_KERNEL_IBT") and is_endbr(
+            ctx.image.read(ctx.symbol.address, ENDBR_INSN_SIZE)):
+        ctx.address = ctx.symbol.address + ENDBR_INSN_SIZE
+        ctx.on_func_entry = True
 
 
-def _rule_order(rules: Iterable[Rule]) -> list[Rule]:
+def kernel_order(kernel: Kernel) -> tuple[str, ...]:
+    """KERNEL_ORDER for this kernel's version: from 6.12 kprobe_events validates the symbol
+    (`validate_probe_symbol`, count 0 or > 1 -> -EINVAL) before the return-probe entry test."""
+    if not kernel.at_least(6, 12):
+        return KERNEL_ORDER
+    early = ("KP102", "KP101")
+    return early + tuple(r for r in KERNEL_ORDER if r not in early)
+
+
+def _rule_order(rules: Iterable[Rule], order: tuple[str, ...] = KERNEL_ORDER) -> list[Rule]:
     def key(rule: Rule) -> tuple[int, int, str]:
-        listed = KERNEL_ORDER.index(rule.id) if rule.id in KERNEL_ORDER else len(KERNEL_ORDER)
+        listed = order.index(rule.id) if rule.id in order else len(order)
         return (listed, _STAGE_ORDER.index(rule.stage), rule.id)
 
     return sorted(rules, key=key)
@@ -105,7 +125,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
                  select: frozenset[str] | None = None) -> list[ProbeResult]:
     """Run every rule over every probe; `select` limits which findings are reported (not the
     verdict: the kernel applies all of its tests whatever the user asked to see)."""
-    rules = _rule_order(all_rules().values())
+    rules = _rule_order(all_rules().values(), kernel_order(kernel))
     results = []
     for item in progress(parsed, len(parsed), "checking probes"):
         if isinstance(item, ParseProblem):
@@ -163,8 +183,9 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
         if rule.stage is Stage.OPTIMIZE and optimize_refused:
             continue  # the first failed precondition leaves an int3 probe; report only that one
         for hit in rule.check(ctx):
-            if rule.errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
-                ctx.verdict.refuse(rule.errno, rule.id)
+            errno = hit.errno or rule.errno
+            if errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
+                ctx.verdict.refuse(errno, rule.id)
             elif rule.stage is Stage.OPTIMIZE:
                 optimize_refused = True
                 ctx.verdict.optimized = False

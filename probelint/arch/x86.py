@@ -22,6 +22,7 @@ from functools import cache, lru_cache
 import iced_x86
 
 __all__ = [
+    "ENDBR_INSN_SIZE",
     "JMP32_INSN_SIZE",
     "MAX_INSN_SIZE",
     "MAX_OPTIMIZED_LENGTH",
@@ -34,6 +35,9 @@ __all__ = [
 MAX_INSN_SIZE = 15  # arch/x86/include/asm/insn.h
 JMP32_INSN_SIZE = 5  # arch/x86/include/asm/text-patching.h
 MCOUNT_INSN_SIZE = 5  # arch/x86/include/asm/ftrace.h: the fentry call site
+ENDBR_INSN_SIZE = 4  # arch/x86/include/asm/ibt.h
+# ENDBR64, ENDBR32, and the poison apply_seal_endbr() writes over unused ENDBRs (asm/ibt.h)
+_ENDBR_WORDS = (b"\xf3\x0f\x1e\xfa", b"\xf3\x0f\x1e\xfb", b"\x66\x0f\x1f\x00")
 MAX_OPTIMIZED_LENGTH = MAX_INSN_SIZE + 4  # + DISP32_SIZE, arch/x86/include/asm/kprobes.h
 
 XEN_EMULATE_PREFIX = b"\x0f\x0b" + b"xen"  # arch/x86/include/asm/emulate_prefix.h
@@ -254,8 +258,22 @@ def emulation_refusal(insn: Insn) -> str | None:
     return None
 
 
-def can_boost(insn: Insn, in_extable: bool) -> bool:
-    """arch/x86/kernel/kprobes/core.c can_boost() (Linux 6.1)."""
+def is_endbr(word: bytes) -> bool:
+    """arch/x86/include/asm/ibt.h is_endbr(): ENDBR or its seal poison."""
+    return word in _ENDBR_WORDS
+
+
+# is_exception_insn() (arch/x86/kernel/kprobes/core.c, >= 6.9): INT3, INT n, INTO, INT1, UD0/1/2
+_EXCEPTION_OPCODES = (b"\xcc", b"\xcd", b"\xce", b"\xf1", b"\x0f\xff", b"\x0f\xb9", b"\x0f\x0b")
+
+
+def is_exception_insn(insn: Insn) -> bool:
+    return kernel_view(insn).opcode in _EXCEPTION_OPCODES
+
+
+def can_boost(insn: Insn, in_extable: bool, *, relaxed_groups: bool = False) -> bool:
+    """arch/x86/kernel/kprobes/core.c can_boost(); `relaxed_groups`: the >= 6.9 rules for the
+    group opcodes ("x86/kprobes: Boost more instructions from grp2/3/4/5")."""
     if in_extable:
         return False
     k = kernel_view(insn)
@@ -266,8 +284,18 @@ def can_boost(insn: Insn, in_extable: bool) -> bool:
     if 0x2E in k.prefixes or _ADDRESS_SIZE_PREFIX in k.prefixes:
         return False
     op = k.opcode[0]
+    reg = _modrm_reg(k.modrm)
+    if relaxed_groups:
+        if op in (0xC0, 0xC1, 0xD0, 0xD1, 0xD2, 0xD3):
+            return reg != 6
+        if op in (0xF6, 0xF7):
+            return reg != 1
+        if op == 0xFE:
+            return reg in (0, 1)
+        if op == 0xFF:
+            return reg in (0, 1, 4)
     if op == 0xFF:
-        return _modrm_reg(k.modrm) == 4
+        return reg == 4
     return op not in _NOT_BOOSTABLE
 
 

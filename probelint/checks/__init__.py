@@ -45,6 +45,7 @@ class Hit:
 
     message: str
     notes: tuple[str, ...] = ()
+    errno: str | None = None  # overrides Rule.errno where the kernel version decides it
 
 
 @dataclass(slots=True)
@@ -61,6 +62,9 @@ class ProbeContext:
     address: int | None = None
     named: KSym | None = None
     named_image: Image | None = None
+    # arch_adjust_kprobe_addr(): the probe is on its function's entry (offset 0, or 0/4 past an
+    # IBT ENDBR, which moves the probe to +4)
+    on_func_entry: bool = False
 
     @property
     def offset(self) -> int:

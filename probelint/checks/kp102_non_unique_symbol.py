@@ -19,6 +19,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         yield Hit(
             f"symbol {spec.symbol} is not unique ({where}): kprobe_events refuses it",
             ("probe by address instead (0x...), or MOD:SYM for a module symbol",),
+            # >= 6.12 validate_probe_symbol() fails to parse_error: -EINVAL (perf/BPF: EADDRNOTAVAIL)
+            errno="EINVAL" if ctx.kernel.at_least(6, 12) else None,
         )
 
 

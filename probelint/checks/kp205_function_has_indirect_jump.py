@@ -5,6 +5,9 @@ with CONFIG_RETPOLINE any relative jump whose target is in [__indirect_thunk_sta
 __indirect_thunk_end] -- a range that in 6.1.y also holds the return thunks. Whether a function's
 returns are such jumps depends on the CPU (`--cpu-profile`): with `rethunk` (AMD retbleed/SRSO)
 every function that returns is caught here; with `ret` the returns are patched to ``ret``.
+From 6.6 ("x86/retpoline,kprobes: Skip optprobe check for indirect jumps with retpolines and
+IBT") the whole test is skipped when RETPOLINE or X86_KERNEL_IBT is configured, and the
+thunk-range test is gone.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.symbol is not None
+    kernel = ctx.kernel
+    modern = kernel.at_least(6, 6)
+    if modern and (kernel.enabled("RETPOLINE") or kernel.enabled("X86_KERNEL_IBT")):
+        return  # >= 6.6: the test is compiled out with retpolines or IBT (no jump tables then)
     fn = ctx.function()
-    thunks = ctx.kernel.thunk_range
+    thunks = None if modern else kernel.thunk_range
     candidates = [(insn.address, f"an indirect jump ({insn_text(ctx.image, insn)})") for insn in fn.indirect_jumps[:1]]
     into_thunks = fn.branch_into(*thunks) if thunks is not None else None
     if into_thunks is not None:

@@ -19,7 +19,7 @@ from probelint import __version__
 
 __all__ = ["IndexCache", "default_cache_dir"]
 
-_FORMAT = 1
+_FORMAT = 2  # bump when the indexed facts change shape
 
 
 def default_cache_dir() -> Path:

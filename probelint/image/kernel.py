@@ -23,6 +23,7 @@ from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, m
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 from probelint.image.tables import TABLES, read_table
+from probelint.image.version import KernelConfig, KernelVersion, detect_version, infer_config
 from probelint.progress import progress
 
 __all__ = ["Function", "Image", "Kernel", "open_image"]
@@ -105,7 +106,8 @@ class Image:
             self._use_index(cache)
 
     # Whole-file facts kept in the build-id index: what the rules consult, in compact form.
-    _INDEXED = ("_raw_symbols", "symbols", "ftrace_sites", "return_sites", "extable", "bug_sites", "blacklist")
+    _INDEXED = ("_raw_symbols", "symbols", "ftrace_sites", "return_sites", "extable", "bug_sites", "blacklist",
+                "config")
 
     def _use_index(self, cache: IndexCache) -> None:
         """Take the whole-file facts from the build-id index, or compute and store them."""
@@ -271,6 +273,11 @@ class Image:
         return data
 
     @cached_property
+    def config(self) -> KernelConfig:
+        """Build options inferred from this image's symbols and sections (kept in the index)."""
+        return infer_config(self)
+
+    @cached_property
     def version(self) -> str | None:
         """The kernel's banner (``Linux version 6.1.0-56-cloud-amd64 ...``), or a module's vermagic."""
         if self.layout is not None:
@@ -362,6 +369,28 @@ class Kernel:
                 mod.resolve_import = self.vmlinux.raw_symbol
                 mod.vmlinux = self.vmlinux
         self.thunk_range = self.vmlinux.thunk_range if self.vmlinux else None
+
+    @cached_property
+    def version(self) -> KernelVersion | None:
+        """The kernel's version, from the vmlinux banner or a module's vermagic."""
+        for image in self.images:
+            found = detect_version(image)
+            if found is not None:
+                return found
+        return None
+
+    @property
+    def config(self) -> KernelConfig | None:
+        """Build options inferred from the vmlinux (image/version.py), None without a vmlinux."""
+        return self.vmlinux.config if self.vmlinux is not None else None
+
+    def at_least(self, major: int, minor: int) -> bool:
+        """Is this kernel `major.minor` or newer? Unknown versions are taken as 6.1 (the model's base)."""
+        return self.version is not None and self.version >= (major, minor)
+
+    def enabled(self, option: str) -> bool:
+        """Is CONFIG_`option` set (as inferred)? Unknown counts as not set."""
+        return bool(self.config is not None and self.config.enabled(option))
 
     def set_profile(self, profile: CpuProfile) -> None:
         for image in self.images:

@@ -342,6 +342,9 @@ def _match(target: ProbeTarget, addr: int | None, entries: list[ListEntry]) -> L
         ]
     else:
         cands = []
+    if not cands and addr is not None:
+        # IBT kernels (arch_adjust_kprobe_addr): a probe on a function's ENDBR at +0 is put at +4
+        cands = [e for e in entries if e.address == addr + 4 and e.offset == 4]
     cands.sort(key=lambda e: e.kind != want)
     return cands[0] if cands else None
 

@@ -1,0 +1,29 @@
+"""KP116: from 6.9 the kernel refuses probes on INT3, INT n, INTO, INT1 and UD0/UD1/UD2.
+
+arch/x86/kernel/kprobes/core.c `can_probe` -> `is_exception_insn` ("x86/kprobes: Prohibit
+kprobing on INT and UD", v6.9): such an instruction at the probe address -> -EILSEQ. Earlier
+kernels refuse an INT3 later, in `__copy_instruction` (-EINVAL, KP110), and accept the others.
+A UD2 listed in `__bug_table` is refused before, by `find_bug` (KP109).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from probelint.arch import x86
+from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.disasm import insn_text
+from probelint.findings import Severity
+
+
+def check(ctx: ProbeContext) -> Iterator[Hit]:
+    if not ctx.kernel.at_least(6, 9):
+        return
+    insn = ctx.function().insn_at_or_before(ctx.address or 0)
+    if insn is not None and insn.address == ctx.address and x86.is_exception_insn(insn):
+        yield Hit(f"{ctx.where()} is an exception instruction ({insn_text(ctx.image, insn)}): "
+                  f"kernels from 6.9 refuse to probe it")
+
+
+RULE = Rule("KP116", "exception-insn", Severity.ERROR, Stage.INSN, check,
+            "arch/x86/kernel/kprobes/core.c:is_exception_insn", "EILSEQ")
