@@ -96,7 +96,9 @@ class _Drawer:
         vm = self.vm
         stext, etext = vm.raw_symbol("_stext"), vm.raw_symbol("_etext")
         assert stext is not None and etext is not None
-        self.text_funcs = [s for s in vm.symbols.symbols_in(stext, etext) if s.type in "tTwW" and s.size > 0]
+        # __pfx_/__cfi_ padding (6.2+) would otherwise be a large share of every category
+        self.text_funcs = [s for s in vm.symbols.symbols_in(stext, etext) if s.type in "tTwW" and s.size > 0
+                           and not s.name.startswith(("__pfx_", "__cfi_"))]
         self.unique_funcs = [s for s in self.text_funcs if kernel.count(s.name) == 1]
 
     # ------------------------------------------------------------------ helpers
