@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
                         "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
     p.add_argument("--select", metavar="IDS", help="comma-separated rule ids or prefixes to report (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids or prefixes not to report")
+    p.add_argument("--config", type=Path, metavar="DOTCONFIG",
+                   help="the kernel's .config (/boot/config-*): its options override what is inferred from the image")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say which kernel version, build options (and why) and CPU profile the verdicts assume")
     p.add_argument("--show-config", action="store_true",
                    help="print the settings in effect ([tool.probelint] merged with the flags) and exit")
     p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"),
@@ -196,6 +200,16 @@ def _run(args: argparse.Namespace) -> int:
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
+    if args.config is not None and kernel.vmlinux is not None:
+        from probelint.image.version import with_config_file
+
+        try:
+            text = args.config.read_text(errors="replace")
+        except OSError as exc:
+            raise InputError(str(args.config), f"cannot read: {exc.strerror}") from None
+        kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
+    if args.verbose:
+        _describe_kernel(kernel, config.cpu_profile)
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
     for result in results:
@@ -204,6 +218,21 @@ def _run(args: argparse.Namespace) -> int:
 
     sys.stdout.write(_render(args, kernel, results))
     return 1 if any(f.severity >= config.fail_level for r in results for f in r.findings) else 0
+
+
+def _describe_kernel(kernel: Kernel, cpu_profile: str) -> None:
+    """--verbose: every assumption behind the verdicts, on stderr."""
+    say = lambda text: print(f"probelint: {text}", file=sys.stderr)  # noqa: E731
+    for image in kernel.images:
+        version = image.version or "no version string"
+        say(f"image {image.path}: {image.name}, build-id {image.elf.build_id()}, {version}")
+    say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
+    say(f"cpu profile: {cpu_profile} (how return sites are patched at boot)")
+    modules = ", ".join(m.name for m in kernel.modules) or "none"
+    say(f"modules assumed loaded: {modules} (a plain SYM is unique only across vmlinux and these)")
+    if kernel.config is not None:
+        for line in kernel.config.describe():
+            say(f"  {line}")
 
 
 def _render(args: argparse.Namespace, kernel: Kernel, results: list[ProbeResult]) -> str:

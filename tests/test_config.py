@@ -46,3 +46,11 @@ def test_bad_settings_are_one_line_errors(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.probelint\n")
     proc = run(proj, "probes.txt")
     assert proc.returncode == 2 and "invalid TOML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kernel_config_file_overrides_inference(tmp_path):
+    dotconfig = tmp_path / "config-6.1"
+    dotconfig.write_text("CONFIG_KPROBES_ON_FTRACE=y\n# CONFIG_OPTPROBES is not set\n")
+    proc = run(tmp_path, "-v", "--config", str(dotconfig), str(DEMO / "demo.elf"), str(DEMO / "probes.txt"))
+    assert f"{dotconfig}: CONFIG_OPTPROBES=n" in proc.stderr
+    assert "kernel version: unknown (rules follow 6.1)" in proc.stderr and "cpu profile: ret" in proc.stderr

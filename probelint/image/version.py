@@ -33,8 +33,7 @@ __all__ = [
     "kconfig_name",
     "parse_config",
     "parse_version",
-    "table_layout_version",
-]
+    "table_layout_version", "with_config_file"]
 
 _RELEASE_RE = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<rest>\S*)")
 _BANNER_RE = re.compile(r"Linux version (?P<release>\S+)")
@@ -422,3 +421,17 @@ def table_layout_version(image: Image) -> KernelVersion | None:
     if found is None and image.vmlinux is not None:
         found = detect_version(image.vmlinux)
     return found
+
+
+def with_config_file(config: KernelConfig, text: str, where: str) -> KernelConfig:
+    """`config` with every option the .config text sets taking the file's value."""
+    given = parse_config(text)
+    options = dict(config.options)
+    for option, inferred in config.options.items():
+        name = "CONFIG_" + kconfig_name(option, config.version)
+        if name in given:
+            value = given[name]
+            options[option] = ConfigInference(option, value in ("y", "m"), f"{where}: {name}={value}")
+        else:
+            options[option] = inferred
+    return KernelConfig(config.version, options, given)
