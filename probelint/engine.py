@@ -34,7 +34,8 @@ KERNEL_ORDER = (
     "KP105",  # __register_trace_kprobe: within_notrace_func
     "KP101",  # register_k(ret)probe -> _kprobe_addr
     "KP115",  # register_kretprobe: kretprobe_blacklist
-    "KP103",  # check_kprobe_address_safe (after check_ftrace_location): core_kernel_text / __module_text_address
+    "KP117",  # check_kprobe_address_safe: check_ftrace_location without KPROBES_ON_FTRACE
+    "KP103",  #   ... core_kernel_text / __module_text_address
     "KP106",  #   ... within_kprobe_blacklist
     "KP107",  #   ... jump_label_text_reserved
     "KP108",  #   ... static_call_text_reserved
@@ -45,7 +46,8 @@ KERNEL_ORDER = (
     "KP110",  #   ... __copy_instruction
     "KP111",  #   ... prepare_emulation
     "KP112",  #   ... prepare_singlestep
-    "KP202",  # try_to_optimize_kprobe -> can_optimize: room for the jump
+    "KP209",  # try_to_optimize_kprobe: CONFIG_OPTPROBES
+    "KP202",  #   ... can_optimize: room for the jump
     "KP203",  #   ... whole-function scan: exception table
     "KP204",  #   ... decodable
     "KP205",  #   ... indirect jumps

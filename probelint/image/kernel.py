@@ -392,6 +392,10 @@ class Kernel:
         """Is CONFIG_`option` set (as inferred)? Unknown counts as not set."""
         return bool(self.config is not None and self.config.enabled(option))
 
+    def disabled(self, option: str) -> bool:
+        """Is CONFIG_`option` known to be off? Unknown counts as on (the 6.1 model's default)."""
+        return self.config is not None and self.config.enabled(option) is False
+
     def set_profile(self, profile: CpuProfile) -> None:
         for image in self.images:
             image.profile = profile

@@ -373,15 +373,21 @@ def infer_config(image: Image) -> KernelConfig:
             put(option, None, "a module does not show it: ask its vmlinux")
         return KernelConfig(version, out, embedded)
 
+    # Absence means "off" only in an image that holds the kprobes core at all.
+    has_kprobes = facts.has("register_kprobe")
     if facts.has("kprobe_ftrace_handler"):
         put("KPROBES_ON_FTRACE", True, "kprobe_ftrace_handler is defined (arch/x86/kernel/kprobes/ftrace.c)")
+    elif has_kprobes:
+        put("KPROBES_ON_FTRACE", False, "register_kprobe is there, kprobe_ftrace_handler is not")
     else:
-        put("KPROBES_ON_FTRACE", False, "no kprobe_ftrace_handler")
+        put("KPROBES_ON_FTRACE", None, "no kprobes code in this image")
 
     if facts.has("optprobe_template_entry"):
         put("OPTPROBES", True, "optprobe_template_entry is defined (arch/x86/kernel/kprobes/opt.c)")
+    elif has_kprobes:
+        put("OPTPROBES", False, "register_kprobe is there, optprobe_template_entry is not")
     else:
-        put("OPTPROBES", False, "no optprobe_template_entry")
+        put("OPTPROBES", None, "no kprobes code in this image")
 
     # KPROBE_EVENTS_ON_NOTRACE=n compiles within_notrace_func() and its pr_warn string into
     # kernel/trace/trace_kprobe.c; =y compiles neither.
