@@ -9,6 +9,8 @@ concurrent runs never read half an index; an unreadable or stale index is rebuil
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import pickle
 import tempfile
@@ -20,6 +22,16 @@ from probelint import __version__
 __all__ = ["IndexCache", "default_cache_dir"]
 
 _FORMAT = 2  # bump when the indexed facts change shape
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Digest of the code that derives indexed facts: an edited checkout never reads a stale index."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for path in sorted([*root.joinpath("image").glob("*.py"), root / "arch" / "x86.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +52,7 @@ class IndexCache:
     def _path(self, build_id: str) -> Path | None:
         if self.directory is None:
             return None
-        return self.directory / f"{build_id}-{__version__}-{_FORMAT}.pickle"
+        return self.directory / f"{build_id}-{__version__}-{_FORMAT}-{_code_digest()}.pickle"
 
     def load(self, build_id: str | None) -> dict[str, Any] | None:
         path = self._path(build_id) if build_id else None
@@ -63,5 +75,8 @@ class IndexCache:
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump({**data, "build_id": build_id}, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
+            for stale in path.parent.glob(f"{build_id}-*.pickle"):  # other versions of probelint's code
+                if stale != path:
+                    stale.unlink(missing_ok=True)
         except OSError:
             pass  # a cache that cannot be written only costs time
