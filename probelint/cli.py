@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the kernel's .config (/boot/config-*): its options override what is inferred from the image")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say which kernel version, build options (and why) and CPU profile the verdicts assume")
+    p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
+                   help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
                    help="print the settings in effect ([tool.probelint] merged with the flags) and exit")
     p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"),
@@ -212,6 +214,10 @@ def _run(args: argparse.Namespace) -> int:
         _describe_kernel(kernel, config.cpu_profile)
     parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
+    if args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
+        from probelint.suggest import add_hints
+
+        add_hints(kernel, results)
     for result in results:
         result.findings = [dataclasses.replace(f, severity=config.severity.get(f.rule, f.severity))
                            for f in result.findings]

@@ -1,0 +1,85 @@
+"""The fix a user wants: the nearest offsets in the same function where the probe would register,
+or be jump-optimized, found by asking the same rules about the neighbouring instruction boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from probelint.engine import ProbeResult
+    from probelint.image.kernel import Kernel
+
+__all__ = ["add_hints"]
+
+_REACH = 24  # boundaries tried on each side
+
+
+def _neighbours(result: ProbeResult) -> list[int]:
+    """Boundaries of the function, nearest first (the probe's own address excluded)."""
+    ctx = result.context
+    assert ctx is not None and ctx.address is not None
+    starts = [a for a in ctx.function().starts if a != ctx.address]
+    starts.sort(key=lambda a: (abs(a - ctx.address), a))
+    return starts[: 2 * _REACH]
+
+
+def _first(kernel: Kernel, result: ProbeResult, want_optimized: bool,
+           neighbours: dict[str, bool] | None = None) -> str | None:
+    """The nearest boundary that registers (and is optimized), checked together with `neighbours`
+    (the other probes of the set close enough to interfere, with their optimized state, which a
+    good move must not take away)."""
+    neighbours = neighbours or {}
+    from probelint.engine import check_probes
+    from probelint.spec import parse_text
+
+    ctx = result.context
+    assert ctx is not None and ctx.image is not None
+    for address in _neighbours(result):
+        where = ctx.image.describe(address)
+        if where in neighbours:
+            continue
+        checked = check_probes(kernel, list(parse_text("\n".join([where, *neighbours]), "<hint>")))
+        verdict = checked[0].verdict
+        kept = all(r.verdict.optimized or not was for r, was in zip(checked[1:], neighbours.values(), strict=True))
+        if verdict.registers and (verdict.optimized or not want_optimized) and kept:
+            kind = "optimized" if verdict.optimized else "ftrace-based" if verdict.ftrace else "int3"
+            return f"{where} ({kind})"
+    return None
+
+
+def _close_probes(result: ProbeResult, results: list[ProbeResult]) -> dict[str, bool]:
+    """The other probes of the set within a jump window's reach (19 bytes) of this one."""
+    ctx = result.context
+    assert ctx is not None and ctx.address is not None
+    out = {}
+    for other in results:
+        o = other.context
+        if other is result or o is None or o.image is not ctx.image or o.address is None:
+            continue
+        if abs(o.address - ctx.address) <= 19 and other.verdict.registers:
+            out[o.image.describe(o.address)] = other.verdict.optimized
+    return out
+
+
+def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
+    """Append a ``fix:`` note to the first finding of each refused or unoptimized probe."""
+    import dataclasses
+
+    for result in results:
+        ctx = result.context
+        if ctx is None or ctx.symbol is None or ctx.address is None or not result.findings or ctx.spec.is_return:
+            continue
+        verdict = result.verdict
+        if not verdict.registers and verdict.errno in ("EILSEQ", "EINVAL", "EOPNOTSUPP", "ENOSPC"):
+            hint = _first(kernel, result, False)
+            text = f"fix: the nearest offset that registers is {hint}" if hint else None
+        elif verdict.registers and not verdict.optimized and not verdict.ftrace and verdict.reasons:
+            hint = _first(kernel, result, True, _close_probes(result, results))
+            text = f"fix: the nearest offset that would be jump-optimized is {hint}" if hint else None
+        else:
+            continue
+        if text:  # on the finding that decided the verdict
+            deciding = next((i for i, f in enumerate(result.findings) if f.rule in verdict.reasons), 0)
+            finding = result.findings[deciding]
+            result.findings[deciding] = dataclasses.replace(finding, notes=(*finding.notes, text))
