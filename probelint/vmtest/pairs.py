@@ -83,9 +83,12 @@ def draw_pairs(kernel: Kernel, n: int, seed: int = 0) -> list[Pair]:
 
 def run_pairs(pairs: list[Pair], kernel: Kernel, *, kernel_package: str = DEFAULT_KERNEL_PACKAGE,
               cpu: str = "qemu64", log: Callable[[str], None] | None = None) -> list[PairOutcome]:
+    from .compare import profile_for
+
     specs = [p.a for p in pairs] + [p.b for p in pairs]
     n = len(pairs)
     a_idx, b_idx = list(range(n)), list(range(n, 2 * n))
+    kernel.set_profile(profile_for(cpu))  # the return-site patching this CPU model gets
     predicted = probelint.check(kernel, specs)
     phases_by_order = {"A then B": [a_idx, b_idx], "B then A": [b_idx, a_idx], "together": [a_idx + b_idx]}
     out = []
