@@ -25,14 +25,16 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("rule", "rules", "vmtest")
+_SUBCOMMANDS = ("rule", "rules", "vmtest", "explain")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="probelint",
         description="Predict, from the kernel ELF, whether each kprobe registers and is jump-optimized.",
-        epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page.",
+        epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page, "
+               "'probelint explain IMAGE PROBE' shows one probe's function as the kernel sees it, "
+               "'probelint vmtest' checks probes against a booted kernel.",
     )
     p.add_argument("paths", nargs="*", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
@@ -137,12 +139,42 @@ def _subcommand(argv: list[str]) -> int:
     return 0
 
 
+def _explain(argv: list[str]) -> int:
+    """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
+    p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
+    p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
+    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret")
+    p.add_argument("--no-cache", action="store_true")
+    args = p.parse_intermixed_args(argv)
+    try:
+        from probelint import check, load_kernel
+        from probelint.explain import explain
+        from probelint.image.runtime import CpuProfile
+
+        *images, probe = args.args
+        if not images:
+            raise InputError(probe, "name the kernel image(s) before the probe")
+        for image in images:
+            if not _is_elf(image):
+                raise InputError(image, "not an ELF file")
+        kernel = load_kernel(images, cache=not args.no_cache)
+        kernel.set_profile(CpuProfile(args.cpu_profile))
+        (result,) = check(kernel, [probe], source="<explain>")
+    except InputError as exc:
+        print(f"probelint: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(explain(kernel, result))
+    return 0 if result.verdict.registers else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "vmtest" and not os.path.isfile(argv[0]):
         from probelint.vmtest.cli import main as vmtest_main
 
         return vmtest_main(argv[1:])
+    if argv and argv[0] == "explain" and not os.path.isfile(argv[0]):
+        return _explain(argv[1:])
     if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]):
         return _subcommand(argv)
     args = _parser().parse_intermixed_args(argv)
