@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="the kernel's .config (/boot/config-*): its options override what is inferred from the image")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say which kernel version, build options (and why) and CPU profile the verdicts assume")
+    p.add_argument("--modules", type=Path, action="append", default=[], metavar="DIR",
+                   help="where to find MOD.ko for MOD:SYM probes and --loaded (default: the -dbg module tree "
+                        "of the vmlinux, when it is there)")
+    p.add_argument("--loaded", metavar="MODS",
+                   help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
+                        "SYM probes (default: none besides the .ko files given and MOD: probes)")
     p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
@@ -232,6 +238,8 @@ def _run(args: argparse.Namespace) -> int:
     selected -= _rule_ids(config.ignore, config.source or "--ignore")
     _rule_ids(list(config.severity), config.source or "severity")
 
+    parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
+    images += _module_images(args, images, parsed)
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
     if args.config is not None and kernel.vmlinux is not None:
@@ -244,7 +252,6 @@ def _run(args: argparse.Namespace) -> int:
         kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
     if args.verbose:
         _describe_kernel(kernel, config.cpu_profile)
-    parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
     results = check_probes(kernel, parsed, frozenset(selected))
     if args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
         from probelint.suggest import add_hints
@@ -256,6 +263,29 @@ def _run(args: argparse.Namespace) -> int:
 
     sys.stdout.write(_render(args, kernel, results))
     return 1 if any(f.severity >= config.fail_level for r in results for f in r.findings) else 0
+
+
+def _module_images(args: argparse.Namespace, images: list[str], parsed: list[object]) -> list[str]:
+    """.ko files for MOD:SYM probes and --loaded modules not given on the command line."""
+    from probelint.discover import default_module_dirs, find_modules
+    from probelint.spec import ProbeSpec
+
+    loaded = {m.strip() for m in (args.loaded or "").split(",") if m.strip()}
+    wanted = loaded | {p.module for p in parsed if isinstance(p, ProbeSpec) and p.module}
+    given = {Path(i).name.split(".ko")[0].replace("-", "_") for i in images}
+    wanted = {m for m in wanted if m.replace("-", "_") not in given}
+    if not wanted:
+        return []
+    dirs = list(args.modules)
+    for image in images:
+        if not dirs:
+            dirs = default_module_dirs(image)
+    found = find_modules(wanted, dirs)
+    missing = sorted(m for m in loaded if m.replace("-", "_") not in found)
+    if missing:
+        where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
+        raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")
+    return [str(p) for p in found.values()]
 
 
 def _describe_kernel(kernel: Kernel, cpu_profile: str) -> None:

@@ -29,3 +29,30 @@ def find_running_kernel_image(release: str | None = None, root: Path = Path("/")
             return path
     raise InputError("kernel image", f"none given, and no debug image of the running kernel {release} "
                                   f"was found (Debian: apt install linux-image-{release}-dbg; or pass a vmlinux)")
+
+
+def default_module_dirs(vmlinux: str) -> list[Path]:
+    """The debug module tree that belongs to a Debian -dbg vmlinux, when it is there:
+    /usr/lib/debug/boot/vmlinux-R -> /usr/lib/debug/lib/modules/R."""
+    path = Path(vmlinux)
+    if path.parent.name == "boot" and path.name.startswith("vmlinux-"):
+        tree = path.parent.parent / "lib" / "modules" / path.name[len("vmlinux-"):]
+        if tree.is_dir():
+            return [tree]
+    return []
+
+
+def find_modules(names: set[str], dirs: list[Path]) -> dict[str, Path]:
+    """`MOD.ko` files under `dirs` for the module names wanted (``-`` and ``_`` are the same)."""
+    wanted = {n.replace("-", "_") for n in names}
+    found: dict[str, Path] = {}
+    for top in dirs:
+        for dirpath, _dirs, files in os.walk(top):
+            for file in files:
+                if file.endswith(".ko"):
+                    name = file[:-3].replace("-", "_")
+                    if name in wanted and name not in found:
+                        found[name] = Path(dirpath) / file
+            if len(found) == len(wanted):
+                return found
+    return found

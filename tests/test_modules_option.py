@@ -1,0 +1,59 @@
+"""--modules DIR / --loaded: which modules the kernel has loaded decides uniqueness and MOD: probes."""
+
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+VMLINUX = """
+    .text
+FUNC shared_name
+    FENTRY
+    push %rbp
+    pop %rbp
+    ret
+"""
+MODULE = """
+    .text
+FUNC shared_name
+    FENTRY
+    ret
+FUNC mod_only
+    FENTRY
+    push %rbp
+    pop %rbp
+    ret
+"""
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "probelint", "--format", "json", *args], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_loaded_module_makes_a_name_ambiguous(build_kernel, tmp_path):
+    import json
+
+    vmlinux = build_kernel(VMLINUX)
+    mods = tmp_path / "mods" / "kernel" / "drivers"
+    mods.mkdir(parents=True)
+    shutil.copy(build_kernel(MODULE, module=True), mods / "mymod.ko")
+    probes = tmp_path / "p.txt"
+    probes.write_text("shared_name+5\nmymod:mod_only+5\n")
+    alone = json.loads(run(str(vmlinux), str(probes), "--modules", str(tmp_path / "mods")).stdout)
+    # the MOD: probe brings mymod in, and with it a second shared_name
+    assert alone["probes"][0]["verdict"]["errno"] == "EADDRNOTAVAIL"
+    assert alone["probes"][1]["verdict"]["registers"] and alone["probes"][1]["module"] == "mymod"
+    probes.write_text("shared_name+5\n")
+    unique = json.loads(run(str(vmlinux), str(probes), "--modules", str(tmp_path / "mods")).stdout)
+    assert unique["probes"][0]["verdict"]["registers"]
+    loaded = json.loads(run(str(vmlinux), str(probes), "--modules", str(tmp_path / "mods"), "--loaded", "mymod").stdout)
+    assert loaded["probes"][0]["verdict"]["errno"] == "EADDRNOTAVAIL"
+
+
+def test_unknown_loaded_module_is_an_input_error(build_kernel, tmp_path):
+    probes = tmp_path / "p.txt"
+    probes.write_text("shared_name\n")
+    proc = run(str(build_kernel(VMLINUX)), str(probes), "--modules", str(tmp_path), "--loaded", "nosuch")
+    assert proc.returncode == 2 and "module nosuch not found" in proc.stderr
