@@ -47,6 +47,7 @@ KERNEL_ORDER = (
     "KP111",  #   ... prepare_emulation
     "KP112",  #   ... prepare_singlestep
     "KP209",  # try_to_optimize_kprobe: CONFIG_OPTPROBES
+    "KP210",  #   ... optimize_kprobe: disabled probes are not optimized
     "KP202",  #   ... can_optimize: room for the jump
     "KP203",  #   ... whole-function scan: exception table
     "KP204",  #   ... decodable

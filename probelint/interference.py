@@ -36,7 +36,9 @@ def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
     armed: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(results):
         ctx = r.context
-        if ctx is not None and ctx.image is not None and ctx.address is not None and r.verdict.registers:
+        # a disabled probe is disarmed: it neither blocks nor splits an optimized probe
+        armed_probe = r.verdict.registers and not r.spec.disabled  # type: ignore[union-attr]
+        if ctx is not None and ctx.image is not None and ctx.address is not None and armed_probe:
             graph.add_node(i)
             armed.setdefault((id(ctx.image), ctx.address), []).append(i)
     for i, r in enumerate(results):

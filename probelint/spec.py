@@ -44,6 +44,7 @@ class ProbeSpec:
     address: int | None
     octal_offset: bool = False  # the offset had a leading 0: the kernel read it as octal
     suppressed: frozenset[str] = frozenset()  # rule ids in a ``# probelint: ignore[...]`` comment
+    disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
 
     @property
     def canonical(self) -> str:
@@ -133,6 +134,8 @@ def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | 
     if isinstance(parsed, ProbeSpec) and found:
         ids = frozenset(t.strip().upper() for t in found.group(1).split(",") if t.strip())
         parsed = dataclasses.replace(parsed, suppressed=ids)
+    if isinstance(parsed, ProbeSpec) and re.search(r"probelint:\s*disabled\b", comment):
+        parsed = dataclasses.replace(parsed, disabled=True)
     return parsed
 
 

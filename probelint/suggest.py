@@ -62,6 +62,27 @@ def _close_probes(result: ProbeResult, results: list[ProbeResult]) -> dict[str, 
     return out
 
 
+def _move_out_of_window(inner: ProbeResult, results: list[ProbeResult]) -> str | None:
+    """For a probe inside another's jump window: the nearest boundary at or past that window's end."""
+    ctx = inner.context
+    assert ctx is not None and ctx.address is not None and ctx.image is not None
+    ends = []
+    for other in results:
+        o = other.context
+        if o is None or o.image is not ctx.image or o.address is None or "KP301" not in other.verdict.reasons:
+            continue
+        window = o.window()
+        if window and o.address < ctx.address < window[-1].end:
+            ends.append(window[-1].end)
+    if not ends:
+        return None
+    end = max(ends)
+    after = next((a for a in ctx.function().starts if a >= end), None)
+    if after is None:
+        return None
+    return f"fix: {ctx.image.describe(after)} is the nearest boundary past that window ({ctx.image.describe(end)})"
+
+
 def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
     """Append a ``fix:`` note to the first finding of each refused or unoptimized probe."""
     import dataclasses
@@ -77,6 +98,8 @@ def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
         elif verdict.registers and not verdict.optimized and not verdict.ftrace and verdict.reasons:
             hint = _first(kernel, result, True, _close_probes(result, results))
             text = f"fix: the nearest offset that would be jump-optimized is {hint}" if hint else None
+        elif any(f.rule == "KP302" for f in result.findings):
+            text = _move_out_of_window(result, results)
         else:
             continue
         if text:  # on the finding that decided the verdict

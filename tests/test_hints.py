@@ -38,3 +38,10 @@ def test_outer_probe_gets_an_offset_clear_of_the_inner_one(build_kernel):
     moved = hint.split()[-2]
     outer, inner = probelint.check(kernel, [moved, "f+9"])
     assert outer.verdict.optimized and inner.verdict.optimized, hint
+
+
+def test_inner_probe_is_told_where_the_window_ends(build_kernel):
+    kernel = probelint.load_kernel([build_kernel(SOURCE)])
+    results = probelint.check(kernel, ["f+5", "f+9"])
+    add_hints(kernel, results)
+    assert hints(results[1]) == ["fix: f+0xc is the nearest boundary past that window (f+0xc)"]

@@ -41,3 +41,9 @@ def test_graph_edges(lint):
     # windows: +5 -> [5, 0xc), +6 -> [6, 0xc), +9 -> [9, 0xf), +0xf -> [0xf, 0x12)
     assert set(graph.edges) == {(0, 1), (0, 2), (1, 2)}
     assert [r.verdict.optimized for r in results] == [False, False, True, True]
+
+
+def test_disabled_inner_probe_does_not_block(lint):
+    outer, inner = lint(SOURCE, "f+5", "f+9   # probelint: disabled")
+    assert outer.verdict.optimized and not rules_fired(outer)
+    assert rules_fired(inner) == ["KP210"] and not inner.verdict.optimized and inner.verdict.registers
