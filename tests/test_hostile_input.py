@@ -98,3 +98,30 @@ def test_running_kernel_image_is_found_where_perf_looks(tmp_path):
     image.parent.mkdir(parents=True)
     image.write_bytes(b"\x7fELF")
     assert find_running_kernel_image("6.1.0-99-cloud-amd64", root=tmp_path) == image
+
+
+@pytest.mark.kernel
+def test_mutated_real_module(debian, tmp_path):
+    """Byte flips in the ELF and section headers, and truncations, of the real xfs.ko."""
+    data = debian.xfs.read_bytes()
+    probes = tmp_path / "p.txt"
+    probes.write_text("xfs:xfs_buf_read_map+5\nxfs_buf_read_map\n")
+    failures = []
+    for seed in range(8):
+        rng = random.Random(seed)
+        buf = bytearray(data)
+        shoff = int.from_bytes(data[0x28:0x30], "little")
+        for _ in range(rng.choice([1, 8, 32])):
+            area = rng.choice([(0, 0x40), (shoff, min(len(buf), shoff + 64 * 40))])
+            buf[rng.randrange(*area)] = rng.randrange(256)
+        if seed % 4 == 3:
+            buf = buf[: rng.randrange(len(buf))]
+        image = tmp_path / f"xfs{seed}.ko"
+        image.write_bytes(bytes(buf))
+        proc = subprocess.run([sys.executable, "-m", "probelint", "--no-cache", str(image), str(probes)],
+                              capture_output=True, text=True, timeout=120, preexec_fn=_limit, cwd=ROOT)
+        err = proc.stderr.strip()
+        broken = "Traceback" in err or "internal error" in err or len(err.splitlines()) > 1
+        if proc.returncode not in (0, 1, 2) or broken:
+            failures.append(f"seed {seed}: exit {proc.returncode}: {err[-300:]}")
+    assert not failures, failures
