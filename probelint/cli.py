@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loaded", metavar="MODS",
                    help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
                         "SYM probes (default: none besides the .ko files given and MOD: probes)")
+    p.add_argument("--source-type", choices=("auto", "list", "bpftrace", "libbpf", "shell"), default="auto",
+                   help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script "
+                        "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh files")
     p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
@@ -77,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _is_elf(path: str) -> bool:
-    if path == "-":
+    if path == "-" or os.path.isdir(path):
         return False
     try:
         with open(path, "rb") as fh:
@@ -205,7 +208,6 @@ def _run(args: argparse.Namespace) -> int:
     from probelint.config import load_config
     from probelint.engine import all_rules, check_probes
     from probelint.image.runtime import CpuProfile
-    from probelint.spec import parse_files
 
     config = load_config()
     config.fail_level = Severity.parse(args.fail_level) if args.fail_level else config.fail_level
@@ -238,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
     selected -= _rule_ids(config.ignore, config.source or "--ignore")
     _rule_ids(list(config.severity), config.source or "severity")
 
-    parsed = parse_files((p, _read_probe_file(p)) for p in probe_files)
+    parsed = _read_sources(probe_files, args.source_type)
     images += _module_images(args, images, parsed)
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
@@ -252,7 +254,11 @@ def _run(args: argparse.Namespace) -> int:
         kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
     if args.verbose:
         _describe_kernel(kernel, config.cpu_profile)
+    from probelint.sources import annotate_globs, expand_globs
+
+    parsed, globs = expand_globs(kernel, parsed)
     results = check_probes(kernel, parsed, frozenset(selected))
+    annotate_globs(results, globs)
     if args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
         from probelint.suggest import add_hints
 
@@ -263,6 +269,21 @@ def _run(args: argparse.Namespace) -> int:
 
     sys.stdout.write(_render(args, kernel, results))
     return 1 if any(f.severity >= config.fail_level for r in results for f in r.findings) else 0
+
+
+def _read_sources(paths: list[str], source_type: str) -> list[object]:
+    """Every probe of the probe files and directories, in order: one set."""
+    from probelint.sources import extract, tree_files
+
+    kind = None if source_type == "auto" else source_type
+    out: list[object] = []
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            for file in tree_files(Path(path)):
+                out += extract(str(file), _read_probe_file(str(file)), kind)
+        else:
+            out += extract(path, _read_probe_file(path), kind)
+    return out
 
 
 def _module_images(args: argparse.Namespace, images: list[str], parsed: list[object]) -> list[str]:

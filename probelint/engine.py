@@ -133,10 +133,11 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     for item in progress(parsed, len(parsed), "checking probes"):
         if isinstance(item, ParseProblem):
             verdict = Verdict()
-            verdict.refuse("EINVAL", "KP001")
-            finding = Finding("KP001", all_rules()["KP001"].severity, f"{item.message}: {item.text!r}",
-                              item.location)
-            results.append(ProbeResult(item, verdict, [finding] if _wanted("KP001", select) else []))
+            rule = "KP407" if item.unsupported else "KP001"
+            if not item.unsupported:
+                verdict.refuse("EINVAL", rule)
+            finding = Finding(rule, all_rules()[rule].severity, f"{item.message}: {item.text!r}", item.location)
+            results.append(ProbeResult(item, verdict, [finding] if _wanted(rule, select) else []))
             continue
         results.append(_check_one(ProbeContext(item, kernel), rules, select))
     interference.check_set(results, select)
@@ -171,7 +172,7 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
     optimize_refused = False
     ftrace_decided = False
     for rule in rules:
-        if rule.id == "KP001":
+        if rule.id in ("KP001", "KP407"):
             continue  # parse problems are reported by `check_probes`
         if rule.stage not in (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE) and ctx.symbol is None:
             continue  # nothing to look at: resolution failed

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from probelint.findings import Finding, Severity
+from probelint.spec import ProbeSpec
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult
@@ -37,7 +38,7 @@ def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
     for i, r in enumerate(results):
         ctx = r.context
         # a disabled probe is disarmed: it neither blocks nor splits an optimized probe
-        armed_probe = r.verdict.registers and not r.spec.disabled  # type: ignore[union-attr]
+        armed_probe = r.verdict.registers and isinstance(r.spec, ProbeSpec) and not r.spec.disabled
         if ctx is not None and ctx.image is not None and ctx.address is not None and armed_probe:
             graph.add_node(i)
             armed.setdefault((id(ctx.image), ctx.address), []).append(i)

@@ -47,6 +47,11 @@ class ProbeSpec:
     disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
 
     @property
+    def is_glob(self) -> bool:
+        """A wildcard (bpftrace, kprobe.multi): expanded against the kernel's traceable functions."""
+        return self.symbol is not None and any(c in self.symbol for c in "*?[")
+
+    @property
     def canonical(self) -> str:
         """The probe in kprobe_events target syntax (``MOD:SYM+0x10``, ``0xffff...``)."""
         if self.symbol is None:
@@ -63,6 +68,7 @@ class ParseProblem:
     text: str
     location: Location
     message: str
+    unsupported: bool = False  # valid syntax probelint cannot check yet (KP407), not a mistake (KP001)
 
 
 def _kstrtoul(text: str) -> int | None:
@@ -86,7 +92,7 @@ def _kstrtol(text: str) -> int | None:
 
 
 def parse_target(
-    text: str, location: Location, *, is_return: bool = False
+    text: str, location: Location, *, is_return: bool = False, allow_glob: bool = False
 ) -> ProbeSpec | ParseProblem:
     """Parse ``[MOD:]SYM[+OFF][%return]`` or an address, as `__trace_kprobe_create` does."""
     address = _kstrtoul(text)
@@ -118,7 +124,8 @@ def parse_target(
         module, _, symbol = symbol.partition(":")
         if not module:
             return ParseProblem(text, location, "empty module name before ':'")
-    if not symbol or not re.fullmatch(r"[A-Za-z_.$][A-Za-z0-9_.$]*", symbol):
+    name = r"[A-Za-z_.$*?\[][A-Za-z0-9_.$*?\[\]]*" if allow_glob else r"[A-Za-z_.$][A-Za-z0-9_.$]*"
+    if not symbol or not re.fullmatch(name, symbol):
         return ParseProblem(text, location, f"{symbol!r} is not a symbol name")
     return ProbeSpec(text, location, is_return, symbol, module, offset, None, octal)
 
