@@ -57,7 +57,7 @@ def test_wildcards_expand_to_traceable_functions():
     expanded, groups = expand_globs(kernel, probes("trace.bt"))
     names = [p.symbol for p in expanded if isinstance(p, ProbeSpec)]
     assert names[2:] == ["demo_nmi_handler", "demo_read", "demo_write"]  # demo_notrace has no ftrace site
-    assert list(groups.values())[0][1] == 3
+    assert next(iter(groups.values()))[1] == 3
 
 
 def test_tree_through_the_cli():
