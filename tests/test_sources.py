@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import probelint
+import probelint.engine
 from probelint.sources import detect_kind, expand_globs, extract
 from probelint.spec import ParseProblem, ProbeSpec
 from tests.conftest import DEMO, ROOT
@@ -68,3 +69,10 @@ def test_tree_through_the_cli():
     assert files == {"trace.bt", "prog.bpf.c", "setup.sh"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
+
+
+def test_perf_source_line_probe_is_reported_not_checked():
+    kernel = probelint.load_kernel([DEMO / "demo.elf"])
+    results = probelint.engine.check_probes(kernel, probes("setup.sh"))
+    unchecked = results[4]
+    assert [f.rule for f in unchecked.findings] == ["KP407"] and unchecked.verdict.registers

@@ -108,3 +108,21 @@ def test_cpu_profile_decides_return_sites(build_kernel):
     thunked = probelint.check(kernel, ["plain+5", "plain+0x12"])
     assert rules_fired(thunked[0]) == ["KP205"]  # jmp into the thunk area
     assert thunked[1].verdict.errno == "EILSEQ"  # inside the 5-byte jmp
+
+
+UNDECODABLE = """
+    .text
+FUNC g
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    ret
+    .byte 0xc4, 0xff, 0xff   /* a VEX prefix with no valid continuation */
+"""
+
+
+def test_undecodable_bytes_anywhere_in_the_function(lint):
+    (result,) = lint(UNDECODABLE, "g+5")
+    assert result.verdict.registers and rules_fired(result) == ["KP204"]
