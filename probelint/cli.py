@@ -336,11 +336,11 @@ def _render(args: argparse.Namespace, kernel: Kernel, results: list[ProbeResult]
     if args.format == "github":
         from probelint.report import github
 
-        return github.render(results)
+        return github.render(results, args.cpu_profile)
     if args.format == "gitlab":
         from probelint.report import gitlab
 
-        return gitlab.render(results)
+        return gitlab.render(results, args.cpu_profile)
     from probelint.report import text
 
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)

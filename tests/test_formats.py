@@ -63,6 +63,7 @@ def test_github_annotations_are_escaped():
     assert kp104.startswith("::error file=") and ",line=4,col=1,title=probelint KP104::" in kp104
     assert "\n" not in kp104 and "%0A" in kp104 and "%25rbp" in kp104  # newlines and % escaped
     assert any(line.startswith("::notice ") for line in lines)
+    assert lines[0] == "::notice title=probelint::verdicts assume cpu profile ret (--cpu-profile)"
 
 
 def test_gitlab_code_quality():
@@ -70,3 +71,4 @@ def test_gitlab_code_quality():
     assert {"description", "check_name", "fingerprint", "severity", "location"} <= set(issues[0])
     assert len({i["fingerprint"] for i in issues}) == len(issues)
     assert {i["severity"] for i in issues} <= {"info", "minor", "major", "critical", "blocker"}
+    assert {i["cpu_profile"] for i in issues} == {"ret"}

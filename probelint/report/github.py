@@ -22,8 +22,9 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render(results: list[ProbeResult]) -> str:
-    lines = []
+def render(results: list[ProbeResult], cpu_profile: str = "ret") -> str:
+    # the assumption behind every optimization verdict, once, as a run-level notice
+    lines = [f"::notice title=probelint::verdicts assume cpu profile {cpu_profile} (--cpu-profile)"]
     for result in results:
         for f in result.findings:
             loc = f.location

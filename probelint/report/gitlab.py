@@ -13,7 +13,7 @@ __all__ = ["render"]
 _SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
 
 
-def render(results: list[ProbeResult]) -> str:
+def render(results: list[ProbeResult], cpu_profile: str = "ret") -> str:
     issues = [
         {
             "description": f"{f.rule}: {f.message}",
@@ -21,6 +21,7 @@ def render(results: list[ProbeResult]) -> str:
             "fingerprint": fingerprint(f, r.spec.text),
             "severity": _SEVERITY[f.severity],
             "location": {"path": f.location.file, "lines": {"begin": f.location.line}},
+            "cpu_profile": cpu_profile,  # extra key: GitLab ignores it, scripts can read it
         }
         for r in results
         for f in r.findings
