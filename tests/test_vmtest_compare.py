@@ -336,7 +336,9 @@ def test_cli_dry_run(build_kernel, tmp_path, capsys):
 # Measured on this sample (2026-11-27): registers 95.3% / 95.3%, errno 95.3% / 89.5%, ftrace 100% /
 # 100% (qemu64 / EPYC-Rome); minus a margin.  Raise these as probelint's rules improve.
 # `optimized` is printed, not asserted.
-CI_THRESHOLDS = {"registers": 0.90, "errno": 0.85, "ftrace": 0.97}
+# The full runs agree on every probe (docs/validation.md); the margin absorbs an optimizer that
+# has not settled on a loaded CI machine, not modelling errors.
+CI_THRESHOLDS = {"registers": 0.995, "errno": 0.995, "ftrace": 0.995, "optimized": 0.98}
 CI_CPUS = ("qemu64", "EPYC-Rome")
 
 
