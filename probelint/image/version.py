@@ -375,19 +375,14 @@ def infer_config(image: Image) -> KernelConfig:
 
     # Absence means "off" only in an image that holds the kprobes core at all.
     has_kprobes = facts.has("register_kprobe")
-    if facts.has("kprobe_ftrace_handler"):
-        put("KPROBES_ON_FTRACE", True, "kprobe_ftrace_handler is defined (arch/x86/kernel/kprobes/ftrace.c)")
-    elif has_kprobes:
-        put("KPROBES_ON_FTRACE", False, "register_kprobe is there, kprobe_ftrace_handler is not")
-    else:
-        put("KPROBES_ON_FTRACE", None, "no kprobes code in this image")
-
-    if facts.has("optprobe_template_entry"):
-        put("OPTPROBES", True, "optprobe_template_entry is defined (arch/x86/kernel/kprobes/opt.c)")
-    elif has_kprobes:
-        put("OPTPROBES", False, "register_kprobe is there, optprobe_template_entry is not")
-    else:
-        put("OPTPROBES", None, "no kprobes code in this image")
+    for option, marker, source in (("KPROBES_ON_FTRACE", "kprobe_ftrace_handler", "kprobes/ftrace.c"),
+                                   ("OPTPROBES", "optprobe_template_entry", "kprobes/opt.c")):
+        if facts.has(marker):
+            put(option, True, f"{marker} is defined (arch/x86/kernel/{source})")
+        elif has_kprobes:
+            put(option, False, f"register_kprobe is there, {marker} is not")
+        else:
+            put(option, None, "no kprobes code in this image")
 
     # KPROBE_EVENTS_ON_NOTRACE=n compiles within_notrace_func() and its pr_warn string into
     # kernel/trace/trace_kprobe.c; =y compiles neither.
