@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from probelint.findings import Finding, Severity
 from probelint.spec import ProbeSpec
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from probelint.engine import ProbeResult
 
 __all__ = ["build_graph", "check_set"]
@@ -31,16 +31,15 @@ KP301, KP302 = "KP301", "KP302"
 SEVERITY = {KP301: Severity.WARNING, KP302: Severity.INFO}
 
 
-def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
-    """Edge i -> j: probe j lies strictly inside probe i's (optimizable) jump window."""
-    graph = nx.DiGraph()
+def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
+    """(i, j, end of i's window) for every probe j strictly inside probe i's (optimizable) window."""
+    edges = []
     armed: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(results):
         ctx = r.context
         # a disabled probe is disarmed: it neither blocks nor splits an optimized probe
         armed_probe = r.verdict.registers and isinstance(r.spec, ProbeSpec) and not r.spec.disabled
         if ctx is not None and ctx.image is not None and ctx.address is not None and armed_probe:
-            graph.add_node(i)
             armed.setdefault((id(ctx.image), ctx.address), []).append(i)
     for i, r in enumerate(results):
         ctx = r.context
@@ -50,13 +49,28 @@ def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
         window = ctx.window()
         end = window[-1].end if window else ctx.address
         for address in range(ctx.address + 1, end):
-            for j in armed.get((id(ctx.image), address), ()):
-                graph.add_edge(i, j, window_end=end)
+            edges += [(i, j, end) for j in armed.get((id(ctx.image), address), ())]
+    return edges
+
+
+def build_graph(results: list[ProbeResult], edges: list[tuple[int, int, int]] | None = None) -> nx.DiGraph:
+    """The interaction graph: a node per armed probe, edge i -> j when j lies in i's window
+    (attribute `window_end`). networkx is imported only when a graph is asked for."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(i for i, r in enumerate(results) if r.verdict.registers and r.context is not None)
+    for i, j, end in window_edges(results) if edges is None else edges:
+        graph.add_edge(i, j, window_end=end)
     return graph
 
 
-def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> nx.DiGraph:
-    graph = build_graph(results)
+def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> nx.DiGraph | None:
+    """Apply KP301/KP302 to the set; returns the interaction graph when probes interact."""
+    edges = window_edges(results)
+    if not edges:
+        return None  # the common case: nothing interacts, no graph to build
+    graph = build_graph(results, edges)
     for i, j in graph.edges:
         outer, inner = results[i], results[j]
         assert outer.context is not None and inner.context is not None
