@@ -299,8 +299,13 @@ def can_boost(insn: Insn, in_extable: bool, *, relaxed_groups: bool = False) -> 
     return op not in _NOT_BOOSTABLE
 
 
+_BRANCH_FLOWS = frozenset({iced_x86.FlowControl.UNCONDITIONAL_BRANCH, iced_x86.FlowControl.CONDITIONAL_BRANCH})
+
+
 def jump_target(insn: Insn) -> int | None:
     """Target of a branch `insn_jump_into_range()` considers (jmp, jcc, loop, jcxz), else None."""
+    if insn.decoded is None or insn.decoded.flow_control not in _BRANCH_FLOWS:
+        return None  # cheap filter: only branches can be one of those
     k = kernel_view(insn)
     op = k.opcode[0] if k.opcode else -1
     relative = op in (0xE0, 0xE1, 0xE2, 0xE3, 0xE9, 0xEB) or (op & 0xF0) == 0x70 or (
@@ -312,6 +317,8 @@ def jump_target(insn: Insn) -> int | None:
 
 def is_indirect_jump(insn: Insn) -> bool:
     """opt.c __insn_is_indirect_jump(): ``jmp *x`` (ff /4, ff /5) or ``ljmp ptr`` (ea)."""
+    if b"\xff" not in insn.raw and b"\xea" not in insn.raw:
+        return False  # cheap filter: neither opcode byte anywhere
     k = kernel_view(insn)
     if not k.opcode:
         return False

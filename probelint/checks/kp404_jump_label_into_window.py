@@ -9,6 +9,8 @@ the key flips after the probe was optimized, the branch jumps into the middle of
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterator
 
 from probelint.arch import x86
@@ -21,9 +23,9 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     if image is None or sym is None or address is None or not ctx.verdict.optimized:
         return
     lo, hi = address + 1, address + x86.JMP32_INSN_SIZE
-    for site, _end in image.reserved_sites("jump_table"):
-        if not sym.address <= site < sym.end:
-            continue
+    sites = image.reserved_sites("jump_table")
+    first = bisect.bisect_left(sites, (sym.address, 0))
+    for site, _end in itertools.takewhile(lambda s: s[0] < sym.end, sites[first:]):
         target = image.jump_label_target(site)
         if target is not None and lo <= target <= hi:
             yield Hit(f"the jump label at {image.describe(site)} branches to {image.describe(target)} when its "

@@ -116,11 +116,15 @@ class Image:
         if data is not None:
             self.__dict__.update({name: data[name] for name in self._INDEXED})
             self._sites.update(data["sites"])
+            self._tables.update(data["tables"])
             return
         facts = {name: getattr(self, name) for name in progress(self._INDEXED, len(self._INDEXED),
                                                                  f"indexing {self.path} (first run)", minimum=1)}
         sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
-        cache.store(build_id, {**facts, "sites": sites})
+        # the tables read on every run (live-text patching, jump-label targets)
+        tables = {name: self.table(name) for name in ("parainstructions", "alt_instructions", "jump_table")}
+        self.symbols.pieces_of("")  # builds the .cold/.part index, pickled with the table
+        cache.store(build_id, {**facts, "sites": sites, "tables": tables})
 
     @cached_property
     def symbols(self) -> Kallsyms | ModuleSymbols:
