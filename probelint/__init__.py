@@ -29,7 +29,7 @@ def load_kernel(images: Sequence[str | Path], *, cache_dir: Path | None = None, 
     from probelint.image.kernel import Kernel, open_image
 
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
-    return Kernel([open_image(p, index) for p in images])
+    return Kernel([open_image(p, index, module_slot=slot) for slot, p in enumerate(images)])
 
 
 def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str], *, source: str = "<api>") -> list[ProbeResult]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,8 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _is_elf(path: str) -> bool:
+    """An ELF image, or a compressed module (``.ko.xz``, ``.ko.gz``, ``.ko.zst``)."""
     if path == "-" or os.path.isdir(path):
         return False
+    if re.search(r"\.ko\.(xz|gz|zst)$", path) and os.path.isfile(path):
+        return True
     try:
         with open(path, "rb") as fh:
             return fh.read(4) == b"\x7fELF"

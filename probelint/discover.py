@@ -49,8 +49,8 @@ def find_modules(names: set[str], dirs: list[Path]) -> dict[str, Path]:
     for top in dirs:
         for dirpath, _dirs, files in os.walk(top):
             for file in files:
-                if file.endswith(".ko"):
-                    name = file[:-3].replace("-", "_")
+                if file.endswith((".ko", ".ko.xz", ".ko.gz", ".ko.zst")):
+                    name = file.split(".ko", 1)[0].replace("-", "_")
                     if name in wanted and name not in found:
                         found[name] = Path(dirpath) / file
             if len(found) == len(wanted):

@@ -57,3 +57,22 @@ def test_unknown_loaded_module_is_an_input_error(build_kernel, tmp_path):
     probes.write_text("shared_name\n")
     proc = run(str(build_kernel(VMLINUX)), str(probes), "--modules", str(tmp_path), "--loaded", "nosuch")
     assert proc.returncode == 2 and "module nosuch not found" in proc.stderr
+
+
+def test_compressed_modules(build_kernel, tmp_path):
+    """Distributions install modules as .ko.xz / .ko.gz: read them as the .ko inside."""
+    import gzip
+    import json
+    import lzma
+
+    raw = build_kernel(MODULE, module=True).read_bytes()
+    (tmp_path / "mymod.ko.xz").write_bytes(lzma.compress(raw))
+    (tmp_path / "other.ko.gz").write_bytes(gzip.compress(raw))
+    probes = tmp_path / "p.txt"
+    probes.write_text("mymod:mod_only+5\nother:mod_only+5\n")
+    data = json.loads(run(str(tmp_path / "mymod.ko.xz"), str(tmp_path / "other.ko.gz"), str(probes)).stdout)
+    assert [p["module"] for p in data["probes"]] == ["mymod", "other"]
+    assert all(p["verdict"]["registers"] for p in data["probes"])
+    (tmp_path / "bad.ko.xz").write_bytes(b"not xz at all")
+    proc = run(str(tmp_path / "bad.ko.xz"), str(probes))
+    assert proc.returncode == 2 and "cannot decompress" in proc.stderr

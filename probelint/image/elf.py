@@ -7,10 +7,14 @@ malformed-file condition surfaces as an `InputError` naming the file.
 
 from __future__ import annotations
 
+import io
+import lzma
 import mmap
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -71,19 +75,51 @@ class ElfSymbol:
     shndx: int
 
 
+COMPRESSED_SUFFIXES = (".xz", ".gz", ".zst")  # modules as distributions install them (.ko.xz, ...)
+MAX_DECOMPRESSED = 2 << 30
+
+
+def decompress(path: str, fh: BinaryIO) -> bytes:
+    """A compressed module's bytes, bounded so that a bomb cannot exhaust memory."""
+    if path.endswith(".xz"):
+        decomp: Any = lzma.LZMADecompressor()
+    elif path.endswith(".gz"):
+        decomp = zlib.decompressobj(wbits=31)
+    else:
+        try:
+            import zstandard
+        except ImportError:
+            raise InputError(path, "zstd-compressed: pip install zstandard, or unzstd it first") from None
+        decomp = zstandard.ZstdDecompressor().decompressobj()
+    out = bytearray()
+    try:
+        while chunk := fh.read(1 << 20):
+            out += decomp.decompress(chunk)
+            if len(out) > MAX_DECOMPRESSED:
+                raise InputError(path, "decompresses to more than 2 GiB: not a kernel module")
+    except (lzma.LZMAError, zlib.error, ValueError, EOFError) as exc:
+        raise InputError(path, f"cannot decompress: {exc}") from None
+    return bytes(out)
+
+
 class ElfFile:
-    """An x86-64 ELF image (vmlinux or module), mapped read-only."""
+    """An x86-64 ELF image (vmlinux or module), mapped read-only (or decompressed into memory)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            self._fh = open(path, "rb")  # noqa: SIM115 - lives as long as the image
+            self._fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - lives as long as the image
         except OSError as exc:
             raise InputError(self.path, f"cannot open: {exc.strerror}") from None
-        try:
-            self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:
-            raise InputError(self.path, "empty file, not an ELF image") from None
+        self._map: mmap.mmap | bytes
+        if self.path.endswith(COMPRESSED_SUFFIXES):
+            self._map = decompress(self.path, self._fh)
+            self._fh = io.BytesIO(self._map)
+        else:
+            try:
+                self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:
+                raise InputError(self.path, "empty file, not an ELF image") from None
         if self._map[:4] != b"\x7fELF":
             raise InputError(self.path, "not an ELF file")
         try:

@@ -19,7 +19,7 @@ from probelint.image.blacklist import Blacklist
 from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
-from probelint.image.module import ModuleLayout, ModuleSymbols, layout_module, module_name
+from probelint.image.module import MODULE_BASE, ModuleLayout, ModuleSymbols, layout_module, module_name
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 from probelint.image.tables import TABLES, read_table
@@ -77,11 +77,13 @@ class Function:
 class Image:
     """One ELF: a vmlinux (ET_EXEC) or a module (ET_REL), with its kallsyms view."""
 
-    def __init__(self, elf: ElfFile, cache: IndexCache | None = None) -> None:
+    def __init__(self, elf: ElfFile, cache: IndexCache | None = None, module_slot: int = 0) -> None:
         self.elf = elf
         self.path = elf.path
         self.is_module = elf.is_relocatable
-        self.layout: ModuleLayout | None = layout_module(elf) if self.is_module else None
+        # each module gets its own stretch of the module area, as the kernel's allocator gives it
+        base = MODULE_BASE + module_slot * MODULE_SLOT_SIZE
+        self.layout: ModuleLayout | None = layout_module(elf, base) if self.is_module else None
         self.name = module_name(elf) if self.is_module else "vmlinux"
         # (start, end, section) of every allocated section, by address
         placed = []
@@ -430,5 +432,8 @@ class Kernel:
         return None
 
 
-def open_image(path: str | Path, cache: IndexCache | None = None) -> Image:
-    return Image(ElfFile(path), cache)
+MODULE_SLOT_SIZE = 0x1000_0000  # 256 MiB per module: far more than any module's layout
+
+
+def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: int = 0) -> Image:
+    return Image(ElfFile(path), cache, module_slot)
