@@ -21,6 +21,7 @@ from probelint.errors import InputError
 from probelint.findings import Severity
 
 if TYPE_CHECKING:
+    from probelint.config import Config
     from probelint.engine import ProbeResult
     from probelint.image.kernel import Kernel
 
@@ -208,10 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from probelint import load_kernel
     from probelint.config import load_config
-    from probelint.engine import all_rules, check_probes
-    from probelint.image.runtime import CpuProfile
+    from probelint.engine import all_rules
 
     config = load_config()
     config.fail_level = Severity.parse(args.fail_level) if args.fail_level else config.fail_level
@@ -246,6 +245,67 @@ def _run(args: argparse.Namespace) -> int:
 
     parsed = _read_sources(probe_files, args.source_type)
     images += _module_images(args, images, parsed)
+    groups = _kernels(images)
+    if len(groups) == 1:
+        failed, output = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
+        sys.stdout.write(output)
+        return 1 if failed else 0
+    if args.format not in ("text", "json"):
+        raise InputError(groups[1][0], f"--format {args.format} takes one kernel per run (text and json take several)")
+    import concurrent.futures
+    import multiprocessing
+
+    jobs = [(args, config, frozenset(selected), group, parsed) for group in groups]
+    with concurrent.futures.ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1),
+                                                mp_context=multiprocessing.get_context("fork")) as pool:
+        outcomes = list(pool.map(_check_kernel_job, jobs))
+    if args.format == "json":
+        import json
+
+        reports = [json.loads(out) for _, out in outcomes]
+        merged = {"schema_version": reports[0]["schema_version"], "kernels": reports}
+        sys.stdout.write(json.dumps(merged, indent=2) + "\n")
+    else:
+        for group, (_, out) in zip(groups, outcomes, strict=True):
+            sys.stdout.write(f"== kernel {group[0]} ==\n{out}")
+    return 1 if any(failed for failed, _ in outcomes) else 0
+
+
+def _kernels(images: list[str]) -> list[list[str]]:
+    """One group per vmlinux (several kernels are checked side by side, in parallel), each with
+    the modules built for it (matched by release: vermagic against the banner); modules alone
+    form one group."""
+    from probelint.image.elf import ElfFile
+    from probelint.image.kernel import Image
+
+    opened = [(path, Image(ElfFile(path))) for path in images]
+    vmlinuxes = [(p, i) for p, i in opened if not i.is_module]
+    modules = [(p, i) for p, i in opened if i.is_module]
+    if len(vmlinuxes) <= 1:
+        return [images]
+    groups = []
+    for path, vm in vmlinuxes:
+        release = (vm.version or "").split()[2:3]  # "Linux version RELEASE ..."
+        mine = [p for p, m in modules if not release or not m.version or m.version.split()[0] == release[0]]
+        groups.append([path, *mine])
+    return groups
+
+
+Job = tuple[argparse.Namespace, "Config", frozenset[str], list[str], list[object]]
+
+
+def _check_kernel_job(job: Job) -> tuple[bool, str]:
+    return _check_kernel(*job)
+
+
+def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[str], images: list[str],
+                  parsed: list[object]) -> tuple[bool, str]:
+    """Check the probes against one kernel; (any finding at or above the fail level, rendered output)."""
+    from probelint import load_kernel
+    from probelint.engine import check_probes
+    from probelint.image.runtime import CpuProfile
+    from probelint.sources import annotate_globs, expand_globs
+
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
     if args.config is not None and kernel.vmlinux is not None:
@@ -258,10 +318,8 @@ def _run(args: argparse.Namespace) -> int:
         kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
     if args.verbose:
         _describe_kernel(kernel, config.cpu_profile)
-    from probelint.sources import annotate_globs, expand_globs
-
-    parsed, globs = expand_globs(kernel, parsed)
-    results = check_probes(kernel, parsed, frozenset(selected))
+    expanded, globs = expand_globs(kernel, parsed)
+    results = check_probes(kernel, expanded, selected)
     annotate_globs(results, globs)
     if args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
         from probelint.suggest import add_hints
@@ -270,9 +328,8 @@ def _run(args: argparse.Namespace) -> int:
     for result in results:
         result.findings = [dataclasses.replace(f, severity=config.severity.get(f.rule, f.severity))
                            for f in result.findings]
-
-    sys.stdout.write(_render(args, kernel, results))
-    return 1 if any(f.severity >= config.fail_level for r in results for f in r.findings) else 0
+    failed = any(f.severity >= config.fail_level for r in results for f in r.findings)
+    return failed, _render(args, kernel, results)
 
 
 def _read_sources(paths: list[str], source_type: str) -> list[object]:

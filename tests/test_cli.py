@@ -105,3 +105,19 @@ def test_rules_and_rule_pages(capsys):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_several_kernels_side_by_side(build_kernel, tmp_path):
+    """Two vmlinux images in one run: checked in parallel, one report per kernel."""
+    banner = 'BANNER "Linux version 6.12.1-test (gcc) #1 SMP"\n'
+    body = "    .text\nFUNC f\n    ENDBR\n    FENTRY\n    push %rbp\n    pop %rbp\n    ret\n"
+    old, new = build_kernel(body.replace("    ENDBR\n", "")), build_kernel(banner + body)
+    probes = _write(tmp_path / "p.txt", b"f+4\n")
+    proc = run("--format", "json", str(old), str(new), str(probes))
+    data = json.loads(proc.stdout)
+    jsonschema.validate(data, SCHEMA)
+    verdicts = [k["probes"][0]["verdict"] for k in data["kernels"]]
+    assert verdicts[0]["errno"] == "EILSEQ"  # no IBT: +4 is inside the fentry call
+    assert verdicts[1]["ftrace"]  # 6.12 with IBT: +4 is the entry, the fentry site
+    text = run(str(old), str(new), str(probes)).stdout
+    assert text.count("== kernel ") == 2

@@ -366,7 +366,7 @@ class Kernel:
     def __init__(self, images: list[Image]) -> None:
         vmlinuxes = [i for i in images if not i.is_module]
         if len(vmlinuxes) > 1:
-            raise InputError(vmlinuxes[1].path, "a second vmlinux in one run (one kernel per run)")
+            raise InputError(vmlinuxes[1].path, "a second vmlinux in one kernel (the CLI checks several side by side)")
         self.vmlinux = vmlinuxes[0] if vmlinuxes else None
         self.modules = [i for i in images if i.is_module]
         self.images = ([self.vmlinux] if self.vmlinux else []) + self.modules
