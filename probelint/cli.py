@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source-type", choices=("auto", "list", "bpftrace", "libbpf", "shell"), default="auto",
                    help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script "
                         "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh files")
+    p.add_argument("--fix", action="store_true",
+                   help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex, "
+                        "duplicates removed)")
+    p.add_argument("--unsafe-fixes", action="store_true",
+                   help="also apply fixes that move probes (to the nearest offset that registers or is optimized)")
+    p.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
@@ -247,7 +253,16 @@ def _run(args: argparse.Namespace) -> int:
     images += _module_images(args, images, parsed)
     groups = _kernels(images)
     if len(groups) == 1:
-        failed, output = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
+        fixing = (args.fix or args.unsafe_fixes) and not args.diff
+        applied = 0
+        for _ in range(5):  # as ruff does: fix, check again, until nothing is left to fix
+            failed, output, count = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
+            applied += count
+            if not fixing or not count:
+                break
+            parsed = _read_sources(probe_files, args.source_type)
+        if fixing:
+            print(f"probelint: applied {applied} fix{'es' if applied != 1 else ''}", file=sys.stderr)
         sys.stdout.write(output)
         return 1 if failed else 0
     if args.format not in ("text", "json"):
@@ -256,9 +271,11 @@ def _run(args: argparse.Namespace) -> int:
     import multiprocessing
 
     jobs = [(args, config, frozenset(selected), group, parsed) for group in groups]
+    if args.fix or args.unsafe_fixes or args.diff:
+        raise InputError(groups[1][0], "--fix/--diff take one kernel per run")
     with concurrent.futures.ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1),
                                                 mp_context=multiprocessing.get_context("fork")) as pool:
-        outcomes = list(pool.map(_check_kernel_job, jobs))
+        outcomes = [(failed, out) for failed, out, _ in pool.map(_check_kernel_job, jobs)]
     if args.format == "json":
         import json
 
@@ -294,13 +311,14 @@ def _kernels(images: list[str]) -> list[list[str]]:
 Job = tuple[argparse.Namespace, "Config", frozenset[str], list[str], list[object]]
 
 
-def _check_kernel_job(job: Job) -> tuple[bool, str]:
+def _check_kernel_job(job: Job) -> tuple[bool, str, int]:
     return _check_kernel(*job)
 
 
 def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[str], images: list[str],
-                  parsed: list[object]) -> tuple[bool, str]:
-    """Check the probes against one kernel; (any finding at or above the fail level, rendered output)."""
+                  parsed: list[object]) -> tuple[bool, str, int]:
+    """Check the probes against one kernel: (any finding at or above the fail level, rendered
+    output, fixes applied to the probe files)."""
     from probelint import load_kernel
     from probelint.engine import check_probes
     from probelint.image.runtime import CpuProfile
@@ -321,7 +339,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     expanded, globs = expand_globs(kernel, parsed)
     results = check_probes(kernel, expanded, selected)
     annotate_globs(results, globs)
-    if args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
+    if args.unsafe_fixes or args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
         from probelint.suggest import add_hints
 
         add_hints(kernel, results)
@@ -329,7 +347,14 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
         result.findings = [dataclasses.replace(f, severity=config.severity.get(f.rule, f.severity))
                            for f in result.findings]
     failed = any(f.severity >= config.fail_level for r in results for f in r.findings)
-    return failed, _render(args, kernel, results)
+    count = 0
+    if args.fix or args.unsafe_fixes or args.diff:
+        from probelint import fixes
+
+        count, diff = fixes.apply(fixes.collect(results, unsafe=args.unsafe_fixes), diff=args.diff)
+        if args.diff:
+            return failed, diff, 0
+    return failed, _render(args, kernel, results), count
 
 
 def _read_sources(paths: list[str], source_type: str) -> list[object]:

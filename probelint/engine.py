@@ -16,7 +16,7 @@ from functools import cache
 from probelint import checks, interference
 from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, Rule, Stage
-from probelint.findings import Finding, Severity, Verdict
+from probelint.findings import Finding, Fix, Severity, Verdict
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
 from probelint.spec import ParseProblem, ProbeSpec
@@ -141,9 +141,26 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
             continue
         results.append(_check_one(ProbeContext(item, kernel), rules, select))
     interference.check_set(results, select)
+    _duplicates(results, select)
     for result in results:
         _apply_suppressions(result, select)
     return results
+
+
+def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
+    """KP409: a probe the set already has (same image, address and kind): the kernel aggregates it."""
+    seen: dict[tuple[int, int, bool], ProbeResult] = {}
+    for result in results:
+        ctx = result.context
+        if ctx is None or ctx.image is None or ctx.address is None or not result.verdict.registers:
+            continue
+        key = (id(ctx.image), ctx.address, ctx.spec.is_return)
+        first = seen.setdefault(key, result)
+        if first is not result and _wanted("KP409", select):
+            result.findings.append(Finding(
+                "KP409", all_rules()["KP409"].severity,
+                f"{ctx.where()} is already probed at {first.spec.location}: the kernel aggregates both on one "
+                f"kprobe", ctx.spec.location, fix=Fix("", True, "remove the duplicate line", remove_line=True)))
 
 
 def _apply_suppressions(result: ProbeResult, select: frozenset[str] | None) -> None:
@@ -195,7 +212,8 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
                 ctx.verdict.optimized = False
                 ctx.verdict.reasons.append(rule.id)
             if _wanted(rule.id, select):
-                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.notes))
+                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.notes,
+                                               hit.fix))
     return result
 
 

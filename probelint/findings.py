@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Finding", "Location", "Severity", "Verdict"]
+__all__ = ["Finding", "Fix", "Location", "Severity", "Verdict"]
 
 
 class Severity(enum.IntEnum):
@@ -44,6 +44,19 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class Fix:
+    """A rewrite of the probe token (or removal of its line) that `--fix` can apply.
+
+    Safe fixes keep what the probe observes (an address spelled as SYM+OFF, an octal offset in
+    hex, a duplicate removed); unsafe ones move the probe and are applied with --unsafe-fixes."""
+
+    replacement: str  # the new probe token ("" with remove_line)
+    safe: bool
+    description: str
+    remove_line: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity
@@ -51,6 +64,7 @@ class Finding:
     location: Location
     # Extra lines shown under the message in text output (disassembly excerpt, hints).
     notes: tuple[str, ...] = ()
+    fix: Fix | None = None
 
 
 @dataclass(slots=True)

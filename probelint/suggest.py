@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from probelint.findings import Fix
+
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult
     from probelint.image.kernel import Kernel
@@ -25,7 +27,7 @@ def _neighbours(result: ProbeResult) -> list[int]:
 
 
 def _first(kernel: Kernel, result: ProbeResult, want_optimized: bool,
-           neighbours: dict[str, bool] | None = None) -> str | None:
+           neighbours: dict[str, bool] | None = None) -> tuple[str, str] | None:
     """The nearest boundary that registers (and is optimized), checked together with `neighbours`
     (the other probes of the set close enough to interfere, with their optimized state, which a
     good move must not take away)."""
@@ -44,7 +46,7 @@ def _first(kernel: Kernel, result: ProbeResult, want_optimized: bool,
         kept = all(r.verdict.optimized or not was for r, was in zip(checked[1:], neighbours.values(), strict=True))
         if verdict.registers and (verdict.optimized or not want_optimized) and kept:
             kind = "optimized" if verdict.optimized else "ftrace-based" if verdict.ftrace else "int3"
-            return f"{where} ({kind})"
+            return where, kind
     return None
 
 
@@ -92,12 +94,15 @@ def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
         if ctx is None or ctx.symbol is None or ctx.address is None or not result.findings or ctx.spec.is_return:
             continue
         verdict = result.verdict
+        move: str | None = None
         if not verdict.registers and verdict.errno in ("EILSEQ", "EINVAL", "EOPNOTSUPP", "ENOSPC"):
             hint = _first(kernel, result, False)
-            text = f"fix: the nearest offset that registers is {hint}" if hint else None
+            text = f"fix: the nearest offset that registers is {hint[0]} ({hint[1]})" if hint else None
+            move = hint[0] if hint else None
         elif verdict.registers and not verdict.optimized and not verdict.ftrace and verdict.reasons:
             hint = _first(kernel, result, True, _close_probes(result, results))
-            text = f"fix: the nearest offset that would be jump-optimized is {hint}" if hint else None
+            text = f"fix: the nearest offset that would be jump-optimized is {hint[0]} ({hint[1]})" if hint else None
+            move = hint[0] if hint else None
         elif any(f.rule == "KP302" for f in result.findings):
             text = _move_out_of_window(result, results)
         else:
@@ -105,4 +110,7 @@ def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
         if text:  # on the finding that decided the verdict
             deciding = next((i for i, f in enumerate(result.findings) if f.rule in verdict.reasons), 0)
             finding = result.findings[deciding]
-            result.findings[deciding] = dataclasses.replace(finding, notes=(*finding.notes, text))
+            fix = finding.fix
+            if fix is None and move is not None:
+                fix = Fix(move + ("%return" if ctx.spec.is_return else ""), False, f"move the probe to {move}")
+            result.findings[deciding] = dataclasses.replace(finding, notes=(*finding.notes, text), fix=fix)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from probelint.arch import x86
-from probelint.findings import Severity, Verdict
+from probelint.findings import Fix, Severity, Verdict
 
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
@@ -46,6 +46,7 @@ class Hit:
     message: str
     notes: tuple[str, ...] = ()
     errno: str | None = None  # overrides Rule.errno where the kernel version decides it
+    fix: Fix | None = None
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from probelint.checks import Hit, ProbeContext, Rule, Stage
-from probelint.findings import Severity
+from probelint.findings import Fix, Severity
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
@@ -16,6 +16,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             f"offset {written} has a leading 0: the kernel reads it as octal, "
             f"{spec.offset} = {spec.offset:#x}, not decimal {int(written, 10) if written.isdigit() else '?'}",
             (f"write {spec.offset:#x} if you mean the octal value, or drop the leading 0",),
+            fix=Fix(spec.text.replace(f"+{written}", f"+{spec.offset:#x}", 1), True,
+                    f"spell the offset the kernel reads, {spec.offset:#x}"),
         )
 
 
