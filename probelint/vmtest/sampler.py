@@ -62,6 +62,9 @@ CATEGORIES: dict[str, tuple[int, str]] = {
     "last_insn": (2, "the last instruction before the function's trailing padding"),
     "padding": (2, "a boundary in the trailing int3/nop padding of a function"),
     "entry": (3, "function entry (+0)"),
+    "entry_plus4": (1, "function +4: inside the fentry call, or the entry itself after an IBT ENDBR"),
+    "return_entry": (1, "a return probe on a function entry (SYM%return, SYM+4%return)"),
+    "exception_insn": (1, "an int3/ud2/int n instruction that is no BUG site"),
     "mid_insn": (3, "an offset inside a multi-byte instruction"),
     "boundary": (6, "a random instruction boundary (not +0)"),
     "address": (1, "a raw-address probe (0xADDR) at a boundary"),
@@ -434,6 +437,44 @@ class _Drawer:
             s = self.take(self.vm, sym.address, "entry")
             if s is not None:
                 out.append(s)
+        return out
+
+    def entry_plus4(self, k: int) -> list[Sample]:
+        out: list[Sample] = []
+        for sym in self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k)):
+            if len(out) >= k:
+                break
+            if sym.size > 8 and self.vm.ftrace_site_in(sym.address, sym.end) is not None:
+                s = self.take(self.vm, sym.address + 4, "entry_plus4")
+                if s is not None:
+                    out.append(s)
+        return out
+
+    def return_entry(self, k: int) -> list[Sample]:
+        out: list[Sample] = []
+        for sym in self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k)):
+            if len(out) >= k:
+                break
+            if sym.size <= 8 or (self.vm.name, sym.address) in self.used:
+                continue
+            self.used.add((self.vm.name, sym.address))
+            offset = "+4" if len(out) % 2 else ""  # +4 is an entry only after an IBT ENDBR
+            out.append(Sample(f"{sym.name}{offset}%return", "return_entry", f"{self.vm.name}:{sym.address:#x}"))
+        return out
+
+    def exception_insn(self, k: int) -> list[Sample]:
+        from probelint.arch import x86
+
+        out: list[Sample] = []
+        for fn in self.scan():
+            if len(out) >= k:
+                break
+            hits = [i for i in fn.insns if i.address != fn.symbol.address and x86.is_exception_insn(i)
+                    and i.address not in self.vm.bug_sites]
+            if hits:
+                s = self.take(self.vm, self.rng.choice(hits).address, "exception_insn")
+                if s is not None:
+                    out.append(s)
         return out
 
     def mid_insn(self, k: int) -> list[Sample]:
