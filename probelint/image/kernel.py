@@ -109,7 +109,7 @@ class Image:
 
     # Whole-file facts kept in the build-id index: what the rules consult, in compact form.
     _INDEXED = ("_raw_symbols", "symbols", "ftrace_sites", "return_sites", "extable", "bug_sites", "blacklist",
-                "config")
+                "config", "sealed_endbrs")
 
     def _use_index(self, cache: IndexCache) -> None:
         """Take the whole-file facts from the build-id index, or compute and store them."""
@@ -165,6 +165,10 @@ class Image:
     @cached_property
     def return_sites(self) -> list[int]:
         return sorted(e["addr"] for e in self.table("return_sites"))
+
+    @cached_property
+    def sealed_endbrs(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("ibt_endbr_seal"))
 
     @cached_property
     def paravirt_sites(self) -> list[tuple[int, int]]:

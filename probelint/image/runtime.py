@@ -37,12 +37,14 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PROFILE", "CpuProfile", "patch_live_text"]
 
 _RET_INT3 = b"\xc3\xcc\xcc\xcc\xcc"
+_SEAL_POISON = b"\x66\x0f\x1f\x00"  # asm/ibt.h gen_endbr_poison(): osp nopl (%rax)
 _RETURN_SITE_SIZE = 5
 # arch/x86/include/asm/nops.h, x86-64: x86_nops[n] for n = 1..ASM_NOP_MAX
 _NOPS = {1: "90", 2: "6690", 3: "0f1f00", 4: "0f1f4000", 5: "0f1f440000", 6: "660f1f440000",
          7: "0f1f8000000000", 8: "0f1f840000000000"}
 ASM_NOP_MAX = 8
 ALTINSTR_FLAG_INV = 1 << 15
+ALT_FLAG_DIRECT_CALL = 1 << 1  # >= 6.8 struct alt_instr flags (tables.py exposes "flags")
 X86_FEATURE_ALWAYS = 3 * 32 + 21
 _MAX_SITE = 64  # longest patch site considered when looking for sites overlapping a range
 
@@ -108,6 +110,10 @@ def _alternative(image: Image, entry: dict[str, int]) -> bytes:
     original = image.read(instr, length)
     if _has_feature(feature) == inverted:  # apply_alternatives() patches iff has(feature) != inverted
         return optimize_nops(original)
+    if entry.get("flags", 0) & ALT_FLAG_DIRECT_CALL:
+        direct = _direct_call(image, instr, original)
+        if direct is not None:
+            return direct
     repl_len = entry["replacementlen"]
     buf = bytearray(image.read(entry["repl"], repl_len))
     if repl_len and buf[0] in (0xE9, 0xEB):
@@ -122,6 +128,25 @@ def _alternative(image: Image, entry: dict[str, int]) -> bytes:
             buf = bytearray(b"\xe9" + ((n_dspl - 5) & 0xFFFFFFFF).to_bytes(4, "little"))
     buf = buf[:repl_len] + b"\x90" * max(0, length - repl_len)
     return optimize_nops(bytes(buf[:length]))
+
+
+def _direct_call(image: Image, instr: int, original: bytes) -> bytes | None:
+    """>= 6.8 alt_replace_call(): ``call *slot(%rip)`` becomes ``call <*slot>`` + NOP, or NOPs
+    when the slot holds nop_func (paravirt ops as alternatives, ALT_FLAG_DIRECT_CALL)."""
+    if original[:2] != b"\xff\x15" or len(original) < 6:
+        return None
+    slot = instr + 6 + int.from_bytes(original[2:6], "little", signed=True)
+    vmlinux = image if image.layout is None else image.vmlinux
+    if vmlinux is None:
+        return None
+    raw = vmlinux.read(slot, 8)
+    if len(raw) != 8:
+        return None
+    target = int.from_bytes(raw, "little")
+    if target == vmlinux.raw_symbol("nop_func"):
+        return add_nops(len(original))
+    rel = (target - (instr + 5)) & 0xFFFFFFFF
+    return b"\xe8" + rel.to_bytes(4, "little") + add_nops(len(original) - 5)
 
 
 def _paravirt(image: Image, entry: dict[str, int]) -> bytes | None:
@@ -160,6 +185,9 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
         patched = _paravirt(image, paravirt[i])
         if patched is not None:
             _overlay(buf, address, paravirt[i]["instr"], patched)
+    for site in image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
+                                    bisect.bisect_left(image.sealed_endbrs, end)]:
+        _overlay(buf, address, site, _SEAL_POISON)  # apply_seal_endbr(): unused ENDBRs poisoned
     sites = image.return_sites
     for site in sites[bisect.bisect_left(sites, address - _RETURN_SITE_SIZE + 1) : bisect.bisect_left(sites, end)]:
         if not profile.keeps_return_thunk(site):

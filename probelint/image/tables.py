@@ -87,6 +87,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
        "instr:0:abs64 type:8:u8 len:9:u8", "arch/x86/kernel/alternative.c:apply_paravirt"),
     _t("smp_locks", "__smp_locks", "__smp_locks_end", ".smp_locks", 4,
        "addr:0:rel32", "arch/x86/kernel/alternative.c:alternatives_smp_lock"),
+    _t("ibt_endbr_seal", "__ibt_endbr_seal", "__ibt_endbr_seal_end", ".ibt_endbr_seal", 4,
+       "addr:0:rel32", "arch/x86/kernel/alternative.c:apply_seal_endbr"),
 )}
 
 
