@@ -258,7 +258,7 @@ def render_disagreements(comps: list[Comparison]) -> list[str]:
             f"      kernel:    {_kernel_text(x.kernel)}",
             f"      probelint: {verdict_text(x.predicted)}  {_findings_text(x.predicted)}",
         ]
-    lines.append(f"disagreements on optimized only: {len(soft)} (probelint does not predict optimization yet)")
+    lines.append(f"disagreements on optimized only: {len(soft)}")
     for x in soft:
         lines.append(f"  {x.sample.spec}  [{x.sample.category}] kernel {verdict_text(x.kernel)}, "
                      f"probelint {verdict_text(x.predicted)}")
@@ -361,7 +361,7 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
         "- a probe agrees on a field when probelint's verdict equals the kernel's: `registers` (the write",
         "  to kprobe_events succeeded), `errno` (same error name, or both none), `optimized`",
         "  (`[OPTIMIZED]` in kprobes/list after the optimizer settled), `ftrace` (`[FTRACE]`).",
-        "- `optimized` is graded like the others; probelint's optimization prediction is recent work.",
+        "- `optimized` is graded like the others, with probelint's --cpu-profile set for the CPU model.",
         "- probes the harness could not judge (guest crash, not run) are left out of the figures.",
         "",
     ]
