@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
 from probelint import checks, interference
 from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, Rule, Stage
-from probelint.findings import Finding, Fix, Severity, Verdict
+from probelint.findings import Finding, Fix, Verdict
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
 from probelint.spec import ParseProblem, ProbeSpec
@@ -57,6 +56,11 @@ KERNEL_ORDER = (
     "KP208",  #   ... reserved text (-EBUSY)
 )
 _REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
+_NEED_SYMBOL = frozenset({Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO})
+_AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
+_STOP_AT_REFUSAL = _REGISTRATION_STAGES | {Stage.OPTIMIZE}
+_NOT_FOR_FTRACE = frozenset({Stage.INSN, Stage.OPTIMIZE})
+_FROM_PARSING = ("KP001", "KP407")  # reported by `check_probes` from the parse result
 
 
 @cache
@@ -116,19 +120,20 @@ def kernel_order(kernel: Kernel) -> tuple[str, ...]:
     return early + tuple(r for r in KERNEL_ORDER if r not in early)
 
 
-def _rule_order(rules: Iterable[Rule], order: tuple[str, ...] = KERNEL_ORDER) -> list[Rule]:
+@cache
+def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[Rule]:
     def key(rule: Rule) -> tuple[int, int, str]:
         listed = order.index(rule.id) if rule.id in order else len(order)
         return (listed, _STAGE_ORDER.index(rule.stage), rule.id)
 
-    return sorted(rules, key=key)
+    return sorted((r for r in all_rules().values() if r.id not in _FROM_PARSING), key=key)
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
                  select: frozenset[str] | None = None) -> list[ProbeResult]:
     """Run every rule over every probe; `select` limits which findings are reported (not the
     verdict: the kernel applies all of its tests whatever the user asked to see)."""
-    rules = _rule_order(all_rules().values(), kernel_order(kernel))
+    rules = _rule_order(kernel_order(kernel))
     results = []
     for item in progress(parsed, len(parsed), "checking probes"):
         if isinstance(item, ParseProblem):
@@ -185,37 +190,37 @@ def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
 
 def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | None) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
+    verdict = ctx.verdict
     _resolve(ctx)
+    resolved = ctx.symbol is not None
+    on_ftrace_site = ctx.on_ftrace_site
     optimize_refused = False
     ftrace_decided = False
     for rule in rules:
-        if rule.id in ("KP001", "KP407"):
-            continue  # parse problems are reported by `check_probes`
-        if rule.stage not in (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE) and ctx.symbol is None:
+        stage = rule.stage
+        if stage in _NEED_SYMBOL and not resolved:
             continue  # nothing to look at: resolution failed
-        if rule.stage in (Stage.OPTIMIZE, Stage.INFO) and not ftrace_decided:
+        if stage in _AFTER_REGISTRATION and not ftrace_decided:
             ftrace_decided = True  # registration is over: an exact fentry site makes it ftrace-based
-            ctx.verdict.ftrace = ctx.verdict.registers and ctx.on_ftrace_site
-            ctx.verdict.optimized = ctx.verdict.registers and not ctx.verdict.ftrace
-        if rule.stage in _REGISTRATION_STAGES | {Stage.OPTIMIZE} and not ctx.verdict.registers:
+            verdict.ftrace = verdict.registers and on_ftrace_site
+            verdict.optimized = verdict.registers and not verdict.ftrace
+        if stage in _STOP_AT_REFUSAL and not verdict.registers:
             continue  # the kernel stopped at the first refusal
-        if rule.stage in (Stage.INSN, Stage.OPTIMIZE) and ctx.on_ftrace_site:
+        if on_ftrace_site and stage in _NOT_FOR_FTRACE:
             continue  # ftrace-based: no instruction checks, never optimized
-        if rule.stage is Stage.OPTIMIZE and optimize_refused:
+        if optimize_refused and stage is Stage.OPTIMIZE:
             continue  # the first failed precondition leaves an int3 probe; report only that one
         for hit in rule.check(ctx):
             errno = hit.errno or rule.errno
-            if errno is not None and rule.stage in _REGISTRATION_STAGES and ctx.verdict.registers:
-                ctx.verdict.refuse(errno, rule.id)
-            elif rule.stage is Stage.OPTIMIZE:
+            if errno is not None and stage in _REGISTRATION_STAGES and verdict.registers:
+                verdict.refuse(errno, rule.id)
+            elif stage is Stage.OPTIMIZE:
                 optimize_refused = True
-                ctx.verdict.optimized = False
-                ctx.verdict.reasons.append(rule.id)
+                verdict.optimized = False
+                verdict.reasons.append(rule.id)
             if _wanted(rule.id, select):
                 result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.notes,
                                                hit.fix))
     return result
 
 
-def worst(findings: Iterable[Finding]) -> Severity | None:
-    return max((f.severity for f in findings), default=None)

@@ -14,12 +14,10 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.symbol is not None
-    extable = ctx.image.extable
-    for insn in ctx.function().insns:
-        if insn.address in extable:
-            yield Hit(f"{ctx.symbol.name} has an exception-table entry at {ctx.image.describe(insn.address)}: "
-                      f"no probe in it can be jump-optimized")
-            return
+    insn = ctx.function().first_in(ctx.image.extable)
+    if insn is not None:
+        yield Hit(f"{ctx.symbol.name} has an exception-table entry at {ctx.image.describe(insn.address)}: "
+                  f"no probe in it can be jump-optimized")
 
 
 RULE = Rule("KP203", "function-has-extable", Severity.WARNING, Stage.OPTIMIZE, check,

@@ -63,6 +63,14 @@ class Function:
         pos = bisect.bisect_left(self.branches, lo, key=lambda p: p[0])
         return self.branches[pos] if pos < len(self.branches) and self.branches[pos][0] <= hi else None
 
+    def first_in(self, addresses: frozenset[int]) -> x86.Insn | None:
+        """The first instruction whose address is in `addresses` (e.g. the exception table)."""
+        cache = self.__dict__.setdefault("_first_in", {})
+        key = id(addresses)
+        if key not in cache:
+            cache[key] = next((i for i in self.insns if i.address in addresses), None)
+        return cache[key]
+
     @cached_property
     def indirect_jumps(self) -> list[x86.Insn]:
         return [i for i in self.insns if x86.is_indirect_jump(i)]
