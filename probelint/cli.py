@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("rule", "rules", "vmtest", "explain")
+_SUBCOMMANDS = ("rule", "rules", "vmtest", "explain", "map")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,6 +159,58 @@ def _subcommand(argv: list[str]) -> int:
     return 0
 
 
+def _map(argv: list[str]) -> int:
+    """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE"""
+    p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__)
+    p.add_argument("path", metavar="IMAGE|MAP")
+    p.add_argument("--function", action="append", default=[], help="map only this function (repeatable)")
+    p.add_argument("-o", "--output", type=Path, help="map file to write (default: IMAGE.probemap.gz here)")
+    p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
+    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret")
+    p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
+    args = p.parse_args(argv)
+    from probelint import probemap
+
+    try:
+        if args.query:
+            try:
+                found = probemap.query(Path(args.path), args.query)
+            except (OSError, ValueError) as exc:
+                raise InputError(args.path, f"not a probelint map: {exc}") from None
+            if found is None:
+                raise InputError(args.path, f"{args.query}: no such function in the map")
+            print(found)
+            return 0
+        from probelint import load_kernel
+        from probelint.image.runtime import CpuProfile
+
+        if not _is_elf(args.path):
+            raise InputError(args.path, "not an ELF file")
+        kernel = load_kernel([args.path], cache=True)
+        kernel.set_profile(CpuProfile(args.cpu_profile))
+        image = kernel.vmlinux
+        if image is None:
+            raise InputError(args.path, "map takes a vmlinux")
+        if args.function:
+            syms = []
+            for name in args.function:
+                sym = image.symbols.lookup_name(name)
+                if sym is None:
+                    raise InputError(args.path, f"unknown function {name}")
+                syms.append(sym)
+        else:
+            stext, etext = image.marker("_stext"), image.marker("_etext")
+            syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0) if s.type in "tTwW" and s.size]
+        output = args.output or Path(Path(args.path).name + ".probemap.gz")
+        counts = probemap.map_kernel(kernel, syms, output, args.jobs)
+    except InputError as exc:
+        print(f"probelint: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(probemap.summary(counts))
+    print(f"map written to {output}", file=sys.stderr)
+    return 0
+
+
 def _explain(argv: list[str]) -> int:
     """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
     p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
@@ -195,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return vmtest_main(argv[1:])
     if argv and argv[0] == "explain" and not os.path.isfile(argv[0]):
         return _explain(argv[1:])
+    if argv and argv[0] == "map" and not os.path.isfile(argv[0]):
+        return _map(argv[1:])
     if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]):
         return _subcommand(argv)
     args = _parser().parse_intermixed_args(argv)
