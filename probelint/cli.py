@@ -159,6 +159,9 @@ def _subcommand(argv: list[str]) -> int:
     return 0
 
 
+MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
+
+
 def _map(argv: list[str]) -> int:
     """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE"""
     p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__)
@@ -170,6 +173,7 @@ def _map(argv: list[str]) -> int:
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
     args = p.parse_args(argv)
     from probelint import probemap
+    from probelint.image.kallsyms import looks_linker_provided
 
     try:
         if args.query:
@@ -200,7 +204,9 @@ def _map(argv: list[str]) -> int:
                 syms.append(sym)
         else:
             stext, etext = image.marker("_stext"), image.marker("_etext")
-            syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0) if s.type in "tTwW" and s.size]
+            # functions, not the linker-script markers whose kallsyms "size" spans a whole gap
+            syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0)
+                    if s.type in "tTwW" and 0 < s.size <= MAX_FUNCTION_SIZE and not looks_linker_provided(s.name)]
         output = args.output or Path(Path(args.path).name + ".probemap.gz")
         counts = probemap.map_kernel(kernel, syms, output, args.jobs)
     except InputError as exc:

@@ -30,7 +30,7 @@ from probelint.image.elf import (
     ElfSymbol,
 )
 
-__all__ = ["KSym", "Kallsyms", "SymbolTable", "kallsyms_from_vmlinux", "nm_type"]
+__all__ = ["KSym", "Kallsyms", "SymbolTable", "kallsyms_from_vmlinux", "looks_linker_provided", "nm_type"]
 
 # scripts/kallsyms.c is_ignored_symbol()
 _IGNORED_NAMES = frozenset({
@@ -104,7 +104,7 @@ def _ignored_by_kallsyms(name: str, letter: str) -> bool:
     return letter in "Aa" and name not in _KEPT_ABSOLUTE
 
 
-def _looks_linker_provided(name: str) -> bool:
+def looks_linker_provided(name: str) -> bool:
     """scripts/kallsyms.c may_be_linker_script_provide_symbol()."""
     if len(name) < 8 or not name.startswith("__"):
         return False
@@ -117,7 +117,7 @@ def _looks_linker_provided(name: str) -> bool:
 def _sort_key(entry: tuple[int, str, str, int]) -> tuple[int, bool, bool, int, int]:
     address, name, letter, nm_pos = entry
     underscores = len(name) - len(name.lstrip("_"))
-    return (address, letter in "wW", _looks_linker_provided(name), underscores, nm_pos)
+    return (address, letter in "wW", looks_linker_provided(name), underscores, nm_pos)
 
 
 class SymbolTable:
