@@ -210,6 +210,8 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
             continue  # ftrace-based: no instruction checks, never optimized
         if optimize_refused and stage is Stage.OPTIMIZE:
             continue  # the first failed precondition leaves an int3 probe; report only that one
+        if stage is Stage.INFO and not _wanted(rule.id, select):
+            continue  # information never changes the verdict: skip what nobody will read
         for hit in rule.check(ctx):
             errno = hit.errno or rule.errno
             if errno is not None and stage in _REGISTRATION_STAGES and verdict.registers:
