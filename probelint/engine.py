@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 from probelint import checks, interference
 from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
@@ -120,13 +121,29 @@ def kernel_order(kernel: Kernel) -> tuple[str, ...]:
     return early + tuple(r for r in KERNEL_ORDER if r not in early)
 
 
+class _Step(NamedTuple):
+    """A rule with its stage's properties worked out once (the loop runs per probe)."""
+
+    rule: Rule
+    needs_symbol: bool
+    after_registration: bool
+    stops_at_refusal: bool
+    not_for_ftrace: bool
+    registration: bool
+    optimize: bool
+    info: bool
+
+
 @cache
-def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[Rule]:
+def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
     def key(rule: Rule) -> tuple[int, int, str]:
         listed = order.index(rule.id) if rule.id in order else len(order)
         return (listed, _STAGE_ORDER.index(rule.stage), rule.id)
 
-    return sorted((r for r in all_rules().values() if r.id not in _FROM_PARSING), key=key)
+    rules = sorted((r for r in all_rules().values() if r.id not in _FROM_PARSING), key=key)
+    return [_Step(r, r.stage in _NEED_SYMBOL, r.stage in _AFTER_REGISTRATION, r.stage in _STOP_AT_REFUSAL,
+                  r.stage in _NOT_FOR_FTRACE, r.stage in _REGISTRATION_STAGES, r.stage is Stage.OPTIMIZE,
+                  r.stage is Stage.INFO) for r in rules]
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
@@ -188,7 +205,7 @@ def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
     return select is None or rule_id in select
 
 
-def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | None) -> ProbeResult:
+def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | None) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
     verdict = ctx.verdict
     _resolve(ctx)
@@ -196,27 +213,27 @@ def _check_one(ctx: ProbeContext, rules: list[Rule], select: frozenset[str] | No
     on_ftrace_site = ctx.on_ftrace_site
     optimize_refused = False
     ftrace_decided = False
-    for rule in rules:
-        stage = rule.stage
-        if stage in _NEED_SYMBOL and not resolved:
+    for step in steps:
+        rule = step.rule
+        if step.needs_symbol and not resolved:
             continue  # nothing to look at: resolution failed
-        if stage in _AFTER_REGISTRATION and not ftrace_decided:
+        if step.after_registration and not ftrace_decided:
             ftrace_decided = True  # registration is over: an exact fentry site makes it ftrace-based
             verdict.ftrace = verdict.registers and on_ftrace_site
             verdict.optimized = verdict.registers and not verdict.ftrace
-        if stage in _STOP_AT_REFUSAL and not verdict.registers:
+        if step.stops_at_refusal and not verdict.registers:
             continue  # the kernel stopped at the first refusal
-        if on_ftrace_site and stage in _NOT_FOR_FTRACE:
+        if on_ftrace_site and step.not_for_ftrace:
             continue  # ftrace-based: no instruction checks, never optimized
-        if optimize_refused and stage is Stage.OPTIMIZE:
+        if optimize_refused and step.optimize:
             continue  # the first failed precondition leaves an int3 probe; report only that one
-        if stage is Stage.INFO and not _wanted(rule.id, select):
+        if step.info and not _wanted(rule.id, select):
             continue  # information never changes the verdict: skip what nobody will read
         for hit in rule.check(ctx):
             errno = hit.errno or rule.errno
-            if errno is not None and stage in _REGISTRATION_STAGES and verdict.registers:
+            if errno is not None and step.registration and verdict.registers:
                 verdict.refuse(errno, rule.id)
-            elif stage is Stage.OPTIMIZE:
+            elif step.optimize:
                 optimize_refused = True
                 verdict.optimized = False
                 verdict.reasons.append(rule.id)
