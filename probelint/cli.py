@@ -351,21 +351,29 @@ def _run(args: argparse.Namespace) -> int:
 def _kernels(images: list[str]) -> list[list[str]]:
     """One group per vmlinux (several kernels are checked side by side, in parallel), each with
     the modules built for it (matched by release: vermagic against the banner); modules alone
-    form one group."""
+    form one group. Only the ELF header is read unless there are several vmlinux images."""
+    vmlinuxes = [p for p in images if not _is_module_file(p)]
+    if len(vmlinuxes) <= 1:
+        return [images]
     from probelint.image.elf import ElfFile
     from probelint.image.kernel import Image
 
-    opened = [(path, Image(ElfFile(path))) for path in images]
-    vmlinuxes = [(p, i) for p, i in opened if not i.is_module]
-    modules = [(p, i) for p, i in opened if i.is_module]
-    if len(vmlinuxes) <= 1:
-        return [images]
+    modules = [(p, Image(ElfFile(p)).version) for p in images if p not in vmlinuxes]
     groups = []
-    for path, vm in vmlinuxes:
-        release = (vm.version or "").split()[2:3]  # "Linux version RELEASE ..."
-        mine = [p for p, m in modules if not release or not m.version or m.version.split()[0] == release[0]]
+    for path in vmlinuxes:
+        release = (Image(ElfFile(path)).version or "").split()[2:3]  # "Linux version RELEASE ..."
+        mine = [p for p, vermagic in modules if not release or not vermagic or vermagic.split()[0] == release[0]]
         groups.append([path, *mine])
     return groups
+
+
+def _is_module_file(path: str) -> bool:
+    """ET_REL (a .ko), from the ELF header alone; compressed images are modules."""
+    if re.search(r"\.ko\.(xz|gz|zst)$", path):
+        return True
+    with open(path, "rb") as fh:
+        header = fh.read(18)
+    return len(header) == 18 and int.from_bytes(header[16:18], "little") == 1  # e_type ET_REL
 
 
 Job = tuple[argparse.Namespace, "Config", frozenset[str], list[str], list[object]]

@@ -363,3 +363,24 @@ def test_ci_sample_agreement(debian) -> None:
         for field, minimum in CI_THRESHOLDS.items():
             agree, judged = total[field]
             assert agree / judged >= minimum, f"{run.cpu}: {field} agreement {agree}/{judged} below {minimum:.0%}"
+
+
+SPECIAL = ["__switch_to%return", "do_sync_core+0x24", "xfs:init_xfs_fs", "vfs_read+4%return", "vfs_read+0x5%return",
+           "xfs:exit_xfs_fs"]
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_rare_refusals_agree(debian) -> None:
+    """Refusals the random sample rarely draws: kretprobe targets, call *mem, module init/exit text."""
+    from probelint.vmtest.download import HarnessUnavailable
+    from probelint.vmtest.runner import GuestBootError, run_probes
+
+    kernel = probelint.load_kernel([debian.vmlinux, debian.xfs])
+    try:
+        booted = run_probes(SPECIAL, modules=["xfs"], cpu="qemu64")
+    except (HarnessUnavailable, GuestBootError) as exc:
+        pytest.skip(f"kernel VM harness unavailable: {exc}")
+    predicted = probelint.check(kernel, SPECIAL)
+    for spec, k, p in zip(SPECIAL, booted, predicted, strict=True):
+        assert (k.registered, k.errno) == (p.verdict.registers, p.verdict.errno), (spec, k.message)
