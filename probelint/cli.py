@@ -146,7 +146,9 @@ def _subcommand(argv: list[str]) -> int:
     if argv[0] == "rules":
         for rule in all_rules().values():
             errno = f" ({rule.errno})" if rule.errno else ""
-            print(f"{rule.id}  {rule.severity!s:7}  {rule.name:28} {rule_summary(rule.id)}{errno}")
+            summary = rule_summary(rule.id)
+            summary = summary if len(summary) <= 90 else summary[:89] + "…"
+            print(f"{rule.id}  {rule.severity!s:7}  {rule.name:38} {summary}{errno}")
         return 0
     if len(argv) != 2:
         print("usage: probelint rule ID", file=sys.stderr)
@@ -246,6 +248,14 @@ def _explain(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `probelint ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "vmtest" and not os.path.isfile(argv[0]):
         from probelint.vmtest.cli import main as vmtest_main

@@ -18,7 +18,12 @@ def rule_doc(rule_id: str) -> str | None:
 
 
 def rule_summary(rule_id: str) -> str:
-    """The page's title line without the ``# ID:`` prefix."""
+    """The first sentence of the page's "What it does" section (the title if there is none)."""
     doc = rule_doc(rule_id) or ""
+    if "## What it does" in doc:
+        body = doc.split("## What it does", 1)[1].strip().split("\n\n", 1)[0]
+        text = " ".join(body.split())
+        first = text.split(". ", 1)[0].rstrip(".")
+        return first.removeprefix("Flags ").removeprefix("Reports ")
     first = doc.splitlines()[0] if doc else ""
     return first.split(":", 1)[-1].strip() if first.startswith("#") else first

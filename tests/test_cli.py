@@ -121,3 +121,9 @@ def test_several_kernels_side_by_side(build_kernel, tmp_path):
     assert verdicts[1]["ftrace"]  # 6.12 with IBT: +4 is the entry, the fentry site
     text = run(str(old), str(new), str(probes)).stdout
     assert text.count("== kernel ") == 2
+
+
+def test_closed_pipe_is_not_an_error():
+    proc = subprocess.run(f"{sys.executable} -m probelint rules | head -1", shell=True, capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.stdout.startswith("KP001") and "Traceback" not in proc.stderr
