@@ -66,6 +66,7 @@ class ProbeContext:
     # arch_adjust_kprobe_addr(): the probe is on its function's entry (offset 0, or 0/4 past an
     # IBT ENDBR, which moves the probe to +4)
     on_func_entry: bool = False
+    _window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
 
     @property
     def offset(self) -> int:
@@ -79,8 +80,18 @@ class ProbeContext:
             return False
         return self.image.ftrace_site_in(self.address, self.address + 1) == self.address
 
+    def insn(self) -> x86.Insn | None:
+        """The instruction at (or containing) the probe address, as `can_probe` walks to it."""
+        assert self.address is not None
+        return self.function().insn_at_or_before(self.address)
+
     def window(self) -> tuple[x86.Insn, ...]:
         """copy_optimized_instructions(): whole instructions from the probe until >= 5 bytes."""
+        if self._window is None:
+            self._window = self._compute_window()
+        return self._window
+
+    def _compute_window(self) -> tuple[x86.Insn, ...]:
         fn = self.function()
         assert self.address is not None and self.image is not None
         out: list[x86.Insn] = []

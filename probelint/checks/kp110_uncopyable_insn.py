@@ -16,7 +16,7 @@ from probelint.findings import Severity
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
-    insn = ctx.function().insn_at_or_before(ctx.address or 0)
+    insn = ctx.insn()
     if insn is None:
         return
     why = x86.copy_refusal(insn)

@@ -13,7 +13,7 @@ from probelint.findings import Severity
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
-    insn = ctx.function().insn_at_or_before(ctx.address or 0)
+    insn = ctx.insn()
     if insn is not None and insn.length >= x86.MAX_INSN_SIZE:
         yield Hit(f"the instruction at {ctx.where()} is {insn.length} bytes long: no room for the single-step int3")
 

@@ -19,7 +19,7 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     if not ctx.kernel.at_least(6, 9):
         return
-    insn = ctx.function().insn_at_or_before(ctx.address or 0)
+    insn = ctx.insn()
     if insn is not None and insn.address == ctx.address and x86.is_exception_insn(insn):
         yield Hit(f"{ctx.where()} is an exception instruction ({insn_text(ctx.image, insn)}): "
                   f"kernels from 6.9 refuse to probe it")

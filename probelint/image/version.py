@@ -397,20 +397,11 @@ def infer_config(image: Image) -> KernelConfig:
         else:
             put("KPROBE_EVENTS_ON_NOTRACE", None, "no kprobe events to look at")
 
-    if facts.has("pv_ops"):
-        put("PARAVIRT", True, "pv_ops is defined")
-    else:
-        put("PARAVIRT", False, "no pv_ops")
-
-    if facts.has("srso_return_thunk") or facts.has("srso_alias_return_thunk"):
-        put("CPU_SRSO", True, "srso_return_thunk is defined")
-    else:
-        put("CPU_SRSO", False, "no srso_return_thunk")
-
-    if facts.has("its_return_thunk"):
-        put("MITIGATION_ITS", True, "its_return_thunk is defined")
-    else:
-        put("MITIGATION_ITS", False, "no its_return_thunk")
+    # options that exist exactly when the code they compile in leaves a symbol behind
+    for option, markers in (("PARAVIRT", ("pv_ops",)), ("CPU_SRSO", ("srso_return_thunk", "srso_alias_return_thunk")),
+                            ("MITIGATION_ITS", ("its_return_thunk",))):
+        present = next((m for m in markers if facts.has(m)), None)
+        put(option, present is not None, f"{present} is defined" if present else f"no {markers[0]}")
 
     return KernelConfig(version, out, embedded)
 
