@@ -1,7 +1,9 @@
 """The build-id index: a warm run gives the same verdicts without re-reading the symbol table."""
 
 import probelint
+from probelint.arch import x86
 from probelint.image.elf import ElfFile
+from probelint.image.kernel import LazyInsns
 from tests.conftest import DEMO
 
 PROBES = [line.split("#")[0].strip() for line in (DEMO / "probes.txt").read_text().splitlines()]
@@ -32,3 +34,42 @@ def test_corrupt_index_is_rebuilt(tmp_path):
     kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
     assert probelint.check(kernel, ["demo_read+0x7"])[0].verdict.errno == "EILSEQ"
     assert index.read_bytes() != b"garbage"
+
+
+def _insn_fields(insns):
+    return [(i.address, i.length, i.raw, i.valid, i.emulate_prefix, str(i.decoded)) for i in insns]
+
+
+def test_warm_run_decodes_only_the_instructions_it_reads(tmp_path, monkeypatch):
+    """Per-function facts (boundaries, branches, indirect jumps) come from the fact store; a warm
+    run never walks a whole function, and its instructions equal a fresh walk's."""
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    cold = probelint.check(kernel, PROBES)
+    image = kernel.vmlinux
+    syms = [s for s in image.symbols.symbols_in(0, 1 << 64) if s.type in "tT"]
+    walked = {s.address: _insn_fields(image.function(s).insns) for s in syms}
+    image.save_facts()
+    assert list((tmp_path / "index").glob("*.facts.sqlite"))
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("a warm run must not walk whole functions")
+
+    monkeypatch.setattr(x86, "decode", no_walk)
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    assert verdicts(probelint.check(kernel, PROBES)) == verdicts(cold)
+    image = kernel.vmlinux
+    for sym in syms:
+        fn = image.function(sym)
+        assert isinstance(fn.insns, LazyInsns)
+        assert _insn_fields(fn.insns) == walked[sym.address], sym.name
+
+
+def test_unusable_fact_store_only_costs_time(tmp_path):
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    expected = verdicts(probelint.check(kernel, PROBES))
+    kernel.vmlinux.save_facts()
+    (store,) = (tmp_path / "index").glob("*.facts.sqlite")
+    store.write_bytes(b"not a database" * 100)
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    assert verdicts(probelint.check(kernel, PROBES)) == expected
+    kernel.vmlinux.save_facts()

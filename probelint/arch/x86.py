@@ -126,6 +126,21 @@ def _decode_at(decoder: iced_x86.Decoder, code: bytes, pos: int, address: int) -
     return Insn(address + pos, 1, code[pos : pos + 1], None, emulate, valid=False)
 
 
+Decoder = iced_x86.Decoder
+
+
+def decoder(code: bytes, address: int) -> Decoder:
+    """A decoder over `code` (located at `address`) for `decode_at`."""
+    return iced_x86.Decoder(64, code, ip=address, options=iced_x86.DecoderOptions.NO_INVALID_CHECK)
+
+
+def decode_at(dec: Decoder, code: bytes, pos: int, address: int) -> Insn:
+    """The instruction at offset `pos` of `code`, a start already known from a walk."""
+    dec.position = pos
+    dec.ip = address + pos
+    return _decode_at(dec, code, pos, address)
+
+
 def decode(code: bytes, address: int, *, stop_at_invalid: bool = True) -> Iterator[Insn]:
     """Walk `code` (located at `address`) instruction by instruction, as `can_probe` does.
 
@@ -134,13 +149,13 @@ def decode(code: bytes, address: int, *, stop_at_invalid: bool = True) -> Iterat
     ``valid=False``). An instruction that would run past the end of `code` is undecodable,
     exactly as `insn_decode` fails when its buffer runs out.
     """
-    decoder = iced_x86.Decoder(64, code, ip=address, options=iced_x86.DecoderOptions.NO_INVALID_CHECK)
+    dec = decoder(code, address)
     pos = 0
     while pos < len(code):
-        if decoder.position != pos:
-            decoder.position = pos
-            decoder.ip = address + pos
-        insn = _decode_at(decoder, code, pos, address)
+        if dec.position != pos:
+            dec.position = pos
+            dec.ip = address + pos
+        insn = _decode_at(dec, code, pos, address)
         yield insn
         if not insn.valid and stop_at_invalid:
             return

@@ -22,7 +22,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     for insn in window:
         why = x86.copy_refusal(insn)
         relaxed = ctx.kernel.at_least(6, 9)
-        if why is None and not x86.can_boost(insn, insn.address in ctx.image.extable, relaxed_groups=relaxed):
+        if why is None and not x86.can_boost(insn, ctx.image.in_extable(insn.address), relaxed_groups=relaxed):
             why = "it cannot run out of line (can_boost)"
         if why is not None:
             yield Hit(

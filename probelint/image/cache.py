@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from probelint import __version__
+from probelint.image.facts import FactStore
 
 __all__ = ["IndexCache", "default_cache_dir"]
 
@@ -54,6 +55,11 @@ class IndexCache:
             return None
         return self.directory / f"{build_id}-{__version__}-{_FORMAT}-{_code_digest()}.pickle"
 
+    def fact_store(self, build_id: str | None) -> FactStore | None:
+        """Per-function decode facts of this build (image/facts.py), beside the index."""
+        path = self._path(build_id) if build_id else None
+        return FactStore(path.with_suffix(".facts.sqlite")) if path is not None else None
+
     def load(self, build_id: str | None) -> dict[str, Any] | None:
         path = self._path(build_id) if build_id else None
         if path is None or not path.is_file():
@@ -75,8 +81,8 @@ class IndexCache:
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump({**data, "build_id": build_id}, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
-            for stale in path.parent.glob(f"{build_id}-*.pickle"):  # other versions of probelint's code
-                if stale != path:
+            for stale in path.parent.glob(f"{build_id}-*"):  # other versions of probelint's code
+                if not stale.name.startswith(path.stem):
                     stale.unlink(missing_ok=True)
         except OSError:
             pass  # a cache that cannot be written only costs time

@@ -180,9 +180,16 @@ class Kallsyms(SymbolTable):
         self.types = [t for _, _, t in entries]
         self._end_of_last = end_of_last
         self._index()
+
+    def _index(self) -> None:
+        # Two dicts, not a Counter beside the first-index one: this is most of the warm index load.
         self._first_by_name: dict[str, int] = {}
         for i, name in enumerate(self.names):
             self._first_by_name.setdefault(name, i)
+        self._duplicates = {name: n for name, n in Counter(self.names).items() if n > 1}
+
+    def count(self, name: str) -> int:
+        return self._duplicates.get(name) or int(name in self._first_by_name)
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]

@@ -8,16 +8,18 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
+from typing import overload
 
 from probelint.arch import x86
 from probelint.errors import InputError
 from probelint.image.blacklist import Blacklist
 from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile, ElfSection
+from probelint.image.facts import FactStore, FunctionFacts
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
 from probelint.image.module import MODULE_BASE, ModuleLayout, ModuleSymbols, layout_module, module_name
 from probelint.image.relocs import RelocTable, apply_relocations
@@ -26,19 +28,53 @@ from probelint.image.tables import TABLES, read_table
 from probelint.image.version import KernelConfig, KernelVersion, detect_version, infer_config
 from probelint.progress import progress
 
-__all__ = ["Function", "Image", "Kernel", "open_image"]
+__all__ = ["Function", "Image", "Kernel", "LazyInsns", "open_image"]
 
 
-@dataclass(frozen=True)
+class LazyInsns(Sequence[x86.Insn]):
+    """A function's instructions at known starts, each decoded the first time it is read."""
+
+    def __init__(self, code: bytes, address: int, starts: list[int]) -> None:
+        self._code, self._address, self._starts = code, address, starts
+        self._decoded: dict[int, x86.Insn] = {}
+        self._decoder: x86.Decoder | None = None
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> x86.Insn: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[x86.Insn]: ...
+
+    def __getitem__(self, index: int | slice) -> x86.Insn | list[x86.Insn]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self._starts)))]
+        if index < 0:
+            index += len(self._starts)
+        insn = self._decoded.get(index)
+        if insn is None:
+            if not 0 <= index < len(self._starts):
+                raise IndexError(index)
+            if self._decoder is None:
+                self._decoder = x86.decoder(self._code, self._address)
+            insn = self._decoded[index] = x86.decode_at(self._decoder, self._code, self._starts[index] - self._address,
+                                                       self._address)
+        return insn
+
+
 class Function:
-    """A kallsyms symbol decoded linearly from its start, as `can_probe`/`can_optimize` walk it."""
+    """A kallsyms symbol decoded linearly from its start, as `can_probe`/`can_optimize` walk it.
 
-    symbol: KSym
-    insns: tuple[x86.Insn, ...]
+    Built from `FunctionFacts` (cached per build-id) and the live bytes: the boundaries, branch
+    targets and indirect jumps come from the facts, instructions are decoded when read."""
 
-    @cached_property
-    def starts(self) -> list[int]:
-        return [i.address for i in self.insns]
+    def __init__(self, symbol: KSym, facts: FunctionFacts, code: bytes,
+                 insns: Sequence[x86.Insn] | None = None) -> None:
+        self.symbol = symbol
+        self.facts = facts
+        self.starts: list[int] = list(accumulate(facts.lengths[:-1], initial=symbol.address)) if facts.lengths else []
+        self.insns: Sequence[x86.Insn] = insns if insns is not None else LazyInsns(code, symbol.address, self.starts)
 
     def is_boundary(self, address: int) -> bool:
         pos = bisect.bisect_left(self.starts, address)
@@ -55,31 +91,34 @@ class Function:
     @cached_property
     def branches(self) -> list[tuple[int, x86.Insn]]:
         """(target, insn) of every jmp/jcc/loop/jcxz (`insn_jump_into_range` kinds), by target."""
-        found = ((x86.jump_target(i), i) for i in self.insns)
-        return sorted(((t, i) for t, i in found if t is not None), key=lambda p: p[0])
+        return [(target, self.insns[k]) for target, k in self.facts.branches]
 
     def branch_into(self, lo: int, hi: int) -> tuple[int, x86.Insn] | None:
         """The first branch (lowest target) with lo <= target <= hi."""
-        pos = bisect.bisect_left(self.branches, lo, key=lambda p: p[0])
-        return self.branches[pos] if pos < len(self.branches) and self.branches[pos][0] <= hi else None
+        branches = self.facts.branches
+        pos = bisect.bisect_left(branches, lo, key=lambda p: p[0])
+        if pos < len(branches) and branches[pos][0] <= hi:
+            return branches[pos][0], self.insns[branches[pos][1]]
+        return None
 
-    def first_in(self, addresses: frozenset[int]) -> x86.Insn | None:
-        """The first instruction whose address is in `addresses` (e.g. the exception table)."""
-        cache = self.__dict__.setdefault("_first_in", {})
-        key = id(addresses)
-        if key not in cache:
-            cache[key] = next((i for i in self.insns if i.address in addresses), None)
-        return cache[key]
+    def first_in(self, addresses: list[int]) -> x86.Insn | None:
+        """The first instruction whose address is in sorted `addresses` (e.g. the exception table)."""
+        start = self.symbol.address
+        pos = bisect.bisect_left(addresses, start)
+        while pos < len(addresses) and addresses[pos] < self.symbol.end:
+            if self.is_boundary(addresses[pos]):
+                return self.insn_at_or_before(addresses[pos])
+            pos += 1
+        return None
 
     @cached_property
     def indirect_jumps(self) -> list[x86.Insn]:
-        return [i for i in self.insns if x86.is_indirect_jump(i)]
+        return [self.insns[k] for k in self.facts.indirect_jumps]
 
     @property
     def undecodable(self) -> x86.Insn | None:
         """The instruction where the kernel's walk gives up, if any."""
-        last = self.insns[-1] if self.insns else None
-        return last if last is not None and not last.valid else None
+        return self.insns[-1] if self.facts.undecodable else None
 
 
 class Image:
@@ -106,6 +145,7 @@ class Image:
         self._placed = placed
         self._starts = [p[0] for p in placed]
         self._functions: dict[tuple[int, CpuProfile], Function] = {}
+        self._facts: FactStore | None = None
         self._tables: dict[str, list[dict[str, int]]] = {}
         self._sites: dict[str, list[tuple[int, int]]] = {}
         self.profile = DEFAULT_PROFILE
@@ -122,6 +162,7 @@ class Image:
     def _use_index(self, cache: IndexCache) -> None:
         """Take the whole-file facts from the build-id index, or compute and store them."""
         build_id = self.elf.build_id()
+        self._facts = cache.fact_store(build_id)
         data = cache.load(build_id)
         if data is not None:
             self.__dict__.update({name: data[name] for name in self._INDEXED})
@@ -143,17 +184,24 @@ class Image:
         return kallsyms_from_vmlinux(self.elf)
 
     @cached_property
-    def _raw_symbols(self) -> dict[str, int]:
-        """First defined .symtab value of each name: linker-script markers and table bounds,
-        which the kernel uses directly whether or not kallsyms keeps them."""
-        out: dict[str, int] = {}
+    def _raw_symbols(self) -> dict[str, int | None]:
+        """First defined .symtab value of each name whose value kallsyms does not give: linker-script
+        markers and table bounds, which the kernel uses directly whether or not kallsyms keeps them.
+        (Kept apart from kallsyms to keep the index small.)"""
+        out: dict[str, int | None] = {}
         for s in self.elf.symbols():
             if s.shndx != 0 and s.name:
                 out.setdefault(s.name, s.value)
-        return out
+        address_of = self.symbols.address_of
+        return {name: value for name, value in out.items() if address_of(name) != value}
 
     def raw_symbol(self, name: str) -> int | None:
-        return None if self.layout is not None else self._raw_symbols.get(name)
+        if self.layout is not None:
+            return None
+        raw = self._raw_symbols
+        if name not in raw:
+            raw[name] = self.symbols.address_of(name)  # None is remembered too
+        return raw[name]
 
     def marker(self, name: str) -> int | None:
         return self.raw_symbol(name)
@@ -203,9 +251,13 @@ class Image:
         return 0 if target == nop else target
 
     @cached_property
-    def extable(self) -> frozenset[int]:
-        """Faulting-instruction addresses of __ex_table (search_exception_tables)."""
-        return frozenset(e["insn"] for e in self.table("ex_table"))
+    def extable(self) -> list[int]:
+        """Sorted faulting-instruction addresses of __ex_table (search_exception_tables)."""
+        return sorted({e["insn"] for e in self.table("ex_table")})
+
+    def in_extable(self, address: int) -> bool:
+        pos = bisect.bisect_left(self.extable, address)
+        return pos < len(self.extable) and self.extable[pos] == address
 
     @cached_property
     def thunk_range(self) -> tuple[int, int] | None:
@@ -354,14 +406,27 @@ class Image:
             # The last instruction may run past the symbol end: the kernel reads on.
             code = patch_live_text(self, sym.address, self.read(sym.address, sym.size + x86.MAX_INSN_SIZE),
                                    self.profile)
-            insns = []
-            for insn in x86.decode(code, sym.address):
-                if insn.address >= sym.end:
-                    break
-                insns.append(insn)
-            fn = Function(sym, tuple(insns))
+            facts = self._facts.get(self.profile.value, sym.address) if self._facts is not None else None
+            if facts is not None:
+                fn = Function(sym, facts, code)
+            else:
+                insns = []
+                for insn in x86.decode(code, sym.address):
+                    if insn.address >= sym.end:
+                        break
+                    insns.append(insn)
+                facts = FunctionFacts.of(insns)
+                if self._facts is not None:
+                    self._facts.put(self.profile.value, sym.address, facts)
+                fn = Function(sym, facts, code, tuple(insns))
             self._functions[key] = fn
         return fn
+
+    def save_facts(self) -> None:
+        """Write the decode facts of the functions this process decoded (image/facts.py); also
+        done at exit, but forked workers leave without running exit handlers."""
+        if self._facts is not None:
+            self._facts.flush()
 
     def describe(self, address: int) -> str:
         """``SYM+0xOFF`` (``MOD:SYM+0xOFF`` in a module), or the bare address."""

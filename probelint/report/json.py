@@ -53,4 +53,11 @@ def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret"
 
 
 def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret") -> str:
-    return json.dumps(to_dict(kernel, results, cpu_profile), indent=2) + "\n"
+    """Indented at the top, one probe a line: readable and greppable, and the C encoder does the
+    bulk (``indent`` throughout would run Python's encoder, 10 % of a warm 1,000-probe run)."""
+    report = to_dict(kernel, results, cpu_profile)
+    probes = report.pop("probes")
+    head = json.dumps(report, indent=2)[:-2]  # without the closing "\n}"
+    lines = ",\n".join(f"    {json.dumps(probe)}" for probe in probes)
+    body = f"\n{lines}\n  " if probes else ""
+    return f'{head},\n  "probes": [{body}]\n}}\n'
