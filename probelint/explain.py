@@ -15,16 +15,28 @@ from probelint.disasm import insn_text
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult
-    from probelint.image.kernel import Kernel
+    from probelint.findings import Verdict
+    from probelint.image.kernel import Function, Kernel
 
-__all__ = ["explain"]
+__all__ = ["blocking_branches", "explain", "state"]
+
+
+def state(v: Verdict) -> str:
+    """The verdict in the words every view uses."""
+    if not v.registers:
+        return "refused: " + (v.errno or "?")
+    return "ftrace-based" if v.ftrace else "jump-optimized" if v.optimized else "int3 probe"
+
+
+def blocking_branches(fn: Function, address: int) -> list[tuple[int, x86.Insn]]:
+    """(target, insn) of the function's branches into P+1..P+5 (`insn_jump_into_range`, inclusive),
+    each of which keeps a probe at P an int3 probe (KP206)."""
+    return [(t, i) for t, i in fn.branches if address < t <= address + x86.JMP32_INSN_SIZE]
 
 
 def explain(kernel: Kernel, result: ProbeResult, *, before: int = 6, after: int = 12) -> str:
     spec, v, ctx = result.spec, result.verdict, result.context
-    state = ("refused: " + (v.errno or "?")) if not v.registers else (
-        "ftrace-based" if v.ftrace else "jump-optimized" if v.optimized else "int3 probe")
-    lines = [f"{spec.text}: {state}"]
+    lines = [f"{spec.text}: {state(v)}"]
     lines += [f"  {f.severity} [{f.rule}] {f.message}" for f in result.findings]
     if ctx is None or ctx.image is None or ctx.symbol is None or ctx.address is None:
         return "\n".join(lines) + "\n"
@@ -33,7 +45,7 @@ def explain(kernel: Kernel, result: ProbeResult, *, before: int = 6, after: int 
     window = ctx.window() if v.registers and not v.ftrace else ()
     in_window = range(address, window[-1].end) if window else range(address, address + 1)
     hot = range(address + 1, address + x86.JMP32_INSN_SIZE + 1)  # insn_jump_into_range, inclusive
-    sources = {insn.address for target, insn in fn.branches if target in hot}
+    sources = {insn.address for _, insn in blocking_branches(fn, address)}
     lines += ["", f"{sym.name} ({sym.size:#x} bytes, cpu profile {image.profile.value}; "
                   f"| jump window, > probe, * branch into P+1..P+5):"]
     inside = fn.insn_at_or_before(address)

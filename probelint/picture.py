@@ -1,0 +1,447 @@
+"""``probelint map IMAGE --function F --html OUT.html [PROBES...]``: a picture of one function.
+
+The function's bytes in rows of a fixed byte width, one rectangle per instruction coloured by what
+a probe there gets (the classes of `probemap.classify_function`, so the picture says what ``map``
+says), with the rule's own message on hover; the probes of the input files that land in the
+function, with the jump window the engine computed (`ProbeContext.window`) and the branches that
+keep them int3 probes (`explain.blocking_branches`); and the disassembly, row for row linked to
+the rectangles. One self-contained file: inline SVG and CSS, a few lines of JS for hovering.
+
+Every instruction is one ``<g class="insn KIND" data-offset="0x..">`` in the SVG and one
+``<tr class="insn-row KIND" data-offset="0x..">`` in the table (KIND: optimized, int3, ftrace,
+refused); windows are ``.window[data-probe][data-start][data-end]``, arcs ``.arc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from probelint.disasm import insn_text
+from probelint.errors import InputError
+from probelint.explain import blocking_branches, state
+from probelint.ruledocs import rule_summary
+
+if TYPE_CHECKING:
+    from probelint.arch.x86 import Insn
+    from probelint.engine import ProbeResult
+    from probelint.image.kallsyms import KSym
+    from probelint.image.kernel import Image, Kernel
+
+__all__ = ["Picture", "build", "render_html", "render_svg", "write"]
+
+KINDS = {"O": "optimized", "I": "int3", "F": "ftrace", "R": "refused"}  # probemap class -> CSS class
+LABELS = {"optimized": "jump-optimized", "int3": "int3 only", "ftrace": "ftrace-based", "refused": "refused"}
+# (fill, stroke): Okabe-Ito hues, told apart by people with red-green colour blindness; refused
+# is also hatched, so it survives greyscale printing
+COLOURS = {"optimized": ("#8fd3b6", "#00805c"), "int3": ("#f6c86b", "#b07800"),
+           "ftrace": ("#a9d5f3", "#2a7fb8"), "refused": ("#f0a27a", "#b34700")}
+
+# Layout (SVG user units = CSS px). Rows have a fixed byte width so a column is the same offset
+# modulo the row width in every row; an instruction crossing a row end continues on the next row.
+LEFT, RIGHT, TOP_BAND, BOX, BOTTOM_BAND = 78, 24, 26, 28, 14
+PITCH = TOP_BAND + BOX + BOTTOM_BAND
+HEAD = 118  # title, legend, column ruler
+ALL_ARCS_SHOWN = 16  # up to this many branches every branch arc is drawn by default; more would clutter
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One instruction of the function and what a probe on it gets."""
+
+    offset: int
+    insn: Insn
+    text: str
+    kind: str  # a value of KINDS
+    rule: str  # the first reason ("" when optimized or ftrace-based)
+    errno: str
+    message: str  # the rule's message for a probe exactly here
+
+    @property
+    def title(self) -> str:
+        head = f"+{self.offset:#x}  {self.text}\n{LABELS[self.kind]}"
+        if self.rule:
+            head += f" [{self.rule}{' ' + self.errno if self.errno else ''}]"
+        return head + (f"\n{self.message}" if self.message else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Marked:
+    """A probe of the input files that lands in the function, as checked in its set."""
+
+    number: int
+    result: ProbeResult
+    offset: int
+    kind: str
+    window: tuple[int, int] | None  # [start, end) offsets of the engine's jump window
+    blockers: tuple[tuple[int, int], ...]  # (branch offset, target offset) into P+1..P+5
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    image: Image
+    sym: KSym
+    cells: tuple[Cell, ...]
+    probes: tuple[Marked, ...]
+    branches: tuple[tuple[int, int], ...]  # (source, target) offsets of every branch within the function
+    elsewhere: int  # probes of the input files that land in other functions (or nowhere)
+
+
+def build(kernel: Kernel, sym: KSym, results: list[ProbeResult]) -> Picture:
+    """Classify every boundary of `sym` and place the probes of `results` (checked as one set)."""
+    import probelint
+    from probelint.probemap import classify_function
+
+    image = kernel.vmlinux
+    assert image is not None
+    fn = image.function(sym)
+    by_address = {i.address: i for i in fn.insns}
+    cells = []
+    for offset, cls, reason in classify_function(kernel, sym)["b"]:
+        rule, _, errno = reason.partition(":")
+        kind = KINDS[cls]
+        insn = by_address[sym.address + offset]
+        message = ""
+        if rule or kind == "ftrace":
+            # the map keeps only rule ids: the message comes from checking the boundary alone again
+            (alone,) = probelint.check(kernel, [f"{sym.address + offset:#x}"], source="<picture>")
+            wanted = rule or "KP201"
+            message = next((f.message for f in alone.findings if f.rule == wanted), "") or rule_summary(wanted)
+        cells.append(Cell(offset, insn, insn_text(image, insn), kind, rule, errno, message))
+    marked = []
+    for result in results:
+        ctx = result.context
+        if ctx is None or ctx.image is not image or ctx.symbol is None or ctx.symbol.address != sym.address:
+            continue
+        v = result.verdict
+        kind = ("refused" if not v.registers else "ftrace" if v.ftrace else "optimized" if v.optimized else "int3")
+        window = None
+        blockers: tuple[tuple[int, int], ...] = ()
+        if v.registers and not v.ftrace and fn.is_boundary(ctx.address):  # the engine's own window
+            insns = ctx.window()
+            window = (ctx.offset, insns[-1].end - sym.address) if insns else None
+            blockers = tuple((i.address - sym.address, t - sym.address) for t, i in blocking_branches(fn, ctx.address))
+        marked.append(Marked(len(marked) + 1, result, ctx.offset, kind, window, blockers))
+    branches = tuple(sorted((i.address - sym.address, t - sym.address) for t, i in fn.branches
+                            if sym.address <= t < sym.end))
+    return Picture(image, sym, tuple(cells), tuple(marked), branches, len(results) - len(marked))
+
+
+# ---------------------------------------------------------------------------------------------- SVG
+
+class _Grid:
+    """Byte offset -> position: `per_row` bytes a row, `px` pixels a byte."""
+
+    def __init__(self, size: int) -> None:
+        # a few bytes to ~4 KiB at 16 px a byte; larger functions at 8 px and twice the bytes a row
+        self.per_row, self.px = (64, 16) if size <= 4096 else (128, 8)
+        self.rows = max(1, -(-size // self.per_row))
+        self.width = LEFT + self.per_row * self.px + RIGHT
+        self.height = HEAD + self.rows * PITCH + 8
+
+    def x(self, offset: int) -> float:
+        return LEFT + (offset % self.per_row) * self.px
+
+    def top(self, offset: int) -> float:
+        """Top of the instruction boxes in the row holding `offset`."""
+        return HEAD + (offset // self.per_row) * PITCH + TOP_BAND
+
+    def spans(self, start: int, end: int) -> list[tuple[int, int]]:
+        """[start, end) cut at row ends."""
+        out = []
+        while start < end:
+            stop = min(end, (start // self.per_row + 1) * self.per_row)
+            out.append((start, stop))
+            start = stop
+        return out
+
+
+def _style() -> str:
+    rules = []
+    for kind, (fill, stroke) in COLOURS.items():
+        rules.append(f".insn.{kind} rect, .swatch.{kind} {{ fill: {fill}; stroke: {stroke}; }}")
+    rules.append(".insn.refused rect, .swatch.refused { fill: url(#hatch); }")
+    return "\n".join(rules) + """
+svg.picture { font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 11px; }
+svg.picture text { fill: #222; }
+.insn rect { stroke-width: 1; }
+.insn text { font-size: 10px; pointer-events: none; fill: #1a1a1a; }
+.insn.hl rect, .insn:hover rect { stroke: #000; stroke-width: 2.5; }
+.ruler, .rowlabel { fill: #777 !important; font-size: 10px; }
+.ruler-line { stroke: #ddd; }
+.target { fill: #444; }
+.window { fill: none; stroke: #111; stroke-width: 2.2; }
+.window.unoptimized { stroke-dasharray: 5 3; }
+.pin circle { stroke: #111; stroke-width: 1.2; }
+.pin text { font-size: 10px; font-weight: bold; text-anchor: middle; }
+.pin line { stroke: #111; stroke-width: 1.2; }
+.arc { fill: none; }
+.arc.blocker { stroke: #c0182b; stroke-width: 1.8; }
+.arc.all { stroke: #7a7a7a; stroke-width: 1; opacity: 0.45; display: none; }
+svg.all-arcs .arc.all { display: inline; }
+.legend text { font-size: 11px; }
+.title { font-size: 14px; font-weight: bold; }
+"""
+
+
+def _legend(p: Picture) -> list[str]:
+    counts = {k: sum(c.kind == k for c in p.cells) for k in LABELS}
+    out = ['<g class="legend">']
+    x = LEFT
+    for kind, label in LABELS.items():
+        text = f"{label} ({counts[kind]})"
+        out.append(f'<rect class="swatch {kind}" x="{x}" y="34" width="16" height="12"/>')
+        out.append(f'<text x="{x + 21}" y="44">{escape(text)}</text>')
+        x += 30 + 7 * len(text)
+    y = 64
+    out.append(f'<rect class="window" x="{LEFT}" y="{y - 10}" width="22" height="13"/>'
+               f'<text x="{LEFT + 28}" y="{y}">jump window of a probe (dashed: not optimized)</text>')
+    x = LEFT + 360
+    out.append(f'<path class="arc blocker" d="M{x},{y} Q{x + 12},{y - 12} {x + 24},{y}" marker-end="url(#arrow)"/>'
+               f'<text x="{x + 30}" y="{y}">branch into P+1..P+5: keeps P an int3 probe</text>')
+    x += 340
+    out.append(f'<path class="target" d="M{x},{y - 8} l8,0 l-4,6 z"/><text x="{x + 13}" y="{y}">branch target</text>')
+    out.append("</g>")
+    return out
+
+
+def render_svg(p: Picture, *, standalone: bool = True) -> str:
+    """The picture alone; `standalone` adds the XML namespace and keeps it a file of its own."""
+    grid = _Grid(p.sym.size)
+    show_all = " all-arcs" if len(p.branches) <= ALL_ARCS_SHOWN else ""
+    # embedded, it shrinks with its pane (never grows past its natural size)
+    ns = ' xmlns="http://www.w3.org/2000/svg"' if standalone else f' style="max-width:{grid.width}px"'
+    out = [f'<svg{ns} class="picture{show_all}" width="{grid.width}" height="{grid.height}" '
+           f'viewBox="0 0 {grid.width} {grid.height}">',
+           f"<style>{_style()}</style>",
+           '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+           f'<rect width="6" height="6" fill="{COLOURS["refused"][0]}"/>'
+           f'<line x1="0" y1="0" x2="0" y2="6" stroke="{COLOURS["refused"][1]}" stroke-width="1.5" opacity="0.6"/>'
+           "</pattern>"
+           '<marker id="arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" '
+           'orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" fill="context-stroke"/></marker></defs>',
+           f'<rect width="{grid.width}" height="{grid.height}" fill="#fff"/>',
+           f'<text class="title" x="{LEFT}" y="20">{escape(p.sym.name)} — {p.sym.address:#x}, {p.sym.size} bytes, '
+           f'{len(p.cells)} instructions; cpu profile {escape(p.image.profile.value)}</text>']
+    out += _legend(p)
+    # column ruler: offsets within a row, every 8 bytes
+    for col in range(0, grid.per_row + 1, 8):
+        x = LEFT + col * grid.px
+        out.append(f'<line class="ruler-line" x1="{x}" y1="{HEAD - 8}" x2="{x}" y2="{grid.height - 8}"/>')
+        if col < grid.per_row:
+            out.append(f'<text class="ruler" x="{x + 2}" y="{HEAD - 10}">+{col:#x}</text>')
+    for row in range(grid.rows):
+        y = HEAD + row * PITCH + TOP_BAND + BOX / 2 + 4
+        out.append(f'<text class="rowlabel" x="{LEFT - 8}" y="{y}" text-anchor="end">+{row * grid.per_row:#05x}</text>')
+    for cell in p.cells:
+        out += _insn(grid, cell)
+    targets: dict[int, list[int]] = {}
+    for source, target in p.branches:
+        targets.setdefault(target, []).append(source)
+    for target, sources in targets.items():
+        x, y = grid.x(target), grid.top(target)
+        what = ", ".join(f"+{s:#x}" for s in sources)
+        out.append(f'<path class="target" data-offset="{target:#x}" d="M{x - 4},{y - 7} l8,0 l-4,6 z">'
+                   f"<title>branch target +{target:#x}, from {what}</title></path>")
+    out += [_arc(grid, s, t, "arc all", f"branch +{s:#x} -> +{t:#x}") for s, t in p.branches]
+    for probe in p.probes:
+        out += _window(grid, probe)
+    for probe in p.probes:
+        out += [_arc(grid, s, t, "arc blocker", f"+{s:#x} branches to +{t:#x}, inside the 5 bytes probe "
+                     f"{probe.number}'s jump would overwrite", probe=probe.number) for s, t in probe.blockers]
+    stacked: dict[int, int] = {}
+    for probe in p.probes:
+        out += _pin(grid, probe, stacked)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _insn(grid: _Grid, cell: Cell) -> list[str]:
+    out = [f'<g class="insn {cell.kind}" data-offset="{cell.offset:#x}">',
+           f"<title>{escape(cell.title)}</title>"]
+    for i, (start, stop) in enumerate(grid.spans(cell.offset, cell.offset + cell.insn.length)):
+        x, y, w = grid.x(start) + 0.5, grid.top(start), (stop - start) * grid.px - 1
+        part = "" if i == 0 else ' data-continued="1"'
+        out.append(f'<rect x="{x}" y="{y}" width="{w}" height="{BOX}"{part}/>')
+        mnemonic = cell.text.split(" ", 1)[0]
+        if i == 0 and len(mnemonic) * 6.2 + 4 <= w:
+            out.append(f'<text x="{x + 2.5}" y="{y + BOX / 2 + 3.5}">{escape(mnemonic)}</text>')
+    out.append("</g>")
+    return out
+
+
+def _arc(grid: _Grid, source: int, target: int, cls: str, title: str, probe: int | None = None) -> str:
+    x0, y0 = grid.x(source) + grid.px / 2, grid.top(source)
+    x1, y1 = grid.x(target), grid.top(target) - 7  # onto the branch-target mark
+    lift = TOP_BAND - 4
+    if y0 == grid.top(target):
+        lift = min(lift, 6 + abs(x1 - x0) / 5)
+        shape = f"Q{(x0 + x1) / 2:.1f},{min(y0, y1) - lift:.1f} {x1:.1f},{y1:.1f}"
+    else:
+        shape = f"C{x0:.1f},{y0 - lift:.1f} {x1:.1f},{y1 - lift:.1f} {x1:.1f},{y1:.1f}"
+    data = f' data-probe="{probe}"' if probe is not None else ""
+    return (f'<path class="{cls}"{data} data-source="{source:#x}" data-target="{target:#x}" '
+            f'd="M{x0:.1f},{y0:.1f} {shape}" marker-end="url(#arrow)"><title>{escape(title)}</title></path>')
+
+
+def _window(grid: _Grid, probe: Marked) -> list[str]:
+    if probe.window is None:
+        return []
+    start, end = probe.window
+    cls = "window" if probe.kind == "optimized" else "window unoptimized"
+    out = []
+    for lo, hi in grid.spans(start, end):
+        x, y = grid.x(lo) - 1.5, grid.top(lo) - 3
+        out.append(f'<rect class="{cls}" data-probe="{probe.number}" data-start="{start:#x}" data-end="{end:#x}" '
+                   f'x="{x}" y="{y}" width="{(hi - lo) * grid.px + 2}" height="{BOX + 6}" rx="2">'
+                   f"<title>probe {probe.number}: jump window +{start:#x}..+{end:#x} ({end - start} bytes)</title>"
+                   f"</rect>")
+    return out
+
+
+def _pin(grid: _Grid, probe: Marked, stacked: dict[int, int]) -> list[str]:
+    n = stacked[probe.offset] = stacked.get(probe.offset, -1) + 1  # several probes at one offset side by side
+    x, y = grid.x(probe.offset) + 0.5 + n * 16, grid.top(probe.offset)
+    r = probe.result
+    title = f"probe {probe.number}: {r.spec.text} ({_where(r)}): {state(r.verdict)}"
+    fill = COLOURS[probe.kind][0]
+    return [f'<g class="pin {probe.kind}" data-probe="{probe.number}" data-offset="{probe.offset:#x}">'
+            f"<title>{escape(title)}</title>"
+            f'<line x1="{x}" y1="{y - 15}" x2="{x}" y2="{y + 4}"/>'
+            f'<circle cx="{x}" cy="{y - 17}" r="7" fill="{fill}"/>'
+            f'<text x="{x}" y="{y - 13.5}">{probe.number}</text></g>']
+
+
+def _where(result: ProbeResult) -> str:
+    loc = result.spec.location
+    return f"{loc.file}:{loc.line}"
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+_PAGE_CSS = """
+body { font-family: system-ui, sans-serif; margin: 0; color: #1a1a1a; background: #fafafa; }
+header { padding: 10px 16px 6px; border-bottom: 1px solid #ddd; background: #fff; }
+header h1 { font-size: 18px; margin: 0 0 4px; font-family: ui-monospace, monospace; }
+header p { margin: 2px 0; font-size: 13px; color: #444; }
+main { display: grid; grid-template-columns: minmax(640px, 1.25fr) minmax(480px, 1fr); gap: 12px; padding: 10px 16px; }
+main svg.picture { width: 100%; height: auto; }
+.pane { overflow: auto; max-height: calc(100vh - 40px); background: #fff; border: 1px solid #ddd; }
+table { border-collapse: collapse; font-family: ui-monospace, 'DejaVu Sans Mono', monospace; font-size: 12px; }
+th { position: sticky; top: 0; background: #eee; text-align: left; padding: 3px 6px; }
+td { padding: 1px 6px; white-space: nowrap; vertical-align: top; }
+td.kind { border-left: 6px solid transparent; }
+tr.hl td { background: #ffe9a8; }
+td.bytes { color: #666; }
+td.reason { color: #444; max-width: 52ch; overflow: hidden; text-overflow: ellipsis; }
+td.mark { color: #c0182b; font-weight: bold; }
+tr.in-window td.off { box-shadow: inset 3px 0 #111; }
+#probes { margin: 8px 16px; background: #fff; border: 1px solid #ddd; }
+#probes td { white-space: normal; }
+#probes td.reason { max-width: none; }
+label.toggle { font-size: 13px; }
+"""
+
+_SCRIPT = """
+(() => {
+  const parts = (o) => document.querySelectorAll('[data-offset="' + o + '"]');
+  let lit = null;
+  const light = (o, on) => parts(o).forEach((e) => e.classList.toggle('hl', on));
+  document.addEventListener('mouseover', (ev) => {
+    const el = ev.target.closest('[data-offset]');
+    const o = el ? el.dataset.offset : null;
+    if (o === lit) return;
+    if (lit) light(lit, false);
+    lit = o;
+    if (!o) return;
+    light(o, true);
+    const other = el.closest('svg') ? document.getElementById('insn-' + o)
+                                    : document.querySelector('g.insn[data-offset="' + o + '"]');
+    if (other) other.scrollIntoView({block: 'nearest', inline: 'nearest'});
+  });
+  const box = document.getElementById('all-arcs');
+  const svg = document.querySelector('svg.picture');
+  if (box && svg) { box.checked = svg.classList.contains('all-arcs');
+    box.addEventListener('change', () => svg.classList.toggle('all-arcs', box.checked)); }
+  document.body.dataset.ready = '1';
+})();
+"""
+
+
+def render_html(p: Picture, source: str) -> str:
+    counts = {k: sum(c.kind == k for c in p.cells) for k in LABELS}
+    total = max(1, len(p.cells))
+    summary = ", ".join(f"{counts[k]} {LABELS[k]} ({100 * counts[k] / total:.0f} %)" for k in LABELS)
+    version = p.image.version or "kernel version unknown"
+    head = [f"<h1>{escape(p.sym.name)}</h1>",
+            f"<p>{escape(source)} · {escape(version)} · cpu profile {escape(p.image.profile.value)}</p>",
+            f"<p>{len(p.cells)} instruction boundaries, each as a probe of its own: {summary}. "
+            f"Hover an instruction for the kernel's reason.</p>",
+            f'<label class="toggle"><input type="checkbox" id="all-arcs"> every branch of the function as an arc '
+            f"({len(p.branches)})</label>"]
+    if p.elsewhere:
+        head.append(f"<p>{p.elsewhere} probe(s) of the input are not in {escape(p.sym.name)} and are not shown.</p>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>probelint: {escape(p.sym.name)}</title><style>{_PAGE_CSS}</style></head>\n<body>\n"
+            f"<header>{''.join(head)}</header>\n{_probe_table(p)}"
+            f'<main><div class="pane">{render_svg(p, standalone=False)}</div>\n'
+            f'<div class="pane">{_disassembly(p)}</div></main>\n<script>{_SCRIPT}</script>\n</body></html>\n')
+
+
+def _probe_table(p: Picture) -> str:
+    if not p.probes:
+        return ""
+    rows = []
+    for probe in p.probes:
+        r = probe.result
+        window = (f"+{probe.window[0]:#x}..+{probe.window[1]:#x} ({probe.window[1] - probe.window[0]} bytes)"
+                  if probe.window else "—")
+        findings = "<br>".join(f"<b>{f.rule}</b> {escape(f.message)}" for f in r.findings) or "—"
+        rows.append(f'<tr class="probe {probe.kind}" data-probe="{probe.number}"><td>{probe.number}</td>'
+                    f"<td>{escape(r.spec.text)}</td><td>{escape(_where(r))}</td><td>+{probe.offset:#x}</td>"
+                    f'<td class="kind" style="border-left-color:{COLOURS[probe.kind][1]}">{escape(state(r.verdict))}'
+                    f"</td><td>{window}</td><td class=\"reason\">{findings}</td></tr>")
+    return ('<div id="probes" class="pane"><table><tr><th>#</th><th>probe</th><th>from</th><th>offset</th>'
+            "<th>verdict (in its set)</th><th>jump window</th><th>findings</th></tr>" + "".join(rows)
+            + "</table></div>\n")
+
+
+def _disassembly(p: Picture) -> str:
+    pins: dict[int, list[str]] = {}
+    sources: dict[int, list[str]] = {}
+    inside: set[int] = set()
+    for probe in p.probes:
+        pins.setdefault(probe.offset, []).append(f"▼{probe.number}")
+        for s, _ in probe.blockers:
+            sources.setdefault(s, []).append(f"↷{probe.number}")
+        if probe.window:
+            inside.update(range(*probe.window))
+    rows = []
+    for c in p.cells:
+        reason = f"{c.rule} {c.errno} · {escape(c.message)}" if c.rule else escape(c.message)
+        full = f' title="{escape(c.message)}"' if c.message else ""
+        mark = " ".join(pins.get(c.offset, []) + sources.get(c.offset, []))
+        where = " in-window" if c.offset in inside else ""
+        rows.append(f'<tr id="insn-{c.offset:#x}" class="insn-row {c.kind}{where}" data-offset="{c.offset:#x}">'
+                    f'<td class="mark">{mark}</td><td class="off">+{c.offset:#x}</td>'
+                    f'<td class="bytes">{c.insn.raw.hex(" ")}</td><td>{escape(c.text)}</td>'
+                    f'<td class="kind" style="border-left-color:{COLOURS[c.kind][1]}">{c.kind}</td>'
+                    f'<td class="reason"{full}>{reason}</td></tr>')
+    return ('<table class="disassembly"><tr><th></th><th>offset</th><th>bytes</th><th>instruction</th>'
+            "<th>class</th><th>reason</th></tr>" + "".join(rows) + "</table>")
+
+
+def write(p: Picture, source: str, *, html: Path | None = None, svg: Path | None = None) -> list[Path]:
+    """Write the page and/or the SVG; the paths written."""
+    written = []
+    for path, render in ((html, lambda: render_html(p, source)), (svg, lambda: render_svg(p))):
+        if path is None:
+            continue
+        try:
+            path.write_text(render(), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(str(path), f"cannot write: {exc.strerror}") from None
+        written.append(path)
+    return written
