@@ -165,15 +165,20 @@ MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
 
 
 def _map(argv: list[str]) -> int:
-    """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE"""
+    """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
+    |  probelint map IMAGE --function F --html OUT.html [--svg OUT.svg] [PROBES...]"""
     p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__)
     p.add_argument("path", metavar="IMAGE|MAP")
+    p.add_argument("probes", nargs="*", metavar="PROBES", help="probe files whose probes in F the picture marks")
     p.add_argument("--function", action="append", default=[], help="map only this function (repeatable)")
     p.add_argument("-o", "--output", type=Path, help="map file to write (default: IMAGE.probemap.gz here)")
     p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
+    p.add_argument("--html", type=Path, help="write a picture of --function F as a self-contained HTML page")
+    p.add_argument("--svg", type=Path, help="write the picture of --function F as an SVG file")
     p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
+    picture = args.html is not None or args.svg is not None
     from probelint import probemap
     from probelint.image.kallsyms import looks_linker_provided
 
@@ -190,6 +195,10 @@ def _map(argv: list[str]) -> int:
         from probelint import load_kernel
         from probelint.image.runtime import CpuProfile
 
+        if picture and len(args.function) != 1:
+            raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
+        if args.probes and not picture:
+            raise InputError(args.probes[0], "probe files are marked on a picture: add --html or --svg")
         if not _is_elf(args.path):
             raise InputError(args.path, "not an ELF file")
         kernel = load_kernel([args.path], cache=True)
@@ -209,6 +218,19 @@ def _map(argv: list[str]) -> int:
             # functions, not the linker-script markers whose kallsyms "size" spans a whole gap
             syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0)
                     if s.type in "tTwW" and 0 < s.size <= MAX_FUNCTION_SIZE and not looks_linker_provided(s.name)]
+        if picture:
+            from probelint import picture as drawing
+            from probelint.engine import check_probes
+
+            sym = syms[0]
+            if not 0 < sym.size <= MAX_FUNCTION_SIZE:
+                raise InputError(args.path, f"{args.function[0]}: a symbol of {sym.size} bytes is no function to draw")
+            results = check_probes(kernel, _read_sources(args.probes, "auto")) if args.probes else []
+            drawn = drawing.build(kernel, sym, results)
+            for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
+                print(f"picture of {sym.name} written to {path}", file=sys.stderr)
+            if args.output is None:
+                return 0  # a picture was asked for, not a map file
         output = args.output or Path(Path(args.path).name + ".probemap.gz")
         counts = probemap.map_kernel(kernel, syms, output, args.jobs)
     except InputError as exc:
