@@ -44,6 +44,7 @@ COLOURS = {"optimized": ("#8fd3b6", "#00805c"), "int3": ("#f6c86b", "#b07800"),
 LEFT, RIGHT, TOP_BAND, BOX, BOTTOM_BAND = 78, 24, 26, 28, 14
 PITCH = TOP_BAND + BOX + BOTTOM_BAND
 HEAD = 118  # title, legend, column ruler
+LEGEND_WIDTH = 900
 ALL_ARCS_SHOWN = 16  # up to this many branches every branch arc is drawn by default; more would clutter
 
 
@@ -135,10 +136,14 @@ class _Grid:
     """Byte offset -> position: `per_row` bytes a row, `px` pixels a byte."""
 
     def __init__(self, size: int) -> None:
-        # a few bytes to ~4 KiB at 16 px a byte; larger functions at 8 px and twice the bytes a row
-        self.per_row, self.px = (64, 16) if size <= 4096 else (128, 8)
+        # up to ~4 KiB: 64 bytes a row at 16 px a byte, a function shorter than a row at 24 px in
+        # rows of whole 16-byte columns; larger functions at 8 px and twice the bytes a row
+        if size <= 32:
+            self.per_row, self.px = max(16, -(-size // 16) * 16), 24
+        else:
+            self.per_row, self.px = (64, 16) if size <= 4096 else (128, 8)
         self.rows = max(1, -(-size // self.per_row))
-        self.width = LEFT + self.per_row * self.px + RIGHT
+        self.width = max(LEFT + self.per_row * self.px + RIGHT, LEGEND_WIDTH)
         self.height = HEAD + self.rows * PITCH + 8
 
     def x(self, offset: int) -> float:
@@ -174,6 +179,7 @@ svg.picture text { fill: #222; }
 .target { fill: #444; }
 .window { fill: none; stroke: #111; stroke-width: 2.2; }
 .window.unoptimized { stroke-dasharray: 5 3; }
+.window-label { font-size: 9px; font-weight: bold; }
 .pin circle { stroke: #111; stroke-width: 1.2; }
 .pin text { font-size: 10px; font-weight: bold; text-anchor: middle; }
 .pin line { stroke: #111; stroke-width: 1.2; }
@@ -246,8 +252,13 @@ def render_svg(p: Picture, *, standalone: bool = True) -> str:
         out.append(f'<path class="target" data-offset="{target:#x}" d="M{x - 4},{y - 7} l8,0 l-4,6 z">'
                    f"<title>branch target +{target:#x}, from {what}</title></path>")
     out += [_arc(grid, s, t, "arc all", f"branch +{s:#x} -> +{t:#x}") for s, t in p.branches]
-    for probe in p.probes:
-        out += _window(grid, probe)
+    lanes: list[int] = []  # end of the last window in each lane: overlapping windows nest, not coincide
+    for probe in sorted(p.probes, key=lambda m: m.window or (0, 0)):
+        if probe.window is None:
+            continue
+        lane = next((k for k, end in enumerate(lanes) if end <= probe.window[0]), len(lanes))
+        lanes[lane:lane + 1] = [probe.window[1]]
+        out += _window(grid, probe, lane)
     for probe in p.probes:
         out += [_arc(grid, s, t, "arc blocker", f"+{s:#x} branches to +{t:#x}, inside the 5 bytes probe "
                      f"{probe.number}'s jump would overwrite", probe=probe.number) for s, t in probe.blockers]
@@ -286,18 +297,21 @@ def _arc(grid: _Grid, source: int, target: int, cls: str, title: str, probe: int
             f'd="M{x0:.1f},{y0:.1f} {shape}" marker-end="url(#arrow)"><title>{escape(title)}</title></path>')
 
 
-def _window(grid: _Grid, probe: Marked) -> list[str]:
-    if probe.window is None:
-        return []
+def _window(grid: _Grid, probe: Marked, lane: int) -> list[str]:
+    assert probe.window is not None
     start, end = probe.window
     cls = "window" if probe.kind == "optimized" else "window unoptimized"
     out = []
+    inset = 3 * (lane % 3)  # nested boxes, so each overlapping window keeps its own edges
     for lo, hi in grid.spans(start, end):
-        x, y = grid.x(lo) - 1.5, grid.top(lo) - 3
+        x, y = grid.x(lo) - 1.5 + inset, grid.top(lo) - 3 + inset
         out.append(f'<rect class="{cls}" data-probe="{probe.number}" data-start="{start:#x}" data-end="{end:#x}" '
-                   f'x="{x}" y="{y}" width="{(hi - lo) * grid.px + 2}" height="{BOX + 6}" rx="2">'
+                   f'x="{x}" y="{y}" width="{(hi - lo) * grid.px + 2 - 2 * inset}" height="{BOX + 6 - 2 * inset}" '
+                   f'rx="2">'
                    f"<title>probe {probe.number}: jump window +{start:#x}..+{end:#x} ({end - start} bytes)</title>"
                    f"</rect>")
+    x, y = grid.x(start) + 1 + inset, grid.top(start) + BOX + BOTTOM_BAND - 2
+    out.append(f'<text class="window-label" x="{x}" y="{y}">{probe.number}</text>')
     return out
 
 
@@ -339,6 +353,7 @@ td.reason { color: #444; max-width: 52ch; overflow: hidden; text-overflow: ellip
 td.mark { color: #c0182b; font-weight: bold; }
 tr.in-window td.off { box-shadow: inset 3px 0 #111; }
 #probes { margin: 8px 16px; background: #fff; border: 1px solid #ddd; }
+#probes { max-height: 30vh; }
 #probes td { white-space: normal; }
 #probes td.reason { max-width: none; }
 label.toggle { font-size: 13px; }
@@ -420,15 +435,17 @@ def _disassembly(p: Picture) -> str:
             inside.update(range(*probe.window))
     rows = []
     for c in p.cells:
-        reason = f"{c.rule} {c.errno} · {escape(c.message)}" if c.rule else escape(c.message)
+        rule = f" {c.rule}{' ' + c.errno if c.errno else ''}" if c.rule else ""
         full = f' title="{escape(c.message)}"' if c.message else ""
+        raw = c.insn.raw.hex(" ")
+        shown = raw if len(c.insn.raw) <= 8 else raw[:23] + " …"  # as objdump wraps: the rest on hover
         mark = " ".join(pins.get(c.offset, []) + sources.get(c.offset, []))
         where = " in-window" if c.offset in inside else ""
         rows.append(f'<tr id="insn-{c.offset:#x}" class="insn-row {c.kind}{where}" data-offset="{c.offset:#x}">'
                     f'<td class="mark">{mark}</td><td class="off">+{c.offset:#x}</td>'
-                    f'<td class="bytes">{c.insn.raw.hex(" ")}</td><td>{escape(c.text)}</td>'
-                    f'<td class="kind" style="border-left-color:{COLOURS[c.kind][1]}">{c.kind}</td>'
-                    f'<td class="reason"{full}>{reason}</td></tr>')
+                    f'<td class="bytes" title="{raw}">{shown}</td><td>{escape(c.text)}</td>'
+                    f'<td class="kind" style="border-left-color:{COLOURS[c.kind][1]}">{c.kind}{rule}</td>'
+                    f'<td class="reason"{full}>{escape(c.message)}</td></tr>')
     return ('<table class="disassembly"><tr><th></th><th>offset</th><th>bytes</th><th>instruction</th>'
             "<th>class</th><th>reason</th></tr>" + "".join(rows) + "</table>")
 
