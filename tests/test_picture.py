@@ -68,11 +68,11 @@ def check_page(found: list[tuple[str, dict[str, str]]], kernel: Kernel, function
     assert len(expected) == len(kernel.vmlinux.function(sym).insns)
     for tag, cls in (("g", "insn"), ("tr", "insn-row")):
         drawn = having(found, tag, cls)
-        offsets = [a["data-offset"] for a in drawn]
+        offsets = [a.get("data-offset", "") for a in drawn]
         assert sorted(offsets) == sorted(expected), f"{tag}.{cls}: every instruction exactly once"
         for a in drawn:
             kinds = set(a["class"].split()) & set(KINDS.values())
-            assert kinds == {expected[a["data-offset"]]}, (tag, a)
+            assert kinds == {expected[a.get("data-offset", "")]}, (tag, a)
 
     # the probes of the files that land in the function, numbered in input order, as one set
     results = [r for r in probelint.check(kernel, probes)
@@ -203,3 +203,18 @@ def test_debian_function_in_chromium(debian, debian_kernel: Kernel, tmp_path: Pa
         pytest.skip("chromium is not installed (.ci/run installs it: apt-get install --no-install-recommends chromium)")
     check_page(elements(browser(page, tmp_path, "--dump-dom")), debian_kernel, "vfs_read", probes)
     screenshot(page, tmp_path, "picture-vfs_read.png", (1800, 1100))
+
+
+def test_the_checks_can_fail(demo_page: tuple[Path, list[str]]) -> None:
+    """A page with one instruction in the wrong class, one missing, or a window off by a byte fails."""
+    page, probes = demo_page
+    html = page.read_text()
+    kernel = probelint.load_kernel([DEMO / "demo.elf"])
+    wrong_class = html.replace('class="insn optimized"', 'class="insn int3"', 1)
+    missing = html.replace('<g class="insn ftrace" data-offset="0x0">', '<g class="insn ftrace">', 1)
+    start = html.index('data-end="0x13"')
+    short_window = html[:start] + 'data-end="0x12"' + html[start + len('data-end="0x13"'):]
+    for broken in (wrong_class, missing, short_window):
+        assert broken != html
+        with pytest.raises(AssertionError):
+            check_page(elements(broken), kernel, "demo_read", probes)
