@@ -21,7 +21,7 @@ from probelint.image.kernel import Kernel
 from probelint.progress import progress
 from probelint.spec import ParseProblem, ProbeSpec
 
-__all__ = ["ProbeResult", "all_rules", "check_probes"]
+__all__ = ["ProbeResult", "all_rules", "check_alone", "check_probes"]
 
 _STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO)
 # The order in which the kernel tests a kprobe_events probe; rules not listed run after these,
@@ -169,6 +169,11 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     return results
 
 
+def check_alone(kernel: Kernel, spec: ProbeSpec) -> ProbeResult:
+    """The verdict of one probe as the only probe of its set, without findings (the probe map)."""
+    return _check_one(ProbeContext(spec, kernel), _rule_order(kernel_order(kernel)), frozenset())
+
+
 def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
     """KP409: a probe the set already has (same image, address and kind): the kernel aggregates it."""
     seen: dict[tuple[int, int, bool], ProbeResult] = {}
@@ -238,7 +243,7 @@ def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | N
                 verdict.optimized = False
                 verdict.reasons.append(rule.id)
             if _wanted(rule.id, select):
-                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.notes,
+                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.note_lines(),
                                                hit.fix))
     return result
 

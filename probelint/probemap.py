@@ -30,19 +30,18 @@ _KERNEL: Kernel | None = None  # inherited by forked workers
 
 
 def classify_function(kernel: Kernel, sym: KSym) -> dict[str, Any]:
-    from probelint.engine import check_probes
+    from probelint.engine import check_alone
     from probelint.findings import Location
     from probelint.spec import ProbeSpec
 
     image = kernel.vmlinux
     assert image is not None
-    fn = image.function(sym)
+    fn = image.function(sym, every_insn=True)
     boundaries = []
     for insn in fn.insns:
         offset = insn.address - sym.address
         spec = ProbeSpec(f"{sym.name}+{offset:#x}", Location("<map>", 1, 1), False, None, None, 0, insn.address)
-        (result,) = check_probes(kernel, [spec], frozenset())  # verdicts only, no findings
-        v = result.verdict
+        v = check_alone(kernel, spec).verdict
         if not v.registers:
             boundaries.append([offset, "R", f"{v.reasons[0] if v.reasons else '?'}:{v.errno}"])
         elif v.ftrace:
@@ -55,8 +54,10 @@ def classify_function(kernel: Kernel, sym: KSym) -> dict[str, Any]:
 
 
 def _worker(syms: list[KSym]) -> list[dict[str, Any]]:
-    assert _KERNEL is not None
-    return [classify_function(_KERNEL, sym) for sym in syms]
+    assert _KERNEL is not None and _KERNEL.vmlinux is not None
+    out = [classify_function(_KERNEL, sym) for sym in syms]
+    _KERNEL.vmlinux.save_facts()  # a mapped kernel is warm for every later run
+    return out
 
 
 def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: int | None = None) -> Counter[str]:

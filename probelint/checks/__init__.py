@@ -41,12 +41,17 @@ class Stage(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A rule firing: the message, and lines of context shown under it."""
+    """A rule firing: the message, and lines of context shown under it. Costly notes (disassembly
+    excerpts) may be given as a function, called only when the finding is reported: the probe
+    map checks millions of boundaries for their verdicts alone."""
 
     message: str
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     errno: str | None = None  # overrides Rule.errno where the kernel version decides it
     fix: Fix | None = None
+
+    def note_lines(self) -> tuple[str, ...]:
+        return self.notes() if callable(self.notes) else self.notes
 
 
 @dataclass(slots=True)
@@ -67,6 +72,7 @@ class ProbeContext:
     # IBT ENDBR, which moves the probe to +4)
     on_func_entry: bool = False
     _window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
+    _function: Function | None = None
 
     @property
     def offset(self) -> int:
@@ -107,8 +113,10 @@ class ProbeContext:
         return tuple(out)
 
     def function(self) -> Function:
-        assert self.image is not None and self.symbol is not None
-        return self.image.function(self.symbol)
+        if self._function is None:
+            assert self.image is not None and self.symbol is not None
+            self._function = self.image.function(self.symbol)
+        return self._function
 
     def where(self) -> str:
         """The probe as the kernel names it after re-basing: ``[MOD:]SYM+0xOFF``."""

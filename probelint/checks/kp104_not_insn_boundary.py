@@ -26,7 +26,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         yield Hit(
             f"{ctx.where()} cannot be reached by the kernel's decoder: the bytes at "
             f"{describe(bad.address)} ({bad.raw.hex(' ')}) do not decode",
-            excerpt(ctx.image, fn, bad.address),
+            lambda: excerpt(ctx.image, fn, bad.address),
         )
         return
     inside = fn.insn_at_or_before(address)
@@ -38,7 +38,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     yield Hit(
         f"{ctx.where()} is not on an instruction boundary: it is byte {address - inside.address} "
         f"of a {inside.length}-byte instruction at {describe(inside.address)}",
-        (*excerpt(ctx.image, fn, address), f"nearest boundaries: {', '.join(nearest)}"),
+        lambda: (*excerpt(ctx.image, fn, address), f"nearest boundaries: {', '.join(nearest)}"),
     )
 
 

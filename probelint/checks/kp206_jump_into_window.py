@@ -29,7 +29,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     yield Hit(
         f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside the "
         f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
-        excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, end)),
+        lambda: excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, end)),
     )
 
 

@@ -28,7 +28,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             yield Hit(
                 f"the jump window of {ctx.where()} holds {ctx.image.describe(insn.address)} "
                 f"({insn_text(ctx.image, insn)}): {why}; it stays an int3 probe",
-                excerpt(ctx.image, ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
+                lambda: excerpt(ctx.image, ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
             )
             return
 

@@ -179,6 +179,7 @@ class Kallsyms(SymbolTable):
         self.names = [n for _, n, _ in entries]
         self.types = [t for _, _, t in entries]
         self._end_of_last = end_of_last
+        self._last_lookup: KSym | None = None
         self._index()
 
     def _index(self) -> None:
@@ -199,7 +200,11 @@ class Kallsyms(SymbolTable):
 
     def lookup(self, address: int) -> KSym | None:
         """kallsyms_lookup_size_offset() for an address already known to be a ksym address."""
-        return self._containing(address)
+        last = self._last_lookup
+        if last is not None and last.address <= address < last.end:
+            return last  # probes and messages come in runs within one function
+        found = self._last_lookup = self._containing(address)
+        return found
 
     def lookup_name(self, name: str) -> KSym | None:
         """kallsyms_lookup_name(): lowest-addressed symbol of that name."""

@@ -374,11 +374,11 @@ class Image:
         if self.layout is not None:
             lay = self.layout
             return lay.text_start <= address < lay.text_end or lay.init_text_start <= address < lay.init_text_end
-        stext, end = self.marker("_stext"), self.marker("_end")
-        init_begin, init_end = self.marker("__init_begin"), self.marker("__init_end")
-        if stext is not None and end is not None and stext <= address < end:
-            return True
-        return init_begin is not None and init_end is not None and init_begin <= address < init_end
+        return any(lo is not None and hi is not None and lo <= address < hi for lo, hi in self._ksym_ranges)
+
+    @cached_property
+    def _ksym_ranges(self) -> tuple[tuple[int | None, int | None], ...]:
+        return ((self.marker("_stext"), self.marker("_end")), (self.marker("__init_begin"), self.marker("__init_end")))
 
     def lookup(self, address: int) -> KSym | None:
         if not self.is_ksym_addr(address):
@@ -398,8 +398,9 @@ class Image:
         lo, hi = self.marker("_sinittext"), self.marker("_einittext")
         return lo is not None and hi is not None and lo <= address < hi
 
-    def function(self, sym: KSym) -> Function:
-        """The containing symbol decoded from its start (cached per image)."""
+    def function(self, sym: KSym, *, every_insn: bool = False) -> Function:
+        """The containing symbol decoded from its start (cached per image). Instructions are
+        decoded when read unless `every_insn` (a caller that reads them all keeps the walk's)."""
         key = (sym.address, self.profile)
         fn = self._functions.get(key)
         if fn is None:
@@ -407,7 +408,7 @@ class Image:
             code = patch_live_text(self, sym.address, self.read(sym.address, sym.size + x86.MAX_INSN_SIZE),
                                    self.profile)
             facts = self._facts.get(self.profile.value, sym.address) if self._facts is not None else None
-            if facts is not None:
+            if facts is not None and not every_insn:
                 fn = Function(sym, facts, code)
             else:
                 insns = []
@@ -415,10 +416,12 @@ class Image:
                     if insn.address >= sym.end:
                         break
                     insns.append(insn)
-                facts = FunctionFacts.of(insns)
-                if self._facts is not None:
-                    self._facts.put(self.profile.value, sym.address, facts)
-                fn = Function(sym, facts, code, tuple(insns))
+                if facts is None:
+                    facts = FunctionFacts.of(insns)
+                    if self._facts is not None:
+                        self._facts.put(self.profile.value, sym.address, facts)
+                # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
+                fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[key] = fn
         return fn
 
@@ -447,6 +450,7 @@ class Kernel:
         self.vmlinux = vmlinuxes[0] if vmlinuxes else None
         self.modules = [i for i in images if i.is_module]
         self.images = ([self.vmlinux] if self.vmlinux else []) + self.modules
+        self._at_least: dict[tuple[int, int], bool] = {}
         if self.vmlinux is not None:
             for mod in self.modules:
                 mod.resolve_import = self.vmlinux.raw_symbol
@@ -469,7 +473,10 @@ class Kernel:
 
     def at_least(self, major: int, minor: int) -> bool:
         """Is this kernel `major.minor` or newer? Unknown versions are taken as 6.1 (the model's base)."""
-        return self.version is not None and self.version >= (major, minor)
+        known = self._at_least.get((major, minor))
+        if known is None:
+            known = self._at_least[(major, minor)] = self.version is not None and self.version.at_least(major, minor)
+        return known
 
     def enabled(self, option: str) -> bool:
         """Is CONFIG_`option` set (as inferred)? Unknown counts as not set."""
