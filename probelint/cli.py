@@ -422,7 +422,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     from probelint import load_kernel
     from probelint.engine import check_probes
     from probelint.image.runtime import CpuProfile
-    from probelint.sources import annotate_globs, expand_globs
+    from probelint.sources import annotate_globs, expand_globs, resolve_source_lines
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
@@ -436,7 +436,10 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
         kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
     if args.verbose:
         _describe_kernel(kernel, config.cpu_profile)
-    expanded, globs = expand_globs(kernel, parsed)
+    from probelint.image.cache import IndexCache, default_cache_dir
+
+    lines_cache = None if args.no_cache else IndexCache((args.cache_dir or default_cache_dir()) / "dwarf-lines")
+    expanded, globs = expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))
     results = check_probes(kernel, expanded, selected)
     annotate_globs(results, globs)
     if args.unsafe_fixes or args.hints == "always" or (args.hints == "auto" and len(results) <= 500):

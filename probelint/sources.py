@@ -7,11 +7,14 @@ Each extractor finds the probe points in a file and parses them with the kprobe_
   ``k:``/``kr:``, several probes before one block, wildcards (expanded later against the kernel);
 * libbpf (``.bpf.c``): ``SEC("kprobe/FN+OFF")``, ``SEC("kretprobe/FN")``, ``SEC("kprobe.multi/GLOB")``;
 * shell (``.sh``, or a sh/bash shebang): ``echo 'p:... TARGET' >> .../kprobe_events``,
-  ``perf probe [-m MOD] [-a] FUNC[+OFF|%return]`` and ``bpftrace -e '...'`` one-liners;
+  ``perf probe [-m MOD] [-a] [EVENT=]FUNC[+OFF|%return]`` and ``bpftrace -e '...'`` one-liners;
+  perf's source-line forms (``FILE:LINE``, ``FUNC:RLN``, ``FUNC@FILE[:RLN|+OFF]``) become a
+  `SourceLineProbe`, resolved against the kernel's DWARF by `resolve_source_lines`
+  (`probelint.image.dwarf_lines`) into one probe per address perf would probe;
 * anything else: a probe list, one probe per line (`probelint.spec.parse_text`).
 
-Not covered yet: perf's source-line forms (``FUNC:RLN``, ``FILE:LINE``, ``FUNC@SRC``) need DWARF
-and are reported as not checked; SystemTap scripts.
+Not covered yet: perf's lazy patterns (``FUNC;PTN``) and source lines in modules (reported as not
+checked, KP407); SystemTap scripts.
 """
 
 from __future__ import annotations
@@ -19,26 +22,41 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probelint.findings import Finding, Location, Severity
+from probelint.image.dwarf_lines import PerfPoint
 from probelint.spec import ParseProblem, ProbeSpec, parse_line, parse_target, parse_text
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult
+    from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
 
-__all__ = ["KINDS", "annotate_globs", "detect_kind", "expand_globs", "extract", "tree_files"]
+__all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "expand_globs", "extract",
+           "resolve_source_lines", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell")
-Parsed = ProbeSpec | ParseProblem
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLineProbe:
+    """A perf probe point given by source line: resolved against the kernel's DWARF."""
+
+    text: str  # the probe token as written
+    location: Location
+    point: PerfPoint
+
+
+Parsed = ProbeSpec | ParseProblem | SourceLineProbe
 
 _BPFTRACE_PROBE = re.compile(r"(?<![\w$@])(kprobe|kretprobe|kr|k):([A-Za-z_][\w.*?\[\]]*(?::[A-Za-z_*?\[][\w.*?\[\]]*)?"
                              r"(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?)")
 _LIBBPF_SEC = re.compile(r'SEC\(\s*"(kprobe|kretprobe|kprobe\.multi|kretprobe\.multi)/([^"]+)"\s*\)')
 _KPROBE_EVENTS_ECHO = re.compile(r"""echo\s+(?:-\w+\s+)*(['"])([pr][^'"]*)\1\s*>>?\s*\S*kprobe_events""")
-_PERF_PROBE = re.compile(r"\bperf\s+probe\b([^\n;|&]*)")
+_PERF_PROBE = re.compile(r"""\bperf\s+probe\b((?:'[^'\n]*'|"[^"\n]*"|[^\n;|&'"])*)""")
 _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
 
 
@@ -113,13 +131,42 @@ def _perf_probe(args: str, offset: int, text: str, file: str) -> list[Parsed]:
             skip = word in ("-k", "--vmlinux", "-s", "--source", "-x", "--exec")
             continue
         where = _location(file, text, start)
-        probe = word.split()[0]
-        if re.search(r"[@:;]", probe):
-            out.append(ParseProblem(probe, where, "perf source-line probe (FUNC:LINE, FILE:LINE, FUNC@SRC): "
-                                               "resolving it needs DWARF, not checked yet", unsupported=True))
-            continue
-        out.append(parse_target(f"{module}:{probe}" if module else probe, where))
+        out.append(_perf_point(word.split()[0], where, module))
     return out
+
+
+def _perf_point(probe: str, where: Location, module: str | None) -> Parsed:
+    """One `perf probe` point (tools/perf/util/probe-event.c `parse_perf_probe_point`):
+    ``[[GRP:]EVENT=]FUNC[@SRC][+OFF|%return|:RLN|;PTN]`` or ``[[GRP:]EVENT=]SRC[:ALN|;PTN]``."""
+    head = re.match(r"[^;@+%=]*=", probe)
+    body = probe[head.end() :] if head else probe
+    # a file spec: none of "+@%", and a '.' before the first ':' or ';'
+    cut = re.search(r"[;:]", body)
+    file_spec = not re.search(r"[+@%]", body) and cut is not None and "." in body[: cut.start()]
+    if ";" in body:
+        return ParseProblem(probe, where, "perf lazy-pattern probe (;PTN) is not checked yet", unsupported=True)
+    parts = re.split(r"([:+@%])", body)
+    name, fields = parts[0], dict(zip(parts[1::2], parts[2::2], strict=True))
+    if not re.search(r"[:@]", body):
+        return parse_target(f"{module}:{body}" if module else body, where)
+    if "%" in fields:  # perf finds return probes through the symbol table, without DWARF
+        if ":" in fields or "+" in fields or file_spec:
+            return ParseProblem(probe, where, "perf: %return takes a function name alone")
+        return parse_target(f"{module}:{name}%{fields['%']}" if module else f"{name}%{fields['%']}", where)
+    if module:
+        return ParseProblem(probe, where, "perf source-line probe in a module: not checked yet", unsupported=True)
+    try:
+        line = int(fields[":"], 0) if ":" in fields else 0
+        offset = int(fields["+"], 0) if "+" in fields else 0
+    except ValueError:
+        return ParseProblem(probe, where, "perf: line number and offset must be numbers")
+    if file_spec:
+        point = PerfPoint(None, name, line)
+    elif not name or ("@" in fields and not fields["@"]):
+        return ParseProblem(probe, where, "perf: no function or file name")
+    else:
+        point = PerfPoint(name, fields.get("@"), line, offset)
+    return SourceLineProbe(probe, where, point)
 
 
 def _shell(text: str, file: str) -> list[Parsed]:
@@ -202,3 +249,38 @@ def annotate_globs(results: list[ProbeResult], groups: dict[int, tuple[ProbeSpec
         message = f"{glob.text} matches {count} traceable function{'s' if count != 1 else ''}"
         message += f"; {len(failing)} would fail: {', '.join(failing[:8])}" if failing else "; all register"
         members[0].findings.insert(0, Finding("KP406", Severity.INFO, message, glob.location))
+
+
+def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:
+    """Replace each perf source-line probe by one probe per address perf would probe (named by
+    the symbol that holds it, as perf names it offline), or by the reason perf finds none."""
+    if not any(isinstance(p, SourceLineProbe) for p in parsed):
+        return parsed
+    from probelint.image.dwarf_lines import DwarfLines
+
+    image = kernel.vmlinux
+    lines = DwarfLines(image, cache) if image is not None else None
+    out: list[Parsed] = []
+    for item in parsed:
+        if not isinstance(item, SourceLineProbe):
+            out.append(item)
+            continue
+        if lines is None:
+            out.append(ParseProblem(item.text, item.location, "perf source-line probes need the vmlinux (with DWARF)",
+                                    unsupported=True))
+            continue
+        found = lines.resolve(item.point)
+        if found.error is not None:
+            out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported))
+            continue
+        for address in found.addresses:
+            sym = image.symbols.lookup(address) if image is not None else None
+            if sym is None:
+                out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol"))
+                continue
+            offset = address - sym.address
+            target = f"{sym.name}+{offset:#x}" if offset else sym.name
+            out.append(ProbeSpec(f"{item.text} -> {target}", item.location, False, sym.name, None, offset, None))
+    if lines is not None:
+        lines.save()
+    return out

@@ -6,8 +6,8 @@ import sys
 
 import probelint
 import probelint.engine
-from probelint.sources import detect_kind, expand_globs, extract
-from probelint.spec import ParseProblem, ProbeSpec
+from probelint.sources import SourceLineProbe, detect_kind, expand_globs, extract, resolve_source_lines
+from probelint.spec import ProbeSpec
 from tests.conftest import DEMO, ROOT
 
 DATA = ROOT / "tests" / "data" / "sources"
@@ -49,7 +49,7 @@ def test_shell_lines():
     assert texts == ["demo_read+0x7", "demo_write+5", "demo_read%return", "xfs:xfs_buf_read_map", "demo.c:42",
                      "demo_read+3"]
     assert where(found[0]) == (2, 16) and where(found[5]) == (6, 21)
-    assert isinstance(found[4], ParseProblem) and found[4].unsupported
+    assert isinstance(found[4], SourceLineProbe) and found[4].point.line == 42  # resolved with the kernel
     assert found[3].module == "xfs"
 
 
@@ -71,8 +71,9 @@ def test_tree_through_the_cli():
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
 
-def test_perf_source_line_probe_is_reported_not_checked():
+def test_perf_source_line_probe_without_dwarf_is_reported_not_checked():
     kernel = probelint.load_kernel([DEMO / "demo.elf"])
-    results = probelint.engine.check_probes(kernel, probes("setup.sh"))
+    results = probelint.engine.check_probes(kernel, resolve_source_lines(kernel, probes("setup.sh")))
     unchecked = results[4]
     assert [f.rule for f in unchecked.findings] == ["KP407"] and unchecked.verdict.registers
+    assert "no DWARF" in unchecked.findings[0].message and where(unchecked.spec) == (5, 13)

@@ -1,8 +1,9 @@
-"""KP407: a probe in a syntax probelint reads but cannot check yet (perf source-line probes).
+"""KP407: a probe in a syntax probelint reads but cannot check (perf lazy patterns, module source
+lines, source lines without DWARF).
 
-``perf probe FUNC:RLN``, ``FILE:LINE`` and ``FUNC@SRC`` are resolved by perf through DWARF
-(tools/perf/util/probe-finder.c); probelint does not resolve them yet, so it says so instead of
-guessing. The engine reports it from the parse result.
+perf's ``FILE:LINE``, ``FUNC:RLN`` and ``FUNC@SRC`` are resolved through DWARF
+(`probelint.image.dwarf_lines`); what that model does not cover is reported here instead of
+guessed. The engine reports it from the parse result.
 """
 
 from __future__ import annotations

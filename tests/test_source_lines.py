@@ -1,0 +1,106 @@
+"""perf source-line probes (FILE:LINE, FUNC:RLN, FUNC@FILE[:RLN]) resolved through DWARF as perf does."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
+from probelint.sources import SourceLineProbe, extract
+from probelint.spec import ParseProblem, ProbeSpec
+from tests.conftest import ROOT
+
+
+def perf_points(script: str) -> list[object]:
+    return extract("t.sh", script, "shell")
+
+
+def test_perf_grammar_splits_files_functions_and_symbols():
+    items = perf_points("perf probe -a 'fs/read_write.c:470' vfs_read:6 'ev=vfs_read@fs/read_write.c:20' "
+                        "vfs_write@fs/read_write.c+4 vfs_read+5 'vfs_read@x.c%return' 'vfs_read;foo*'\n")
+    points = [i.point if isinstance(i, SourceLineProbe) else i for i in items]
+    assert points[0] == PerfPoint(None, "fs/read_write.c", 470)
+    assert points[1] == PerfPoint("vfs_read", None, 6)
+    assert points[2] == PerfPoint("vfs_read", "fs/read_write.c", 20)
+    assert points[3] == PerfPoint("vfs_write", "fs/read_write.c", 0, 4)
+    assert isinstance(points[4], ProbeSpec) and points[4].offset == 5  # symbol form: no DWARF needed
+    assert isinstance(points[5], ProbeSpec) and points[5].is_return  # perf finds %return by symbol
+    assert isinstance(points[6], ParseProblem) and points[6].unsupported  # lazy pattern: KP407
+    assert [(i.location.line, i.location.column) for i in items][:2] == [(1, 16), (1, 37)]
+
+
+def test_module_source_lines_and_bad_numbers_are_clear():
+    module, bad = perf_points("perf probe -m xfs xfs_buf_read:3\nperf probe 'vfs_read:x'\n")
+    assert isinstance(module, ParseProblem) and module.unsupported and "module" in module.message
+    assert isinstance(bad, ParseProblem) and not bad.unsupported and bad.location.line == 2
+
+
+def test_strtailcmp_is_perfs():
+    assert strtailcmp("fs/read_write.c", "read_write.c") and strtailcmp("read_write.c", "fs/read_write.c")
+    assert not strtailcmp("fs/read_write.c", "fs/open.c")
+
+
+
+
+@pytest.fixture(scope="module")
+def lines(debian_kernel) -> DwarfLines:
+    return DwarfLines(debian_kernel.vmlinux)
+
+
+def named(kernel, resolution) -> list[str]:
+    out = []
+    for address in resolution.addresses:
+        sym = kernel.vmlinux.symbols.lookup(address)
+        out.append(f"{sym.name}+{address - sym.address}")
+    return out
+
+
+@pytest.mark.kernel
+def test_lines_of_vfs_read_as_perf_resolves_them(lines, debian_kernel):
+    # expectations printed by `perf probe -k VMLINUX -D ...` (perf 6.1.192, Debian 6.1.0-56 cloud)
+    assert named(debian_kernel, lines.resolve(PerfPoint(None, "fs/read_write.c", 470))) == ["vfs_read+357"]
+    assert named(debian_kernel, lines.resolve(PerfPoint("vfs_read", None, 6))) == ["vfs_read+49"]
+    assert named(debian_kernel, lines.resolve(PerfPoint("vfs_read", "fs/read_write.c", 20))) == ["vfs_read+357"]
+    assert named(debian_kernel, lines.resolve(PerfPoint("vfs_write", "fs/read_write.c"))) == ["vfs_write+0"]
+    shared = lines.resolve(PerfPoint("vfs_read", None, 1))
+    assert "shares its address" in shared.error and "vfs_read:0" in shared.error
+    assert "not found" in lines.resolve(PerfPoint("vfs_read", None, 10)).error
+    assert not lines.resolve(PerfPoint(None, "no/such_file.c", 3)).addresses
+
+
+@pytest.mark.kernel
+def test_resolved_lines_are_checked_by_every_rule(debian, debian_kernel, tmp_path):
+    script = tmp_path / "t.sh"
+    script.write_text("#!/bin/sh\nperf probe -a 'fs/read_write.c:470' 'fs/read_write.c:99999'\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", "--no-cache", "--format", "json", str(debian.vmlinux),
+                           str(script)], capture_output=True, text=True, cwd=ROOT)
+    import json
+
+    probes = json.loads(proc.stdout)["probes"]
+    assert probes[0]["spec"] == "fs/read_write.c:470 -> vfs_read+0x165" and probes[0]["verdict"]["registers"]
+    assert (probes[0]["line"], probes[0]["column"]) == (2, 16)
+    assert probes[1]["findings"][0]["rule"] == "KP001" and "not found" in probes[1]["findings"][0]["message"]
+    assert proc.returncode == 1 and not proc.stderr
+
+
+def _compare_module():
+    spec = importlib.util.spec_from_file_location("compare_perf_lines", ROOT / "scripts" / "compare_perf_lines.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.kernel
+def test_agrees_with_perf_itself_on_a_sample(debian, debian_kernel):
+    """A small live run of scripts/compare_perf_lines.py: perf's own -D output is the reference."""
+    if shutil.which("perf") is None or subprocess.run(["perf", "probe", "--help"], capture_output=True).returncode > 1:
+        pytest.skip("perf (Debian's linux-perf) is not installed")
+    compare = _compare_module()
+    report = compare.compare(debian_kernel, debian.vmlinux, count=24, seed=7)
+    assert report.checked >= 20
+    assert report.disagree == [], report.describe()
