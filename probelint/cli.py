@@ -60,9 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loaded", metavar="MODS",
                    help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
                         "SYM probes (default: none besides the .ko files given and MOD: probes)")
-    p.add_argument("--source-type", choices=("auto", "list", "bpftrace", "libbpf", "shell"), default="auto",
-                   help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script "
-                        "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh files")
+    p.add_argument("--source-type", choices=("auto", "list", "bpftrace", "libbpf", "shell", "systemtap"),
+                   default="auto",
+                   help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script, SystemTap "
+                        "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh/.stp files")
     p.add_argument("--fix", action="store_true",
                    help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex, "
                         "duplicates removed)")

@@ -11,10 +11,12 @@ Each extractor finds the probe points in a file and parses them with the kprobe_
   perf's source-line forms (``FILE:LINE``, ``FUNC:RLN``, ``FUNC@FILE[:RLN|+OFF]``) become a
   `SourceLineProbe`, resolved against the kernel's DWARF by `resolve_source_lines`
   (`probelint.image.dwarf_lines`) into one probe per address perf would probe;
+* SystemTap (``.stp``, or a stap shebang): ``kprobe.function``, ``kernel.function(...).return``,
+  ``kernel.statement("[F@]FILE:LINE")`` (`_systemtap`);
 * anything else: a probe list, one probe per line (`probelint.spec.parse_text`).
 
-Not covered yet: perf's lazy patterns (``FUNC;PTN``) and source lines in modules (reported as not
-checked, KP407); SystemTap scripts.
+Not covered yet: perf's lazy patterns (``FUNC;PTN``), source lines in modules and SystemTap's
+after-the-prologue ``kernel.function`` entries (reported as not checked, KP407).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "expand_globs", "extract",
            "resolve_source_lines", "tree_files"]
 
-KINDS = ("list", "bpftrace", "libbpf", "shell")
+KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ _BPFTRACE_PROBE = re.compile(r"(?<![\w$@])(kprobe|kretprobe|kr|k):([A-Za-z_][\w.
 _LIBBPF_SEC = re.compile(r'SEC\(\s*"(kprobe|kretprobe|kprobe\.multi|kretprobe\.multi)/([^"]+)"\s*\)')
 _KPROBE_EVENTS_ECHO = re.compile(r"""echo\s+(?:-\w+\s+)*(['"])([pr][^'"]*)\1\s*>>?\s*\S*kprobe_events""")
 _PERF_PROBE = re.compile(r"""\bperf\s+probe\b((?:'[^'\n]*'|"[^"\n]*"|[^\n;|&'"])*)""")
+_STAP_PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
 _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
 
 
@@ -66,6 +69,8 @@ def detect_kind(path: str, text: str) -> str:
         return "bpftrace"
     if path.endswith(".bpf.c"):
         return "libbpf"
+    if path.endswith(".stp") or (first.startswith("#!") and "stap" in first):
+        return "systemtap"
     if path.endswith((".sh", ".bash")) or (first.startswith("#!") and re.search(r"\b(ba|da|z|k)?sh\b", first)):
         return "shell"
     return "list"
@@ -169,6 +174,43 @@ def _perf_point(probe: str, where: Location, module: str | None) -> Parsed:
     return SourceLineProbe(probe, where, point)
 
 
+def _systemtap(text: str, file: str) -> list[Parsed]:
+    """SystemTap probe points (``probe POINT[, POINT] { ... }``):
+
+    * ``kprobe.function("F")`` is a plain kprobe at F (``.return``: a kretprobe), wildcards
+      expanded like bpftrace's;
+    * ``kernel.function("F").return`` is a kretprobe at F's entry;
+    * ``kernel.statement("FILE:LINE")``, ``("F@FILE:LINE")``: the address of that line, resolved
+      through DWARF with perf's model (`probelint.image.dwarf_lines`); F only names the function;
+    * ``kernel.function("F")`` (entry) is placed by SystemTap after the prologue, from the line
+      table: not modelled, reported as not checked (KP407), as are ``.call``/``.inline`` and
+      ``.statement`` forms with wildcards or ranges."""
+    code = re.sub(r"#[^\n]*|//[^\n]*|/\*.*?\*/", _blank, text, flags=re.S)
+    out: list[Parsed] = []
+    for m in _STAP_PROBE.finditer(code):
+        kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
+        where = _location(file, text, m.start(2))
+        is_return = suffix == ".return"
+        if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
+            out.append(ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True))
+        elif kind == "kprobe.function":
+            out.append(parse_target(arg, where, is_return=is_return, allow_glob=True))
+        elif kind == "kernel.function":
+            if is_return and "@" not in arg and ":" not in arg:
+                out.append(parse_target(arg, where, is_return=True, allow_glob=True))
+            else:
+                out.append(ParseProblem(arg, where, "SystemTap kernel.function probes after the prologue "
+                                        "(found in the line table): not modelled", unsupported=True))
+        else:
+            statement = re.fullmatch(r"(?:([A-Za-z_]\w*)@)?([\w./-]+):([0-9]+)", arg)
+            if statement is None:
+                out.append(ParseProblem(arg, where, "SystemTap statement with wildcards or ranges is not checked",
+                                        unsupported=True))
+                continue
+            out.append(SourceLineProbe(arg, where, PerfPoint(None, statement.group(2), int(statement.group(3)))))
+    return out
+
+
 def _shell(text: str, file: str) -> list[Parsed]:
     found: list[tuple[int, list[Parsed]]] = []
     for m in _KPROBE_EVENTS_ECHO.finditer(text):
@@ -193,6 +235,8 @@ def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
         return _libbpf(text, path)
     if kind == "shell":
         return _shell(text, path)
+    if kind == "systemtap":
+        return _systemtap(text, path)
     return list(parse_text(text, path))
 
 
@@ -203,7 +247,7 @@ def tree_files(root: Path) -> list[Path]:
         if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         name = path.name
-        if name.endswith((".bt", ".bpf.c", ".sh", ".bash", ".kprobes")) or name.endswith("probes.txt"):
+        if name.endswith((".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes")) or name.endswith("probes.txt"):
             out.append(path)
     return out
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.sources import SourceLineProbe, extract
+from probelint.sources import SourceLineProbe, detect_kind, extract
 from probelint.spec import ParseProblem, ProbeSpec
 from tests.conftest import ROOT
 
@@ -104,3 +104,18 @@ def test_agrees_with_perf_itself_on_a_sample(debian, debian_kernel):
     report = compare.compare(debian_kernel, debian.vmlinux, count=24, seed=7)
     assert report.checked >= 20
     assert report.disagree == [], report.describe()
+
+
+def test_systemtap_probe_points():
+    text = ('#!/usr/bin/env stap\n# kprobe.function("commented_out")\n'
+            'probe kprobe.function("vfs_read"), kprobe.function("vfs_*").return { }\n'
+            'probe kernel.function("vfs_write").return { }\nprobe kernel.function("vfs_write") { }\n'
+            'probe kernel.statement("vfs_read@fs/read_write.c:470") { }\nprobe kernel.statement("a.c:*") { }\n')
+    assert detect_kind("x.stp", "") == "systemtap" and detect_kind("run", text) == "systemtap"
+    items = extract("t.stp", text)
+    assert [(i.symbol, i.is_return, i.is_glob) for i in items[:3]] == [
+        ("vfs_read", False, False), ("vfs_*", True, True), ("vfs_write", True, False)]
+    assert (items[0].location.line, items[0].location.column) == (3, 24)
+    assert isinstance(items[3], ParseProblem) and items[3].unsupported and "prologue" in items[3].message
+    assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
+    assert isinstance(items[5], ParseProblem) and items[5].unsupported
