@@ -175,7 +175,9 @@ class _Unit:
                 tag = _TAGS.get(child.tag)
                 if tag is None:
                     continue  # not a scope perf's walks look into
-                attrs = {k: v.value for k, v in child.attributes.items() if k in _KEPT}
+                # references are unit-relative in pyelftools: kept absolute, as DIE offsets are
+                attrs = {k: v.value + cu.cu_offset if v.form in _CU_REFS else v.value
+                         for k, v in child.attributes.items() if k in _KEPT}
                 entry = attrs.get("DW_AT_entry_pc", attrs.get("DW_AT_low_pc"))
                 sub = _Die(tag, child.offset, attrs, _ranges(child, ranges, cu, cu_low), entry)
                 node.children.append(sub)
@@ -299,6 +301,7 @@ class _Unit:
                     yield dfile, dline, entry
 
 
+_CU_REFS = frozenset({"DW_FORM_ref1", "DW_FORM_ref2", "DW_FORM_ref4", "DW_FORM_ref8", "DW_FORM_ref_udata"})
 _TAGS = {"DW_TAG_subprogram": "S", "DW_TAG_inlined_subroutine": "I", "DW_TAG_lexical_block": "B"}
 _KEPT = frozenset({"DW_AT_name", "DW_AT_linkage_name", "DW_AT_decl_file", "DW_AT_decl_line", "DW_AT_call_file",
                    "DW_AT_call_line", "DW_AT_abstract_origin", "DW_AT_specification", "DW_AT_declaration",
