@@ -146,11 +146,17 @@ def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
                   r.stage is Stage.INFO) for r in rules]
 
 
+@cache
+def _plan(order: tuple[str, ...], select: frozenset[str] | None) -> list[_Step]:
+    """The steps to run: information rules nobody will read never change the verdict, so they go."""
+    return [step for step in _rule_order(order) if not step.info or _wanted(step.rule.id, select)]
+
+
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
                  select: frozenset[str] | None = None) -> list[ProbeResult]:
     """Run every rule over every probe; `select` limits which findings are reported (not the
     verdict: the kernel applies all of its tests whatever the user asked to see)."""
-    rules = _rule_order(kernel_order(kernel))
+    rules = _plan(kernel_order(kernel), select)
     results = []
     for item in progress(parsed, len(parsed), "checking probes"):
         if isinstance(item, ParseProblem):
@@ -171,7 +177,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
 
 def check_alone(kernel: Kernel, spec: ProbeSpec) -> ProbeResult:
     """The verdict of one probe as the only probe of its set, without findings (the probe map)."""
-    return _check_one(ProbeContext(spec, kernel), _rule_order(kernel_order(kernel)), frozenset())
+    return _check_one(ProbeContext(spec, kernel), _plan(kernel_order(kernel), frozenset()), frozenset())
 
 
 def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
@@ -232,8 +238,6 @@ def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | N
             continue  # ftrace-based: no instruction checks, never optimized
         if optimize_refused and step.optimize:
             continue  # the first failed precondition leaves an int3 probe; report only that one
-        if step.info and not _wanted(rule.id, select):
-            continue  # information never changes the verdict: skip what nobody will read
         for hit in rule.check(ctx):
             errno = hit.errno or rule.errno
             if errno is not None and step.registration and verdict.registers:

@@ -4,8 +4,10 @@
     python3 scripts/benchmark.py [VMLINUX] [--repeat 3]
 
 Times (median of --repeat runs, wall clock) and peak RSS of: `nm -n`, `objdump -d -j .text`,
-probelint cold (no index yet) and warm (index present) with 10, 1,000 and 10,000 probes drawn
-from the image's instruction boundaries, and prints ratios against the binutils baselines. The
+probelint cold (no index yet), warm (index and the probed functions' decode facts present: the
+pre-commit case, the same probe file again) and "warm index, new probes" (functions never seen
+before) with 10, 1,000 and 10,000 probes drawn from the image's instruction boundaries, and prints
+ratios against the binutils baselines. The
 default image is the Debian 6.1 cloud vmlinux (downloaded into the cache if needed). Figures go in
 docs/performance.md; they are never asserted in tests (machines are shared and noisy).
 """
@@ -13,6 +15,8 @@ docs/performance.md; they are never asserted in tests (machines are shared and n
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import os
 import random
 import statistics
@@ -25,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import probelint
+from probelint.image.kernel import Image
 
 SIZES = (10, 1_000, 10_000)
 
@@ -52,10 +57,7 @@ def median_run(cmd: list[str], repeat: int, *, before: list[str] | None = None,
     return statistics.median(times), rss
 
 
-def sample_probes(vmlinux: Path, count: int, seed: int = 1) -> list[str]:
-    kernel = probelint.load_kernel([vmlinux])
-    image = kernel.vmlinux
-    assert image is not None
+def sample_probes(image: Image, count: int, seed: int = 1) -> list[str]:
     stext, etext = image.marker("_stext"), image.marker("_etext")
     funcs = [s for s in image.symbols.symbols_in(stext, etext) if s.type in "tT" and s.size > 5]
     rng = random.Random(seed)
@@ -66,6 +68,16 @@ def sample_probes(vmlinux: Path, count: int, seed: int = 1) -> list[str]:
         insn = rng.choice(insns)
         out.append(f"{sym.name}+{insn.address - sym.address:#x}")
     return out
+
+
+def write_samples(vmlinux: Path, files: list[tuple[Path, int, int]]) -> None:
+    """Write each (file, count, seed) sample. Run in a spawned process: a parent that has loaded
+    the kernel would inflate every child's peak RSS (ru_maxrss counts the pages a forked child
+    shares with its parent before exec)."""
+    image = probelint.load_kernel([vmlinux]).vmlinux
+    assert image is not None
+    for path, count, seed in files:
+        path.write_text("\n".join(sample_probes(image, count, seed)) + "\n")
 
 
 def main() -> int:
@@ -79,21 +91,33 @@ def main() -> int:
 
         vmlinux = ensure_debug_vmlinux("linux-image-6.1.0-56-cloud-amd64")
     rows: list[tuple[str, float, int]] = []
+    tmp = tempfile.TemporaryDirectory()
+    work = Path(tmp.name)
+    samples = [(work / f"probes-{size}-{seed}.txt", size, seed) for size in SIZES
+               for seed in (1, *range(100, 100 + args.repeat))]
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(write_samples, vmlinux, samples).result()
     nm = median_run(["nm", "-n", str(vmlinux)], args.repeat)
     rows.append(("nm -n", *nm))
     objdump = median_run(["objdump", "-d", "-j", ".text", str(vmlinux)], args.repeat)
     rows.append(("objdump -d -j .text", *objdump))
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
-        for size in SIZES:
-            probes = Path(tmp) / f"probes-{size}.txt"
-            probes.write_text("\n".join(sample_probes(vmlinux, size)) + "\n")
-            cmd = [sys.executable, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
-                   str(vmlinux), str(probes)]
-            cold = median_run(cmd, args.repeat, before=["rm", "-rf", str(cache)])
-            rows.append((f"probelint cold, {size} probes", *cold))
-            warm = median_run(cmd, args.repeat)
-            rows.append((f"probelint warm, {size} probes", *warm))
+    cache = work / "cache"
+
+    def probelint_cmd(probes: Path) -> list[str]:
+        return [sys.executable, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
+                str(vmlinux), str(probes)]
+
+    for size in SIZES:
+        probes = work / f"probes-{size}-1.txt"
+        cold = median_run(probelint_cmd(probes), args.repeat, before=["rm", "-rf", str(cache)])
+        rows.append((f"probelint cold, {size} probes", *cold))
+        warm = median_run(probelint_cmd(probes), args.repeat)
+        rows.append((f"probelint warm, {size} probes", *warm))
+        # The index is warm but the probes are new: their functions are decoded for the first time.
+        fresh = [measure(probelint_cmd(work / f"probes-{size}-{100 + run}.txt")) for run in range(args.repeat)]
+        rows.append((f"probelint warm index, {size} new probes", statistics.median(t for t, _ in fresh),
+                     max(r for _, r in fresh)))
+    tmp.cleanup()
     print(f"image: {vmlinux} ({vmlinux.stat().st_size / 1e6:.0f} MB), median of {args.repeat} runs, "
           f"{os.cpu_count()} CPUs")
     print(f"{'command':36} {'seconds':>8} {'peak RSS MB':>12} {'x nm -n':>8} {'x objdump':>10}")

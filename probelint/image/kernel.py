@@ -425,6 +425,10 @@ class Image:
             self._functions[key] = fn
         return fn
 
+    def forget_functions(self) -> None:
+        """Drop the decoded functions (a caller that visits each function once)."""
+        self._functions.clear()
+
     def save_facts(self) -> None:
         """Write the decode facts of the functions this process decoded (image/facts.py); also
         done at exit, but forked workers leave without running exit handlers."""
