@@ -73,6 +73,7 @@ class ProbeContext:
     on_func_entry: bool = False
     _window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
     _function: Function | None = None
+    _on_ftrace_site: bool | None = None
 
     @property
     def offset(self) -> int:
@@ -84,7 +85,9 @@ class ProbeContext:
         """check_ftrace_location(): `ftrace_location(addr) == addr`, an exact fentry site."""
         if self.image is None or self.address is None:
             return False
-        return self.image.ftrace_site_in(self.address, self.address + 1) == self.address
+        if self._on_ftrace_site is None:  # asked by several rules: resolution is over by then
+            self._on_ftrace_site = self.image.ftrace_site_in(self.address, self.address + 1) == self.address
+        return self._on_ftrace_site
 
     def insn(self) -> x86.Insn | None:
         """The instruction at (or containing) the probe address, as `can_probe` walks to it."""

@@ -19,9 +19,9 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.address is not None
     window = ctx.window()
+    relaxed = ctx.kernel.at_least(6, 9)
     for insn in window:
         why = x86.copy_refusal(insn)
-        relaxed = ctx.kernel.at_least(6, 9)
         if why is None and not x86.can_boost(insn, ctx.image.in_extable(insn.address), relaxed_groups=relaxed):
             why = "it cannot run out of line (can_boost)"
         if why is not None:

@@ -374,11 +374,17 @@ class Image:
         if self.layout is not None:
             lay = self.layout
             return lay.text_start <= address < lay.text_end or lay.init_text_start <= address < lay.init_text_end
-        return any(lo is not None and hi is not None and lo <= address < hi for lo, hi in self._ksym_ranges)
+        (lo, hi), (init_lo, init_hi) = self._ksym_ranges
+        return lo <= address < hi or init_lo <= address < init_hi
 
     @cached_property
-    def _ksym_ranges(self) -> tuple[tuple[int | None, int | None], ...]:
-        return ((self.marker("_stext"), self.marker("_end")), (self.marker("__init_begin"), self.marker("__init_end")))
+    def _ksym_ranges(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """[_stext, _end) and [__init_begin, __init_end); an unknown bound makes its range empty."""
+        def bounds(lo: int | None, hi: int | None) -> tuple[int, int]:
+            return (lo, hi) if lo is not None and hi is not None else (0, 0)
+
+        return (bounds(self.marker("_stext"), self.marker("_end")),
+                bounds(self.marker("__init_begin"), self.marker("__init_end")))
 
     def lookup(self, address: int) -> KSym | None:
         if not self.is_ksym_addr(address):
