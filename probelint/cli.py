@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from probelint import __version__
 from probelint.errors import InputError
 from probelint.findings import Severity
+from probelint.image.runtime import PROFILE_NAMES
 
 if TYPE_CHECKING:
     from probelint.config import Config
@@ -74,10 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
                    help="print the settings in effect ([tool.probelint] merged with the flags) and exit")
-    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"),
-                   help="how the CPU makes the kernel patch its return sites at boot: ret (no return thunk, "
-                        "e.g. Intel without retbleed/ITS, qemu64; the default), rethunk (AMD retbleed/SRSO "
-                        "mitigation), its (Intel ITS: half the sites keep the thunk)")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
+                   help="the CPU whose features decide how the kernel patches its text at boot (alternatives, "
+                        "retpolines, returns): qemu64 (= ret, no return thunk; the default), EPYC-Rome (= rethunk, "
+                        "AMD retbleed/SRSO), Skylake-Client-v4 (= its, Intel ITS: half the returns keep the thunk), "
+                        "noretpoline (qemu64 with spectre_v2=off, as eIBRS CPUs: thunk calls become call *%%reg)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the build-id index of the kernel image")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
@@ -176,7 +178,7 @@ def _map(argv: list[str]) -> int:
     p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
     p.add_argument("--html", type=Path, help="write a picture of --function F as a self-contained HTML page")
     p.add_argument("--svg", type=Path, help="write the picture of --function F as an SVG file")
-    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="ret")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
     args = p.parse_intermixed_args(argv)
     picture = args.html is not None or args.svg is not None
@@ -246,7 +248,7 @@ def _explain(argv: list[str]) -> int:
     """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
     p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
     p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
-    p.add_argument("--cpu-profile", choices=("ret", "rethunk", "its"), default="ret")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="ret")
     p.add_argument("--no-cache", action="store_true")
     args = p.parse_intermixed_args(argv)
     try:

@@ -20,10 +20,11 @@ from typing import Any
 
 from probelint.errors import InputError
 from probelint.findings import Severity
+from probelint.image.runtime import PROFILE_NAMES
 
 __all__ = ["Config", "find_config", "load_config"]
 
-_PROFILES = ("ret", "rethunk", "its")
+_PROFILES = PROFILE_NAMES
 _KEYS = {"kernel", "select", "ignore", "fail-level", "cpu-profile", "severity"}
 
 

@@ -413,7 +413,7 @@ class Image:
             # The last instruction may run past the symbol end: the kernel reads on.
             code = patch_live_text(self, sym.address, self.read(sym.address, sym.size + x86.MAX_INSN_SIZE),
                                    self.profile)
-            facts = self._facts.get(self.profile.value, sym.address) if self._facts is not None else None
+            facts = self._facts.get(self.profile.cache_key, sym.address) if self._facts is not None else None
             if facts is not None and not every_insn:
                 fn = Function(sym, facts, code)
             else:
@@ -425,7 +425,7 @@ class Image:
                 if facts is None:
                     facts = FunctionFacts.of(insns)
                     if self._facts is not None:
-                        self._facts.put(self.profile.value, sym.address, facts)
+                        self._facts.put(self.profile.cache_key, sym.address, facts)
                 # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
                 fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[key] = fn

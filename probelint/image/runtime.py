@@ -22,19 +22,22 @@ depends on the CPU and its mitigations, so it is an explicit choice, `CpuProfile
 * ftrace sites are read back as a 5-byte NOP (`__recover_probed_insn`): same length as the ELF's
   call, so nothing to patch for decoding.
 
-Boot order (`alternative_instructions`): paravirt, retpolines (not modelled), returns, alternatives.
+Boot order (`alternative_instructions`): paravirt, retpolines, returns, alternatives.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
+import re
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Image
 
-__all__ = ["DEFAULT_PROFILE", "CpuProfile", "patch_live_text"]
+__all__ = ["DEFAULT_PROFILE", "PROFILE_NAMES", "CpuProfile", "patch_live_text", "patch_retpoline"]
 
 _RET_INT3 = b"\xc3\xcc\xcc\xcc\xcc"
 _SEAL_POISON = b"\x66\x0f\x1f\x00"  # asm/ibt.h gen_endbr_poison(): osp nopl (%rax)
@@ -47,24 +50,208 @@ ALTINSTR_FLAG_INV = 1 << 15
 ALT_FLAG_DIRECT_CALL = 1 << 1  # >= 6.8 struct alt_instr flags (tables.py exposes "flags")
 X86_FEATURE_ALWAYS = 3 * 32 + 21
 _MAX_SITE = 64  # longest patch site considered when looking for sites overlapping a range
+_RETPOLINE_THUNK_SIZE = 32  # asm/nospec-branch.h RETPOLINE_THUNK_SIZE: __x86_indirect_thunk_array stride
+# Where its_allocate_thunk() puts an ITS thunk is a module_alloc() page chosen at boot: not
+# derivable offline. Any address outside the kernel's thunk area gives the same kprobe verdicts
+# (opt.c insn_is_indirect_jump() only tests __indirect_thunk_start..end), so the start of the
+# 6.1 x86-64 module area (MODULES_VADDR, nokaslr) stands in for it.
+_ITS_PAGE = 0xFFFFFFFFA0000000
+
+# ---------------------------------------------------------------------------------------------
+# CPU features. alternatives, apply_retpolines and apply_returns test boot_cpu_has(); what a CPU
+# has is (a) CPUID bits, filtered by the kernel's CPU setup, and (b) synthetic bits that
+# arch/x86/kernel/cpu/{common,amd,intel}.c and bugs.c force. The named ones of both are exactly
+# what /proc/cpuinfo prints ("flags", "bugs"), resolved to bit numbers through the image's own
+# x86_cap_flags/x86_bug_flags (so 6.1 and 6.12 numbering both work). The guest's lists below were
+# recorded by `probelint vmtest` (the F/B lines of the initramfs) from the Debian 6.1 kernel under
+# QEMU 7.2 TCG: QEMU's model table (target/i386/cpu.c) filtered by what TCG emulates is not
+# reproducible offline, the recorded list is, and every vmtest run checks it again (compare.py).
+# Unnamed synthetic features ("" in 6.1's cpufeatures.h) are not in /proc/cpuinfo: they are derived
+# per model from the setup code, each with its source line (linux-source-6.1), and their bit
+# numbers come from this table: cpufeatures.h of 6.1, with the 6.12 renumberings.
+_UNNAMED_BITS = {  # name: (6.1 bit, 6.12 bit)
+    "SYSCALL32": (3 * 32 + 14, 3 * 32 + 14),
+    "SYSENTER32": (3 * 32 + 15, 3 * 32 + 15),
+    "LFENCE_RDTSC": (3 * 32 + 18, 20 * 32 + 2),
+    "ALWAYS": (3 * 32 + 21, 3 * 32 + 21),
+    "OSXSAVE": (4 * 32 + 27, 4 * 32 + 27),
+    "RSB_VMEXIT": (7 * 32 + 13, 7 * 32 + 13),
+    "RSB_CTXSW": (7 * 32 + 19, 7 * 32 + 19),
+    "ZEN": (7 * 32 + 28, 7 * 32 + 28),
+    "XENPV": (8 * 32 + 16, 8 * 32 + 16),
+    "FENCE_SWAPGS_KERNEL": (11 * 32 + 5, 11 * 32 + 5),
+    "RETPOLINE": (11 * 32 + 12, 11 * 32 + 12),
+    "RETPOLINE_LFENCE": (11 * 32 + 13, 11 * 32 + 13),
+    "RETHUNK": (11 * 32 + 14, 11 * 32 + 14),
+    "UNRET": (11 * 32 + 15, 11 * 32 + 15),
+    "CLEAR_CPU_BUF": (11 * 32 + 18, 3 * 32 + 18),
+    "SRSO": (11 * 32 + 24, 11 * 32 + 24),
+    "APIC_MSRS_FENCE": (11 * 32 + 27, 11 * 32 + 27),
+    "INDIRECT_THUNK_ITS": (21 * 32 + 5, 21 * 32 + 6),
+}
+
+
+@dataclass(frozen=True)
+class _Model:
+    """One CPU as the booted 6.1 kernel sees it."""
+
+    flags: str  # /proc/cpuinfo "flags" (named features)
+    bugs: str  # /proc/cpuinfo "bugs"
+    synthetic: tuple[str, ...]  # unnamed features the setup code forces (_UNNAMED_BITS)
+    returns: str  # apply_returns(): "ret" (no RETHUNK), "thunk", or "its" (its_return_thunk)
+    qemu: str  # the QEMU -cpu model (and kernel command line) it was measured on
+
+
+_QEMU64_FLAGS = ("fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
+                 "syscall nx lm rep_good nopl cpuid extd_apicid pni cx16 hypervisor lahf_lm cmp_legacy svm "
+                 "3dnowprefetch vmmcall")
+# qemu64 is an AMD family 15 CPU (QEMU's default vendor for it)
+_AMD_K8 = ("ALWAYS",
+           "SYSCALL32",  # amd.c:810 init_amd(), CONFIG_X86_64
+           "LFENCE_RDTSC",  # amd.c:1232-1243 init_amd(), SSE2 present
+           "FENCE_SWAPGS_KERNEL")  # bugs.c:943-962 spectre_v1: no SMAP (smap_works_speculatively() false)
+# bugs.c:1858-1873 spectre_v2 AUTO without IBRS_ENHANCED or IBRS: retpoline, which forces
+# RETPOLINE (bugs.c:1936) and the RSB fills (bugs.c:1740-1741); dmesg "Spectre V2 : Mitigation: Retpolines"
+_RETPOLINE = ("RETPOLINE", "RSB_CTXSW", "RSB_VMEXIT")
+
+_MODELS = {
+    "qemu64": _Model(_QEMU64_FLAGS, "fxsave_leak sysret_ss_attrs null_seg swapgs_fence amd_e400 spectre_v1 spectre_v2",
+                     (*_AMD_K8, *_RETPOLINE), "ret", "qemu64"),
+    # spectre_v2=off (also mitigations=off, and what eIBRS CPUs get: bugs.c:1922 SPECTRE_V2_EIBRS forces
+    # no RETPOLINE): no RETPOLINE, so apply_retpolines() turns every thunk call into call/jmp *%reg
+    "noretpoline": _Model(_QEMU64_FLAGS, "fxsave_leak sysret_ss_attrs null_seg swapgs_fence amd_e400 spectre_v1 "
+                          "spectre_v2", _AMD_K8, "ret", "qemu64 spectre_v2=off"),
+    "EPYC-Rome": _Model(
+        "fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
+        "mmxext pdpe1gb rdtscp lm rep_good nopl cpuid extd_apicid pni pclmulqdq monitor ssse3 fma cx16 sse4_1 "
+        "sse4_2 movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm cmp_legacy svm cr8_legacy abm sse4a "
+        "3dnowprefetch ssbd vmmcall fsgsbase bmi1 avx2 smep bmi2 adx smap clflushopt clwb xsaveopt xgetbv1 arat "
+        "npt umip",
+        "fxsave_leak sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass retbleed smt_rsb srso",
+        ("ALWAYS", "SYSCALL32", "LFENCE_RDTSC", *_RETPOLINE,
+         "OSXSAVE",  # fpu/xstate.c:894 fpu__init_system_xstate(), XSAVE present
+         "FENCE_SWAPGS_KERNEL",  # bugs.c:943-962: FSGSBASE present
+         "ZEN",  # amd.c:1074 init_amd_zen_common(), family 0x17
+         "RETHUNK", "UNRET",  # bugs.c:1102-1103 retbleed=unret ("RETBleed: Mitigation: untrained return thunk")
+         "SRSO"),  # bugs.c:2795-2802 srso safe RET, family 0x17 ("active return thunk: srso_return_thunk")
+        # Not derivable offline: the "ssbd" flag comes from amd.c:674 (LS_CFG_SSBD, if the LS_CFG MSR
+        # reads back under TCG) or common.c (AMD_SSBD/VIRT_SSBD CPUID): LS_CFG_SSBD, AMD_SSBD and
+        # MSR_SPEC_CTRL (9 alternative sites, all in spec-ctrl code) are taken as absent.
+        "thunk", "EPYC-Rome"),
+    "Skylake-Client-v4": _Model(
+        "fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
+        "rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 movbe "
+        "popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm pti fsgsbase bmi1 avx2 smep bmi2 erms adx smap "
+        "xsaveopt xgetbv1 arat",
+        "cpu_meltdown spectre_v1 spectre_v2 spec_store_bypass l1tf mds swapgs itlb_multihit srbds mmio_stale_data "
+        "retbleed gds bhi its",
+        ("ALWAYS", *_RETPOLINE, "OSXSAVE", "FENCE_SWAPGS_KERNEL",
+         "SYSENTER32",  # intel.c:354 init_intel(), CONFIG_X86_64
+         "LFENCE_RDTSC",  # intel.c:685-686 init_intel(), SSE2 present
+         "APIC_MSRS_FENCE",  # common.c:1972 identify_cpu() (only AMD/Hygon clear it)
+         "CLEAR_CPU_BUF",  # bugs.c:270-277 MDS ("Clear CPU buffers attempted, no microcode")
+         # bugs.c:1266-1270 ITS aligned thunks: RETHUNK with its_return_thunk; INDIRECT_THUNK_ITS
+         # only without RETPOLINE, so retpoline sites stay thunk calls here
+         "RETHUNK"),
+        "its", "Skylake-Client-v4"),
+}
+# the first profile names, kept: each is the QEMU model its return-site behaviour was measured on
+_ALIASES = {"ret": "qemu64", "rethunk": "EPYC-Rome", "its": "Skylake-Client-v4"}
 
 
 class CpuProfile(enum.Enum):
-    RET = "ret"
-    RETHUNK = "rethunk"
-    ITS = "its"
+    QEMU64 = "qemu64"
+    NORETPOLINE = "noretpoline"
+    EPYC_ROME = "EPYC-Rome"
+    SKYLAKE_CLIENT_V4 = "Skylake-Client-v4"
+    RET = "qemu64"  # aliases (same members)
+    RETHUNK = "EPYC-Rome"
+    ITS = "Skylake-Client-v4"
+
+    @classmethod
+    def _missing_(cls, value: object) -> CpuProfile | None:
+        return cls(_ALIASES[value]) if isinstance(value, str) and value in _ALIASES else None
+
+    @property
+    def model(self) -> _Model:
+        return _MODELS[self.value]
+
+    @property
+    def cache_key(self) -> str:
+        """Key of this profile's decode facts: changes whenever its feature model does."""
+        import hashlib
+
+        m = self.model
+        digest = hashlib.sha1(repr((m, sorted(_UNNAMED_BITS.items()))).encode()).hexdigest()[:8]
+        return f"{self.value}-{digest}"
 
     def keeps_return_thunk(self, site: int) -> bool:
-        if self is CpuProfile.RETHUNK:
-            return True
-        if self is CpuProfile.ITS:
+        """cpu_wants_rethunk_at() (alternative.c)."""
+        if self.model.returns == "its":
             return not site & 0x20
-        return False
+        return self.model.returns == "thunk"
 
+
+PROFILE_NAMES = (*_ALIASES, *_MODELS)  # every --cpu-profile spelling
 
 # Intel CPUs unaffected by retbleed/ITS and mitigations=off boxes patch returns to `ret`: the
 # most common deployment of a 6.1 kernel in clouds and what qemu64 does.
-DEFAULT_PROFILE = CpuProfile.RET
+DEFAULT_PROFILE = CpuProfile.QEMU64
+
+
+def _pointer_array(vmlinux: Image, name: str, count: int) -> list[str | None]:
+    """A ``const char *name[count]`` array of the vmlinux (x86_cap_flags, x86_bug_flags)."""
+    base = vmlinux.raw_symbol(name)
+    if base is None:
+        return []
+    raw = vmlinux.read(base, 8 * count)
+    out: list[str | None] = []
+    for i in range(len(raw) // 8):
+        ptr = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
+        text = vmlinux.read(ptr, 32) if ptr else b""
+        out.append(text.split(b"\0", 1)[0].decode() if text and b"\0" in text else None)
+    return out
+
+
+def _column(image: Image) -> int:
+    """Which _UNNAMED_BITS numbering `image`'s kernel uses (0: 6.1, 1: >= 6.12; unknown: 6.1)."""
+    vmlinux = image if image.layout is None else image.vmlinux
+    version = re.search(r"Linux version (\d+)\.(\d+)", (vmlinux.version or "") if vmlinux is not None else "")
+    return 1 if version and (int(version[1]), int(version[2])) >= (6, 12) else 0
+
+
+_RETPOLINE_SITES: weakref.WeakKeyDictionary[Image, list[int]] = weakref.WeakKeyDictionary()
+
+
+def _retpoline_sites(image: Image) -> list[int]:
+    sites = _RETPOLINE_SITES.get(image)
+    if sites is None:
+        sites = _RETPOLINE_SITES[image] = sorted(e["addr"] for e in image.table("retpoline_sites"))
+    return sites
+
+
+_FEATURES: weakref.WeakKeyDictionary[Image, dict[CpuProfile, frozenset[int]]] = weakref.WeakKeyDictionary()
+
+
+def feature_bits(image: Image, profile: CpuProfile) -> frozenset[int]:
+    """The boot_cpu_has() bits of `profile` in `image`'s kernel (a module: its vmlinux's numbering).
+    Named features need the vmlinux's x86_cap_flags; without it only the unnamed ones are known."""
+    per_image = _FEATURES.setdefault(image, {})
+    known = per_image.get(profile)
+    if known is not None:
+        return known
+    vmlinux = image if image.layout is None else image.vmlinux
+    m = profile.model
+    bits = {_UNNAMED_BITS[name][_column(image)] for name in m.synthetic}
+    if vmlinux is not None:
+        ncapints = 22  # cpufeatures.h NCAPINTS of 6.1 and 6.12; NBUGINTS 2
+        caps = {name: i for i, name in enumerate(_pointer_array(vmlinux, "x86_cap_flags", ncapints * 32)) if name}
+        bugs = {name: ncapints * 32 + i for i, name in enumerate(_pointer_array(vmlinux, "x86_bug_flags", 2 * 32))
+                if name}
+        bits.update(caps[f] for f in m.flags.split() if f in caps)
+        bits.update(bugs[b] for b in m.bugs.split() if b in bugs)
+    per_image[profile] = frozenset(bits)
+    return per_image[profile]
 
 
 def add_nops(length: int) -> bytes:
@@ -99,16 +286,12 @@ def optimize_nops(site: bytes) -> bytes:
     return bytes(buf)
 
 
-def _has_feature(feature: int) -> bool:
-    return feature == X86_FEATURE_ALWAYS
-
-
-def _alternative(image: Image, entry: dict[str, int]) -> bytes:
+def _alternative(image: Image, entry: dict[str, int], features: frozenset[int]) -> bytes:
     """The bytes apply_alternatives() leaves at one site."""
     instr, length = entry["instr"], entry["instrlen"]
     feature, inverted = entry["cpuid"] & ~ALTINSTR_FLAG_INV, bool(entry["cpuid"] & ALTINSTR_FLAG_INV)
     original = image.read(instr, length)
-    if _has_feature(feature) == inverted:  # apply_alternatives() patches iff has(feature) != inverted
+    if (feature in features) == inverted:  # apply_alternatives() patches iff has(feature) != inverted
         return optimize_nops(original)
     if entry.get("flags", 0) & ALT_FLAG_DIRECT_CALL:
         direct = _direct_call(image, instr, original)
@@ -149,6 +332,63 @@ def _direct_call(image: Image, instr: int, original: bytes) -> bytes | None:
     return b"\xe8" + rel.to_bytes(4, "little") + add_nops(len(original) - 5)
 
 
+def patch_retpoline(addr: int, insn: bytes, reg: int, *, lfence: bool = False,
+                    its_thunk: int | None = None) -> bytes | None:
+    """alternative.c patch_retpoline() (6.1) for a CPU without X86_FEATURE_RETPOLINE (or with
+    RETPOLINE_LFENCE): the bytes replacing `insn` (``call/jmp __x86_indirect_thunk_<reg>`` or
+    ``jcc.d32`` to it, at `addr`), or None where the kernel leaves the site (the result would not
+    fit). `its_thunk`: X86_FEATURE_INDIRECT_THUNK_ITS is set, the ITS thunk of `reg`."""
+    out = bytearray()
+    op = insn[0]
+    if op == 0x0F and 0x80 <= insn[1] <= 0x8F:  # jcc.d32: jncc.d8 over the jmp
+        out += bytes((0x70 + ((insn[1] & 0xF) ^ 1), len(insn) - 2))
+        op = 0xE9
+    if lfence:
+        out += b"\x0f\xae\xe8"
+    # cpu_wants_indirect_its_thunk_at(): the indirect branch's last opcode byte in a lower half-line
+    if its_thunk is not None and not (addr + len(out) + 1 + reg // 8) & 0x20:
+        return _its_trampoline(addr, insn, its_thunk)
+    if reg >= 8:
+        out.append(0x41)  # REX.B
+    out += bytes((0xFF, (0x10 if op == 0xE8 else 0x20) | 0xC0 | (reg & 7)))  # emit_indirect()
+    if op == 0xE9 and len(out) < len(insn):
+        out.append(0xCC)  # int3 after an indirect jmp (SLS)
+    if len(out) > len(insn):
+        return None
+    return optimize_nops(bytes(out) + b"\x90" * (len(insn) - len(out)))
+
+
+def _its_trampoline(addr: int, insn: bytes, thunk: int) -> bytes:
+    """__emit_trampoline(): the same call/jmp/jcc, re-aimed at the ITS thunk."""
+    prefix = insn[:1] if insn[0] == 0x0F else b"\x2e" if len(insn) == 6 else b""
+    op_len = len(prefix) + 1
+    rel = (thunk - (addr + op_len + 4)) & 0xFFFFFFFF
+    op = insn[1:2] if insn[0] == 0x0F else insn[len(prefix):len(prefix) + 1]
+    return prefix + op + rel.to_bytes(4, "little")
+
+
+def _retpoline(image: Image, site: int, features: frozenset[int], column: int) -> bytes | None:
+    """The bytes apply_retpolines() leaves at one .retpoline_sites entry (None: unchanged)."""
+    vmlinux = image if image.layout is None else image.vmlinux
+    array = vmlinux.raw_symbol("__x86_indirect_thunk_array") if vmlinux is not None else None
+    if array is None:
+        return None
+    head = image.read(site, 6)
+    if head[:1] in (b"\xe8", b"\xe9"):
+        insn = head[:5]
+    elif head[:1] == b"\x0f" and 0x80 <= head[1] <= 0x8F:
+        insn = head[:6]
+    else:
+        return None  # WARN_ON_ONCE in apply_retpolines(): not patched
+    target = site + len(insn) + int.from_bytes(insn[-4:], "little", signed=True)
+    reg, rest = divmod(target - array, _RETPOLINE_THUNK_SIZE)
+    if rest or not 0 <= reg < 16 or reg == 4:
+        return None
+    its = _UNNAMED_BITS["INDIRECT_THUNK_ITS"][column] in features
+    return patch_retpoline(site, insn, reg, lfence=_UNNAMED_BITS["RETPOLINE_LFENCE"][column] in features,
+                           its_thunk=_ITS_PAGE if its else None)
+
+
 def _paravirt(image: Image, entry: dict[str, int]) -> bytes | None:
     """The bytes apply_paravirt() leaves at one site (None: left as it is)."""
     length = entry["len"]
@@ -180,6 +420,7 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
     """`data` (the ELF bytes at `address`) as the running kernel holds them under `profile`."""
     end = address + len(data)
     buf = bytearray(data)
+    features = feature_bits(image, profile)
     paravirt = image.table("parainstructions")
     for i in _sites(image.paravirt_sites, address, end):
         patched = _paravirt(image, paravirt[i])
@@ -188,6 +429,15 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
     for site in image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
                                     bisect.bisect_left(image.sealed_endbrs, end)]:
         _overlay(buf, address, site, _SEAL_POISON)  # apply_seal_endbr(): unused ENDBRs poisoned
+    # apply_retpolines(): only without RETPOLINE, or with its LFENCE variant (patch_retpoline())
+    column = _column(image)
+    retpoline, lfence = (_UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
+    if lfence or not retpoline:
+        sites = _retpoline_sites(image)
+        for site in sites[bisect.bisect_left(sites, address - 5) : bisect.bisect_left(sites, end)]:
+            patched = _retpoline(image, site, features, column)
+            if patched is not None:
+                _overlay(buf, address, site, patched)
     sites = image.return_sites
     for site in sites[bisect.bisect_left(sites, address - _RETURN_SITE_SIZE + 1) : bisect.bisect_left(sites, end)]:
         if not profile.keeps_return_thunk(site):
@@ -196,5 +446,5 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
     for i in _sites(image.alternative_sites, address, end):
         entry = alternatives[i]
         if entry["instrlen"]:
-            _overlay(buf, address, entry["instr"], _alternative(image, entry))
+            _overlay(buf, address, entry["instr"], _alternative(image, entry, features))
     return bytes(buf)

@@ -295,7 +295,9 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
         "cpus": [r.cpu for r in runs],
         "summary": {r.cpu: agreement(r.comparisons) for r in runs},
         "boots": {r.cpu: [{"probes": len(b.indices), "elapsed": round(b.elapsed, 1), "completed": b.completed,
-                           "cpu_model": b.cpu_model} for b in r.boots] for r in runs},
+                           "cpu_model": b.cpu_model, "vulnerabilities": b.vulnerabilities,
+                           "cpu_flags": b.cpu_flags, "cpu_bugs": b.cpu_bugs, "mitigations": b.mitigations}
+                          for b in r.boots] for r in runs},
         "probes": [
             {
                 "spec": x.sample.spec,
@@ -325,7 +327,9 @@ def runs_from_json(data: dict[str, Any]) -> list[CpuRun]:
                                k["disabled"], k["address"], listed=k["listed"], enable_error=k["enable_error"])
             pv = PredictedVerdict(**p["probelint"])
             comps.append(compare_verdicts(Sample(p["spec"], p["category"], p["function"], p["note"]), cpu, kv, pv))
-        boots = [BootInfo([0] * b["probes"], b["elapsed"], b["completed"], False, cpu_model=b["cpu_model"])
+        boots = [BootInfo([0] * b["probes"], b["elapsed"], b["completed"], False, cpu_model=b["cpu_model"],
+                          vulnerabilities=b.get("vulnerabilities") or {}, cpu_flags=b.get("cpu_flags", []),
+                          cpu_bugs=b.get("cpu_bugs", []), mitigations=b.get("mitigations", []))
                  for b in data.get("boots", {}).get(cpu, [])]
         runs.append(CpuRun(cpu, comps, boots))
     return runs

@@ -14,6 +14,8 @@ serial port (``/dev/ttyS1``) one record per line:
 ``K <line>``                          ``/proc/kallsyms`` lines of the probed names
 ``V <name> <text>``                   ``/sys/devices/system/cpu/vulnerabilities/*``
 ``U <uname> / C <model name>``        kernel release / CPU model
+``F <flags> / B <bugs>``              ``/proc/cpuinfo`` flags and bugs of CPU 0 (the features the kernel set)
+``M <line>``                          boot dmesg lines of the mitigation choices (Spectre V2, RETBleed, ITS, ...)
 ``G <line>``                          dmesg tail at the end
 ``T <phase> <event> <seconds>``       guest uptime at milestones
 ``DONE``                              the script ran to completion
@@ -122,6 +124,9 @@ one() { tr '\n' ' ' < "$1"; }
 up 0 boot
 echo "U $(uname -r)" >&3
 echo "C $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')" >&3
+echo "F $(grep -m1 '^flags' /proc/cpuinfo | sed 's/.*: //')" >&3
+echo "B $(grep -m1 '^bugs' /proc/cpuinfo | sed 's/.*: //')" >&3
+dmesg | grep -iE 'spectre|retbleed|srso|mitigat|indirect target|its:|speculat' | sed 's/^/M /' >&3
 for f in /sys/devices/system/cpu/vulnerabilities/*; do echo "V ${f##*/} $(cat $f)" >&3; done
 while read -r m; do
   [ -n "$m" ] || continue

@@ -86,6 +86,9 @@ class BootInfo:
     uname: str = ""
     cpu_model: str = ""
     vulnerabilities: dict[str, str] = field(default_factory=dict)
+    cpu_flags: list[str] = field(default_factory=list)  # /proc/cpuinfo "flags": the features the kernel set
+    cpu_bugs: list[str] = field(default_factory=list)
+    mitigations: list[str] = field(default_factory=list)  # boot dmesg lines of the mitigation choices
     modules: dict[str, str] = field(default_factory=dict)  # module file -> "OK" / error
     console_tail: str = ""
 
@@ -321,6 +324,12 @@ def parse_report(text: str, info: BootInfo) -> _GuestReport:
             info.uname = rest
         elif tag == "C":
             info.cpu_model = rest
+        elif tag == "F":
+            info.cpu_flags = rest.split()
+        elif tag == "B":
+            info.cpu_bugs = rest.split()
+        elif tag == "M":
+            info.mitigations.append(rest)
         elif tag == "V":
             name, _, val = rest.partition(" ")
             info.vulnerabilities[name] = val
