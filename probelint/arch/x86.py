@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import NamedTuple
 
 import iced_x86
 
@@ -51,12 +52,13 @@ _I64_IMM8_OPCODES = frozenset(b"\xd4\xd5")  # AAM/AAD Ib
 _I64_FAR_PTR_OPCODES = frozenset(b"\x9a\xea")  # CALLF/JMP-far Ap: ptr16:16 or ptr16:32
 
 
-@dataclass(frozen=True, slots=True)
-class Insn:
+class Insn(NamedTuple):
     """One instruction as the kernel's decoder delimits it.
 
     `decoded` is iced's view of the instruction proper (after any emulate prefix); it is None
     when the kernel's length came from a fix-up or the bytes are undecodable (`valid` False).
+    A NamedTuple: a cold run builds ~100 per probed function, and a frozen dataclass's __init__
+    costs three times as much.
     """
 
     address: int
@@ -105,17 +107,21 @@ def _kernel_only_length(code: bytes, pos: int) -> int | None:
     return length if length <= MAX_INSN_SIZE and pos + length <= len(code) else None
 
 
+_INVALID = iced_x86.Code.INVALID
+_UD0 = iced_x86.Mnemonic.UD0
+
+
 def _decode_at(decoder: iced_x86.Decoder, code: bytes, pos: int, address: int) -> Insn:
     """Decode one instruction at `pos` (the decoder is positioned there already)."""
-    emulate = code.startswith(XEN_EMULATE_PREFIX, pos) or code.startswith(KVM_EMULATE_PREFIX, pos)
+    emulate = code[pos : pos + 1] == b"\x0f" and (code.startswith(XEN_EMULATE_PREFIX, pos)
+                                                  or code.startswith(KVM_EMULATE_PREFIX, pos))
     inner = pos + len(XEN_EMULATE_PREFIX) if emulate else pos
     if emulate:
         decoder.position = inner
         decoder.ip = address + inner
     instr = decoder.decode()
     # iced sizes UD0 with a ModRM byte; the kernel does not.
-    invalid = instr.code == iced_x86.Code.INVALID or instr.mnemonic == iced_x86.Mnemonic.UD0
-    if not invalid:
+    if instr.code != _INVALID and instr.mnemonic != _UD0:
         length = inner - pos + instr.len
         if length <= MAX_INSN_SIZE:
             return Insn(address + pos, length, code[pos : pos + length], instr, emulate)

@@ -34,13 +34,18 @@ class FunctionFacts:
 
     @classmethod
     def of(cls, insns: Sequence[x86.Insn]) -> FunctionFacts:
-        targets = ((x86.jump_target(insn), k) for k, insn in enumerate(insns))
-        return cls(
-            lengths=bytes(insn.length for insn in insns),
-            branches=tuple(sorted(((t, k) for t, k in targets if t is not None), key=lambda p: p[0])),
-            indirect_jumps=tuple(k for k, insn in enumerate(insns) if x86.is_indirect_jump(insn)),
-            undecodable=bool(insns) and not insns[-1].valid,
-        )
+        branches: list[tuple[int, int]] = []
+        indirect: list[int] = []
+        jump_target, is_indirect_jump = x86.jump_target, x86.is_indirect_jump
+        for k, insn in enumerate(insns):  # one pass: a cold run summarises thousands of functions
+            target = jump_target(insn)
+            if target is not None:
+                branches.append((target, k))
+            elif is_indirect_jump(insn):
+                indirect.append(k)
+        branches.sort(key=lambda p: p[0])
+        return cls(bytes(insn.length for insn in insns), tuple(branches), tuple(indirect),
+                   bool(insns) and not insns[-1].valid)
 
 
 def _signed(address: int) -> int:

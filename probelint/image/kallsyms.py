@@ -215,8 +215,8 @@ class Kallsyms(SymbolTable):
         return KSym(self.names[pos], sym.address, sym.size, self.types[pos])
 
     def address_of(self, name: str) -> int | None:
-        sym = self.lookup_name(name)
-        return None if sym is None else sym.address
+        pos = self._first_by_name.get(name)
+        return None if pos is None else self.addresses[pos]  # aliases share the address
 
 
 def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:
