@@ -339,8 +339,8 @@ def patch_retpoline(addr: int, insn: bytes, reg: int, *, lfence: bool = False,
     ``jcc.d32`` to it, at `addr`), or None where the kernel leaves the site (the result would not
     fit). `its_thunk`: X86_FEATURE_INDIRECT_THUNK_ITS is set, the ITS thunk of `reg`."""
     out = bytearray()
-    op = insn[0]
-    if op == 0x0F and 0x80 <= insn[1] <= 0x8F:  # jcc.d32: jncc.d8 over the jmp
+    op = insn[-5]  # the opcode before the rel32 (after a CS prefix)
+    if insn[0] == 0x0F:  # jcc.d32: jncc.d8 over the jmp
         out += bytes((0x70 + ((insn[1] & 0xF) ^ 1), len(insn) - 2))
         op = 0xE9
     if lfence:
@@ -359,12 +359,9 @@ def patch_retpoline(addr: int, insn: bytes, reg: int, *, lfence: bool = False,
 
 
 def _its_trampoline(addr: int, insn: bytes, thunk: int) -> bytes:
-    """__emit_trampoline(): the same call/jmp/jcc, re-aimed at the ITS thunk."""
-    prefix = insn[:1] if insn[0] == 0x0F else b"\x2e" if len(insn) == 6 else b""
-    op_len = len(prefix) + 1
-    rel = (thunk - (addr + op_len + 4)) & 0xFFFFFFFF
-    op = insn[1:2] if insn[0] == 0x0F else insn[len(prefix):len(prefix) + 1]
-    return prefix + op + rel.to_bytes(4, "little")
+    """__emit_trampoline(): the same call/jmp/jcc (CS prefix kept), re-aimed at the ITS thunk."""
+    rel = (thunk - (addr + len(insn))) & 0xFFFFFFFF
+    return insn[:-4] + rel.to_bytes(4, "little")
 
 
 def _retpoline(image: Image, site: int, features: frozenset[int], column: int) -> bytes | None:
@@ -374,9 +371,10 @@ def _retpoline(image: Image, site: int, features: frozenset[int], column: int) -
     if array is None:
         return None
     head = image.read(site, 6)
+    cs_prefixed = head[:1] == b"\x2e" and head[1:2] in (b"\xe8", b"\xe9")  # -mindirect-branch-cs-prefix
     if head[:1] in (b"\xe8", b"\xe9"):
         insn = head[:5]
-    elif head[:1] == b"\x0f" and 0x80 <= head[1] <= 0x8F:
+    elif cs_prefixed or (head[:1] == b"\x0f" and 0x80 <= head[1] <= 0x8F):
         insn = head[:6]
     else:
         return None  # WARN_ON_ONCE in apply_retpolines(): not patched

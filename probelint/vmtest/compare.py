@@ -83,6 +83,7 @@ class CpuRun:
     cpu: str
     comparisons: list[Comparison]
     boots: list[BootInfo] = field(default_factory=list)
+    profile: str = ""  # the probelint --cpu-profile graded against this CPU model
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -123,13 +124,25 @@ def probelint_verdicts(kernel: Kernel, specs: list[str]) -> list[PredictedVerdic
     return out
 
 
-# How each QEMU CPU model makes the 6.1 kernel patch its return sites (kernel-observations.md and
-# the guests' /sys/devices/system/cpu/vulnerabilities): the matching probelint --cpu-profile.
-QEMU_CPU_PROFILES = {"qemu64": CpuProfile.RET, "EPYC-Rome": CpuProfile.RETHUNK, "Skylake-Client-v4": CpuProfile.ITS}
+def profile_for(cpu: str, cmdline: str = "") -> CpuProfile:
+    """The --cpu-profile measured on QEMU model `cpu` booted with `cmdline` (runtime._MODELS' qemu
+    field: the model, then the command-line options it needs), the most specific one that fits."""
+    opts = set(cmdline.split())
+    fits = [(len(words), p) for p in CpuProfile if (words := p.model.qemu.split())[0] == cpu and set(words[1:]) <= opts]
+    return max(fits, key=lambda f: f[0])[1] if fits else DEFAULT_PROFILE
 
 
-def profile_for(cpu: str) -> CpuProfile:
-    return QEMU_CPU_PROFILES.get(cpu, DEFAULT_PROFILE)
+def flags_mismatch(profile: CpuProfile, boot: BootInfo) -> str | None:
+    """How the guest's /proc/cpuinfo flags/bugs differ from `profile`'s (None: they match or were not recorded)."""
+    if not boot.cpu_flags:
+        return None
+    diffs = []
+    for what, ours, theirs in (("flags", profile.model.flags, boot.cpu_flags),
+                               ("bugs", profile.model.bugs, boot.cpu_bugs)):
+        missing, extra = set(theirs) - set(ours.split()), set(ours.split()) - set(theirs)
+        if missing or extra:
+            diffs.append(f"{what}: guest only {sorted(missing)}, profile only {sorted(extra)}")
+    return "; ".join(diffs) or None
 
 
 def compare_verdicts(sample: Sample, cpu: str, kv: KernelVerdict, pv: PredictedVerdict) -> Comparison:
@@ -159,18 +172,22 @@ def run_comparison(
     specs = [s.spec for s in samples]
     runs = []
     for cpu in cpus:
-        kernel.set_profile(profile_for(cpu))
+        profile = profile_for(cpu, cmdline_extra)
+        kernel.set_profile(profile)
         # one probe set per boot batch, as the kernel sees them (run_probes batches in order)
         step = max(1, batch_size) if phases is None else len(specs)
         predicted = [v for start in range(0, len(specs), step)
                      for v in probelint_verdicts(kernel, specs[start:start + step])]
         if log:
-            log(f"cpu {cpu} (probelint --cpu-profile {profile_for(cpu).value}): {len(specs)} probes")
+            log(f"cpu {cpu} (probelint --cpu-profile {profile.value}): {len(specs)} probes")
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
                                 cache_dir=cache_dir, batch_size=batch_size, phases=phases,
                                 cmdline_extra=cmdline_extra, log=log)
+        mismatch = next((m for b in rep.boots if (m := flags_mismatch(profile, b))), None)
+        if mismatch and log:
+            log(f"WARNING: cpu {cpu}: the guest's CPU features differ from --cpu-profile {profile.value}: {mismatch}")
         comps = [compare_verdicts(s, cpu, kv, pv) for s, kv, pv in zip(samples, rep.verdicts, predicted, strict=True)]
-        runs.append(CpuRun(cpu, comps, rep.boots))
+        runs.append(CpuRun(cpu, comps, rep.boots, profile.value))
     return runs
 
 
@@ -293,6 +310,7 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
         **meta,
         "fields": list(FIELDS),
         "cpus": [r.cpu for r in runs],
+        "profiles": {r.cpu: r.profile for r in runs},
         "summary": {r.cpu: agreement(r.comparisons) for r in runs},
         "boots": {r.cpu: [{"probes": len(b.indices), "elapsed": round(b.elapsed, 1), "completed": b.completed,
                            "cpu_model": b.cpu_model, "vulnerabilities": b.vulnerabilities,
@@ -331,7 +349,7 @@ def runs_from_json(data: dict[str, Any]) -> list[CpuRun]:
                           vulnerabilities=b.get("vulnerabilities") or {}, cpu_flags=b.get("cpu_flags", []),
                           cpu_bugs=b.get("cpu_bugs", []), mitigations=b.get("mitigations", []))
                  for b in data.get("boots", {}).get(cpu, [])]
-        runs.append(CpuRun(cpu, comps, boots))
+        runs.append(CpuRun(cpu, comps, boots, data.get("profiles", {}).get(cpu, "")))
     return runs
 
 
@@ -344,6 +362,12 @@ def _disagreement_classes(comps: list[Comparison],
             rules = ",".join(f["rule"] for f in x.predicted.findings) or "-"
             groups[(x.sample.category, verdict_text(x.kernel), f"{verdict_text(x.predicted)} ({rules})")].append(x)
     return sorted(((c, k, p, len(v), v[0]) for (c, k, p), v in groups.items()), key=lambda t: (-t[3], t[0]))
+
+
+def _flags_note(run: CpuRun) -> str:
+    mismatch = flags_mismatch(CpuProfile(run.profile), run.boots[0])
+    return (f"; its CPU features differ from the guest's /proc/cpuinfo: {mismatch}." if mismatch
+            else ", whose named CPU features equal the guest's /proc/cpuinfo flags and bugs.")
 
 
 def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
@@ -376,7 +400,9 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
             f"## CPU model `{run.cpu}`",
             "",
             f"{len(comps)} probes in {len(run.boots)} boot(s)"
-            + (f"; guest CPU: {run.boots[0].cpu_model}" if run.boots and run.boots[0].cpu_model else "") + ".",
+            + (f"; guest CPU: {run.boots[0].cpu_model}" if run.boots and run.boots[0].cpu_model else "") + "."
+            + (f" probelint `--cpu-profile {run.profile}`" if run.profile else "")
+            + (_flags_note(run) if run.profile and run.boots and run.boots[0].cpu_flags else ""),
             "",
             "| category | probes | registers | errno | optimized | ftrace | kernel outcomes |",
             "|---|---:|---:|---:|---:|---:|---|",

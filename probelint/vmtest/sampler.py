@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import iced_x86
 
+from probelint.image.runtime import ALTINSTR_FLAG_INV, CpuProfile, feature_bits
+
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Function, Image, Kernel
@@ -48,6 +50,10 @@ CATEGORIES: dict[str, tuple[int, str]] = {
     "alternative": (2, "an alternatives site (.altinstructions)"),
     "paravirt": (2, "a paravirt patch site (.parainstructions)"),
     "retpoline_site": (2, "an indirect call/jump through a retpoline thunk (.retpoline_sites)"),
+    "retpoline_inside": (1, "byte 1..4 of a retpoline site (boundaries once rewritten to call/jmp *%reg)"),
+    "retpoline_before": (1, "an instruction boundary 1..4 bytes before a retpoline site"),
+    "alternative_feature": (2, "at, inside or 1..4 bytes before an alternatives site whose feature differs "
+                               "between the QEMU models' CPU profiles"),
     "return_site": (2, "a 'jmp __x86_return_thunk' (.return_sites)"),
     "jump_into_window": (3, "a boundary P with a jump in the function to P+1..P+5"),
     "indirect_jump_fn": (1, "a boundary in a function with an indirect jump (ff /4, ff /5)"),
@@ -266,6 +272,38 @@ class _Drawer:
 
     def retpoline_site(self, k: int) -> list[Sample]:
         return self.from_sites((e["addr"] for e in self.vm.table("retpoline_sites")), "retpoline_site", k)
+
+    def retpoline_inside(self, k: int) -> list[Sample]:
+        out: list[Sample] = []
+        for site in self.shuffled({e["addr"] for e in self.vm.table("retpoline_sites")}):
+            if len(out) >= k:
+                break
+            if self.core_site(site):
+                s = self.take(self.vm, site + self.rng.randrange(1, 5), "retpoline_inside")
+                if s is not None:
+                    out.append(s)
+        return out
+
+    def retpoline_before(self, k: int) -> list[Sample]:
+        return self.before_sites((e["addr"] for e in self.vm.table("retpoline_sites")), "retpoline_before", k)
+
+    def alternative_feature(self, k: int) -> list[Sample]:
+        """Any byte from 4 before a site to its end: the live boundaries there depend on the CPU."""
+        profiles = (CpuProfile.QEMU64, CpuProfile.EPYC_ROME, CpuProfile.SKYLAKE_CLIENT_V4)
+        bits = [feature_bits(self.vm, p) for p in profiles]
+        out: list[Sample] = []
+        for e in self.shuffled(self.vm.table("alt_instructions")):
+            if len(out) >= k:
+                break
+            feature = e["cpuid"] & ~ALTINSTR_FLAG_INV
+            if not e["instrlen"] or len({feature in b for b in bits}) == 1 or not self.core_site(e["instr"]):
+                continue
+            addr = e["instr"] + self.rng.randrange(-_SITE_BEFORE, e["instrlen"])
+            if self.vm.lookup(addr) == self.vm.lookup(e["instr"]):
+                s = self.take(self.vm, addr, "alternative_feature", note=f"site {self.vm.describe(e['instr'])}")
+                if s is not None:
+                    out.append(s)
+        return out
 
     def return_site(self, k: int) -> list[Sample]:
         return self.from_sites((e["addr"] for e in self.vm.table("return_sites")), "return_site", k)
