@@ -286,13 +286,13 @@ def optimize_nops(site: bytes) -> bytes:
     return bytes(buf)
 
 
-def _alternative(image: Image, entry: dict[str, int], features: frozenset[int]) -> bytes:
+def _alternative(image: Image, entry: dict[str, int], features: frozenset[int], current: bytes) -> bytes:
     """The bytes apply_alternatives() leaves at one site."""
     instr, length = entry["instr"], entry["instrlen"]
     feature, inverted = entry["cpuid"] & ~ALTINSTR_FLAG_INV, bool(entry["cpuid"] & ALTINSTR_FLAG_INV)
-    original = image.read(instr, length)
     if (feature in features) == inverted:  # apply_alternatives() patches iff has(feature) != inverted
-        return optimize_nops(original)
+        return optimize_nops(current)  # the site as earlier entries left it (several entries share sites)
+    original = image.read(instr, length)
     if entry.get("flags", 0) & ALT_FLAG_DIRECT_CALL:
         direct = _direct_call(image, instr, original)
         if direct is not None:
@@ -444,5 +444,7 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
     for i in _sites(image.alternative_sites, address, end):
         entry = alternatives[i]
         if entry["instrlen"]:
-            _overlay(buf, address, entry["instr"], _alternative(image, entry, features))
+            site = bytearray(image.read(entry["instr"], entry["instrlen"]))
+            _overlay(site, entry["instr"], address, bytes(buf))  # what is live there so far
+            _overlay(buf, address, entry["instr"], _alternative(image, entry, features, bytes(site)))
     return bytes(buf)
