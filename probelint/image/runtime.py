@@ -1,14 +1,17 @@
 """The text the kernel checks is the text as patched at boot, not the ELF's bytes.
 
 `can_probe`, `can_optimize` and `copy_optimized_instructions` read live text. What changes
-depends on the CPU and its mitigations, so it is an explicit choice, `CpuProfile`:
+depends on the CPU and its mitigations, so it is an explicit choice, `CpuProfile` (a QEMU CPU
+model the Debian 6.1 kernel was booted on; ``ret``/``rethunk``/``its`` are aliases):
 
 * return sites (``.return_sites``: each a 5-byte ``jmp __x86_return_thunk``) are rewritten by
   arch/x86/kernel/alternative.c `apply_returns` to ``ret; int3; int3; int3; int3`` when the CPU
-  needs no return thunk (`ret`, e.g. qemu's qemu64), stay jumps into the thunk area when it does
-  (`rethunk`: AMD with the retbleed/SRSO mitigation, e.g. EPYC-Rome), and with the Intel ITS
-  return thunk stay jumps only where bit 5 of the site address is clear (`its`,
-  `cpu_wants_rethunk_at`);
+  needs no return thunk (qemu64), stay jumps into the thunk area when it does (EPYC-Rome: the
+  retbleed/SRSO thunk), and with the Intel ITS return thunk stay jumps only where bit 5 of the
+  site address is clear (Skylake-Client-v4, `cpu_wants_rethunk_at`);
+* retpoline sites (``.retpoline_sites``, `apply_retpolines`/`patch_retpoline`): without
+  X86_FEATURE_RETPOLINE (spectre_v2=off, eIBRS) ``call/jmp __x86_indirect_thunk_REG`` becomes
+  ``call/jmp *%REG`` + int3/NOPs, or the ITS thunk call; with RETPOLINE_LFENCE ``lfence`` first;
 * paravirt call sites (``.parainstructions``, `apply_paravirt`): ``call *pv_ops+N(%rip)``
   becomes a direct ``call`` of the op's function padded with NOPs, or only NOPs when the op is
   `_paravirt_nop` (`paravirt_patch`), read from the statically initialised ``pv_ops`` (a kernel
@@ -16,9 +19,9 @@ depends on the CPU and its mitigations, so it is an explicit choice, `CpuProfile
 * alternatives (``.altinstructions``, `apply_alternatives`, in table order): a site whose feature
   test passes gets its replacement (short/near jmp recomputed as `recompute_jump` does, padded
   with 0x90), and every site then has its runs of 0x90 merged into long NOPs (`optimize_nops`).
-  Which features a CPU has is modelled only for what does not vary: X86_FEATURE_ALWAYS is
-  present and X86_FEATURE_XENPV absent (so the ``ALT_NOT(XENPV)`` paravirt fast paths take their
-  native instructions); every other feature is taken as absent;
+  Which features a CPU has is the profile's (`_MODELS`: the named features the guest's
+  /proc/cpuinfo shows, resolved through the image's x86_cap_flags, plus the unnamed synthetic ones
+  the CPU setup code forces, each with its source line); docs/cpu-profiles.md;
 * ftrace sites are read back as a 5-byte NOP (`__recover_probed_insn`): same length as the ELF's
   call, so nothing to patch for decoding.
 
