@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from probelint import __version__
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES
+from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 
 if TYPE_CHECKING:
     from probelint.config import Config
@@ -178,7 +178,7 @@ def _map(argv: list[str]) -> int:
     p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
     p.add_argument("--html", type=Path, help="write a picture of --function F as a self-contained HTML page")
     p.add_argument("--svg", type=Path, help="write the picture of --function F as an SVG file")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="ret")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="qemu64")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
     args = p.parse_intermixed_args(argv)
     picture = args.html is not None or args.svg is not None
@@ -196,8 +196,6 @@ def _map(argv: list[str]) -> int:
             print(found)
             return 0
         from probelint import load_kernel
-        from probelint.image.runtime import CpuProfile
-
         if picture and len(args.function) != 1:
             raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
         if args.probes and not picture:
@@ -248,14 +246,12 @@ def _explain(argv: list[str]) -> int:
     """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
     p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
     p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="ret")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="qemu64")
     p.add_argument("--no-cache", action="store_true")
     args = p.parse_intermixed_args(argv)
     try:
         from probelint import check, load_kernel
         from probelint.explain import explain
-        from probelint.image.runtime import CpuProfile
-
         *images, probe = args.args
         if not images:
             raise InputError(probe, "name the kernel image(s) before the probe")
@@ -315,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config()
     config.fail_level = Severity.parse(args.fail_level) if args.fail_level else config.fail_level
-    config.cpu_profile = args.cpu_profile or config.cpu_profile
+    config.cpu_profile = CpuProfile(args.cpu_profile).value if args.cpu_profile else config.cpu_profile
     config.select = _split(args.select) or config.select
     config.ignore = _split(args.ignore) or config.ignore
     config.kernel = args.kernel or config.kernel
@@ -424,7 +420,6 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     output, fixes applied to the probe files)."""
     from probelint import load_kernel
     from probelint.engine import check_probes
-    from probelint.image.runtime import CpuProfile
     from probelint.sources import annotate_globs, expand_globs, resolve_source_lines
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
@@ -508,7 +503,7 @@ def _describe_kernel(kernel: Kernel, cpu_profile: str) -> None:
         version = image.version or "no version string"
         say(f"image {image.path}: {image.name}, build-id {image.elf.build_id()}, {version}")
     say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
-    say(f"cpu profile: {cpu_profile} (how return sites are patched at boot)")
+    say(f"cpu profile: {cpu_profile} (the CPU whose boot-time patching of the text the verdicts assume)")
     modules = ", ".join(m.name for m in kernel.modules) or "none"
     say(f"modules assumed loaded: {modules} (a plain SYM is unique only across vmlinux and these)")
     if kernel.config is not None:

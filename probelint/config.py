@@ -20,7 +20,7 @@ from typing import Any
 
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES
+from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 
 __all__ = ["Config", "find_config", "load_config"]
 
@@ -35,7 +35,7 @@ class Config:
     select: list[str] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)
     fail_level: Severity = Severity.ERROR
-    cpu_profile: str = "ret"
+    cpu_profile: str = "qemu64"
     severity: dict[str, Severity] = field(default_factory=dict)
 
     def as_toml(self) -> str:
@@ -92,9 +92,10 @@ def load_config(start: Path | None = None) -> Config:
         config.severity = {k.upper(): Severity.parse(v) for k, v in table.get("severity", {}).items()}
     except ValueError as exc:
         raise InputError(where, str(exc)) from None
-    config.cpu_profile = table.get("cpu-profile", "ret")
+    config.cpu_profile = table.get("cpu-profile", "qemu64")
     if config.cpu_profile not in _PROFILES:
         raise InputError(where, f"cpu-profile must be one of {', '.join(_PROFILES)}")
+    config.cpu_profile = CpuProfile(config.cpu_profile).value  # aliases (ret, rethunk, its) by the CPU's name
     return config
 
 

@@ -51,7 +51,7 @@ def test_sarif_is_valid(sarif_schema):
     run0 = log["runs"][0]
     rule_ids = [r["id"] for r in run0["tool"]["driver"]["rules"]]
     assert "KP104" in rule_ids and all(r["helpUri"].endswith(f"{r['id']}.md") for r in run0["tool"]["driver"]["rules"])
-    assert run0["properties"]["cpuProfile"] == "ret" and run0["properties"]["kernelImages"][0]["buildId"]
+    assert run0["properties"]["cpuProfile"] == "qemu64" and run0["properties"]["kernelImages"][0]["buildId"]
     kp104 = next(r for r in run0["results"] if r["ruleId"] == "KP104")
     assert kp104["locations"][0]["physicalLocation"]["region"] == {"startLine": 4, "startColumn": 1}
     assert rule_ids[kp104["ruleIndex"]] == "KP104" and kp104["partialFingerprints"]["probelint/v1"]
@@ -63,7 +63,7 @@ def test_github_annotations_are_escaped():
     assert kp104.startswith("::error file=") and ",line=4,col=1,title=probelint KP104::" in kp104
     assert "\n" not in kp104 and "%0A" in kp104 and "%25rbp" in kp104  # newlines and % escaped
     assert any(line.startswith("::notice ") for line in lines)
-    assert lines[0] == "::notice title=probelint::verdicts assume cpu profile ret (--cpu-profile)"
+    assert lines[0] == "::notice title=probelint::verdicts assume cpu profile qemu64 (--cpu-profile)"
 
 
 def test_gitlab_code_quality():
@@ -71,4 +71,4 @@ def test_gitlab_code_quality():
     assert {"description", "check_name", "fingerprint", "severity", "location"} <= set(issues[0])
     assert len({i["fingerprint"] for i in issues}) == len(issues)
     assert {i["severity"] for i in issues} <= {"info", "minor", "major", "critical", "blocker"}
-    assert {i["cpu_profile"] for i in issues} == {"ret"}
+    assert {i["cpu_profile"] for i in issues} == {"qemu64"}

@@ -98,3 +98,15 @@ def test_noretpoline_moves_boundaries_inside_a_thunk_call(profiled: Kernel):
     profiled.set_profile(CpuProfile.NORETPOLINE)  # call *%reg, then a 3-byte NOP at +2
     results = probelint.check(profiled, specs)
     assert results[0].verdict.errno == "EILSEQ" and "KP104" not in [f.rule for f in results[1].findings]
+
+
+def test_report_schema_names_every_profile():
+    """JSON reports carry the profile by its CPU's name; the schema must accept exactly those."""
+    import json
+    from pathlib import Path
+
+    import probelint
+
+    schema = json.loads((Path(probelint.__file__).parent / "schema" / "report.schema.json").read_text())
+    assert set(schema["$defs"]["report"]["properties"]["cpu_profile"]["enum"]) == {p.value for p in CpuProfile}
+    assert CpuProfile("rethunk").value == "EPYC-Rome"  # aliases are reported by the CPU's name

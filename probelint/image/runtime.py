@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import bisect
 import enum
+import functools
+import hashlib
 import re
 import weakref
 from dataclasses import dataclass
@@ -162,6 +164,12 @@ _MODELS = {
 _ALIASES = {"ret": "qemu64", "rethunk": "EPYC-Rome", "its": "Skylake-Client-v4"}
 
 
+@functools.cache
+def _cache_key(name: str) -> str:
+    digest = hashlib.sha1(repr((_MODELS[name], sorted(_UNNAMED_BITS.items()))).encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
 class CpuProfile(enum.Enum):
     QEMU64 = "qemu64"
     NORETPOLINE = "noretpoline"
@@ -182,11 +190,7 @@ class CpuProfile(enum.Enum):
     @property
     def cache_key(self) -> str:
         """Key of this profile's decode facts: changes whenever its feature model does."""
-        import hashlib
-
-        m = self.model
-        digest = hashlib.sha1(repr((m, sorted(_UNNAMED_BITS.items()))).encode()).hexdigest()[:8]
-        return f"{self.value}-{digest}"
+        return _cache_key(self.value)
 
     def keeps_return_thunk(self, site: int) -> bool:
         """cpu_wants_rethunk_at() (alternative.c)."""

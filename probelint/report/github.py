@@ -22,7 +22,7 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render(results: list[ProbeResult], cpu_profile: str = "ret") -> str:
+def render(results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
     # the assumption behind every optimization verdict, once, as a run-level notice
     lines = [f"::notice title=probelint::verdicts assume cpu profile {cpu_profile} (--cpu-profile)"]
     for result in results:

@@ -13,7 +13,7 @@ __all__ = ["render"]
 _SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
 
 
-def render(results: list[ProbeResult], cpu_profile: str = "ret") -> str:
+def render(results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
     issues = [
         {
             "description": f"{f.rule}: {f.message}",

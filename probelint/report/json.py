@@ -39,7 +39,7 @@ def _probe(result: ProbeResult) -> dict[str, Any]:
     }
 
 
-def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret") -> dict[str, Any]:
+def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "qemu64") -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "probelint_version": __version__,
@@ -52,7 +52,7 @@ def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret"
     }
 
 
-def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "ret") -> str:
+def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
     """Indented at the top, one probe a line: readable and greppable, and the C encoder does the
     bulk (``indent`` throughout would run Python's encoder, 10 % of a warm 1,000-probe run)."""
     report = to_dict(kernel, results, cpu_profile)

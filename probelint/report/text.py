@@ -13,7 +13,7 @@ _RESET = "\033[0m"
 
 
 def render(results: list[ProbeResult], *, colour: bool = False, summary: bool = True,
-           cpu_profile: str = "ret") -> str:
+           cpu_profile: str = "qemu64") -> str:
     lines = []
     for result in results:
         for f in result.findings:
