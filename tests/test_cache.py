@@ -73,3 +73,28 @@ def test_unusable_fact_store_only_costs_time(tmp_path):
     kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
     assert verdicts(probelint.check(kernel, PROBES)) == expected
     kernel.vmlinux.save_facts()
+
+
+def test_forked_worker_opens_its_own_fact_store(tmp_path):
+    """A connection opened before fork() is never used by the child (SQLite forbids it)."""
+    import multiprocessing
+
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    probelint.check(kernel, PROBES)
+    kernel.vmlinux.save_facts()  # the parent's connection is open now
+    parent_db = kernel.vmlinux._facts._db
+    assert parent_db is not None
+
+    def child(queue):
+        store = kernel.vmlinux._facts
+        fresh = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+        verdicts_child = verdicts(probelint.check(fresh, PROBES))
+        store._connect()
+        queue.put((store._db is not parent_db, verdicts_child))
+
+    queue = multiprocessing.get_context("fork").Queue()
+    proc = multiprocessing.get_context("fork").Process(target=child, args=(queue,))
+    proc.start()
+    own_connection, child_verdicts = queue.get(timeout=60)
+    proc.join(60)
+    assert own_connection and child_verdicts == verdicts(probelint.check(kernel, PROBES))

@@ -12,6 +12,7 @@ only the instructions a rule or an excerpt actually reads.
 from __future__ import annotations
 
 import atexit
+import os
 import pickle
 import sqlite3
 from collections.abc import Sequence
@@ -59,12 +60,16 @@ class FactStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._pending: dict[tuple[str, int], bytes] = {}
         self._broken = False
         atexit.register(self.flush)
 
     def _connect(self) -> sqlite3.Connection | None:
+        if self._db is not None and self._pid != os.getpid():
+            self._db = None  # a forked worker: SQLite connections must not cross fork(); open its own
         if self._db is None and not self._broken:
+            self._pid = os.getpid()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
