@@ -119,3 +119,27 @@ def test_systemtap_probe_points():
     assert isinstance(items[3], ParseProblem) and items[3].unsupported and "prologue" in items[3].message
     assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
     assert isinstance(items[5], ParseProblem) and items[5].unsupported
+
+
+@pytest.mark.kernel
+def test_stripped_copy_sharing_a_build_id_never_reads_the_dwarf_copys_results(debian, tmp_path):
+    """The source-line cache is keyed by build-id: a --strip-debug copy has the same one, but no
+    DWARF, so it must say so warm as it does cold (and not write its refusals for the -dbg copy)."""
+    if shutil.which("objcopy") is None:
+        pytest.skip("objcopy (binutils) is needed")
+    stripped = tmp_path / "vmlinux-stripped"
+    subprocess.run(["objcopy", "--strip-debug", str(debian.vmlinux), str(stripped)], check=True)
+    script = tmp_path / "t.sh"
+    script.write_text("perf probe -a 'fs/read_write.c:470'\n")
+
+    def run(image, *cache: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "probelint", *cache, "--format", "json", str(image), str(script)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert not proc.stderr
+        return proc.stdout.replace(str(image), "IMAGE")
+
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    dwarf_cold = run(debian.vmlinux, *cache)
+    assert run(stripped, *cache) == run(stripped, "--no-cache")
+    assert "KP407" in run(stripped, *cache)
+    assert run(debian.vmlinux, *cache) == dwarf_cold

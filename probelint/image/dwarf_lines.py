@@ -339,6 +339,9 @@ class DwarfLines:
         self.has_dwarf = info is not None and info.size > 0 and elf.section(".debug_line") is not None
         self._dwarf: DWARFInfo | None = None
         self._units: dict[int, _Unit] = {}
+        # a --strip-debug copy shares the -dbg file's build-id: it must neither read nor write its results
+        if not self.has_dwarf:
+            self.cache = cache = None
         stored = cache.load(self.build_id) if cache is not None and self.build_id else None
         self._index: dict[str, Any] | None = stored.get("units") if stored else None
         self._results: dict[PerfPoint, Resolution] = stored.get("results", {}) if stored else {}
