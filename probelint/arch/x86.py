@@ -320,6 +320,28 @@ def can_boost(insn: Insn, in_extable: bool, *, relaxed_groups: bool = False) -> 
     return op not in _NOT_BOOSTABLE
 
 
+CANNOT_BOOST = "it cannot run out of line (can_boost)"
+
+
+def optprobe_refusal(insn: Insn, in_extable: bool, *, relaxed_groups: bool = False) -> str | None:
+    """copy_optimized_instructions() on one instruction of a jump window: why it cannot be copied
+    (`__copy_instruction`) or run out of line (`can_boost`), or None."""
+    if in_extable:  # can_boost() refuses it, after __copy_instruction's own tests
+        return copy_refusal(insn) or CANNOT_BOOST
+    return _optprobe_refusal(insn.raw, insn.valid, insn.emulate_prefix, relaxed_groups)
+
+
+@lru_cache(maxsize=1 << 16)
+def _optprobe_refusal(raw: bytes, valid: bool, emulate_prefix: bool, relaxed_groups: bool) -> str | None:
+    # Only the bytes decide (the same instruction recurs all over the kernel): the probe map asks
+    # this for every instruction of every window.
+    insn = Insn(0, len(raw), raw, None, emulate_prefix, valid)
+    why = copy_refusal(insn)
+    if why is None and not can_boost(insn, False, relaxed_groups=relaxed_groups):
+        why = CANNOT_BOOST
+    return why
+
+
 _BRANCH_FLOWS = frozenset({iced_x86.FlowControl.UNCONDITIONAL_BRANCH, iced_x86.FlowControl.CONDITIONAL_BRANCH})
 
 

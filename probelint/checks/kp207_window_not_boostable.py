@@ -21,9 +21,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     window = ctx.window()
     relaxed = ctx.kernel.at_least(6, 9)
     for insn in window:
-        why = x86.copy_refusal(insn)
-        if why is None and not x86.can_boost(insn, ctx.image.in_extable(insn.address), relaxed_groups=relaxed):
-            why = "it cannot run out of line (can_boost)"
+        why = x86.optprobe_refusal(insn, ctx.image.in_extable(insn.address), relaxed_groups=relaxed)
         if why is not None:
             yield Hit(
                 f"the jump window of {ctx.where()} holds {ctx.image.describe(insn.address)} "
