@@ -85,6 +85,10 @@ def main() -> int:
     ap.add_argument("vmlinux", nargs="?", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    # probelint is timed as installed, its bytecode cached (pip compiles it at install time); with
+    # PYTHONDONTWRITEBYTECODE set, every module edited since its .pyc was written is recompiled on
+    # every run, which is not what users see.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     vmlinux = args.vmlinux
     if vmlinux is None:
         from probelint.vmtest.download import ensure_debug_vmlinux
