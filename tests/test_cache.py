@@ -98,3 +98,13 @@ def test_forked_worker_opens_its_own_fact_store(tmp_path):
     own_connection, child_verdicts = queue.get(timeout=60)
     proc.join(60)
     assert own_connection and child_verdicts == verdicts(probelint.check(kernel, PROBES))
+
+
+def test_cache_dir_that_cannot_be_created_only_costs_time(tmp_path):
+    """--cache-dir naming a file (or a path under one) must not fail the run: no index, no facts."""
+    expected = verdicts(probelint.check(probelint.load_kernel([DEMO / "demo.elf"], cache=False), PROBES))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=blocker / "cache", cache=True)
+    assert verdicts(probelint.check(kernel, PROBES)) == expected
+    kernel.vmlinux.save_facts()

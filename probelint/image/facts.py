@@ -75,7 +75,7 @@ class FactStore:
                 self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
                 self._db.execute("CREATE TABLE IF NOT EXISTS facts (profile TEXT, address INTEGER, data BLOB, "
                                  "PRIMARY KEY (profile, address)) WITHOUT ROWID")
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):  # OSError: the directory cannot be made (a file, /proc, ...)
                 self._broken = True  # a cache that cannot be used only costs time
                 self._db = None
         return self._db
