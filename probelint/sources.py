@@ -117,27 +117,63 @@ def _libbpf(text: str, file: str) -> list[Parsed]:
     return out
 
 
+def _shell_words(args: str, offset: int) -> list[tuple[str, list[int]]]:
+    """Shell words with their quotes removed, each character with its offset in the file."""
+    words: list[tuple[str, list[int]]] = []
+    for m in re.finditer(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""", args):
+        chars: list[str] = []
+        where: list[int] = []
+        for part in re.finditer(r"""'([^']*)'|"([^"]*)"|([^'"]+)""", m.group()):
+            group = next(g for g in (1, 2, 3) if part.group(g) is not None)
+            chars.append(part.group(group))
+            where.extend(range(offset + m.start() + part.start(group), offset + m.start() + part.end(group)))
+        words.append(("".join(chars), where))
+    return words
+
+
+# builtin-probe.c options that take a value (-x/--exec: user-space probes; -d/-L/-V: other commands)
+_PERF_VALUE = {"-a": "add", "--add": "add", "-D": "add", "--definition": "add", "-m": "module",
+               "--module": "module", "-x": "exec", "--exec": "exec", "-d": "other", "--del": "other",
+               "-L": "other", "--line": "other", "-V": "other", "--vars": "other", "-k": "", "--vmlinux": "",
+               "-s": "", "--source": "", "--max-probes": "", "--symfs": "", "--target-ns": "", "--filter": ""}
+# commands whose value is optional (only as -lVALUE / --list=VALUE): they add no probe
+_PERF_OTHER = {"-l", "--list", "-F", "--funcs"}
+
+
 def _perf_probe(args: str, offset: int, text: str, file: str) -> list[Parsed]:
-    out: list[Parsed] = []
-    module = None
-    tokens = list(re.finditer(r"""'[^']*'|"[^"]*"|\S+""", args))
-    skip = False
-    for i, tok in enumerate(tokens):
-        word = tok.group().strip("'\"")
-        start = offset + tok.start() + (1 if tok.group()[:1] in "'\"" else 0)
-        if skip:
-            skip = False
-            continue
-        if word in ("-m", "--module"):
-            module = tokens[i + 1].group().strip("'\"") if i + 1 < len(tokens) else None
-            skip = True
-            continue
-        if word in ("-a", "--add") or word.startswith("-"):
-            skip = word in ("-k", "--vmlinux", "-s", "--source", "-x", "--exec")
-            continue
-        where = _location(file, text, start)
-        out.append(_perf_point(word.split()[0], where, module))
-    return out
+    """The probes one `perf probe` command adds, parsed as builtin-probe.c does: each -a/-D value
+    is a probe, and the words after the last option (PARSE_OPT_STOP_AT_NON_OPTION) are one more,
+    joined (`parse_probe_event_argv`): its first word is the point, the rest are fetchargs."""
+    words = _shell_words(args, offset)
+    specs: list[tuple[str, int]] = []
+    module: str | None = None
+    other = False
+    i = 0
+    while i < len(words):
+        word, where = words[i]
+        if not word.startswith("-") or word == "-":
+            specs.append((word, where[0] if where else offset))  # the rest is this probe's fetchargs
+            break
+        name, eq, value = word.partition("=")
+        attached = eq != "" or (not word.startswith("--") and len(word) > 2)
+        if not eq and attached:
+            name, value = word[:2], word[2:]
+        start = where[len(name) + len(eq)] if attached and value else None
+        kind = _PERF_VALUE.get(name)
+        if kind is not None and not attached:
+            i += 1
+            value, vwhere = words[i] if i < len(words) else ("", [])
+            start = vwhere[0] if vwhere else None
+        if kind == "add" and value:
+            specs.append((value, start if start is not None else offset))
+        elif kind == "module":
+            module = value
+        elif kind in ("exec", "other") or name in _PERF_OTHER:
+            other = True
+        i += 1
+    if other:  # another command, or user-space probes: nothing for the kernel to register
+        return []
+    return [_perf_point(spec.split()[0], _location(file, text, start), module) for spec, start in specs if spec.split()]
 
 
 def _perf_point(probe: str, where: Location, module: str | None) -> Parsed:

@@ -20,8 +20,8 @@ def perf_points(script: str) -> list[object]:
 
 
 def test_perf_grammar_splits_files_functions_and_symbols():
-    items = perf_points("perf probe -a 'fs/read_write.c:470' vfs_read:6 'ev=vfs_read@fs/read_write.c:20' "
-                        "vfs_write@fs/read_write.c+4 vfs_read+5 'vfs_read@x.c%return' 'vfs_read;foo*'\n")
+    items = perf_points("perf probe -a 'fs/read_write.c:470' -a vfs_read:6 -a 'ev=vfs_read@fs/read_write.c:20' "
+                        "-a vfs_write@fs/read_write.c+4 -a vfs_read+5 -a 'vfs_read@x.c%return' 'vfs_read;foo*'\n")
     points = [i.point if isinstance(i, SourceLineProbe) else i for i in items]
     assert points[0] == PerfPoint(None, "fs/read_write.c", 470)
     assert points[1] == PerfPoint("vfs_read", None, 6)
@@ -30,13 +30,34 @@ def test_perf_grammar_splits_files_functions_and_symbols():
     assert isinstance(points[4], ProbeSpec) and points[4].offset == 5  # symbol form: no DWARF needed
     assert isinstance(points[5], ProbeSpec) and points[5].is_return  # perf finds %return by symbol
     assert isinstance(points[6], ParseProblem) and points[6].unsupported  # lazy pattern: KP407
-    assert [(i.location.line, i.location.column) for i in items][:2] == [(1, 16), (1, 37)]
+    assert [(i.location.line, i.location.column) for i in items][:2] == [(1, 16), (1, 40)]
 
 
 def test_module_source_lines_and_bad_numbers_are_clear():
     module, bad = perf_points("perf probe -m xfs xfs_buf_read:3\nperf probe 'vfs_read:x'\n")
     assert isinstance(module, ParseProblem) and module.unsupported and "module" in module.message
     assert isinstance(bad, ParseProblem) and not bad.unsupported and bad.location.line == 2
+
+
+def test_perf_command_line_is_parsed_as_perf_parses_it():
+    """builtin-probe.c: -a/-D/--add=/-aSPEC each add one probe; the words after the options are
+    one probe with its fetchargs; -d/-L/-V/-l/-F are other commands; -x probes user space."""
+    def specs(script: str) -> list[tuple[str, int]]:
+        return [(i.text, i.location.column) for i in perf_points(script)]
+
+    assert specs("perf probe --add='fs/read_write.c:470' --add=vfs_write -avfs_read+4 -Dksys_read\n") == [
+        ("fs/read_write.c:470", 19), ("vfs_write", 46), ("vfs_read+4", 58), ("ksys_read", 71)]
+    (one,) = perf_points("perf probe vfs_read count buf:string\n")
+    assert isinstance(one, ProbeSpec) and one.symbol == "vfs_read"
+    (two,) = perf_points("perf probe 'ev=vfs_read:6' 'count'\n")
+    assert isinstance(two, SourceLineProbe) and two.point == PerfPoint("vfs_read", None, 6)
+    (mod,) = perf_points("perf probe --module=xfs xfs_buf_read:3\n")
+    assert isinstance(mod, ParseProblem) and "module" in mod.message
+    (mod_sym,) = perf_points("perf probe -mxfs xfs_buf_read\n")
+    assert isinstance(mod_sym, ProbeSpec) and mod_sym.module == "xfs"
+    for other in ("-d probe:vfs_read", "--del=probe:vfs_read", "-L vfs_read:3", "-V vfs_read", "-l", "-F 'vfs_*'",
+                  "-x /bin/bash malloc", "--exec=/bin/bash malloc"):
+        assert perf_points(f"perf probe {other}\n") == [], other
 
 
 def test_strtailcmp_is_perfs():
