@@ -60,6 +60,8 @@ _LIBBPF_SEC = re.compile(r'SEC\(\s*"(kprobe|kretprobe|kprobe\.multi|kretprobe\.m
 _KPROBE_EVENTS_ECHO = re.compile(r"""echo\s+(?:-\w+\s+)*(['"])([pr][^'"]*)\1\s*>>?\s*\S*kprobe_events""")
 _PERF_PROBE = re.compile(r"""\bperf\s+probe\b((?:'[^'\n]*'|"[^"\n]*"|[^\n;|&'"])*)""")
 _STAP_PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
+_STAP_MODULE = re.compile(r"""\b(?:kprobe\.)?module\(\s*"[^"]*"\s*\)\.(?:function|statement)\(\s*"([^"]*)"\s*\)""")
+_STAP_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?\*/', re.S)
 _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
 
 
@@ -221,9 +223,16 @@ def _systemtap(text: str, file: str) -> list[Parsed]:
     * ``kernel.function("F")`` (entry) is placed by SystemTap after the prologue, from the line
       table: not modelled, reported as not checked (KP407), as are ``.call``/``.inline`` and
       ``.statement`` forms with wildcards or ranges."""
-    code = re.sub(r"#[^\n]*|//[^\n]*|/\*.*?\*/", _blank, text, flags=re.S)
+    # comments blanked; string literals kept whole (a '#' in one starts no comment)
+    code = _STAP_COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else _blank(m), text)
+    found: list[tuple[int, Parsed]] = []
+    for m in _STAP_MODULE.finditer(code):
+        found.append((m.start(1), ParseProblem(m.group(1), _location(file, text, m.start(1)),
+                                               "SystemTap module(...) probes are not checked", unsupported=True)))
     out: list[Parsed] = []
+    starts: list[int] = []  # each iteration adds one item to out
     for m in _STAP_PROBE.finditer(code):
+        starts.append(m.start(2))
         kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
         where = _location(file, text, m.start(2))
         is_return = suffix == ".return"
@@ -244,7 +253,8 @@ def _systemtap(text: str, file: str) -> list[Parsed]:
                                         unsupported=True))
                 continue
             out.append(SourceLineProbe(arg, where, PerfPoint(None, statement.group(2), int(statement.group(3)))))
-    return out
+    found += zip(starts, out, strict=True)
+    return [p for _, p in sorted(found, key=lambda f: f[0])]
 
 
 def _shell(text: str, file: str) -> list[Parsed]:

@@ -164,3 +164,16 @@ def test_stripped_copy_sharing_a_build_id_never_reads_the_dwarf_copys_results(de
     assert run(stripped, *cache) == run(stripped, "--no-cache")
     assert "KP407" in run(stripped, *cache)
     assert run(debian.vmlinux, *cache) == dwarf_cold
+
+
+def test_systemtap_comment_characters_in_strings_and_module_probes():
+    """`#` inside a string starts no comment; module("M") probes are reported as not checked."""
+    text = ('probe begin { x = "# not a comment" } probe kprobe.function("after_string") { }\n'
+            'probe kprobe.function("a#b") { } // probe kprobe.function("commented")\n'
+            'probe module("xfs").function("xfs_buf_read_map").return { }\n'
+            'probe kprobe.module("xfs").function("xfs_buf_read_map") { }\n')
+    items = extract("t.stp", text)
+    assert [i.text if isinstance(i, ParseProblem) else i.symbol for i in items] == [
+        "after_string", "a#b", "xfs_buf_read_map", "xfs_buf_read_map"]
+    assert all(isinstance(i, ParseProblem) and i.unsupported and "module" in i.message for i in items[2:])
+    assert (items[2].location.line, items[2].location.column) == (3, 31)
