@@ -213,6 +213,9 @@ def _map(argv: list[str]) -> int:
                 sym = image.symbols.lookup_name(name)
                 if sym is None:
                     raise InputError(args.path, f"unknown function {name}")
+                if not (image.is_core_text(sym.address) or image.is_init_text(sym.address)):
+                    # data (jiffies, ...) would be decoded and drawn as instructions
+                    raise InputError(args.path, f"{name} is not a function: it is not in kernel text")
                 syms.append(sym)
         else:
             stext, etext = image.marker("_stext"), image.marker("_etext")

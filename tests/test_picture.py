@@ -171,6 +171,8 @@ def test_errors(tmp_path: Path) -> None:
         ((demo, "--function", "demo_read", "--function", "demo_write", "--svg", str(tmp_path / "a.svg")),
          "--function"),
         ((demo, "--function", "no_such_function", "--html", str(tmp_path / "a.html")), "no_such_function"),
+        ((demo, "--function", "demo_counter", "--html", str(tmp_path / "a.html")), "not a function"),  # data
+        ((demo, "--function", "demo_counter", "-o", str(tmp_path / "m.gz")), "not a function"),
         ((demo, "--function", "demo_read", str(DEMO / "probes.txt")), "--html"),
         ((demo, "--function", "demo_read", "--html", str(tmp_path / "a.html"), str(tmp_path / "missing.txt")),
          "missing.txt"),
