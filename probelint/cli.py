@@ -178,7 +178,8 @@ def _map(argv: list[str]) -> int:
     p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
     p.add_argument("--html", type=Path, help="write a picture of --function F as a self-contained HTML page")
     p.add_argument("--svg", type=Path, help="write the picture of --function F as an SVG file")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="qemu64")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
+                   help="the CPU whose boot-time patching to assume (default: [tool.probelint] cpu-profile, qemu64)")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
     args = p.parse_intermixed_args(argv)
     picture = args.html is not None or args.svg is not None
@@ -202,8 +203,9 @@ def _map(argv: list[str]) -> int:
             raise InputError(args.probes[0], "probe files are marked on a picture: add --html or --svg")
         if not _is_elf(args.path):
             raise InputError(args.path, "not an ELF file")
+        profile = _profile(args.cpu_profile)
         kernel = load_kernel([args.path], cache=True)
-        kernel.set_profile(CpuProfile(args.cpu_profile))
+        kernel.set_profile(profile)
         image = kernel.vmlinux
         if image is None:
             raise InputError(args.path, "map takes a vmlinux")
@@ -241,15 +243,25 @@ def _map(argv: list[str]) -> int:
         print(f"probelint: error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(probemap.summary(counts))
-    print(f"map written to {output}", file=sys.stderr)
+    print(f"map written to {output} [cpu profile: {profile.value}]", file=sys.stderr)
     return 0
+
+
+def _profile(flag: str | None) -> CpuProfile:
+    """--cpu-profile, else the project's [tool.probelint] cpu-profile, else qemu64."""
+    if flag is not None:
+        return CpuProfile(flag)
+    from probelint.config import load_config
+
+    return CpuProfile(load_config().cpu_profile)
 
 
 def _explain(argv: list[str]) -> int:
     """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
     p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
     p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES, default="qemu64")
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
+                   help="the CPU whose boot-time patching to assume (default: [tool.probelint] cpu-profile, qemu64)")
     p.add_argument("--no-cache", action="store_true")
     args = p.parse_intermixed_args(argv)
     try:
@@ -261,8 +273,9 @@ def _explain(argv: list[str]) -> int:
         for image in images:
             if not _is_elf(image):
                 raise InputError(image, "not an ELF file")
+        profile = _profile(args.cpu_profile)
         kernel = load_kernel(images, cache=not args.no_cache)
-        kernel.set_profile(CpuProfile(args.cpu_profile))
+        kernel.set_profile(profile)
         (result,) = check(kernel, [probe], source="<explain>")
     except InputError as exc:
         print(f"probelint: error: {exc}", file=sys.stderr)

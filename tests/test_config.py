@@ -54,3 +54,13 @@ def test_kernel_config_file_overrides_inference(tmp_path):
     proc = run(tmp_path, "-v", "--config", str(dotconfig), str(DEMO / "demo.elf"), str(DEMO / "probes.txt"))
     assert f"{dotconfig}: CONFIG_OPTPROBES=n" in proc.stderr
     assert "kernel version: unknown (rules follow 6.1)" in proc.stderr and "cpu profile: qemu64" in proc.stderr
+
+
+def test_subcommands_take_the_projects_cpu_profile(tmp_path):
+    """`explain` and `map` follow [tool.probelint] cpu-profile too; a flag still wins."""
+    proj = project(tmp_path, 'cpu-profile = "rethunk"\n')
+    assert "cpu profile EPYC-Rome" in run(proj, "explain", "demo.elf", "demo_read+0x7").stdout
+    assert "cpu profile Skylake-Client-v4" in run(proj, "explain", "--cpu-profile", "its", "demo.elf",
+                                                  "demo_read+0x7").stdout
+    mapped = run(proj, "map", "demo.elf", "--function", "demo_read", "-o", "m.gz")
+    assert mapped.returncode == 0 and "[cpu profile: EPYC-Rome]" in mapped.stderr
