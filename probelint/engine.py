@@ -248,7 +248,7 @@ def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | N
                 verdict.optimized = False
                 verdict.reasons.append(rule.id)
             if _wanted(rule.id, select):
-                result.findings.append(Finding(rule.id, rule.severity, hit.message, ctx.spec.location, hit.note_lines(),
+                result.findings.append(Finding(rule.id, rule.severity, hit.text(), ctx.spec.location, hit.note_lines(),
                                                hit.fix))
     return result
 

@@ -41,14 +41,17 @@ class Stage(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A rule firing: the message, and lines of context shown under it. Costly notes (disassembly
-    excerpts) may be given as a function, called only when the finding is reported: the probe
+    """A rule firing: the message, and lines of context shown under it. A costly message or notes
+    (disassembly) may be given as a function, called only when the finding is reported: the probe
     map checks millions of boundaries for their verdicts alone."""
 
-    message: str
+    message: str | Callable[[], str]
     notes: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     errno: str | None = None  # overrides Rule.errno where the kernel version decides it
     fix: Fix | None = None
+
+    def text(self) -> str:
+        return self.message() if callable(self.message) else self.message
 
     def note_lines(self) -> tuple[str, ...]:
         return self.notes() if callable(self.notes) else self.notes

@@ -21,8 +21,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return
     why = x86.copy_refusal(insn)
     if why is not None:
-        yield Hit(f"the instruction at {ctx.where()} ({insn_text(ctx.image, insn)}) cannot be copied out of line: "
-                  f"{why}")
+        yield Hit(lambda: f"the instruction at {ctx.where()} ({insn_text(ctx.image, insn)}) cannot be copied out "
+                          f"of line: {why}")
 
 
 RULE = Rule("KP110", "uncopyable-insn", Severity.ERROR, Stage.INSN, check,

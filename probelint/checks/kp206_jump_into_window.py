@@ -27,8 +27,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     window = ctx.window()
     end = window[-1].end if window else ctx.address + x86.JMP32_INSN_SIZE
     yield Hit(
-        f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside the "
-        f"5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
+        lambda: f"{describe(insn.address)} ({insn_text(ctx.image, insn)}) jumps to {describe(target)}, inside "
+                f"the 5 bytes the optprobe jump at {ctx.where()} would overwrite: it stays an int3 probe",
         lambda: excerpt(ctx.image, fn, ctx.address, marked=range(ctx.address, end)),
     )
 

@@ -18,17 +18,19 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.address is not None
-    window = ctx.window()
+    image, window = ctx.image, ctx.window()
     relaxed = ctx.kernel.at_least(6, 9)
-    for insn in window:
-        why = x86.optprobe_refusal(insn, ctx.image.in_extable(insn.address), relaxed_groups=relaxed)
-        if why is not None:
-            yield Hit(
-                f"the jump window of {ctx.where()} holds {ctx.image.describe(insn.address)} "
-                f"({insn_text(ctx.image, insn)}): {why}; it stays an int3 probe",
-                lambda: excerpt(ctx.image, ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
-            )
-            return
+    refusals = ((insn, x86.optprobe_refusal(insn, image.in_extable(insn.address), relaxed_groups=relaxed))
+                for insn in window)
+    first = next(((insn, why) for insn, why in refusals if why is not None), None)  # the copy stops there
+    if first is None:
+        return
+    insn, why = first
+    yield Hit(
+        lambda: f"the jump window of {ctx.where()} holds {image.describe(insn.address)} "
+                f"({insn_text(image, insn)}): {why}; it stays an int3 probe",
+        lambda: excerpt(image, ctx.function(), ctx.address, marked=range(ctx.address, window[-1].end)),
+    )
 
 
 RULE = Rule("KP207", "window-not-boostable", Severity.WARNING, Stage.OPTIMIZE, check,
