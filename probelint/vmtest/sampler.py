@@ -17,7 +17,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import iced_x86
 
@@ -26,6 +26,8 @@ from probelint.image.runtime import ALTINSTR_FLAG_INV, CpuProfile, feature_bits
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Function, Image, Kernel
+
+T = TypeVar("T")
 
 __all__ = [
     "CATEGORIES",
@@ -173,16 +175,21 @@ class _Drawer:
                 out.append(s)
         return out
 
-    def from_sites(self, addresses: Iterable[int], category: str, k: int) -> list[Sample]:
+    @staticmethod
+    def first_k(candidates: Iterable[T], k: int, pick: Callable[[T], Sample | None]) -> list[Sample]:
+        """The first `k` samples `pick` makes of `candidates`, in order (it may decline one)."""
         out: list[Sample] = []
-        for addr in self.shuffled(set(addresses)):
+        for candidate in candidates:
             if len(out) >= k:
                 break
-            if self.core_site(addr):
-                s = self.take(self.vm, addr, category)
-                if s is not None:
-                    out.append(s)
+            sample = pick(candidate)
+            if sample is not None:
+                out.append(sample)
         return out
+
+    def from_sites(self, addresses: Iterable[int], category: str, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled(set(addresses)), k,
+                            lambda addr: self.take(self.vm, addr, category) if self.core_site(addr) else None)
 
     def before_sites(self, addresses: Iterable[int], category: str, k: int) -> list[Sample]:
         """A boundary 1.._SITE_BEFORE bytes before each site, in the site's own function."""
@@ -216,18 +223,14 @@ class _Drawer:
         return self.from_sites((e["code"] for e in self.vm.table("jump_table")), "jump_label", k)
 
     def jump_label_inside(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for site in self.shuffled({e["code"] for e in self.vm.table("jump_table")}):
-            if len(out) >= k:
-                break
+        def pick(site: int) -> Sample | None:
             sym = self.vm.lookup(site) if self.core_site(site) else None
             insn = self.vm.function(sym).insn_at_or_before(site) if sym else None
             if insn is None or insn.address != site or insn.length < 2:
-                continue
-            s = self.take(self.vm, site + self.rng.randrange(1, insn.length), "jump_label_inside")
-            if s is not None:
-                out.append(s)
-        return out
+                return None
+            return self.take(self.vm, site + self.rng.randrange(1, insn.length), "jump_label_inside")
+
+        return self.first_k(self.shuffled({e["code"] for e in self.vm.table("jump_table")}), k, pick)
 
     def jump_label_before(self, k: int) -> list[Sample]:
         return self.before_sites((e["code"] for e in self.vm.table("jump_table")), "jump_label_before", k)
@@ -274,15 +277,9 @@ class _Drawer:
         return self.from_sites((e["addr"] for e in self.vm.table("retpoline_sites")), "retpoline_site", k)
 
     def retpoline_inside(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for site in self.shuffled({e["addr"] for e in self.vm.table("retpoline_sites")}):
-            if len(out) >= k:
-                break
-            if self.core_site(site):
-                s = self.take(self.vm, site + self.rng.randrange(1, 5), "retpoline_inside")
-                if s is not None:
-                    out.append(s)
-        return out
+        return self.first_k(self.shuffled({e["addr"] for e in self.vm.table("retpoline_sites")}), k,
+                            lambda site: self.take(self.vm, site + self.rng.randrange(1, 5), "retpoline_inside")
+                            if self.core_site(site) else None)
 
     def retpoline_before(self, k: int) -> list[Sample]:
         return self.before_sites((e["addr"] for e in self.vm.table("retpoline_sites")), "retpoline_before", k)
