@@ -218,6 +218,9 @@ def _map(argv: list[str]) -> int:
                 if not (image.is_core_text(sym.address) or image.is_init_text(sym.address)):
                     # data (jiffies, ...) would be decoded and drawn as instructions
                     raise InputError(args.path, f"{name} is not a function: it is not in kernel text")
+                if (count := image.symbols.count(name)) > 1:
+                    print(f"probelint: note: {count} symbols are named {name}; mapping the lowest-addressed one, "
+                          f"at {sym.address:#x}, as kallsyms_lookup_name() resolves the name", file=sys.stderr)
                 syms.append(sym)
         else:
             stext, etext = image.marker("_stext"), image.marker("_etext")

@@ -29,3 +29,9 @@ def test_map_agrees_with_single_probe_checks(tmp_path):
 def test_map_errors(tmp_path):
     assert run(str(DEMO / "demo.elf"), "--function", "nope", "-o", str(tmp_path / "m.gz")).returncode == 2
     assert run("--query", "demo_read", str(DEMO / "probes.txt")).returncode == 2
+
+
+def test_an_ambiguous_function_name_is_said(tmp_path):
+    """Two functions named `show`: the map takes the one kallsyms_lookup_name() finds, and says so."""
+    proc = run(str(DEMO / "demo.elf"), "--function", "show", "-o", str(tmp_path / "m.gz"))
+    assert proc.returncode == 0 and "2 symbols are named show; mapping the lowest-addressed one" in proc.stderr
