@@ -175,9 +175,11 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     return results
 
 
-def check_alone(kernel: Kernel, spec: ProbeSpec) -> ProbeResult:
-    """The verdict of one probe as the only probe of its set, without findings (the probe map)."""
-    return _check_one(ProbeContext(spec, kernel), _plan(kernel_order(kernel), frozenset()), frozenset())
+def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> ProbeResult:
+    """One probe as the only probe of its set (the probe map): its verdict, and its findings only
+    when asked for (they cost more than the verdict)."""
+    select = None if findings else frozenset[str]()
+    return _check_one(ProbeContext(spec, kernel), _plan(kernel_order(kernel), select), select)
 
 
 def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:

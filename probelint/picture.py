@@ -1,7 +1,7 @@
 """``probelint map IMAGE --function F --html OUT.html [PROBES...]``: a picture of one function.
 
 The function's bytes in rows of a fixed byte width, one rectangle per instruction coloured by what
-a probe there gets (the classes of `probemap.classify_function`, so the picture says what ``map``
+a probe there gets (the classes of `probemap.boundary_class`, so the picture says what ``map``
 says), with the rule's own message on hover; the probes of the input files that land in the
 function, with the jump window the engine computed (`ProbeContext.window`) and the branches that
 keep them int3 probes (`explain.blocking_branches`); and the disassembly, row for row linked to
@@ -92,22 +92,20 @@ class Picture:
 
 def build(kernel: Kernel, sym: KSym, results: list[ProbeResult]) -> Picture:
     """Classify every boundary of `sym` and place the probes of `results` (checked as one set)."""
-    import probelint
-    from probelint.probemap import classify_function
+    from probelint.probemap import boundary_class, check_boundaries
 
     image = kernel.vmlinux
     assert image is not None
     fn = image.function(sym)
     by_address = {i.address: i for i in fn.insns}
     cells = []
-    for offset, cls, reason in classify_function(kernel, sym)["b"]:
+    for offset, alone in check_boundaries(kernel, sym, findings=True):
+        cls, reason = boundary_class(alone.verdict)
         rule, _, errno = reason.partition(":")
         kind = KINDS[cls]
         insn = by_address[sym.address + offset]
         message = ""
         if rule or kind == "ftrace":
-            # the map keeps only rule ids: the message comes from checking the boundary alone again
-            (alone,) = probelint.check(kernel, [f"{sym.address + offset:#x}"], source="<picture>")
             wanted = rule or "KP201"
             message = next((f.message for f in alone.findings if f.rule == wanted), "") or rule_summary(wanted)
         cells.append(Cell(offset, insn, insn_text(image, insn), kind, rule, errno, message))
@@ -117,7 +115,7 @@ def build(kernel: Kernel, sym: KSym, results: list[ProbeResult]) -> Picture:
         if ctx is None or ctx.image is not image or ctx.symbol is None or ctx.symbol.address != sym.address:
             continue
         v = result.verdict
-        kind = ("refused" if not v.registers else "ftrace" if v.ftrace else "optimized" if v.optimized else "int3")
+        kind = KINDS[boundary_class(v)[0]]
         window = None
         blockers: tuple[tuple[int, int], ...] = ()
         if v.registers and not v.ftrace and fn.is_boundary(ctx.address):  # the engine's own window

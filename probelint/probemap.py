@@ -16,40 +16,48 @@ import json
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from probelint.engine import ProbeResult
+    from probelint.findings import Verdict
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Kernel
 
-__all__ = ["classify_function", "map_kernel", "query", "summary"]
+__all__ = ["boundary_class", "check_boundaries", "classify_function", "map_kernel", "query", "summary"]
 
 _KERNEL: Kernel | None = None  # inherited by forked workers
 
 
-def classify_function(kernel: Kernel, sym: KSym) -> dict[str, Any]:
+def check_boundaries(kernel: Kernel, sym: KSym, *, findings: bool = False) -> Iterator[tuple[int, ProbeResult]]:
+    """(offset, result) of a probe ``SYM+OFF`` alone at every instruction boundary of `sym`."""
     from probelint.engine import check_alone
     from probelint.findings import Location
     from probelint.spec import ProbeSpec
 
     image = kernel.vmlinux
     assert image is not None
-    fn = image.function(sym, every_insn=True)
-    boundaries = []
-    for insn in fn.insns:
+    for insn in image.function(sym, every_insn=True).insns:
         offset = insn.address - sym.address
         spec = ProbeSpec(f"{sym.name}+{offset:#x}", Location("<map>", 1, 1), False, None, None, 0, insn.address)
-        v = check_alone(kernel, spec).verdict
-        if not v.registers:
-            boundaries.append([offset, "R", f"{v.reasons[0] if v.reasons else '?'}:{v.errno}"])
-        elif v.ftrace:
-            boundaries.append([offset, "F", ""])
-        elif v.optimized:
-            boundaries.append([offset, "O", ""])
-        else:
-            boundaries.append([offset, "I", v.reasons[0] if v.reasons else ""])
+        yield offset, check_alone(kernel, spec, findings=findings)
+
+
+def boundary_class(v: Verdict) -> tuple[str, str]:
+    """The map's class of a verdict (O, F, I, R) and its reason (``RULE`` or ``RULE:ERRNO``)."""
+    if not v.registers:
+        return "R", f"{v.reasons[0] if v.reasons else '?'}:{v.errno}"
+    if v.ftrace:
+        return "F", ""
+    if v.optimized:
+        return "O", ""
+    return "I", v.reasons[0] if v.reasons else ""
+
+
+def classify_function(kernel: Kernel, sym: KSym) -> dict[str, Any]:
+    boundaries = [[offset, *boundary_class(result.verdict)] for offset, result in check_boundaries(kernel, sym)]
     return {"f": sym.name, "a": sym.address, "s": sym.size, "b": boundaries}
 
 

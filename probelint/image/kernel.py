@@ -21,7 +21,7 @@ from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.facts import FactStore, FunctionFacts
 from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
-from probelint.image.module import MODULE_BASE, ModuleLayout, ModuleSymbols, layout_module, module_name
+from probelint.image.module import MODULE_BASE, ModuleLayout, ModuleSymbols, layout_module, modinfo, module_name
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 from probelint.image.tables import TABLES, read_table
@@ -351,10 +351,7 @@ class Image:
     def version(self) -> str | None:
         """The kernel's banner (``Linux version 6.1.0-56-cloud-amd64 ...``), or a module's vermagic."""
         if self.layout is not None:
-            sec = self.elf.section(".modinfo")
-            fields = self.elf.section_bytes(sec).split(b"\0") if sec is not None else []
-            found = next((f[9:] for f in fields if f.startswith(b"vermagic=")), None)
-            return found.decode(errors="replace") if found else None
+            return modinfo(self.elf).get("vermagic") or None
         banner = self.raw_symbol("linux_banner")
         if banner is None:
             return None

@@ -80,13 +80,22 @@ def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
     return ModuleLayout(placed, base, base + core_text, init_base, init_base + init_text)
 
 
+def modinfo(elf: ElfFile) -> dict[str, str]:
+    """The ``key=value`` fields of a module's .modinfo (the first value of a repeated key)."""
+    sec = elf.section(".modinfo")
+    info: dict[str, str] = {}
+    for field in elf.section_bytes(sec).split(b"\0") if sec is not None else []:
+        key, eq, value = field.decode(errors="replace").partition("=")
+        if eq:
+            info.setdefault(key, value)
+    return info
+
+
 def module_name(elf: ElfFile) -> str:
     """The name the kernel knows the module by: ``name=`` in .modinfo, else from the file name."""
-    sec = elf.section(".modinfo")
-    if sec is not None:
-        for field in elf.section_bytes(sec).split(b"\0"):
-            if field.startswith(b"name="):
-                return field[5:].decode()
+    name = modinfo(elf).get("name")
+    if name:
+        return name
     stem = elf.path.rsplit("/", 1)[-1].split(".ko", 1)[0]
     return stem.replace("-", "_")
 

@@ -13,9 +13,13 @@ import datetime
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .download import HarnessUnavailable
 from .runner import DEFAULT_KERNEL_PACKAGE, GuestBootError, run_probes_report
+
+if TYPE_CHECKING:
+    from .compare import CpuRun
 
 
 def read_probe_file(text: str) -> tuple[list[str], list[list[int]] | None]:
@@ -137,7 +141,7 @@ def _pairs(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace, say) -> int:
     import probelint
 
-    from .compare import debug_images, render_text, render_validation, run_comparison, to_json
+    from .compare import debug_images, run_comparison, to_json
     from .sampler import draw_sample, format_sample_file, parse_sample_file, plan_batches
 
     if args.vmlinux:
@@ -181,31 +185,32 @@ def _compare(args: argparse.Namespace, say) -> int:
     data = to_json(runs, meta)
     if args.json_file:
         args.json_file.write_text(json.dumps(data, indent=1) + "\n")
+    return _report(args, runs, meta, data, per_probe=args.per_probe or args.sample is None)
+
+
+def _report(args: argparse.Namespace, runs: list[CpuRun], meta: dict[str, Any], data: dict[str, Any], *,
+            per_probe: bool) -> int:
+    """The validation page if asked for, then JSON or the text report on stdout."""
+    from .compare import render_text, render_validation
+
     if args.write_validation:
         args.write_validation.write_text(render_validation(runs, meta))
     if args.json:
         json.dump(data, sys.stdout, indent=1)
         print()
     else:
-        print(render_text(runs, per_probe=args.per_probe or args.sample is None))
+        print(render_text(runs, per_probe=per_probe))
     return 0
 
 
 def _from_json(args: argparse.Namespace) -> int:
-    from .compare import render_text, render_validation, runs_from_json
+    from .compare import runs_from_json
 
     data = json.loads(args.from_json.read_text())
     runs = runs_from_json(data)
     meta = {k: v for k, v in data.items() if k not in ("probes", "summary", "boots", "fields", "cpus")}
     meta.setdefault("probe_count", len(runs[0].comparisons) if runs else 0)
-    if args.write_validation:
-        args.write_validation.write_text(render_validation(runs, meta))
-    if args.json:
-        json.dump(data, sys.stdout, indent=1)
-        print()
-    else:
-        print(render_text(runs, per_probe=args.per_probe))
-    return 0
+    return _report(args, runs, meta, data, per_probe=args.per_probe)
 
 
 def _kernel_only(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ import lzma
 import os
 import re
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,35 +138,12 @@ def extract_members(deb: Path, members: list[str]) -> Path:
 # --------------------------------------------------------------------------- modules
 
 
-def _elf_section(data: bytes, wanted: str) -> bytes | None:
-    """Return the contents of section ``wanted`` of a little-endian ELF64 image."""
-    if data[:4] != b"\x7fELF" or data[4] != 2:
-        return None
-    e_shoff = struct.unpack_from("<Q", data, 0x28)[0]
-    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    sections = []
-    for i in range(e_shnum):
-        off = e_shoff + i * e_shentsize
-        name, _typ, _flags, _addr, s_off, size = struct.unpack_from("<IIQQQQ", data, off)
-        sections.append((name, s_off, size))
-    _, str_off, str_size = sections[e_shstrndx]
-    strtab = data[str_off : str_off + str_size]
-    for name, s_off, size in sections:
-        end = strtab.find(b"\0", name)
-        if strtab[name:end].decode(errors="replace") == wanted:
-            return data[s_off : s_off + size]
-    return None
-
-
 def modinfo(ko: Path) -> dict[str, str]:
-    """Parse the ``.modinfo`` section of an (uncompressed) module into a dict (first value wins)."""
-    sec = _elf_section(ko.read_bytes(), ".modinfo") or b""
-    info: dict[str, str] = {}
-    for item in sec.split(b"\0"):
-        if b"=" in item:
-            k, v = item.decode(errors="replace").split("=", 1)
-            info.setdefault(k, v)
-    return info
+    """The ``.modinfo`` fields of an (uncompressed) module (first value wins)."""
+    from probelint.image.elf import ElfFile
+    from probelint.image.module import modinfo as read_modinfo
+
+    return read_modinfo(ElfFile(ko))
 
 
 _KO_RE = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")

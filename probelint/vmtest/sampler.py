@@ -416,16 +416,13 @@ class _Drawer:
         return self.from_functions(self.vm, self.shuffled(pieces), "cold_part", k, skip_entry=self.rng.random() < 0.7)
 
     def notrace(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for fn in self.scan():
-            if len(out) >= k:
-                break
+        def pick(fn: Function) -> Sample | None:
             sym = fn.symbol
             if self.vm.ftrace_site_in(sym.address, sym.end) is None and self.core_site(sym.address):
-                s = self.random_boundary(self.vm, sym, "notrace", skip_entry=False)
-                if s is not None:
-                    out.append(s)
-        return out
+                return self.random_boundary(self.vm, sym, "notrace", skip_entry=False)
+            return None
+
+        return self.first_k(self.scan(), k, pick)
 
     @staticmethod
     def _padding_start(fn: Function) -> int | None:
@@ -439,51 +436,33 @@ class _Drawer:
         return pos if pos < len(fn.insns) else None
 
     def last_insn(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for fn in self.scan():
-            if len(out) >= k:
-                break
+        def pick(fn: Function) -> Sample | None:
             pad = self._padding_start(fn)
             idx = (pad if pad is not None else len(fn.insns)) - 1
-            if idx >= 1 and fn.insns[idx].valid:
-                s = self.take(self.vm, fn.insns[idx].address, "last_insn")
-                if s is not None:
-                    out.append(s)
-        return out
+            return self.take(self.vm, fn.insns[idx].address, "last_insn") if idx >= 1 and fn.insns[idx].valid else None
+
+        return self.first_k(self.scan(), k, pick)
 
     def padding(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for fn in self.scan():
-            if len(out) >= k:
-                break
+        def pick(fn: Function) -> Sample | None:
             pad = self._padding_start(fn)
-            if pad is not None and pad >= 1:
-                addr = self.rng.choice([i.address for i in fn.insns[pad:]])
-                s = self.take(self.vm, addr, "padding")
-                if s is not None:
-                    out.append(s)
-        return out
+            if pad is None or pad < 1:
+                return None
+            return self.take(self.vm, self.rng.choice([i.address for i in fn.insns[pad:]]), "padding")
+
+        return self.first_k(self.scan(), k, pick)
 
     def entry(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for sym in self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k)):
-            if len(out) >= k:
-                break
-            s = self.take(self.vm, sym.address, "entry")
-            if s is not None:
-                out.append(s)
-        return out
+        syms = self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k))
+        return self.first_k(syms, k, lambda sym: self.take(self.vm, sym.address, "entry"))
 
     def entry_plus4(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for sym in self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k)):
-            if len(out) >= k:
-                break
+        def pick(sym: KSym) -> Sample | None:
             if sym.size > 8 and self.vm.ftrace_site_in(sym.address, sym.end) is not None:
-                s = self.take(self.vm, sym.address + 4, "entry_plus4")
-                if s is not None:
-                    out.append(s)
-        return out
+                return self.take(self.vm, sym.address + 4, "entry_plus4")
+            return None
+
+        return self.first_k(self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k)), k, pick)
 
     def return_entry(self, k: int) -> list[Sample]:
         out: list[Sample] = []
@@ -513,17 +492,14 @@ class _Drawer:
         return out
 
     def mid_insn(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for fn in self.scan():
-            if len(out) >= k:
-                break
+        def pick(fn: Function) -> Sample | None:
             multi = [i for i in fn.insns if i.length > 1 and i.valid]
-            if multi:
-                insn = self.rng.choice(multi)
-                s = self.take(self.vm, insn.address + self.rng.randrange(1, insn.length), "mid_insn")
-                if s is not None:
-                    out.append(s)
-        return out
+            if not multi:
+                return None
+            insn = self.rng.choice(multi)
+            return self.take(self.vm, insn.address + self.rng.randrange(1, insn.length), "mid_insn")
+
+        return self.first_k(self.scan(), k, pick)
 
     def boundary(self, k: int) -> list[Sample]:
         syms = self.rng.sample(self.unique_funcs, min(len(self.unique_funcs), 3 * k))
@@ -543,24 +519,12 @@ class _Drawer:
         return out
 
     def module(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for mod, sym in self.shuffled(self._module_funcs()):
-            if len(out) >= k:
-                break
-            s = self.random_boundary(mod, sym, "module")
-            if s is not None:
-                out.append(s)
-        return out
+        return self.first_k(self.shuffled(self._module_funcs()), k,
+                            lambda mod_sym: self.random_boundary(*mod_sym, "module"))
 
     def module_entry(self, k: int) -> list[Sample]:
-        out: list[Sample] = []
-        for mod, sym in self.shuffled(self._module_funcs()):
-            if len(out) >= k:
-                break
-            s = self.take(mod, sym.address, "module_entry")
-            if s is not None:
-                out.append(s)
-        return out
+        return self.first_k(self.shuffled(self._module_funcs()), k,
+                            lambda mod_sym: self.take(mod_sym[0], mod_sym[1].address, "module_entry"))
 
 
 def draw_sample(kernel: Kernel, n: int, seed: int = 0, *, categories: Iterable[str] | None = None) -> list[Sample]:
