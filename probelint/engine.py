@@ -86,6 +86,12 @@ class ProbeResult:
     context: ProbeContext | None = None
 
 
+def _resolved(spec: ProbeSpec, kernel: Kernel) -> ProbeContext:
+    ctx = ProbeContext(spec, kernel)
+    _resolve(ctx)
+    return ctx
+
+
 def _resolve(ctx: ProbeContext) -> None:
     """_kprobe_addr(): name -> address, re-based onto the symbol containing it, then
     arch_adjust_kprobe_addr() (arch/x86/kernel/kprobes/core.c): with IBT, offsets 0 and 4 of a
@@ -157,8 +163,12 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     """Run every rule over every probe; `select` limits which findings are reported (not the
     verdict: the kernel applies all of its tests whatever the user asked to see)."""
     rules = _plan(kernel_order(kernel), select)
+    contexts = [_resolved(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
+    for image in kernel.images:  # the functions the rules will read, fetched together
+        image.prefetch_functions([c.symbol for c in contexts
+                                  if isinstance(c, ProbeContext) and c.image is image and c.symbol is not None])
     results = []
-    for item in progress(parsed, len(parsed), "checking probes"):
+    for item in progress(contexts, len(contexts), "checking probes"):
         if isinstance(item, ParseProblem):
             verdict = Verdict()
             rule = "KP407" if item.unsupported else "KP001"
@@ -167,7 +177,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
             finding = Finding(rule, all_rules()[rule].severity, f"{item.message}: {item.text!r}", item.location)
             results.append(ProbeResult(item, verdict, [finding] if _wanted(rule, select) else []))
             continue
-        results.append(_check_one(ProbeContext(item, kernel), rules, select))
+        results.append(_check_one(item, rules, select))
     interference.check_set(results, select)
     _duplicates(results, select)
     for result in results:
@@ -179,7 +189,7 @@ def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> P
     """One probe as the only probe of its set (the probe map): its verdict, and its findings only
     when asked for (they cost more than the verdict)."""
     select = None if findings else frozenset[str]()
-    return _check_one(ProbeContext(spec, kernel), _plan(kernel_order(kernel), select), select)
+    return _check_one(_resolved(spec, kernel), _plan(kernel_order(kernel), select), select)
 
 
 def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
@@ -221,7 +231,6 @@ def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
 def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | None) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
     verdict = ctx.verdict
-    _resolve(ctx)
     resolved = ctx.symbol is not None
     on_ftrace_site = ctx.on_ftrace_site
     optimize_refused = False

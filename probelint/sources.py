@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probelint.findings import Finding, Location, Severity
-from probelint.image.dwarf_lines import PerfPoint
-from probelint.spec import ParseProblem, ProbeSpec, parse_line, parse_target, parse_text
+from probelint.spec import ParseProblem, PerfPoint, ProbeSpec, parse_line, parse_target, parse_text
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from probelint.findings import Location
 
-__all__ = ["ParseProblem", "ProbeSpec", "parse_line", "parse_text"]
+__all__ = ["ParseProblem", "PerfPoint", "ProbeSpec", "parse_line", "parse_text"]
 
 UINT_MAX = 0xFFFF_FFFF
 KRETPROBE_MAXACTIVE_MAX = 4096  # kernel/trace/trace_kprobe.c
@@ -59,6 +59,16 @@ class ProbeSpec:
         head = f"{self.module}:{self.symbol}" if self.module else self.symbol
         body = f"{head}+{self.offset:#x}" if self.offset else head
         return body + ("%return" if self.is_return and not self.offset else "")
+
+
+@dataclass(frozen=True, slots=True)
+class PerfPoint:
+    """perf's `perf_probe_point` for the DWARF forms (`parse_perf_probe_point`)."""
+
+    function: str | None
+    file: str | None
+    line: int = 0  # relative to FUNC's decl line when `function` is set; 0: none
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

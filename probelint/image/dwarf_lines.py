@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from elftools.common.exceptions import DWARFError, ELFParseError
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
+from probelint.spec import PerfPoint
+
 if TYPE_CHECKING:
     from probelint.image.cache import IndexCache
     from probelint.image.kernel import Image
@@ -50,16 +52,6 @@ __all__ = ["MAX_UNITS", "DwarfLines", "PerfPoint", "Resolution"]
 
 MAX_UNITS = 32  # units walked for one FILE:LINE: a header included everywhere is not resolved
 _FORMAT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class PerfPoint:
-    """perf's `perf_probe_point` for the DWARF forms (`parse_perf_probe_point`)."""
-
-    function: str | None
-    file: str | None
-    line: int = 0  # relative to FUNC's decl line when `function` is set; 0: none
-    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

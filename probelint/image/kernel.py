@@ -20,7 +20,7 @@ from probelint.image.blacklist import Blacklist
 from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.facts import FactStore, FunctionFacts
-from probelint.image.kallsyms import Kallsyms, KSym, kallsyms_from_vmlinux
+from probelint.image.kallsyms import Kallsyms, KSym, NameMap, kallsyms_from_vmlinux
 from probelint.image.module import MODULE_BASE, ModuleLayout, ModuleSymbols, layout_module, modinfo, module_name
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
@@ -174,7 +174,6 @@ class Image:
         sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
         # the tables read on every run (live-text patching, jump-label targets)
         tables = {name: self.table(name) for name in ("parainstructions", "alt_instructions", "jump_table")}
-        self.symbols.pieces_of("")  # builds the .cold/.part index, pickled with the table
         cache.store(build_id, {**facts, "sites": sites, "tables": tables})
 
     @cached_property
@@ -184,24 +183,27 @@ class Image:
         return kallsyms_from_vmlinux(self.elf)
 
     @cached_property
-    def _raw_symbols(self) -> dict[str, int | None]:
+    def _raw_symbols(self) -> NameMap:
         """First defined .symtab value of each name whose value kallsyms does not give: linker-script
         markers and table bounds, which the kernel uses directly whether or not kallsyms keeps them.
         (Kept apart from kallsyms to keep the index small.)"""
-        out: dict[str, int | None] = {}
+        out: dict[str, int] = {}
         for s in self.elf.symbols():
             if s.shndx != 0 and s.name:
                 out.setdefault(s.name, s.value)
-        address_of = self.symbols.address_of
-        return {name: value for name, value in out.items() if address_of(name) != value}
+        symbols = self.symbols
+        # kallsyms_lookup_name() of every name at once (the first of equal names wins)
+        kallsyms = dict(zip(reversed(symbols.names), reversed(symbols.addresses), strict=True))
+        return NameMap({name: value for name, value in out.items() if kallsyms.get(name) != value})
 
     def raw_symbol(self, name: str) -> int | None:
         if self.layout is not None:
             return None
-        raw = self._raw_symbols
-        if name not in raw:
-            raw[name] = self.symbols.address_of(name)  # None is remembered too
-        return raw[name]
+        memo = self.__dict__.setdefault("_raw_memo", {})
+        if name not in memo:
+            value = self._raw_symbols.get(name)
+            memo[name] = value if value is not None else self.symbols.address_of(name)
+        return memo[name]
 
     def marker(self, name: str) -> int | None:
         return self.raw_symbol(name)
@@ -408,9 +410,10 @@ class Image:
         fn = self._functions.get(key)
         if fn is None:
             # The last instruction may run past the symbol end: the kernel reads on.
-            code = patch_live_text(self, sym.address, self.read(sym.address, sym.size + x86.MAX_INSN_SIZE),
-                                   self.profile)
+            file_code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
             facts = self._facts.get(self.profile.cache_key, sym.address) if self._facts is not None else None
+            code = facts.live(file_code) if facts is not None else patch_live_text(self, sym.address, file_code,
+                                                                                   self.profile)
             if facts is not None and not every_insn:
                 fn = Function(sym, facts, code)
             else:
@@ -420,13 +423,19 @@ class Image:
                         break
                     insns.append(insn)
                 if facts is None:
-                    facts = FunctionFacts.of(insns)
+                    facts = FunctionFacts.of(insns, file_code, code)
                     if self._facts is not None:
                         self._facts.put(self.profile.cache_key, sym.address, facts)
                 # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
                 fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[key] = fn
         return fn
+
+    def prefetch_functions(self, symbols: list[KSym]) -> None:
+        """Fetch the stored facts of the functions about to be read, in a few queries."""
+        if self._facts is not None:
+            self._facts.prefetch(self.profile.cache_key,
+                                 [s.address for s in symbols if (s.address, self.profile) not in self._functions])
 
     def forget_functions(self) -> None:
         """Drop the decoded functions (a caller that visits each function once)."""
