@@ -13,7 +13,6 @@ from the current directory (as ruff does). Command-line flags override every key
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,8 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file to read: a warm run without one skips the import
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

@@ -10,10 +10,9 @@ concurrent runs never read half an index; an unreadable or stale index is rebuil
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pickle
-import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,10 @@ _FORMAT = 2  # bump when the indexed facts change shape
 def _code_digest() -> str:
     """Digest of the code that derives indexed facts: an edited checkout never reads a stale index."""
     root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha1()
+    crc = 0  # run on every start: crc32 tells edits apart without loading hashlib
     for path in sorted([*root.joinpath("image").glob("*.py"), root / "arch" / "x86.py"]):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+        crc = zlib.crc32(path.read_bytes(), crc)
+    return f"{crc:08x}"
 
 
 def default_cache_dir() -> Path:
@@ -75,6 +74,8 @@ class IndexCache:
         path = self._path(build_id) if build_id else None
         if path is None:
             return
+        import tempfile  # only a cold run writes the index
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

@@ -9,7 +9,6 @@ malformed-file condition surfaces as an `InputError` naming the file.
 from __future__ import annotations
 
 import io
-import lzma
 import mmap
 import struct
 import zlib
@@ -86,6 +85,8 @@ MAX_DECOMPRESSED = 2 << 30
 
 def decompress(path: str, fh: BinaryIO) -> bytes:
     """A compressed module's bytes, bounded so that a bomb cannot exhaust memory."""
+    import lzma  # compressed modules only
+
     if path.endswith(".xz"):
         decomp: Any = lzma.LZMADecompressor()
     elif path.endswith(".gz"):

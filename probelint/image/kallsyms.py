@@ -14,8 +14,10 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import accumulate
+from typing import Any, overload
 
 from probelint.image.elf import (
     SHN_ABS,
@@ -32,7 +34,8 @@ from probelint.image.elf import (
     ElfSymbol,
 )
 
-__all__ = ["KSym", "Kallsyms", "NameMap", "SymbolTable", "kallsyms_from_vmlinux", "looks_linker_provided", "nm_type"]
+__all__ = ["KSym", "Kallsyms", "NameMap", "PackedStrings", "SymbolTable", "kallsyms_from_vmlinux",
+           "looks_linker_provided", "nm_type"]
 
 # scripts/kallsyms.c is_ignored_symbol()
 _IGNORED_NAMES = frozenset({
@@ -126,9 +129,9 @@ class SymbolTable:
     """Symbols sorted by address (ties in the kernel's order), with what both the vmlinux and the
     module kallsyms share; subclasses say how long a symbol is (`_entry`)."""
 
-    addresses: list[int]
-    names: list[str]
-    types: list[str]
+    addresses: Sequence[int]
+    names: Sequence[str]
+    types: Sequence[str]
 
     def _index(self) -> None:
         self._name_count = Counter(self.names)
@@ -161,9 +164,12 @@ class SymbolTable:
         return order
 
     def _first_position(self, name: str) -> int | None:
-        order = self._by_name
-        k = bisect.bisect_left(order, name, key=self.names.__getitem__)
-        return order[k] if k < len(order) and self.names[order[k]] == name else None
+        memo = self.__dict__.setdefault("_positions", {})  # resolution and KP102 ask for the same names
+        if name not in memo:
+            order = self._by_name
+            k = bisect.bisect_left(order, name, key=self.names.__getitem__)
+            memo[name] = order[k] if k < len(order) and self.names[order[k]] == name else None
+        return memo[name]
 
     def pieces_of(self, base: str) -> list[KSym]:
         """The compiler-split pieces of function `base`: ``base.cold``, ``base.part.0``, ..."""
@@ -199,17 +205,14 @@ class Kallsyms(SymbolTable):
         self._duplicates = {name: n for name, n in Counter(self.names).items() if n > 1}
 
     def __getstate__(self) -> tuple[Any, ...]:
-        # Kept packed in the index: unpickling 87k names, 64-bit ints and a name dict one object at
-        # a time was most of a warm run's index load (28 ms, now ~7).
-        return ("\0".join(self.names), array("Q", self.addresses).tobytes(), "".join(self.types),
-                self._end_of_last, array("I", self._by_name).tobytes(), self._duplicates)
+        # Kept packed in the index and left packed when loaded: rebuilding 87k name strings,
+        # 64-bit ints and a name dict object by object was most of a warm run's index load.
+        return (PackedStrings.of(self.names), array("Q", self.addresses), "".join(self.types), self._end_of_last,
+                array("I", self._by_name), self._duplicates)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        names, addresses, types, self._end_of_last, order, self._duplicates = state
-        self.names = names.split("\0")
-        self.addresses = array("Q", addresses).tolist()
-        self.types = list(types)
-        self.__dict__["_name_order"] = array("I", order)
+        self.names, self.addresses, self.types, self._end_of_last, order, self._duplicates = state
+        self.__dict__["_name_order"] = order
         self._last_lookup = None
 
     def count(self, name: str) -> int:
@@ -242,13 +245,48 @@ class Kallsyms(SymbolTable):
         return None if pos is None else self.addresses[pos]  # aliases share the address
 
 
+class PackedStrings(Sequence[str]):
+    """Strings kept as one string and their start offsets: a warm run unpickles 117k symbol names
+    of the index this way in well under a millisecond (one object each: ~8 ms), and reads few."""
+
+    __slots__ = ("_starts", "_text")
+
+    def __init__(self, text: str, starts: array) -> None:
+        self._text, self._starts = text, starts  # len(starts) == len(self) + 1
+
+    @classmethod
+    def of(cls, items: Sequence[str]) -> PackedStrings:
+        return cls("".join(items), array("Q", accumulate(map(len, items), initial=0)))
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._text[self._starts[index] : self._starts[index + 1]]
+
+    def __reduce__(self) -> tuple[type[PackedStrings], tuple[str, array]]:
+        return PackedStrings, (self._text, self._starts)
+
+
 class NameMap:
-    """A read-only name -> address map kept packed in the index (sorted names in one string, the
-    values in an array), bisected: a dict of 30k names costs a warm run ~6 ms to unpickle."""
+    """A read-only name -> address map kept packed in the index (sorted names, values in an
+    array), bisected: a dict of 30k names costs a warm run ~6 ms to unpickle, to look up a few."""
 
     def __init__(self, items: dict[str, int]) -> None:
-        self._names = sorted(items)
-        self._values = [items[name] for name in self._names]
+        names = sorted(items)
+        self._names: Sequence[str] = PackedStrings.of(names)
+        self._values = array("Q", (items[name] for name in names))
 
     def get(self, name: str) -> int | None:
         k = bisect.bisect_left(self._names, name)
@@ -256,14 +294,6 @@ class NameMap:
 
     def __len__(self) -> int:
         return len(self._names)
-
-    def __getstate__(self) -> tuple[str, bytes]:
-        return "\0".join(self._names), array("Q", self._values).tobytes()
-
-    def __setstate__(self, state: tuple[str, bytes]) -> None:
-        names, values = state
-        self._names = names.split("\0") if names else []
-        self._values = array("Q", values).tolist()
 
 
 def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:

@@ -8,6 +8,7 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from itertools import accumulate
@@ -174,6 +175,8 @@ class Image:
         sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
         # the tables read on every run (live-text patching, jump-label targets)
         tables = {name: self.table(name) for name in ("parainstructions", "alt_instructions", "jump_table")}
+        # sorted address lists stay arrays when loaded: bisected in place, never rebuilt int by int
+        facts.update({name: array("Q", facts[name]) for name in ("ftrace_sites", "return_sites", "extable")})
         cache.store(build_id, {**facts, "sites": sites, "tables": tables})
 
     @cached_property

@@ -33,9 +33,9 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
-import hashlib
 import re
 import weakref
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -166,8 +166,8 @@ _ALIASES = {"ret": "qemu64", "rethunk": "EPYC-Rome", "its": "Skylake-Client-v4"}
 
 @functools.cache
 def _cache_key(name: str) -> str:
-    digest = hashlib.sha1(repr((_MODELS[name], sorted(_UNNAMED_BITS.items()))).encode()).hexdigest()[:8]
-    return f"{name}-{digest}"
+    # crc32, not a cryptographic digest: it only tells model edits apart, and zlib is loaded anyway
+    return f"{name}-{zlib.crc32(repr((_MODELS[name], sorted(_UNNAMED_BITS.items()))).encode()):08x}"
 
 
 class CpuProfile(enum.Enum):

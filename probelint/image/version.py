@@ -15,7 +15,6 @@ behind. An option with no evidence either way is `None` ("unknown"), never guess
 
 from __future__ import annotations
 
-import gzip
 import re
 from dataclasses import dataclass, field
 from functools import total_ordering
@@ -270,6 +269,8 @@ def _embedded_config(image: Image) -> dict[str, str] | None:
     if start < 0:
         return None
     try:
+        import gzip  # IKCONFIG: read once, when the index is built
+
         return parse_config(gzip.decompress(data[start:]).decode(errors="replace"))
     except (OSError, EOFError):
         return None
