@@ -12,9 +12,10 @@ address among equal names.
 from __future__ import annotations
 
 import bisect
+import zlib
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, overload
@@ -34,7 +35,7 @@ from probelint.image.elf import (
     ElfSymbol,
 )
 
-__all__ = ["KSym", "Kallsyms", "NameMap", "PackedStrings", "SymbolTable", "kallsyms_from_vmlinux",
+__all__ = ["HashIndex", "KSym", "Kallsyms", "NameMap", "PackedStrings", "SymbolTable", "kallsyms_from_vmlinux",
            "looks_linker_provided", "nm_type"]
 
 # scripts/kallsyms.c is_ignored_symbol()
@@ -153,33 +154,28 @@ class SymbolTable:
         pos = bisect.bisect_right(self.addresses, address) - 1
         return self._first_alias(pos) if pos >= 0 else None
 
-    @property
-    def _by_name(self) -> list[int]:
-        """Positions sorted by (name, position): a name's entries are contiguous, the first one is
-        the lowest position. Bisected instead of a dict of every name, which a warm run would
-        rebuild on each start to look up a handful."""
-        order = self.__dict__.get("_name_order")
-        if order is None:
-            order = self.__dict__["_name_order"] = sorted(range(len(self.names)), key=self.names.__getitem__)
-        return order
+    def positions_of(self, name: str) -> list[int]:
+        """Every position holding `name`, lowest first."""
+        index = self.__dict__.get("_names_index")
+        if index is None:
+            index = self.__dict__["_names_index"] = HashIndex((name, pos) for pos, name in enumerate(self.names))
+        return [pos for pos in index.candidates(name) if self.names[pos] == name]
 
     def _first_position(self, name: str) -> int | None:
         memo = self.__dict__.setdefault("_positions", {})  # resolution and KP102 ask for the same names
         if name not in memo:
-            order = self._by_name
-            k = bisect.bisect_left(order, name, key=self.names.__getitem__)
-            memo[name] = order[k] if k < len(order) and self.names[order[k]] == name else None
+            found = self.positions_of(name)
+            memo[name] = found[0] if found else None
         return memo[name]
 
     def pieces_of(self, base: str) -> list[KSym]:
         """The compiler-split pieces of function `base`: ``base.cold``, ``base.part.0``, ..."""
-        order, names, prefix = self._by_name, self.names, base + "."
-        k = bisect.bisect_left(order, prefix, key=names.__getitem__)
-        found = []
-        while k < len(order) and names[order[k]].startswith(prefix):
-            found.append(order[k])
-            k += 1
-        return [self._first_alias(pos) for pos in sorted(found)]
+        index = self.__dict__.get("_pieces_index")
+        if index is None:
+            index = self.__dict__["_pieces_index"] = HashIndex(
+                (name.split(".", 1)[0], pos) for pos, name in enumerate(self.names) if "." in name)
+        prefix = base + "."
+        return [self._first_alias(pos) for pos in index.candidates(base) if self.names[pos].startswith(prefix)]
 
     def symbols_in(self, start: int, end: int) -> list[KSym]:
         """Distinct symbols (first alias of each address) starting in [start, end)."""
@@ -202,21 +198,22 @@ class Kallsyms(SymbolTable):
         self.types = [t for _, _, t in entries]
         self._end_of_last = end_of_last
         self._last_lookup: KSym | None = None
-        self._duplicates = {name: n for name, n in Counter(self.names).items() if n > 1}
 
     def __getstate__(self) -> tuple[Any, ...]:
         # Kept packed in the index and left packed when loaded: rebuilding 87k name strings,
         # 64-bit ints and a name dict object by object was most of a warm run's index load.
+        self.positions_of("")  # builds the name index
+        self.pieces_of("")  # and the .cold/.part one
         return (PackedStrings.of(self.names), array("Q", self.addresses), "".join(self.types), self._end_of_last,
-                array("I", self._by_name), self._duplicates)
+                self.__dict__["_names_index"], self.__dict__["_pieces_index"])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.names, self.addresses, self.types, self._end_of_last, order, self._duplicates = state
-        self.__dict__["_name_order"] = order
+        self.names, self.addresses, self.types, self._end_of_last, names_index, pieces_index = state
+        self.__dict__.update(_names_index=names_index, _pieces_index=pieces_index)
         self._last_lookup = None
 
     def count(self, name: str) -> int:
-        return self._duplicates.get(name) or int(self._first_position(name) is not None)
+        return len(self.positions_of(name))
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]
@@ -279,18 +276,38 @@ class PackedStrings(Sequence[str]):
         return PackedStrings, (self._text, self._starts)
 
 
+class HashIndex:
+    """Positions by a string key as two arrays sorted by (crc32 of the key, position): loaded from
+    the index as they are and searched by C bisect, where a dict of 87k names would be rebuilt
+    on every start (~7 ms) to look up a few. Keys with equal crc32s are told apart by the caller."""
+
+    def __init__(self, keyed: Iterable[tuple[str, int]]) -> None:
+        pairs = sorted((zlib.crc32(key.encode()), pos) for key, pos in keyed)
+        self._crcs = array("I", (crc for crc, _ in pairs))
+        self._positions = array("I", (pos for _, pos in pairs))
+
+    def candidates(self, key: str) -> array:
+        """Positions whose key may be `key`, lowest first."""
+        crc = zlib.crc32(key.encode())
+        lo = bisect.bisect_left(self._crcs, crc)
+        return self._positions[lo : bisect.bisect_right(self._crcs, crc, lo)]
+
+
 class NameMap:
-    """A read-only name -> address map kept packed in the index (sorted names, values in an
-    array), bisected: a dict of 30k names costs a warm run ~6 ms to unpickle, to look up a few."""
+    """A read-only name -> address map kept packed in the index: a dict of 30k names costs a
+    warm run ~6 ms to unpickle, to look up a few."""
 
     def __init__(self, items: dict[str, int]) -> None:
-        names = sorted(items)
-        self._names: Sequence[str] = PackedStrings.of(names)
-        self._values = array("Q", (items[name] for name in names))
+        names = list(items)
+        self._names = PackedStrings.of(names)
+        self._values = array("Q", items.values())
+        self._index = HashIndex((name, k) for k, name in enumerate(names))
 
     def get(self, name: str) -> int | None:
-        k = bisect.bisect_left(self._names, name)
-        return self._values[k] if k < len(self._names) and self._names[k] == name else None
+        for k in self._index.candidates(name):
+            if self._names[k] == name:
+                return self._values[k]
+        return None
 
     def __len__(self) -> int:
         return len(self._names)
