@@ -8,7 +8,6 @@ Exit status: 0 no finding at or above the fail level, 1 such findings, 2 usage o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import os
 import re
@@ -468,7 +467,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
 
         add_hints(kernel, results)
     for result in results:
-        result.findings = [dataclasses.replace(f, severity=config.severity.get(f.rule, f.severity))
+        result.findings = [f._replace(severity=config.severity.get(f.rule, f.severity))
                            for f in result.findings]
     failed = any(f.severity >= config.fail_level for r in results for f in r.findings)
     count = 0

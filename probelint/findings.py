@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["Finding", "Fix", "Location", "Severity", "Verdict"]
 
@@ -31,8 +32,7 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(NamedTuple):
     """Where the user wrote a probe: file (``-`` for stdin), 1-based line and column."""
 
     file: str
@@ -43,8 +43,7 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """A rewrite of the probe token (or removal of its line) that `--fix` can apply.
 
     Safe fixes keep what the probe observes (an address spelled as SYM+OFF, an octal offset in
@@ -56,8 +55,7 @@ class Fix:
     remove_line: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     rule: str
     severity: Severity
     message: str

@@ -21,12 +21,10 @@ after-the-prologue ``kernel.function`` entries (reported as not checked, KP407).
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.findings import Finding, Location, Severity
 from probelint.spec import ParseProblem, PerfPoint, ProbeSpec, parse_line, parse_target, parse_text
@@ -42,8 +40,7 @@ __all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "expand_
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceLineProbe:
+class SourceLineProbe(NamedTuple):
     """A perf probe point given by source line: resolved against the kernel's DWARF."""
 
     text: str  # the probe token as written
@@ -316,7 +313,7 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> tuple[list[Parsed], di
             out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
             continue
         groups[len(out)] = (item, len(matches))
-        out += [dataclasses.replace(item, symbol=name, text=f"{item.text} -> {name}") for name in matches]
+        out += [item._replace(symbol=name, text=f"{item.text} -> {name}") for name in matches]
     return out, groups
 
 

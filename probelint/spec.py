@@ -15,10 +15,9 @@ octal and anything else decimal; the offset goes through `traceprobe_split_symbo
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from probelint.findings import Location
 
@@ -31,8 +30,7 @@ _EVENT_HEAD = re.compile(r"^(?P<kind>[pr])(?P<maxactive>[0-9][0-9a-fA-FxX]*)?(?:
 _BPFTRACE_HEAD = re.compile(r"^(?P<kind>kprobe|kretprobe|k|kr):(?P<rest>\S+)$")
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeSpec:
+class ProbeSpec(NamedTuple):
     """A probe point as the user wrote it, before it is looked up in any image."""
 
     text: str  # the probe token exactly as written (without event name or fetchargs)
@@ -61,8 +59,7 @@ class ProbeSpec:
         return body + ("%return" if self.is_return and not self.offset else "")
 
 
-@dataclass(frozen=True, slots=True)
-class PerfPoint:
+class PerfPoint(NamedTuple):
     """perf's `perf_probe_point` for the DWARF forms (`parse_perf_probe_point`)."""
 
     function: str | None
@@ -71,8 +68,7 @@ class PerfPoint:
     offset: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ParseProblem:
+class ParseProblem(NamedTuple):
     """A line that is not a probe in any accepted syntax."""
 
     text: str
@@ -150,9 +146,9 @@ def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | 
     found = _SUPPRESSION.search(comment)
     if isinstance(parsed, ProbeSpec) and found:
         ids = frozenset(t.strip().upper() for t in found.group(1).split(",") if t.strip())
-        parsed = dataclasses.replace(parsed, suppressed=ids)
+        parsed = parsed._replace(suppressed=ids)
     if isinstance(parsed, ProbeSpec) and re.search(r"probelint:\s*disabled\b", comment):
-        parsed = dataclasses.replace(parsed, disabled=True)
+        parsed = parsed._replace(disabled=True)
     return parsed
 
 

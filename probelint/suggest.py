@@ -87,7 +87,6 @@ def _move_out_of_window(inner: ProbeResult, results: list[ProbeResult]) -> str |
 
 def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
     """Append a ``fix:`` note to the first finding of each refused or unoptimized probe."""
-    import dataclasses
 
     for result in results:
         ctx = result.context
@@ -113,4 +112,4 @@ def add_hints(kernel: Kernel, results: list[ProbeResult]) -> None:
             fix = finding.fix
             if fix is None and move is not None:
                 fix = Fix(move + ("%return" if ctx.spec.is_return else ""), False, f"move the probe to {move}")
-            result.findings[deciding] = dataclasses.replace(finding, notes=(*finding.notes, text), fix=fix)
+            result.findings[deciding] = finding._replace(notes=(*finding.notes, text), fix=fix)

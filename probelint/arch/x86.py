@@ -16,7 +16,6 @@ see docs/decoder.md and scripts/compare_decoder.py):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import NamedTuple
 
@@ -203,8 +202,7 @@ _NOT_BOOSTABLE = frozenset([0x62, *range(0x70, 0x80), 0x9A, 0xC0, 0xC1, 0xCC, 0x
                             0xF3, 0xF4, 0xF6, 0xF7, 0xFE])
 
 
-@dataclass(frozen=True, slots=True)
-class KernelInsn:
+class KernelInsn(NamedTuple):
     """The fields of the kernel's `struct insn` that kprobes look at."""
 
     prefixes: bytes  # legacy prefixes (not REX/VEX)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.arch import x86
 from probelint.findings import Fix, Severity, Verdict
@@ -39,8 +39,7 @@ class Stage(enum.Enum):
     INFO = "info"  # never changes the verdict
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """A rule firing: the message, and lines of context shown under it. A costly message or notes
     (disassembly) may be given as a function, called only when the finding is reported: the probe
     map checks millions of boundaries for their verdicts alone."""
@@ -133,8 +132,7 @@ class ProbeContext:
 CheckFn = Callable[[ProbeContext], Iterator[Hit]]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     name: str  # kebab-case, as ruff names rules
     severity: Severity

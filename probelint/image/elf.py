@@ -12,9 +12,8 @@ import io
 import mmap
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from probelint.errors import InputError
 
@@ -42,8 +41,7 @@ _EM_NAMES = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: "EM_S3
              62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV", 258: "EM_LOONGARCH"}
 
 
-@dataclass(frozen=True, slots=True)
-class ElfSection:
+class ElfSection(NamedTuple):
     index: int
     name: str
     type: int
@@ -68,8 +66,7 @@ class ElfSection:
         return bool(self.flags & SHF_WRITE)
 
 
-@dataclass(frozen=True, slots=True)
-class ElfSymbol:
+class ElfSymbol(NamedTuple):
     index: int  # position in .symtab: modules resolve ties by it
     name: str
     value: int

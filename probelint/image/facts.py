@@ -19,8 +19,8 @@ import pickle
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from probelint.arch import x86
 
@@ -30,8 +30,7 @@ __all__ = ["FactStore", "FunctionFacts"]
 _CHANGED = re.compile(rb"[^\0]+")
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionFacts:
+class FunctionFacts(NamedTuple):
     """What the whole-function rules need, by instruction index."""
 
     lengths: bytes  # each instruction's length, in walk order

@@ -16,9 +16,8 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from probelint.image.elf import (
     SHN_ABS,
@@ -55,8 +54,7 @@ _KEPT_ABSOLUTE = frozenset({"__kernel_syscall_via_break", "__kernel_syscall_via_
 _MKSYSMAP_PREFIXES = ("$", ".L", "__crc_", "__kstrtab_", "__kstrtabns_")
 
 
-@dataclass(frozen=True, slots=True)
-class KSym:
+class KSym(NamedTuple):
     """A kallsyms entry: what `kallsyms_lookup_size_offset` reports for an address in it."""
 
     name: str
@@ -147,7 +145,12 @@ class SymbolTable:
         raise NotImplementedError
 
     def _first_alias(self, pos: int) -> KSym:
-        return self._entry(bisect.bisect_left(self.addresses, self.addresses[pos]))
+        first = bisect.bisect_left(self.addresses, self.addresses[pos])
+        entries = self.__dict__.setdefault("_entries", {})  # rules and messages ask again and again
+        sym = entries.get(first)
+        if sym is None:
+            sym = entries[first] = self._entry(first)
+        return sym
 
     def _containing(self, address: int) -> KSym | None:
         """The first alias at the greatest address <= `address` (get_symbol_pos)."""
@@ -156,17 +159,18 @@ class SymbolTable:
 
     def positions_of(self, name: str) -> list[int]:
         """Every position holding `name`, lowest first."""
-        index = self.__dict__.get("_names_index")
-        if index is None:
-            index = self.__dict__["_names_index"] = HashIndex((name, pos) for pos, name in enumerate(self.names))
-        return [pos for pos in index.candidates(name) if self.names[pos] == name]
+        memo = self.__dict__.setdefault("_positions", {})  # resolution and KP102 ask for the same names
+        found = memo.get(name)
+        if found is None:
+            index = self.__dict__.get("_names_index")
+            if index is None:
+                index = self.__dict__["_names_index"] = HashIndex((name, pos) for pos, name in enumerate(self.names))
+            found = memo[name] = [pos for pos in index.candidates(name) if self.names[pos] == name]
+        return found
 
     def _first_position(self, name: str) -> int | None:
-        memo = self.__dict__.setdefault("_positions", {})  # resolution and KP102 ask for the same names
-        if name not in memo:
-            found = self.positions_of(name)
-            memo[name] = found[0] if found else None
-        return memo[name]
+        found = self.positions_of(name)
+        return found[0] if found else None
 
     def pieces_of(self, base: str) -> list[KSym]:
         """The compiler-split pieces of function `base`: ``base.cold``, ``base.part.0``, ..."""

@@ -16,7 +16,7 @@ boot to boot, which is why probes in modules are reported as ``MOD:SYM+OFF``.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from probelint.image.elf import SHN_LORESERVE, SHN_UNDEF, ElfFile, ElfSection
 from probelint.image.kallsyms import KSym, SymbolTable, nm_type
@@ -42,8 +42,7 @@ def _align(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleLayout:
+class ModuleLayout(NamedTuple):
     """Where each allocated section of the module lands (section index -> address)."""
 
     section_address: dict[int, int]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from probelint.image.elf import SHN_UNDEF, ElfFile
 
@@ -24,8 +24,7 @@ _SIZES = {R_X86_64_64: 8, R_X86_64_PC32: 4, R_X86_64_PLT32: 4, R_X86_64_32: 4, R
 _PC_RELATIVE = frozenset({R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_PC64})
 
 
-@dataclass(frozen=True, slots=True)
-class Reloc:
+class Reloc(NamedTuple):
     offset: int  # in the section the relocation applies to
     type: int
     target: int | None  # S + A in the module layout; None for an undefined (imported) symbol

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Image
@@ -37,15 +36,13 @@ _FORMATS = {Kind.ABS64: "<Q", Kind.REL32: "<i", Kind.REL64: "<q", Kind.U8: "<B",
 _POINTERS = frozenset({Kind.ABS64, Kind.REL32, Kind.REL64})
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(NamedTuple):
     name: str
     offset: int
     kind: Kind
 
 
-@dataclass(frozen=True, slots=True)
-class Table:
+class Table(NamedTuple):
     name: str
     start: str  # vmlinux bounds symbols
     stop: str
