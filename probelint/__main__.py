@@ -1,3 +1,3 @@
-from probelint.cli import main
+from probelint.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -77,16 +77,21 @@ class ParseProblem(NamedTuple):
     unsupported: bool = False  # valid syntax probelint cannot check yet (KP407), not a mistake (KP001)
 
 
+_NUMBER = re.compile(r"\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
+
+
 def _kstrtoul(text: str) -> int | None:
     """`kstrtoul(s, 0)`: an optional ``+``, then 0x-hex, 0-octal or decimal; None if invalid."""
-    body = text[1:] if text.startswith("+") else text
-    if re.fullmatch(r"0[xX][0-9a-fA-F]+", body):
-        return int(body[2:], 16)
-    if re.fullmatch(r"0[0-7]*", body):
-        return int(body, 8)
-    if re.fullmatch(r"[1-9][0-9]*", body):
-        return int(body)
-    return None
+    found = _NUMBER.fullmatch(text)
+    if found is None:
+        return None
+    hexadecimal, octal, decimal = found.groups()
+    return int(hexadecimal, 16) if hexadecimal else int(octal, 8) if octal else int(decimal)
+
+
+_OFFSET_SIGN = re.compile(r"[+-]")
+_DISABLED = re.compile(r"probelint:\s*disabled\b")
+_TOKEN = re.compile(r"\S+")
 
 
 def _kstrtol(text: str) -> int | None:
@@ -113,7 +118,7 @@ def parse_target(
             return ParseProblem(text, location, f"unknown suffix %{suffix} (only %return is accepted)")
         is_return = True
     offset, octal = 0, False
-    split = re.search(r"[+-]", symbol)
+    split = _OFFSET_SIGN.search(symbol)
     if split:
         offset_text = symbol[split.start() :]
         symbol = symbol[: split.start()]
@@ -147,14 +152,14 @@ def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | 
     if isinstance(parsed, ProbeSpec) and found:
         ids = frozenset(t.strip().upper() for t in found.group(1).split(",") if t.strip())
         parsed = parsed._replace(suppressed=ids)
-    if isinstance(parsed, ProbeSpec) and re.search(r"probelint:\s*disabled\b", comment):
+    if isinstance(parsed, ProbeSpec) and _DISABLED.search(comment):
         parsed = parsed._replace(disabled=True)
     return parsed
 
 
 def _parse_code(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
     code = line.split("#", 1)[0]
-    tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", code)]
+    tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(code)]
     if not tokens:
         return None
     column, first = tokens[0]
