@@ -10,7 +10,6 @@ the key flips after the probe was optimized, the branch jumps into the middle of
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Iterator
 
 from probelint.arch import x86
@@ -25,7 +24,9 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     lo, hi = address + 1, address + x86.JMP32_INSN_SIZE
     sites = image.reserved_sites("jump_table")
     first = bisect.bisect_left(sites, (sym.address, 0))
-    for site, _end in itertools.takewhile(lambda s: s[0] < sym.end, sites[first:]):
+    last = bisect.bisect_left(sites, (sym.end, 0), first)
+    for k in range(first, last):
+        site = sites[k][0]
         target = image.jump_label_target(site)
         if target is not None and lo <= target <= hi:
             yield Hit(f"the jump label at {image.describe(site)} branches to {image.describe(target)} when its "
