@@ -65,17 +65,14 @@ def build_graph(results: list[ProbeResult], edges: list[tuple[int, int, int]] | 
     return graph
 
 
-def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> nx.DiGraph | None:
-    """Apply KP301/KP302 to the set; returns the interaction graph when probes interact."""
-    edges = window_edges(results)
-    if not edges:
-        return None  # the common case: nothing interacts, no graph to build
-    graph = build_graph(results, edges)
-    for i, j in graph.edges:
+def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> None:
+    """Apply KP301/KP302 to the set. The rules need only the edges: networkx (~170 ms to import)
+    is loaded when a caller asks for the graph itself (`build_graph`)."""
+    for i, j, end in window_edges(results):
         outer, inner = results[i], results[j]
         assert outer.context is not None and inner.context is not None
         p, x = outer.context.where(), inner.context.where()
-        size = graph.edges[i, j]["window_end"] - (outer.context.address or 0)
+        size = end - (outer.context.address or 0)
         outer.verdict.optimized = False
         if KP301 not in outer.verdict.reasons:
             outer.verdict.reasons.append(KP301)
@@ -89,4 +86,3 @@ def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) 
                 KP302, SEVERITY[KP302],
                 f"{x} lies inside the jump window of the probe {p} ({outer.spec.location}): arming it forces "
                 f"that probe back to an int3 probe", inner.spec.location))
-    return graph

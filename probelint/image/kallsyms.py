@@ -235,11 +235,12 @@ class Kallsyms(SymbolTable):
 
     def lookup_name(self, name: str) -> KSym | None:
         """kallsyms_lookup_name(): lowest-addressed symbol of that name."""
-        pos = self._first_position(name)
-        if pos is None:
-            return None
-        sym = self._first_alias(pos)
-        return KSym(self.names[pos], sym.address, sym.size, self.types[pos])
+        memo = self.__dict__.setdefault("_named", {})
+        if name not in memo:
+            pos = self._first_position(name)
+            sym = self._first_alias(pos) if pos is not None else None
+            memo[name] = sym and KSym(self.names[pos], sym.address, sym.size, self.types[pos])
+        return memo[name]
 
     def address_of(self, name: str) -> int | None:
         pos = self._first_position(name)
@@ -268,13 +269,13 @@ class PackedStrings(Sequence[str]):
     def __getitem__(self, index: slice) -> list[str]: ...
 
     def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, int) and 0 <= index < len(self._starts) - 1:  # the lookups' case, first
+            return self._text[self._starts[index] : self._starts[index + 1]]
         if isinstance(index, slice):
             return [self[k] for k in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self._text[self._starts[index] : self._starts[index + 1]]
+        if -len(self) <= index < 0:
+            return self[index + len(self)]
+        raise IndexError(index)
 
     def __reduce__(self) -> tuple[type[PackedStrings], tuple[str, array]]:
         return PackedStrings, (self._text, self._starts)
