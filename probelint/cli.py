@@ -291,13 +291,15 @@ def _explain(argv: list[str]) -> int:
 def entry() -> NoReturn:
     """The `probelint` command: `main`, then exit without tearing the interpreter down. Freeing a
     loaded kernel's objects one by one costs a warm run ~15 ms; the exit handlers (the fact store
-    writes what this run decoded) still run."""
+    writes what this run decoded) still run. Runs that started worker processes exit normally."""
     try:
         code = main()
     except SystemExit as exc:  # argparse: --help, usage errors
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
+    if "multiprocessing" in sys.modules:  # worker pools (map, several kernels) are shut down by a normal exit
+        sys.exit(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

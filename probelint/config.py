@@ -13,7 +13,6 @@ from the current directory (as ruff does). Command-line flags override every key
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,17 @@ _PROFILES = PROFILE_NAMES
 _KEYS = {"kernel", "select", "ignore", "fail-level", "cpu-profile", "severity"}
 
 
-@dataclass
 class Config:
-    source: str | None = None  # the file the settings came from
-    kernel: list[str] = field(default_factory=list)
-    select: list[str] = field(default_factory=list)
-    ignore: list[str] = field(default_factory=list)
-    fail_level: Severity = Severity.ERROR
-    cpu_profile: str = "qemu64"
-    severity: dict[str, Severity] = field(default_factory=dict)
+    """The settings of a run: defaults, then the config file, then the command line."""
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source  # the file the settings came from
+        self.kernel: list[str] = []
+        self.select: list[str] = []
+        self.ignore: list[str] = []
+        self.fail_level = Severity.ERROR
+        self.cpu_profile = "qemu64"
+        self.severity: dict[str, Severity] = {}
 
     def as_toml(self) -> str:
         """The effective settings, as a ``[tool.probelint]`` table (`--show-config`)."""

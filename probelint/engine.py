@@ -8,8 +8,7 @@ kernel/kprobes.c `register_kprobe`), and the first refusal decides the errno.
 from __future__ import annotations
 
 import importlib
-import pkgutil
-from dataclasses import dataclass, field
+import os
 from functools import cache
 from typing import NamedTuple
 
@@ -68,22 +67,31 @@ _FROM_PARSING = ("KP001", "KP407")  # reported by `check_probes` from the parse 
 def all_rules() -> dict[str, Rule]:
     """Every rule, by id, discovered from the modules of `probelint.checks`."""
     rules = {}
-    for info in pkgutil.iter_modules(checks.__path__):
-        module = importlib.import_module(f"{checks.__name__}.{info.name}")
+    # the package's modules, listed directly: pkgutil.iter_modules imports `inspect` (~6 ms)
+    names = sorted({entry.name[:-3] for path in checks.__path__ for entry in os.scandir(path)
+                    if entry.name.endswith(".py") and not entry.name.startswith("_")})
+    for name in names:
+        module = importlib.import_module(f"{checks.__name__}.{name}")
         rule = getattr(module, "RULE", None)
         if isinstance(rule, Rule):
             rules[rule.id] = rule
     return dict(sorted(rules.items()))
 
 
-@dataclass(slots=True)
 class ProbeResult:
     """One input line's outcome: the spec (or the parse problem), verdict and findings."""
 
-    spec: ProbeSpec | ParseProblem
-    verdict: Verdict
-    findings: list[Finding] = field(default_factory=list)
-    context: ProbeContext | None = None
+    __slots__ = ("context", "findings", "spec", "verdict")
+
+    def __init__(self, spec: ProbeSpec | ParseProblem, verdict: Verdict, findings: list[Finding] | None = None,
+                 context: ProbeContext | None = None) -> None:
+        self.spec = spec
+        self.verdict = verdict
+        self.findings: list[Finding] = findings if findings is not None else []
+        self.context = context
+
+    def __repr__(self) -> str:
+        return f"ProbeResult({self.spec.text!r}, {self.verdict!r}, {len(self.findings)} findings)"
 
 
 def _resolved(spec: ProbeSpec, kernel: Kernel) -> ProbeContext:

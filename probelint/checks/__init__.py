@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.arch import x86
@@ -56,26 +55,32 @@ class Hit(NamedTuple):
         return self.notes() if callable(self.notes) else self.notes
 
 
-@dataclass(slots=True)
 class ProbeContext:
     """Everything the rules may look at for one probe; rules never open files."""
 
-    spec: ProbeSpec
-    kernel: Kernel
-    verdict: Verdict = field(default_factory=Verdict)
-    # Filled by resolution (`_kprobe_addr`): the image and kallsyms symbol containing the
-    # probe address after re-basing, and the symbol the user named, if any.
-    image: Image | None = None
-    symbol: KSym | None = None
-    address: int | None = None
-    named: KSym | None = None
-    named_image: Image | None = None
-    # arch_adjust_kprobe_addr(): the probe is on its function's entry (offset 0, or 0/4 past an
-    # IBT ENDBR, which moves the probe to +4)
-    on_func_entry: bool = False
-    _window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
-    _function: Function | None = None
-    _on_ftrace_site: bool | None = None
+    __slots__ = ("_function", "_on_ftrace_site", "_window", "address", "image", "kernel", "named", "named_image",
+                 "on_func_entry", "spec", "symbol", "verdict")
+
+    def __init__(self, spec: ProbeSpec, kernel: Kernel) -> None:
+        self.spec = spec
+        self.kernel = kernel
+        self.verdict = Verdict()
+        # Filled by resolution (`_kprobe_addr`): the image and kallsyms symbol containing the
+        # probe address after re-basing, and the symbol the user named, if any.
+        self.image: Image | None = None
+        self.symbol: KSym | None = None
+        self.address: int | None = None
+        self.named: KSym | None = None
+        self.named_image: Image | None = None
+        # arch_adjust_kprobe_addr(): the probe is on its function's entry (offset 0, or 0/4 past an
+        # IBT ENDBR, which moves the probe to +4)
+        self.on_func_entry = False
+        self._window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
+        self._function: Function | None = None
+        self._on_ftrace_site: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"ProbeContext({self.spec.text!r}, address={self.address!r}, symbol={self.symbol!r})"
 
     @property
     def offset(self) -> int:

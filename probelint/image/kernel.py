@@ -8,6 +8,7 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 from __future__ import annotations
 
 import bisect
+import pickle
 from array import array
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -148,6 +149,7 @@ class Image:
         self._functions: dict[tuple[int, CpuProfile], Function] = {}
         self._facts: FactStore | None = None
         self._tables: dict[str, list[dict[str, int]]] = {}
+        self._indexed_tables: dict[str, bytes] = {}
         self._sites: dict[str, list[tuple[int, int]]] = {}
         self.profile = DEFAULT_PROFILE
         # Imported symbols of a module, resolved against the vmlinux it is loaded into.
@@ -168,13 +170,15 @@ class Image:
         if data is not None:
             self.__dict__.update({name: data[name] for name in self._INDEXED})
             self._sites.update(data["sites"])
-            self._tables.update(data["tables"])
+            self._indexed_tables = data["tables"]
             return
         facts = {name: getattr(self, name) for name in progress(self._INDEXED, len(self._INDEXED),
                                                                  f"indexing {self.path} (first run)", minimum=1)}
         sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
-        # the tables read on every run (live-text patching, jump-label targets)
-        tables = {name: self.table(name) for name in ("parainstructions", "alt_instructions", "jump_table")}
+        # the tables live-text patching and jump-label targets read, each unpickled when first read
+        # (a warm run whose functions' live text is in the fact store reads none of the first two)
+        tables = {name: pickle.dumps(self.table(name), pickle.HIGHEST_PROTOCOL)
+                  for name in ("parainstructions", "alt_instructions", "jump_table")}
         # sorted address lists stay arrays when loaded: bisected in place, never rebuilt int by int
         facts.update({name: array("Q", facts[name]) for name in ("ftrace_sites", "return_sites", "extable")})
         cache.store(build_id, {**facts, "sites": sites, "tables": tables})
@@ -220,7 +224,9 @@ class Image:
         """A kernel special section's entries (image/tables.py), read once."""
         cached = self._tables.get(name)
         if cached is None:
-            cached = self._tables[name] = read_table(self, TABLES[name])
+            packed = self._indexed_tables.pop(name, None)
+            cached = pickle.loads(packed) if packed is not None else read_table(self, TABLES[name])
+            self._tables[name] = cached
         return cached
 
     @cached_property

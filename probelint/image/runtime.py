@@ -36,8 +36,7 @@ import functools
 import re
 import weakref
 import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Image
@@ -96,8 +95,7 @@ _UNNAMED_BITS = {  # name: (6.1 bit, 6.12 bit)
 }
 
 
-@dataclass(frozen=True)
-class _Model:
+class _Model(NamedTuple):
     """One CPU as the booted 6.1 kernel sees it."""
 
     flags: str  # /proc/cpuinfo "flags" (named features)

@@ -16,9 +16,8 @@ behind. An option with no evidence either way is `None` ("unknown"), never guess
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from functools import total_ordering
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Image
@@ -44,7 +43,6 @@ ENDBR_POISON = b"\x66\x0f\x1f\x00"  # arch/x86/include/asm/ibt.h gen_endbr_poiso
 
 
 @total_ordering
-@dataclass(frozen=True)
 class KernelVersion:
     """An upstream kernel version and where it came from.
 
@@ -52,12 +50,18 @@ class KernelVersion:
     ``version >= (6, 9)`` is true for 6.9.0 and later.
     """
 
-    major: int
-    minor: int
-    patch: int
-    debian_version: str | None = None  # "6.1.192-2" when the banner names it
-    release: str = ""  # uname -r: "6.1.0-56-cloud-amd64"
-    raw: str = field(default="", compare=False)
+    __slots__ = ("debian_version", "major", "minor", "patch", "raw", "release")
+
+    def __init__(self, major: int, minor: int, patch: int, debian_version: str | None = None, release: str = "",
+                 raw: str = "") -> None:
+        self.major, self.minor, self.patch = major, minor, patch
+        self.debian_version = debian_version  # "6.1.192-2" when the banner names it
+        self.release = release  # uname -r: "6.1.0-56-cloud-amd64"
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return (f"KernelVersion({self.major}, {self.minor}, {self.patch}, debian_version={self.debian_version!r}, "
+                f"release={self.release!r})")
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -167,20 +171,20 @@ def kconfig_name(option: str, version: KernelVersion | None) -> str:
     return option
 
 
-@dataclass(frozen=True)
-class ConfigInference:
+class ConfigInference(NamedTuple):
     option: str
     value: bool | None  # None: no evidence either way
     reason: str
 
 
-@dataclass
 class KernelConfig:
     """The inferred options of one image, plus the embedded config when the image has one."""
 
-    version: KernelVersion | None
-    options: dict[str, ConfigInference]
-    embedded: dict[str, str] | None = None  # CONFIG_X -> "y"/"m"/"\"str\"" (IKCONFIG)
+    def __init__(self, version: KernelVersion | None, options: dict[str, ConfigInference],
+                 embedded: dict[str, str] | None = None) -> None:
+        self.version = version
+        self.options = options
+        self.embedded = embedded  # CONFIG_X -> "y"/"m"/"\"str\"" (IKCONFIG)
 
     def __getitem__(self, option: str) -> ConfigInference:
         return self.options[option]
