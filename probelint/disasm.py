@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from probelint.arch import x86
@@ -21,7 +22,7 @@ def excerpt(image: Image, fn: Function, address: int, *, before: int = 2, after:
     if not starts:
         return ()
     inside = fn.insn_at_or_before(address)
-    centre = starts.index(inside.address) if inside is not None else 0
+    centre = bisect.bisect_left(starts, inside.address) if inside is not None else 0
     lo, hi = max(0, centre - before), min(len(starts), centre + after + 1)
     if marked is None:
         marked = range(address, address + 1)

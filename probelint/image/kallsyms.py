@@ -236,11 +236,15 @@ class Kallsyms(SymbolTable):
     def lookup_name(self, name: str) -> KSym | None:
         """kallsyms_lookup_name(): lowest-addressed symbol of that name."""
         memo = self.__dict__.setdefault("_named", {})
-        if name not in memo:
+        found = memo.get(name)
+        if found is None:
             pos = self._first_position(name)
-            sym = self._first_alias(pos) if pos is not None else None
-            memo[name] = sym and KSym(self.names[pos], sym.address, sym.size, self.types[pos])
-        return memo[name]
+            if pos is None:
+                return None
+            first = self._first_alias(pos)
+            found = memo[name] = (KSym(self.names[pos], first.address, first.size, self.types[pos]), first)
+        self._last_lookup = found[1]  # the probe's address is looked up next, most often inside it
+        return found[0]
 
     def address_of(self, name: str) -> int | None:
         pos = self._first_position(name)
