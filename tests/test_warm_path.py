@@ -1,0 +1,133 @@
+"""What a warm run relies on: the packed index structures, the live-text patches kept in the fact
+store, the struct-read ELF headers, and the command's exit without teardown."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import probelint
+from probelint.arch import x86
+from probelint.errors import InputError
+from probelint.image.elf import ElfFile
+from probelint.image.facts import FunctionFacts, _differences
+from probelint.image.kallsyms import HashIndex, NameMap, PackedStrings
+from probelint.image.kernel import Kernel
+from probelint.image.runtime import CpuProfile, patch_live_text
+from tests.conftest import DEMO
+
+
+def test_packed_strings_behave_as_a_sequence():
+    names = ["vfs_read", "", "ksys_read.cold", "é_unicode", "x"]
+    packed = pickle.loads(pickle.dumps(PackedStrings.of(names)))
+    assert list(packed) == names and len(packed) == 5
+    assert packed[-1] == "x" and packed[1:3] == ["", "ksys_read.cold"]
+    with pytest.raises(IndexError):
+        packed[5]
+    with pytest.raises(IndexError):
+        packed[-6]
+
+
+def test_hash_index_candidates_are_a_superset_in_position_order():
+    keys = [f"sym{k % 50}" for k in range(500)]
+    index = pickle.loads(pickle.dumps(HashIndex((key, pos) for pos, key in enumerate(keys))))
+    for key in ("sym0", "sym49", "absent"):
+        found = [pos for pos in index.candidates(key) if keys[pos] == key]
+        assert found == [pos for pos, k in enumerate(keys) if k == key]
+        assert list(index.candidates(key)) == sorted(index.candidates(key))
+
+
+def test_name_map_after_pickling():
+    items = {f"__marker_{k}": 0xFFFFFFFF81000000 + k for k in range(1000)}
+    loaded = pickle.loads(pickle.dumps(NameMap(items)))
+    assert all(loaded.get(name) == value for name, value in items.items())
+    assert loaded.get("__marker_1000") is None and len(loaded) == 1000
+
+
+def test_kallsyms_lookups_survive_the_index(tmp_path):
+    """Every name and address lookup gives the same answer from the packed index as when built."""
+    built = probelint.load_kernel([DEMO / "demo.elf"]).vmlinux
+    probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)  # writes the index
+    loaded = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True).vmlinux
+    assert type(loaded.symbols.names) is PackedStrings  # really from the index
+    fresh, packed = built.symbols, loaded.symbols
+    for name in {*fresh.names, "no_such_symbol"}:
+        assert packed.lookup_name(name) == fresh.lookup_name(name), name
+        assert packed.count(name) == fresh.count(name), name
+        assert packed.pieces_of(name) == fresh.pieces_of(name), name
+    for address in fresh.addresses:
+        for probe in (address - 1, address, address + 1):
+            assert packed.lookup(probe) == fresh.lookup(probe), hex(probe)
+    for marker in ("_stext", "_etext", "_end", "__init_begin"):
+        assert loaded.marker(marker) == built.marker(marker)
+
+
+def test_differences_rebuild_the_live_bytes():
+    rng = random.Random(7)
+    for _ in range(200):
+        old = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+        new = bytearray(old)
+        for _ in range(rng.randrange(4)):
+            at = rng.randrange(len(new))
+            new[at : at + 5] = bytes(rng.randrange(256) for _ in range(len(new[at : at + 5])))
+        facts = FunctionFacts(b"", (), (), False, _differences(old, bytes(new)))
+        assert facts.live(old) == bytes(new)
+        assert all(data and data != old[at : at + len(data)] for at, data in facts.patches)
+
+
+@pytest.mark.kernel
+def test_fact_store_keeps_the_live_text(debian_kernel: Kernel, tmp_path):
+    """Functions with patched text (return thunks, alternatives, paravirt) come back from the fact
+    store exactly as patch_live_text makes them, under two CPU profiles."""
+    vmlinux = debian_kernel.vmlinux
+    assert vmlinux is not None
+    stext, etext = vmlinux.marker("_stext"), vmlinux.marker("_etext")
+    funcs = [s for s in vmlinux.symbols.symbols_in(stext, etext) if s.type in "tT" and s.size > 16]
+    sample = random.Random(3).sample(funcs, 150)
+    patched = 0
+    for profile in (CpuProfile.QEMU64, CpuProfile.EPYC_ROME):
+        for sym in sample:
+            file_code = vmlinux.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
+            live = patch_live_text(vmlinux, sym.address, file_code, profile)
+            insns = list(x86.decode(live, sym.address))
+            facts = FunctionFacts.of(insns, file_code, live)
+            stored = FunctionFacts(*pickle.loads(pickle.dumps(facts[:], pickle.HIGHEST_PROTOCOL)))
+            assert stored.live(file_code) == live, sym.name
+            patched += bool(facts.patches)
+    assert patched > 50  # most functions end in a patched return
+
+
+def test_elf_header_errors_name_the_problem(tmp_path):
+    demo = (DEMO / "demo.elf").read_bytes()
+    elf32 = bytearray(demo)
+    elf32[4] = 1  # ELFCLASS32
+    elf32[18:20] = (3).to_bytes(2, "little")  # EM_386
+    (tmp_path / "i386.elf").write_bytes(elf32)
+    with pytest.raises(InputError, match="unsupported architecture EM_386"):
+        ElfFile(tmp_path / "i386.elf")
+    arm = bytearray(demo)
+    arm[18:20] = (183).to_bytes(2, "little")
+    (tmp_path / "arm64.elf").write_bytes(arm)
+    with pytest.raises(InputError, match="unsupported architecture EM_AARCH64"):
+        ElfFile(tmp_path / "arm64.elf")
+    shoff = int.from_bytes(demo[40:48], "little")
+    (tmp_path / "cut.elf").write_bytes(demo[: shoff + 10])
+    with pytest.raises(InputError, match="corrupt ELF: section header table outside the file"):
+        ElfFile(tmp_path / "cut.elf")
+
+
+def test_command_exit_runs_exit_handlers(tmp_path):
+    """The command skips interpreter teardown; the fact store is still written at exit."""
+    probes = tmp_path / "probes.txt"
+    probes.write_text("demo_read+0x5\ndemo_read+0x7\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", "--cache-dir", str(tmp_path), "--format", "json",
+                           str(DEMO / "demo.elf"), str(probes)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and '"EILSEQ"' in proc.stdout  # +0x7 is inside an instruction
+    (store,) = (tmp_path / "index").glob("*.facts.sqlite")
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM facts").fetchone()[0] >= 1
