@@ -134,7 +134,7 @@ def main() -> int:
           f"{os.cpu_count()} CPUs")
     print(f"{'command':56} {'seconds':>8} {'peak RSS MB':>12} {'x nm -n':>8} {'x objdump':>10}")
     for name, seconds, rss in rows:
-        print(f"{name:56} {seconds:8.2f} {rss / 1024:12.0f} {seconds / nm[0]:8.1f} {seconds / objdump[0]:10.2f}")
+        print(f"{name:56} {seconds:8.3f} {rss / 1024:12.0f} {seconds / nm[0]:8.2f} {seconds / objdump[0]:10.3f}")
     return 0
 
 
