@@ -10,7 +10,8 @@ An optimized kprobe at P replaces [P, P+5) with a jump and runs copies of its wh
   an int3 probe after X goes away.
 
 Either order, the steady state is the same: P is an int3 probe, X keeps its own verdict. The
-graph has an edge P -> X for every such pair; it is kept on the results for reporters.
+interaction graph has an edge P -> X for every such pair: `build_graph` gives it as a networkx
+DiGraph to tools and tests; the rules read the same edges without building it.
 """
 
 from __future__ import annotations
