@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                         "noretpoline (qemu64 with spectre_v2=off, as eIBRS CPUs: thunk calls become call *%%reg)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the build-id index of the kernel image")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="processes checking a large probe set (default: one per CPU; 1: no forking)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
                         "~/.cache/probelint)")
@@ -405,6 +407,7 @@ def _run(args: argparse.Namespace) -> int:
     import concurrent.futures
     import multiprocessing
 
+    args.jobs = 1  # one process per kernel already
     jobs = [(args, config, frozenset(selected), group, parsed) for group in groups]
     if args.fix or args.unsafe_fixes or args.diff:
         raise InputError(groups[1][0], "--fix/--diff take one kernel per run")
@@ -482,7 +485,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
 
     lines_cache = None if args.no_cache else IndexCache((args.cache_dir or default_cache_dir()) / "dwarf-lines")
     expanded, globs = expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))
-    results = check_probes(kernel, expanded, selected)
+    results = check_probes(kernel, expanded, selected, jobs=args.jobs or os.cpu_count() or 1)
     annotate_globs(results, globs)
     if args.unsafe_fixes or args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
         from probelint.suggest import add_hints

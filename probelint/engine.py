@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 from functools import cache
 from typing import NamedTuple
 
@@ -167,16 +168,19 @@ def _plan(order: tuple[str, ...], select: frozenset[str] | None) -> list[_Step]:
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
-                 select: frozenset[str] | None = None) -> list[ProbeResult]:
+                 select: frozenset[str] | None = None, *, jobs: int = 1) -> list[ProbeResult]:
     """Run every rule over every probe; `select` limits which findings are reported (not the
-    verdict: the kernel applies all of its tests whatever the user asked to see)."""
+    verdict: the kernel applies all of its tests whatever the user asked to see). With `jobs` > 1
+    a large set is split between forked processes (the command line's default)."""
     rules = _plan(kernel_order(kernel), select)
     contexts = [_resolved(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
     for image in kernel.images:  # the functions the rules will read, fetched together
         image.prefetch_functions([c.symbol for c in contexts
                                   if isinstance(c, ProbeContext) and c.image is image and c.symbol is not None])
+    probes = [k for k, c in enumerate(contexts) if isinstance(c, ProbeContext)]
+    checked = _check_forked(kernel, contexts, probes, rules, select, jobs)
     results = []
-    for item in progress(contexts, len(contexts), "checking probes"):
+    for k, item in enumerate(contexts):
         if isinstance(item, ParseProblem):
             verdict = Verdict()
             rule = "KP407" if item.unsupported else "KP001"
@@ -184,13 +188,87 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
                 verdict.refuse("EINVAL", rule)
             finding = Finding(rule, all_rules()[rule].severity, f"{item.message}: {item.text!r}", item.location)
             results.append(ProbeResult(item, verdict, [finding] if _wanted(rule, select) else []))
-            continue
-        results.append(_check_one(item, rules, select))
+        else:
+            results.append(checked[k])
     interference.check_set(results, select)
     _duplicates(results, select)
     for result in results:
         _apply_suppressions(result, select)
     return results
+
+
+_PROBES_PER_JOB = 250  # below this a forked worker costs more than it saves (~5 ms of fork and pickling)
+
+
+def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], probes: list[int],
+                  steps: list[_Step], select: frozenset[str] | None, jobs: int) -> dict[int, ProbeResult]:
+    """`_check_one` for each of `probes` (indexes into `contexts`), in `jobs` processes at most.
+
+    Probes are independent until the set check, so contiguous runs of them (neighbouring probes
+    share functions) go to forked children, which inherit the loaded kernel and send back plain
+    data: the verdict, the findings, and where an optimized probe's window ends. A child that
+    fails leaves its run to the parent. Forking is left to the command line (`jobs`): a library
+    caller may have threads."""
+    parts = max(1, min(jobs, len(probes) // _PROBES_PER_JOB)) if hasattr(os, "fork") else 1
+    size = max(1, -(-len(probes) // parts))
+    runs = [probes[k : k + size] for k in range(0, len(probes), size)] or [[]]
+    children = [(run, _fork_checker(kernel, contexts, run, steps, select)) for run in runs[1:]]
+    out = {}
+    for k in progress(runs[0], len(runs[0]), "checking probes"):
+        ctx = contexts[k]
+        assert isinstance(ctx, ProbeContext)
+        out[k] = _check_one(ctx, steps, select)
+    for run, child in children:
+        sent = _collect(*child) if child is not None else None
+        for k in run:
+            ctx = contexts[k]
+            assert isinstance(ctx, ProbeContext)
+            if sent is None:
+                out[k] = _check_one(ctx, steps, select)
+                continue
+            (ctx.verdict.registers, ctx.verdict.errno, ctx.verdict.optimized, ctx.verdict.ftrace,
+             ctx.verdict.reasons, findings, ctx._window_end) = sent[k]
+            out[k] = ProbeResult(ctx.spec, ctx.verdict, findings, ctx)
+    return out
+
+
+def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], run: list[int], steps: list[_Step],
+                  select: frozenset[str] | None) -> tuple[int, int] | None:
+    """(pid, read end of a pipe) of a child checking `run`, or None if it cannot be started."""
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    try:  # the child: never returns into the caller's stack
+        os.close(read_end)
+        sent = {}
+        for k in run:
+            ctx = contexts[k]
+            assert isinstance(ctx, ProbeContext)
+            result = _check_one(ctx, steps, select)
+            v = result.verdict
+            sent[k] = (v.registers, v.errno, v.optimized, v.ftrace, v.reasons, result.findings,
+                       ctx.window_end() if v.optimized else None)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(pickle.dumps(sent, pickle.HIGHEST_PROTOCOL))
+        for image in kernel.images:
+            image.save_facts()  # what this child decoded makes the next run warm too
+    finally:
+        os._exit(0)
+
+
+def _collect(pid: int, read_end: int) -> dict[int, tuple[object, ...]] | None:
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    try:
+        return pickle.loads(data) if data else None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        return None
 
 
 def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> ProbeResult:

@@ -47,8 +47,7 @@ def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
         optimizable_alone = r.verdict.optimized or KP301 in r.verdict.reasons
         if not optimizable_alone or ctx is None or ctx.image is None or ctx.address is None:
             continue
-        window = ctx.window()
-        end = window[-1].end if window else ctx.address
+        end = ctx.window_end()
         for address in range(ctx.address + 1, end):
             edges += [(i, j, end) for j in armed.get((id(ctx.image), address), ())]
     return edges

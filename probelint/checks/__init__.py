@@ -58,8 +58,8 @@ class Hit(NamedTuple):
 class ProbeContext:
     """Everything the rules may look at for one probe; rules never open files."""
 
-    __slots__ = ("_function", "_on_ftrace_site", "_window", "address", "image", "kernel", "named", "named_image",
-                 "on_func_entry", "spec", "symbol", "verdict")
+    __slots__ = ("_function", "_on_ftrace_site", "_window", "_window_end", "address", "image", "kernel", "named",
+                 "named_image", "on_func_entry", "spec", "symbol", "verdict")
 
     def __init__(self, spec: ProbeSpec, kernel: Kernel) -> None:
         self.spec = spec
@@ -76,6 +76,7 @@ class ProbeContext:
         # IBT ENDBR, which moves the probe to +4)
         self.on_func_entry = False
         self._window: tuple[x86.Insn, ...] | None = None  # computed once: several rules and the set check read it
+        self._window_end: int | None = None
         self._function: Function | None = None
         self._on_ftrace_site: bool | None = None
 
@@ -106,6 +107,15 @@ class ProbeContext:
         if self._window is None:
             self._window = self._compute_window()
         return self._window
+
+    def window_end(self) -> int:
+        """Where the jump window ends (the probe address if it holds no instruction): all the set
+        check needs, and what a forked checker sends back instead of the window."""
+        if self._window_end is None:
+            window = self.window()
+            assert self.address is not None
+            self._window_end = window[-1].end if window else self.address
+        return self._window_end
 
     def _compute_window(self) -> tuple[x86.Insn, ...]:
         fn = self.function()
