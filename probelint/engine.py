@@ -7,6 +7,7 @@ kernel/kprobes.c `register_kprobe`), and the first refusal decides the errno.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pickle
@@ -212,7 +213,10 @@ def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], p
     parts = max(1, min(jobs, len(probes) // _PROBES_PER_JOB)) if hasattr(os, "fork") else 1
     size = max(1, -(-len(probes) // parts))
     runs = [probes[k : k + size] for k in range(0, len(probes), size)] or [[]]
+    if len(runs) > 1:
+        gc.freeze()  # the collector then leaves the inherited objects alone: fewer copy-on-write pages
     children = [(run, _fork_checker(kernel, contexts, run, steps, select)) for run in runs[1:]]
+    gc.unfreeze()
     out = {}
     for k in progress(runs[0], len(runs[0]), "checking probes"):
         ctx = contexts[k]
