@@ -119,6 +119,16 @@ def test_elf_header_errors_name_the_problem(tmp_path):
     (tmp_path / "cut.elf").write_bytes(demo[: shoff + 10])
     with pytest.raises(InputError, match="corrupt ELF: section header table outside the file"):
         ElfFile(tmp_path / "cut.elf")
+    odd = bytearray(demo)
+    odd[58:60] = (40).to_bytes(2, "little")  # e_shentsize
+    (tmp_path / "shentsize.elf").write_bytes(odd)
+    with pytest.raises(InputError, match="40-byte section headers"):
+        ElfFile(tmp_path / "shentsize.elf")
+    names = bytearray(demo)
+    names[62:64] = (500).to_bytes(2, "little")  # e_shstrndx
+    (tmp_path / "shstrndx.elf").write_bytes(names)
+    with pytest.raises(InputError, match="section names in section 500"):
+        ElfFile(tmp_path / "shstrndx.elf")
 
 
 def test_command_exit_runs_exit_handlers(tmp_path):

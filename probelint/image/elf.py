@@ -145,13 +145,17 @@ class ElfFile:
     def _read_sections(self, shoff: int, shentsize: int, shnum: int, shstrndx: int) -> list[ElfSection]:
         if shoff == 0:
             return []
-        if shentsize != _SHDR.size or shoff + _SHDR.size > len(self._map):
+        if shentsize != _SHDR.size:
+            raise InputError(self.path, f"corrupt ELF: {shentsize}-byte section headers (ELF64 has {_SHDR.size})")
+        if shoff + _SHDR.size > len(self._map):
             raise InputError(self.path, "corrupt ELF: section header table outside the file")
         first = _SHDR.unpack_from(self._map, shoff)
         shnum = shnum or first[5]  # more than 0xff00 sections: the count is in section 0's sh_size
         shstrndx = first[6] if shstrndx == SHN_XINDEX else shstrndx
-        if shoff + shnum * _SHDR.size > len(self._map) or shstrndx >= shnum:
+        if shoff + shnum * _SHDR.size > len(self._map):
             raise InputError(self.path, "corrupt ELF: section header table outside the file")
+        if shstrndx >= shnum:
+            raise InputError(self.path, f"corrupt ELF: section names in section {shstrndx} of {shnum}")
         headers = [_SHDR.unpack_from(self._map, shoff + k * _SHDR.size) for k in range(shnum)]
         str_offset, str_size = headers[shstrndx][4], headers[shstrndx][5]
         names = self._map[str_offset : str_offset + str_size]
