@@ -1,5 +1,7 @@
 """The build-id index: a warm run gives the same verdicts without re-reading the symbol table."""
 
+import pytest
+
 import probelint
 from probelint.arch import x86
 from probelint.image.elf import ElfFile
@@ -34,6 +36,24 @@ def test_corrupt_index_is_rebuilt(tmp_path):
     kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
     assert probelint.check(kernel, ["demo_read+0x7"])[0].verdict.errno == "EILSEQ"
     assert index.read_bytes() != b"garbage"
+
+
+def test_index_of_changed_classes_is_rebuilt(tmp_path):
+    """An index naming a class whose shape changed (here PerfPoint, built with no fields) is
+    rebuilt, not a crash."""
+    import pickle
+
+    probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    (index,) = (tmp_path / "index").glob("*.pickle")
+    module, name = b"probelint.spec", b"PerfPoint"
+    stale = (b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x8c" + bytes([len(name)]) + name
+             + b"\x93)\x81.")  # STACK_GLOBAL, EMPTY_TUPLE, NEWOBJ: PerfPoint.__new__(PerfPoint)
+    with pytest.raises(TypeError):
+        pickle.loads(stale)
+    index.write_bytes(stale)
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    assert probelint.check(kernel, ["demo_read+0x7"])[0].verdict.errno == "EILSEQ"
+    assert index.read_bytes() != stale
 
 
 def _insn_fields(insns):

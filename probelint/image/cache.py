@@ -66,7 +66,9 @@ class IndexCache:
         try:
             with open(path, "rb") as fh:
                 data = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        # classes that moved or changed shape since the file was written: rebuilt like a torn file
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError,
+                IndexError):
             return None
         return data if isinstance(data, dict) and data.get("build_id") == build_id else None
 

@@ -167,7 +167,7 @@ class Image:
         build_id = self.elf.build_id()
         self._facts = cache.fact_store(build_id)
         data = cache.load(build_id)
-        if data is not None:
+        if data is not None and all(name in data for name in (*self._INDEXED, "sites", "tables")):
             self.__dict__.update({name: data[name] for name in self._INDEXED})
             self._sites.update(data["sites"])
             self._indexed_tables = data["tables"]
