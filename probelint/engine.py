@@ -174,10 +174,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
     verdict: the kernel applies all of its tests whatever the user asked to see). With `jobs` > 1
     a large set is split between forked processes (the command line's default)."""
     rules = _plan(kernel_order(kernel), select)
-    contexts = [_resolved(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
-    for image in kernel.images:  # the functions the rules will read, fetched together
-        image.prefetch_functions([c.symbol for c in contexts
-                                  if isinstance(c, ProbeContext) and c.image is image and c.symbol is not None])
+    contexts = [ProbeContext(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
     probes = [k for k, c in enumerate(contexts) if isinstance(c, ProbeContext)]
     checked = _check_forked(kernel, contexts, probes, rules, select, jobs)
     results = []
@@ -206,8 +203,9 @@ def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], p
     """`_check_one` for each of `probes` (indexes into `contexts`), in `jobs` processes at most.
 
     Probes are independent until the set check, so contiguous runs of them (neighbouring probes
-    share functions) go to forked children, which inherit the loaded kernel and send back plain
-    data: the verdict, the findings, and where an optimized probe's window ends. A child that
+    share functions) go to forked children, which inherit the loaded kernel, resolve and check
+    their run, and send back plain data: where each probe resolved, its verdict and findings, and
+    where an optimized probe's window ends. A child that
     fails leaves its run to the parent. Forking is left to the command line (`jobs`): a library
     caller may have threads."""
     parts = max(1, min(jobs, len(probes) // _PROBES_PER_JOB)) if hasattr(os, "fork") else 1
@@ -217,23 +215,39 @@ def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], p
         gc.freeze()  # the collector then leaves the inherited objects alone: fewer copy-on-write pages
     children = [(run, _fork_checker(kernel, contexts, run, steps, select)) for run in runs[1:]]
     gc.unfreeze()
-    out = {}
-    for k in progress(runs[0], len(runs[0]), "checking probes"):
-        ctx = contexts[k]
-        assert isinstance(ctx, ProbeContext)
-        out[k] = _check_one(ctx, steps, select)
+    out = {k: _check_one(ctx, steps, select)
+           for k, ctx in progress(_prepared(kernel, contexts, runs[0]), len(runs[0]), "checking probes")}
+    images = kernel.images
     for run, child in children:
         sent = _collect(*child) if child is not None else None
+        if sent is None:
+            out.update((k, _check_one(ctx, steps, select)) for k, ctx in _prepared(kernel, contexts, run))
+            continue
         for k in run:
             ctx = contexts[k]
             assert isinstance(ctx, ProbeContext)
-            if sent is None:
-                out[k] = _check_one(ctx, steps, select)
-                continue
-            (ctx.verdict.registers, ctx.verdict.errno, ctx.verdict.optimized, ctx.verdict.ftrace,
-             ctx.verdict.reasons, findings, ctx._window_end) = sent[k]
+            (image, ctx.symbol, ctx.address, ctx.named, named_image, ctx.on_func_entry, ctx.verdict.registers,
+             ctx.verdict.errno, ctx.verdict.optimized, ctx.verdict.ftrace, ctx.verdict.reasons, findings,
+             ctx._window_end) = sent[k]
+            ctx.image = images[image] if image is not None else None
+            ctx.named_image = images[named_image] if named_image is not None else None
             out[k] = ProbeResult(ctx.spec, ctx.verdict, findings, ctx)
     return out
+
+
+def _prepared(kernel: Kernel, contexts: list[ProbeContext | ParseProblem],
+              run: list[int]) -> list[tuple[int, ProbeContext]]:
+    """`run`'s contexts resolved, with the facts of the functions the rules will read fetched in
+    one query per image."""
+    prepared = []
+    for k in run:
+        ctx = contexts[k]
+        assert isinstance(ctx, ProbeContext)
+        _resolve(ctx)
+        prepared.append((k, ctx))
+    for image in kernel.images:
+        image.prefetch_functions([c.symbol for _, c in prepared if c.image is image and c.symbol is not None])
+    return prepared
 
 
 def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], run: list[int], steps: list[_Step],
@@ -250,12 +264,12 @@ def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], r
     try:  # the child: never returns into the caller's stack
         os.close(read_end)
         sent = {}
-        for k in run:
-            ctx = contexts[k]
-            assert isinstance(ctx, ProbeContext)
+        index = {id(image): i for i, image in enumerate(kernel.images)}
+        for k, ctx in _prepared(kernel, contexts, run):
             result = _check_one(ctx, steps, select)
             v = result.verdict
-            sent[k] = (v.registers, v.errno, v.optimized, v.ftrace, v.reasons, result.findings,
+            sent[k] = (index.get(id(ctx.image)), ctx.symbol, ctx.address, ctx.named, index.get(id(ctx.named_image)),
+                       ctx.on_func_entry, v.registers, v.errno, v.optimized, v.ftrace, v.reasons, result.findings,
                        ctx.window_end() if v.optimized else None)
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(pickle.dumps(sent, pickle.HIGHEST_PROTOCOL))
