@@ -63,6 +63,9 @@ _AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
 _STOP_AT_REFUSAL = _REGISTRATION_STAGES | {Stage.OPTIMIZE}
 _NOT_FOR_FTRACE = frozenset({Stage.INSN, Stage.OPTIMIZE})
 _FROM_PARSING = ("KP001", "KP407")  # reported by `check_probes` from the parse result
+# Information about what an optimized probe's jump meets at run time (a jump label or a .cold
+# piece branching into it): only while the probe is optimized.
+_ABOUT_THE_JUMP = frozenset({"KP404", "KP405"})
 
 
 @cache
@@ -189,6 +192,9 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
         else:
             results.append(checked[k])
     interference.check_set(results, select)
+    for result in results:  # the set left it an int3 probe: the jump's hazards do not apply
+        if not result.verdict.optimized and result.findings:
+            result.findings = [f for f in result.findings if f.rule not in _ABOUT_THE_JUMP]
     _duplicates(results, select)
     for result in results:
         _apply_suppressions(result, select)

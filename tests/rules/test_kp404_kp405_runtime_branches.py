@@ -36,3 +36,12 @@ def test_jump_label_target_in_window(lint):
 def test_no_runtime_branch(lint):
     (result,) = lint(SOURCE, "f+0x1a")
     assert result.verdict.optimized and not rules_fired(result)
+
+
+def test_no_hazard_of_an_optimized_probe_once_the_set_unoptimizes_it(lint):
+    """A second probe inside the window leaves f+5 an int3 probe (KP301): the hazards of an
+    optimized jump (KP404, KP405) no longer apply and are not reported."""
+    outer, inner = lint(SOURCE, "f+5", "f+6")
+    assert not outer.verdict.optimized and rules_fired(outer) == ["KP301"]
+    jl_outer, jl_inner = lint(SOURCE, "f+0x14", "f+0x17")
+    assert not jl_outer.verdict.optimized and "KP404" not in rules_fired(jl_outer)
