@@ -25,6 +25,7 @@ from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 if TYPE_CHECKING:
     from probelint.config import Config
     from probelint.engine import ProbeResult
+    from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
 
 __all__ = ["main"]
@@ -237,7 +238,7 @@ def _map(argv: list[str]) -> int:
             sym = syms[0]
             if not 0 < sym.size <= MAX_FUNCTION_SIZE:
                 raise InputError(args.path, f"{args.function[0]}: a symbol of {sym.size} bytes is no function to draw")
-            results = check_probes(kernel, _read_sources(args.probes, "auto")) if args.probes else []
+            results = check_probes(kernel, _resolved_sources(kernel, _read_sources(args.probes, "auto"), None)[0])
             drawn = drawing.build(kernel, sym, results)
             for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
                 print(f"picture of {sym.name} written to {path}", file=sys.stderr)
@@ -467,7 +468,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     output, fixes applied to the probe files)."""
     from probelint import load_kernel
     from probelint.engine import check_probes
-    from probelint.sources import annotate_globs, expand_globs, resolve_source_lines
+    from probelint.sources import annotate_globs
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
@@ -484,7 +485,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     from probelint.image.cache import IndexCache, default_cache_dir
 
     lines_cache = None if args.no_cache else IndexCache((args.cache_dir or default_cache_dir()) / "dwarf-lines")
-    expanded, globs = expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))
+    expanded, globs = _resolved_sources(kernel, parsed, lines_cache)
     results = check_probes(kernel, expanded, selected, jobs=args.jobs or os.cpu_count() or 1)
     annotate_globs(results, globs)
     if args.unsafe_fixes or args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
@@ -503,6 +504,14 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
         if args.diff:
             return failed, diff, 0
     return failed, _render(args, kernel, results), count
+
+
+def _resolved_sources(kernel: Kernel, parsed: list[object], lines_cache: IndexCache | None) -> tuple[list, dict]:
+    """The probes as the tools would place them in this kernel: source lines through DWARF,
+    SystemTap functions, wildcards expanded (and, for reporting, which probe each came from)."""
+    from probelint.sources import expand_globs, resolve_source_lines
+
+    return expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))  # type: ignore[arg-type]
 
 
 def _read_sources(paths: list[str], source_type: str) -> list[object]:

