@@ -15,9 +15,8 @@ Each extractor finds the probe points in a file and parses them with the kprobe_
   ``kernel.statement("[F@]FILE:LINE")`` (`_systemtap`);
 * anything else: a probe list, one probe per line (`probelint.spec.parse_text`).
 
-Not covered yet: perf's lazy patterns (``FUNC;PTN``), source lines in modules, and the inlined
-copies SystemTap's ``kernel.function`` also probes (a function inlined everywhere is reported as
-not checked, KP407).
+Not covered yet: perf's lazy patterns (``FUNC;PTN``), source lines in modules, and the copies
+of a function SystemTap finds inlined into the function itself (perf's model skips them).
 """
 
 from __future__ import annotations
@@ -35,30 +34,23 @@ if TYPE_CHECKING:
     from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
 
-__all__ = ["KINDS", "SourceLineProbe", "StapFunctionProbe", "annotate_globs", "detect_kind", "expand_globs",
-           "extract", "resolve_source_lines", "tree_files"]
+__all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "expand_globs", "extract",
+           "resolve_source_lines", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 
 
 class SourceLineProbe(NamedTuple):
-    """A perf probe point given by source line: resolved against the kernel's DWARF."""
+    """A probe point placed through the kernel's DWARF (perf's source lines and functions,
+    SystemTap's ``kernel.function`` and ``kernel.statement``): resolved with perf's model."""
 
     text: str  # the probe token as written
     location: Location
     point: PerfPoint
+    tool: str = "perf"  # whose probe it is, for the messages
 
 
-class StapFunctionProbe(NamedTuple):
-    """SystemTap ``kernel.function("F")``: F's out-of-line entry when the kernel has F, its
-    inlined copies otherwise (decided against the image: `resolve_source_lines`)."""
-
-    text: str
-    location: Location
-    function: str
-
-
-Parsed = ProbeSpec | ParseProblem | SourceLineProbe | StapFunctionProbe
+Parsed = ProbeSpec | ParseProblem | SourceLineProbe
 
 # SystemTap 4.8's own blocklist of kernel functions (tapsets.cxx, printed by `stap -vvv -p2`):
 # a kernel.function probe on one of them fails with "semantic error: no match".
@@ -244,11 +236,12 @@ def _systemtap(text: str, file: str) -> list[Parsed]:
     * ``kernel.function("F").return`` is a kretprobe at F's entry;
     * ``kernel.statement("FILE:LINE")``, ``("F@FILE:LINE")``: the address of that line, resolved
       through DWARF with perf's model (`probelint.image.dwarf_lines`); F only names the function;
-    * ``kernel.function("F")`` (entry): F's out-of-line entry, checked like any probe (stap 4.8
-      searches prologues only in unoptimized code: 50 of 50 sampled kernel functions, and a
-      test, agree with ``stap -p2``); the copies of F inlined elsewhere, which stap also probes,
-      are not checked, nor are ``.call``/``.inline``, a file, line or wildcard in F, and
-      ``.statement`` forms with wildcards or ranges (KP407);
+    * ``kernel.function("F[@FILE]")`` (entry): F's out-of-line entry and the entries of its
+      inlined copies, placed with perf's model of ``F[@FILE]`` (stap 4.8 searches prologues only
+      in unoptimized code; 21 of 23 sampled functions give the same set of addresses as ``stap
+      -p2``, the other two lack a copy inlined into F itself, which stap adds); ``.call``/
+      ``.inline``, lines and wildcards in F, and ``.statement`` forms with wildcards or ranges are
+      not checked (KP407);
     * names on stap's own blocklist are refused as stap refuses them (KP001)."""
     # comments blanked; string literals kept whole (a '#' in one starts no comment)
     code = _STAP_COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else _blank(m), text)
@@ -281,21 +274,22 @@ def _systemtap(text: str, file: str) -> list[Parsed]:
 
 
 def _stap_function(arg: str, where: Location, is_return: bool) -> Parsed:
-    """``kernel.function("F")[.return]``. SystemTap 4.8 puts the entry probe of an optimized
-    kernel's function at the function's entry address (its prologue search is for unoptimized
-    code), and adds one at the entry of each copy inlined elsewhere; the return probe is a
-    kretprobe on the entry."""
-    plain = re.fullmatch(r"[A-Za-z_]\w*", arg) is not None
+    """``kernel.function("F[@FILE]")[.return]``. SystemTap 4.8 puts the entry probe of an
+    optimized kernel's function at its entry address (the prologue search is for unoptimized
+    code) and adds one at the entry of each copy inlined into other functions: the places perf's
+    model gives ``F[@FILE]``. The return probe is a kretprobe on the entry."""
+    named = re.fullmatch(r"([A-Za-z_]\w*)(?:@([\w./-]+))?", arg)
+    function = named.group(1) if named else None
     blocklist = _STAP_BLOCKLIST_RETURN if is_return else _STAP_BLOCKLIST
-    if plain and (blocklist.fullmatch(arg) or (is_return and _STAP_BLOCKLIST.fullmatch(arg))):
-        return ParseProblem(arg, where, f"SystemTap refuses {arg}: it is on its own blocklist of kernel functions "
-                                        f"(stap: \"semantic error: no match\")")
+    if function and (blocklist.fullmatch(function) or (is_return and _STAP_BLOCKLIST.fullmatch(function))):
+        return ParseProblem(arg, where, f"SystemTap refuses {function}: it is on its own blocklist of kernel "
+                                        f"functions (stap: \"semantic error: no match\")")
     if is_return and "@" not in arg and ":" not in arg:
         return parse_target(arg, where, is_return=True, allow_glob=True)
-    if not plain:
-        return ParseProblem(arg, where, "SystemTap kernel.function with a file, line or wildcard is not checked",
-                            unsupported=True)
-    return StapFunctionProbe(arg, where, arg)
+    if named is None or is_return:
+        return ParseProblem(arg, where, "SystemTap kernel.function with a line, wildcard or file and .return is not "
+                                        "checked", unsupported=True)
+    return SourceLineProbe(arg, where, PerfPoint(function, named.group(2), 0, 0), tool="systemtap")
 
 
 def _shell(text: str, file: str) -> list[Parsed]:
@@ -382,20 +376,9 @@ def annotate_globs(results: list[ProbeResult], groups: dict[int, tuple[ProbeSpec
         members[0].findings.insert(0, Finding("KP406", Severity.INFO, message, glob.location))
 
 
-def _stap_entry(kernel: Kernel, item: StapFunctionProbe) -> ProbeSpec | ParseProblem:
-    """The out-of-line entry SystemTap probes, when the kernel has the function; a function with
-    no symbol is one inlined everywhere, whose copies SystemTap probes (not checked)."""
-    if kernel.lookup_name(item.function) is None:
-        return ParseProblem(item.text, item.location, f"{item.function} has no out-of-line copy: SystemTap probes the "
-                            "copies inlined into other functions, which probelint does not check", unsupported=True)
-    return ProbeSpec(item.text, item.location, False, item.function, None, 0, None)
-
-
 def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:
     """Replace each perf source-line probe by one probe per address perf would probe (named by
     the symbol that holds it, as perf names it offline), or by the reason perf finds none."""
-    if any(isinstance(p, StapFunctionProbe) for p in parsed):
-        parsed = [_stap_entry(kernel, p) if isinstance(p, StapFunctionProbe) else p for p in parsed]
     if not any(isinstance(p, SourceLineProbe) for p in parsed):
         return parsed
     from probelint.image.dwarf_lines import DwarfLines
@@ -412,6 +395,10 @@ def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache
                                     unsupported=True))
             continue
         found = lines.resolve(item.point)
+        if found.error is not None and item.tool == "systemtap":  # perf's words, not SystemTap's: not checked
+            out.append(ParseProblem(item.text, item.location, f"SystemTap's DWARF lookup is modelled with perf's, "
+                                    f"which places no probe here ({found.error})", unsupported=True))
+            continue
         if found.error is not None:
             out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported))
             continue

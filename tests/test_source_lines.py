@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.sources import SourceLineProbe, StapFunctionProbe, detect_kind, extract, resolve_source_lines
+from probelint.sources import SourceLineProbe, detect_kind, extract, resolve_source_lines
 from probelint.spec import ParseProblem, ProbeSpec
 from tests.conftest import ROOT
 
@@ -137,7 +137,7 @@ def test_systemtap_probe_points():
     assert [(i.symbol, i.is_return, i.is_glob) for i in items[:3]] == [
         ("vfs_read", False, False), ("vfs_*", True, True), ("vfs_write", True, False)]
     assert (items[0].location.line, items[0].location.column) == (3, 24)
-    assert items[3] == StapFunctionProbe("vfs_write", items[3].location, "vfs_write")
+    assert items[3] == SourceLineProbe("vfs_write", items[3].location, PerfPoint("vfs_write", None), "systemtap")
     assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
     assert isinstance(items[5], ParseProblem) and items[5].unsupported
 
@@ -184,42 +184,39 @@ def test_systemtap_blocklist():
     do_exit is refused for .return only."""
     text = ('probe kernel.function("_raw_spin_lock") { }\nprobe kernel.function("do_exit").return { }\n'
             'probe kernel.function("do_exit") { }\nprobe kernel.function("atomic_notifier_call_chain").return { }\n'
-            'probe kernel.function("vfs_*") { }\n')
-    spin, exit_return, exit_entry, chain_return, wildcard = extract("t.stp", text)
+            'probe kernel.function("vfs_*") { }\nprobe kernel.function("vfs_read@fs/read_write.c") { }\n')
+    spin, exit_return, exit_entry, chain_return, wildcard, in_file = extract("t.stp", text)
     for refused in (spin, exit_return, chain_return):
         assert isinstance(refused, ParseProblem) and not refused.unsupported and "blocklist" in refused.message
-    assert isinstance(exit_entry, StapFunctionProbe)
+    assert isinstance(exit_entry, SourceLineProbe) and exit_entry.point == PerfPoint("do_exit", None)
     assert isinstance(wildcard, ParseProblem) and wildcard.unsupported
+    assert isinstance(in_file, SourceLineProbe) and in_file.point == PerfPoint("vfs_read", "fs/read_write.c")
 
 
 @pytest.mark.kernel
-def test_systemtap_function_entry_or_inlined_only(debian_kernel):
-    """kernel.function("F") is checked at F's out-of-line entry; a function with no symbol is
-    inlined everywhere, and SystemTap's probes on its copies are not checked (KP407)."""
-    items = extract("t.stp", 'probe kernel.function("vfs_write") { }\nprobe kernel.function("fdget_pos") { }\n')
-    entry, inlined = resolve_source_lines(debian_kernel, items)
+def test_systemtap_function_entry_and_inlined_copies(debian_kernel):
+    """kernel.function("F") is checked at F's out-of-line entry and at its inlined copies; a
+    function inlined everywhere (no symbol) is not checked (KP407)."""
+    items = extract("t.stp", 'probe kernel.function("vfs_write") { }\nprobe kernel.function("rw_verify_area") { }\n'
+                             'probe kernel.function("fdget_pos") { }\n')
+    entry, *copies, inlined = resolve_source_lines(debian_kernel, items)
     assert isinstance(entry, ProbeSpec) and (entry.symbol, entry.offset) == ("vfs_write", 0)
-    assert isinstance(inlined, ParseProblem) and inlined.unsupported and "inlined" in inlined.message
+    assert sorted((c.symbol, c.offset > 0) for c in copies) == [("kernel_read", True), ("rw_verify_area", False)]
+    assert isinstance(inlined, ParseProblem) and inlined.unsupported and "SystemTap" in inlined.message
 
 
-def _stap_pcs(stap_output: str) -> tuple[list[int], int]:
-    """The out-of-line probe addresses in `stap -vvv -p2` output, and how many inlined copies."""
-    outline, inlined, previous = [], 0, ""
-    for line in stap_output.splitlines():
-        if line.startswith("probe ") and " pc=0x" in line:
-            if previous.startswith("querying entrypc"):
-                inlined += 1
-            else:
-                outline.append(int(line.split(" pc=")[1].split()[0], 16))
-        previous = line
-    return outline, inlined
+def _stap_pcs(stap_output: str) -> set[int]:
+    """Every probe address in `stap -vvv -p2` output (out-of-line entries and inlined copies)."""
+    return {int(line.split(" pc=")[1].split()[0], 16) for line in stap_output.splitlines()
+            if line.startswith("probe ") and " pc=0x" in line}
 
 
 @pytest.mark.kernel
-def test_systemtap_function_entry_agrees_with_stap(debian, debian_kernel, tmp_path):
-    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux) places
-    kernel.function("F") where probelint checks it (50 of 50 sampled functions agreed when this
-    was written)."""
+def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
+    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux): every address
+    probelint checks for kernel.function("F") is one stap probes, and F's entry is among them.
+    (21 of 23 sampled functions gave the same sets when this was written; the other two have a
+    copy inlined into F itself, which stap probes too and perf's model skips.)"""
     if shutil.which("stap") is None:
         pytest.skip("SystemTap (Debian's systemtap) is not installed")
     import random
@@ -237,11 +234,16 @@ def test_systemtap_function_entry_agrees_with_stap(debian, debian_kernel, tmp_pa
     stext, etext = image.marker("_stext"), image.marker("_etext")
     funcs = [s for s in image.symbols.symbols_in(stext, etext)
              if s.type in "tT" and "." not in s.name and image.symbols.count(s.name) == 1]
-    for sym in [*random.Random(5).sample(funcs, 6), image.symbols.lookup_name("rw_verify_area")]:
+    same = 0
+    known = [image.symbols.lookup_name(name) for name in ("rw_verify_area", "task_curr")]  # with inlined copies
+    sample = [*random.Random(5).sample(funcs, 6), *known]
+    for sym in sample:
         probe = f'probe kernel.function("{sym.name}") {{ next }}'
         proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(build), "-e", probe], capture_output=True, text=True,
                               timeout=300, check=False)
-        outline, _ = _stap_pcs(proc.stderr)
-        (resolved,) = resolve_source_lines(debian_kernel, extract("t.stp", probe))
-        assert isinstance(resolved, ProbeSpec), sym.name
-        assert outline == [image.symbols.lookup_name(resolved.symbol).address + resolved.offset], (sym.name, outline)
+        stap = _stap_pcs(proc.stderr)
+        checked = {image.symbols.lookup_name(p.symbol).address + p.offset
+                   for p in resolve_source_lines(debian_kernel, extract("t.stp", probe))}
+        assert sym.address in checked and checked <= stap, (sym.name, sorted(map(hex, stap)), sorted(map(hex, checked)))
+        same += checked == stap
+    assert same >= len(sample) - 1
