@@ -15,8 +15,7 @@ Each extractor finds the probe points in a file and parses them with the kprobe_
   ``kernel.statement("[F@]FILE:LINE")`` (`_systemtap`);
 * anything else: a probe list, one probe per line (`probelint.spec.parse_text`).
 
-Not covered yet: perf's lazy patterns (``FUNC;PTN``), source lines in modules, and the copies
-of a function SystemTap finds inlined into the function itself (perf's model skips them).
+Not covered yet: perf's lazy patterns (``FUNC;PTN``) and source lines in modules.
 """
 
 from __future__ import annotations
@@ -237,11 +236,10 @@ def _systemtap(text: str, file: str) -> list[Parsed]:
     * ``kernel.statement("FILE:LINE")``, ``("F@FILE:LINE")``: the address of that line, resolved
       through DWARF with perf's model (`probelint.image.dwarf_lines`); F only names the function;
     * ``kernel.function("F[@FILE]")`` (entry): F's out-of-line entry and the entries of its
-      inlined copies, placed with perf's model of ``F[@FILE]`` (stap 4.8 searches prologues only
-      in unoptimized code; 21 of 23 sampled functions give the same set of addresses as ``stap
-      -p2``, the other two lack a copy inlined into F itself, which stap adds); ``.call``/
-      ``.inline``, lines and wildcards in F, and ``.statement`` forms with wildcards or ranges are
-      not checked (KP407);
+      inlined copies, placed with perf's model of ``F[@FILE]`` keeping the copies perf drops as
+      redundant (stap 4.8 searches prologues only in unoptimized code; 23 of 23 sampled functions
+      give the same set of addresses as ``stap -p2``); ``.call``/``.inline``, lines and wildcards
+      in F, and ``.statement`` forms with wildcards or ranges are not checked (KP407);
     * names on stap's own blocklist are refused as stap refuses them (KP001)."""
     # comments blanked; string literals kept whole (a '#' in one starts no comment)
     code = _STAP_COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else _blank(m), text)
@@ -289,7 +287,8 @@ def _stap_function(arg: str, where: Location, is_return: bool) -> Parsed:
     if named is None or is_return:
         return ParseProblem(arg, where, "SystemTap kernel.function with a line, wildcard or file and .return is not "
                                         "checked", unsupported=True)
-    return SourceLineProbe(arg, where, PerfPoint(function, named.group(2), 0, 0), tool="systemtap")
+    return SourceLineProbe(arg, where, PerfPoint(function, named.group(2), 0, 0, every_instance=True),
+                           tool="systemtap")
 
 
 def _shell(text: str, file: str) -> list[Parsed]:

@@ -66,6 +66,9 @@ class PerfPoint(NamedTuple):
     file: str | None
     line: int = 0  # relative to FUNC's decl line when `function` is set; 0: none
     offset: int = 0
+    # SystemTap keeps the inlined instances perf drops as redundant (a call site on the function's
+    # own declaration line: a copy inlined into the function itself)
+    every_instance: bool = False
 
 
 class ParseProblem(NamedTuple):

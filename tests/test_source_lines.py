@@ -137,7 +137,8 @@ def test_systemtap_probe_points():
     assert [(i.symbol, i.is_return, i.is_glob) for i in items[:3]] == [
         ("vfs_read", False, False), ("vfs_*", True, True), ("vfs_write", True, False)]
     assert (items[0].location.line, items[0].location.column) == (3, 24)
-    assert items[3] == SourceLineProbe("vfs_write", items[3].location, PerfPoint("vfs_write", None), "systemtap")
+    stap_write = PerfPoint("vfs_write", None, every_instance=True)  # SystemTap keeps every inlined copy
+    assert items[3] == SourceLineProbe("vfs_write", items[3].location, stap_write, "systemtap")
     assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
     assert isinstance(items[5], ParseProblem) and items[5].unsupported
 
@@ -188,9 +189,11 @@ def test_systemtap_blocklist():
     spin, exit_return, exit_entry, chain_return, wildcard, in_file = extract("t.stp", text)
     for refused in (spin, exit_return, chain_return):
         assert isinstance(refused, ParseProblem) and not refused.unsupported and "blocklist" in refused.message
-    assert isinstance(exit_entry, SourceLineProbe) and exit_entry.point == PerfPoint("do_exit", None)
+    assert isinstance(exit_entry, SourceLineProbe)
+    assert exit_entry.point == PerfPoint("do_exit", None, every_instance=True)
     assert isinstance(wildcard, ParseProblem) and wildcard.unsupported
-    assert isinstance(in_file, SourceLineProbe) and in_file.point == PerfPoint("vfs_read", "fs/read_write.c")
+    assert isinstance(in_file, SourceLineProbe)
+    assert in_file.point == PerfPoint("vfs_read", "fs/read_write.c", every_instance=True)
 
 
 @pytest.mark.kernel
@@ -213,10 +216,9 @@ def _stap_pcs(stap_output: str) -> set[int]:
 
 @pytest.mark.kernel
 def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
-    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux): every address
-    probelint checks for kernel.function("F") is one stap probes, and F's entry is among them.
-    (21 of 23 sampled functions gave the same sets when this was written; the other two have a
-    copy inlined into F itself, which stap probes too and perf's model skips.)"""
+    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux) probes
+    kernel.function("F") at exactly the addresses probelint checks: F's entry and its inlined
+    copies (43 of 43 sampled functions agreed when this was written)."""
     if shutil.which("stap") is None:
         pytest.skip("SystemTap (Debian's systemtap) is not installed")
     import random
@@ -234,8 +236,8 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
     stext, etext = image.marker("_stext"), image.marker("_etext")
     funcs = [s for s in image.symbols.symbols_in(stext, etext)
              if s.type in "tT" and "." not in s.name and image.symbols.count(s.name) == 1]
-    same = 0
-    known = [image.symbols.lookup_name(name) for name in ("rw_verify_area", "task_curr")]  # with inlined copies
+    # with inlined copies; mark_reg_not_init also with one inlined into itself, which perf drops
+    known = [image.symbols.lookup_name(name) for name in ("rw_verify_area", "task_curr", "mark_reg_not_init")]
     sample = [*random.Random(5).sample(funcs, 6), *known]
     for sym in sample:
         probe = f'probe kernel.function("{sym.name}") {{ next }}'
@@ -244,6 +246,4 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
         stap = _stap_pcs(proc.stderr)
         checked = {image.symbols.lookup_name(p.symbol).address + p.offset
                    for p in resolve_source_lines(debian_kernel, extract("t.stp", probe))}
-        assert sym.address in checked and checked <= stap, (sym.name, sorted(map(hex, stap)), sorted(map(hex, checked)))
-        same += checked == stap
-    assert same >= len(sample) - 1
+        assert sym.address in checked and checked == stap, (sym.name, sorted(map(hex, stap)), sorted(map(hex, checked)))

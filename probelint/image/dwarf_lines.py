@@ -484,20 +484,21 @@ class DwarfLines:
                 if entry:
                     self._add(unit, sp, entry + point.offset, found)
             else:
-                for inst in self._instances(unit, sp):
+                for inst in self._instances(unit, sp, every=point.every_instance):
                     entry = inst.die_entrypc()
                     if not entry:
                         break  # perf's walk stops at the first instance without an entry address
                     self._add(unit, inst, entry + point.offset, found)
             return
 
-    def _instances(self, unit: _Unit, origin: _Die) -> list[_Die]:
-        """die_walk_instances, less the redundant ones (call site on the declaration line)."""
+    def _instances(self, unit: _Unit, origin: _Die, *, every: bool = False) -> list[_Die]:
+        """die_walk_instances, less (for perf, unless `every`) the redundant ones (call site on the
+        declaration line)."""
         out = []
         for die in unit.root.walk():
             if not die.is_instance or die.attrs.get("DW_AT_abstract_origin") != origin.offset:
                 continue
-            if (die.tag == "I" and die.attrs.get("DW_AT_call_line") == unit.decl_line(origin)
+            if (not every and die.tag == "I" and die.attrs.get("DW_AT_call_line") == unit.decl_line(origin)
                     and die.attrs.get("DW_AT_call_file") == unit.integrate(origin, "DW_AT_decl_file")):
                 continue
             out.append(die)
