@@ -53,14 +53,14 @@ def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
     return edges
 
 
-def build_graph(results: list[ProbeResult], edges: list[tuple[int, int, int]] | None = None) -> nx.DiGraph:
+def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
     """The interaction graph: a node per armed probe, edge i -> j when j lies in i's window
     (attribute `window_end`). networkx is imported only when a graph is asked for."""
     import networkx as nx
 
     graph = nx.DiGraph()
     graph.add_nodes_from(i for i, r in enumerate(results) if r.verdict.registers and r.context is not None)
-    for i, j, end in window_edges(results) if edges is None else edges:
+    for i, j, end in window_edges(results):
         graph.add_edge(i, j, window_end=end)
     return graph
 

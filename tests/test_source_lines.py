@@ -10,7 +10,14 @@ import sys
 import pytest
 
 from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.sources import SourceLineProbe, detect_kind, extract, resolve_source_lines
+from probelint.sources import (
+    _STAP_BLOCKLIST,
+    _STAP_BLOCKLIST_RETURN,
+    SourceLineProbe,
+    detect_kind,
+    extract,
+    resolve_source_lines,
+)
 from probelint.spec import ParseProblem, ProbeSpec
 from tests.conftest import ROOT
 
@@ -244,6 +251,10 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
         proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(build), "-e", probe], capture_output=True, text=True,
                               timeout=300, check=False)
         stap = _stap_pcs(proc.stderr)
+        # the blocklists probelint applies are the ones this stap prints
+        printed = dict(line.split(": ", 1) for line in proc.stderr.splitlines()
+                       if line.startswith(("blfn: ", "blfn_ret: ")))
+        assert printed == {"blfn": f"^{_STAP_BLOCKLIST.pattern}$", "blfn_ret": f"^({_STAP_BLOCKLIST_RETURN.pattern})$"}
         checked = {image.symbols.lookup_name(p.symbol).address + p.offset
                    for p in resolve_source_lines(debian_kernel, extract("t.stp", probe))}
         assert sym.address in checked and checked == stap, (sym.name, sorted(map(hex, stap)), sorted(map(hex, checked)))

@@ -234,6 +234,10 @@ class Image:
         return sorted(e["addr"] for e in self.table("return_sites"))
 
     @cached_property
+    def retpoline_sites(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("retpoline_sites"))
+
+    @cached_property
     def sealed_endbrs(self) -> list[int]:
         return sorted(e["addr"] for e in self.table("ibt_endbr_seal"))
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import enum
 import functools
-import re
 import weakref
 import zlib
 from typing import TYPE_CHECKING, NamedTuple
@@ -221,18 +220,8 @@ def _pointer_array(vmlinux: Image, name: str, count: int) -> list[str | None]:
 def _column(image: Image) -> int:
     """Which _UNNAMED_BITS numbering `image`'s kernel uses (0: 6.1, 1: >= 6.12; unknown: 6.1)."""
     vmlinux = image if image.layout is None else image.vmlinux
-    version = re.search(r"Linux version (\d+)\.(\d+)", (vmlinux.version or "") if vmlinux is not None else "")
-    return 1 if version and (int(version[1]), int(version[2])) >= (6, 12) else 0
-
-
-_RETPOLINE_SITES: weakref.WeakKeyDictionary[Image, list[int]] = weakref.WeakKeyDictionary()
-
-
-def _retpoline_sites(image: Image) -> list[int]:
-    sites = _RETPOLINE_SITES.get(image)
-    if sites is None:
-        sites = _RETPOLINE_SITES[image] = sorted(e["addr"] for e in image.table("retpoline_sites"))
-    return sites
+    version = vmlinux.config.version if vmlinux is not None else None  # the banner's, kept in the index
+    return 1 if version is not None and version >= (6, 12) else 0
 
 
 _FEATURES: weakref.WeakKeyDictionary[Image, dict[CpuProfile, frozenset[int]]] = weakref.WeakKeyDictionary()
@@ -436,7 +425,7 @@ def patch_live_text(image: Image, address: int, data: bytes, profile: CpuProfile
     column = _column(image)
     retpoline, lfence = (_UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
     if lfence or not retpoline:
-        sites = _retpoline_sites(image)
+        sites = image.retpoline_sites
         for site in sites[bisect.bisect_left(sites, address - 5) : bisect.bisect_left(sites, end)]:
             patched = _retpoline(image, site, features, column)
             if patched is not None:
