@@ -36,7 +36,7 @@ def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str], *, sourc
     """Verdicts and findings for `probes` (one probe per string, any accepted syntax)."""
     from probelint.engine import check_probes
     from probelint.image.kernel import Kernel
-    from probelint.spec import parse_text
+    from probelint.readers.spec import parse_text
 
     kernel = images if isinstance(images, Kernel) else load_kernel(images)
     parsed = list(parse_text("\n".join(probes), source))

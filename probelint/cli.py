@@ -468,7 +468,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     output, fixes applied to the probe files)."""
     from probelint import load_kernel
     from probelint.engine import check_probes
-    from probelint.sources import annotate_globs
+    from probelint.readers import annotate_globs
 
     kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
     kernel.set_profile(CpuProfile(config.cpu_profile))
@@ -509,14 +509,14 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
 def _resolved_sources(kernel: Kernel, parsed: list[object], lines_cache: IndexCache | None) -> tuple[list, dict]:
     """The probes as the tools would place them in this kernel: source lines through DWARF,
     SystemTap functions, wildcards expanded (and, for reporting, which probe each came from)."""
-    from probelint.sources import expand_globs, resolve_source_lines
+    from probelint.resolve import expand_globs, resolve_source_lines
 
     return expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))  # type: ignore[arg-type]
 
 
 def _read_sources(paths: list[str], source_type: str) -> list[object]:
     """Every probe of the probe files and directories, in order: one set."""
-    from probelint.sources import extract, tree_files
+    from probelint.readers import extract, tree_files
 
     kind = None if source_type == "auto" else source_type
     out: list[object] = []
@@ -532,7 +532,7 @@ def _read_sources(paths: list[str], source_type: str) -> list[object]:
 def _module_images(args: argparse.Namespace, images: list[str], parsed: list[object]) -> list[str]:
     """.ko files for MOD:SYM probes and --loaded modules not given on the command line."""
     from probelint.discover import default_module_dirs, find_modules
-    from probelint.spec import ProbeSpec
+    from probelint.readers.spec import ProbeSpec
 
     loaded = {m.strip() for m in (args.loaded or "").split(",") if m.strip()}
     wanted = loaded | {p.module for p in parsed if isinstance(p, ProbeSpec) and p.module}

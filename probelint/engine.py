@@ -20,7 +20,7 @@ from probelint.checks import ProbeContext, Rule, Stage
 from probelint.findings import Finding, Fix, Verdict
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
-from probelint.spec import ParseProblem, ProbeSpec
+from probelint.readers.spec import ParseProblem, ProbeSpec
 
 __all__ = ["ProbeResult", "all_rules", "check_alone", "check_probes"]
 

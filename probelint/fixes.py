@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from probelint.spec import ProbeSpec
+from probelint.readers.spec import ProbeSpec
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from probelint.findings import Finding, Severity
-from probelint.spec import ProbeSpec
+from probelint.readers.spec import ProbeSpec
 
 if TYPE_CHECKING:
     import networkx as nx

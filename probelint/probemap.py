@@ -36,7 +36,7 @@ def check_boundaries(kernel: Kernel, sym: KSym, *, findings: bool = False) -> It
     """(offset, result) of a probe ``SYM+OFF`` alone at every instruction boundary of `sym`."""
     from probelint.engine import check_alone
     from probelint.findings import Location
-    from probelint.spec import ProbeSpec
+    from probelint.readers.spec import ProbeSpec
 
     image = kernel.vmlinux
     assert image is not None

@@ -33,7 +33,7 @@ def _first(kernel: Kernel, result: ProbeResult, want_optimized: bool,
     good move must not take away)."""
     neighbours = neighbours or {}
     from probelint.engine import check_probes
-    from probelint.spec import parse_text
+    from probelint.readers.spec import parse_text
 
     ctx = result.context
     assert ctx is not None and ctx.image is not None

@@ -45,7 +45,7 @@ def test_index_of_changed_classes_is_rebuilt(tmp_path):
 
     probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
     (index,) = (tmp_path / "index").glob("*.pickle")
-    module, name = b"probelint.spec", b"PerfPoint"
+    module, name = b"probelint.readers.spec", b"PerfPoint"
     stale = (b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x8c" + bytes([len(name)]) + name
              + b"\x93)\x81.")  # STACK_GLOBAL, EMPTY_TUPLE, NEWOBJ: PerfPoint.__new__(PerfPoint)
     with pytest.raises(TypeError):

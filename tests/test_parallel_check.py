@@ -6,7 +6,7 @@ import os
 
 import probelint
 from probelint import engine
-from probelint.spec import parse_text
+from probelint.readers.spec import parse_text
 from tests.conftest import DEMO
 
 

@@ -10,15 +10,15 @@ import sys
 import pytest
 
 from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.sources import (
+from probelint.readers import (
     _STAP_BLOCKLIST,
     _STAP_BLOCKLIST_RETURN,
     SourceLineProbe,
     detect_kind,
     extract,
-    resolve_source_lines,
 )
-from probelint.spec import ParseProblem, ProbeSpec
+from probelint.readers.spec import ParseProblem, ProbeSpec
+from probelint.resolve import resolve_source_lines
 from tests.conftest import ROOT
 
 

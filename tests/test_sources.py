@@ -6,8 +6,9 @@ import sys
 
 import probelint
 import probelint.engine
-from probelint.sources import SourceLineProbe, detect_kind, expand_globs, extract, resolve_source_lines
-from probelint.spec import ProbeSpec
+from probelint.readers import SourceLineProbe, detect_kind, extract
+from probelint.readers.spec import ProbeSpec
+from probelint.resolve import expand_globs, resolve_source_lines
 from tests.conftest import DEMO, ROOT
 
 DATA = ROOT / "tests" / "data" / "sources"

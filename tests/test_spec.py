@@ -1,6 +1,6 @@
 import pytest
 
-from probelint.spec import ParseProblem, ProbeSpec, parse_line
+from probelint.readers.spec import ParseProblem, ProbeSpec, parse_line
 
 
 def parse(text: str) -> ProbeSpec:

@@ -4,7 +4,7 @@ round-trips through the kernel syntax probelint prints."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probelint.spec import ParseProblem, ProbeSpec, parse_line
+from probelint.readers.spec import ParseProblem, ProbeSpec, parse_line
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,30}", fullmatch=True)
 

@@ -21,7 +21,7 @@ from probelint.findings import Fix, Severity, Verdict
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Function, Image, Kernel
-    from probelint.spec import ProbeSpec
+    from probelint.readers.spec import ProbeSpec
 
 __all__ = ["Hit", "ProbeContext", "Rule", "Stage"]
 

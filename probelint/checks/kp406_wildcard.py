@@ -2,7 +2,7 @@
 
 bpftrace and libbpf expand wildcards against /sys/kernel/tracing/available_filter_functions, the
 functions with an ftrace site; probelint expands against the same set from the image
-(`probelint.sources.expand_globs`) and reports the count and the members that would fail.
+(`probelint.resolve.expand_globs`) and reports the count and the members that would fail.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from probelint.findings import Severity
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())  # reported by probelint.sources.annotate_globs for the whole expansion
+    return iter(())  # reported by probelint.readers.annotate_globs for the whole expansion
 
 
 RULE = Rule("KP406", "wildcard", Severity.INFO, Stage.INFO, check, "kernel/trace/ftrace.c:available_filter_functions")

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from elftools.common.exceptions import DWARFError, ELFParseError
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
-from probelint.spec import PerfPoint
+from probelint.readers.spec import PerfPoint
 
 if TYPE_CHECKING:
     from probelint.image.cache import IndexCache

@@ -8,7 +8,7 @@ from typing import Any
 from probelint import __version__
 from probelint.engine import ProbeResult
 from probelint.image.kernel import Kernel
-from probelint.spec import ParseProblem
+from probelint.readers.spec import ParseProblem
 
 __all__ = ["render", "to_dict"]
 

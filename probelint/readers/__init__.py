@@ -1,7 +1,7 @@
 """Probes where users keep them: bpftrace scripts, libbpf BPF C, shell scripts, probe lists.
 
 Each extractor finds the probe points in a file and parses them with the kprobe_events grammar
-(`probelint.spec.parse_target`), keeping the file, line and column of the probe token itself:
+(`probelint.readers.spec.parse_target`), keeping the file, line and column of the probe token itself:
 
 * bpftrace (``.bt``, or a ``bpftrace`` shebang): ``kprobe:[MOD:]FN[+OFF]``, ``kretprobe:...``,
   ``k:``/``kr:``, several probes before one block, wildcards (expanded later against the kernel);
@@ -9,32 +9,28 @@ Each extractor finds the probe points in a file and parses them with the kprobe_
 * shell (``.sh``, or a sh/bash shebang): ``echo 'p:... TARGET' >> .../kprobe_events``,
   ``perf probe [-m MOD] [-a] [EVENT=]FUNC[+OFF|%return]`` and ``bpftrace -e '...'`` one-liners;
   perf's source-line forms (``FILE:LINE``, ``FUNC:RLN``, ``FUNC@FILE[:RLN|+OFF]``) become a
-  `SourceLineProbe`, resolved against the kernel's DWARF by `resolve_source_lines`
+  `SourceLineProbe`, resolved against the kernel's DWARF by `probelint.resolve.resolve_source_lines`
   (`probelint.image.dwarf_lines`) into one probe per address perf would probe;
 * SystemTap (``.stp``, or a stap shebang): ``kprobe.function``, ``kernel.function("F")[.return]``,
   ``kernel.statement("[F@]FILE:LINE")`` (`_systemtap`);
-* anything else: a probe list, one probe per line (`probelint.spec.parse_text`).
+* anything else: a probe list, one probe per line (`probelint.readers.spec.parse_text`).
 
 Not covered yet: perf's lazy patterns (``FUNC;PTN``) and source lines in modules.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.findings import Finding, Location, Severity
-from probelint.spec import ParseProblem, PerfPoint, ProbeSpec, parse_line, parse_target, parse_text
+from probelint.readers.spec import ParseProblem, PerfPoint, ProbeSpec, parse_line, parse_target, parse_text
 
 if TYPE_CHECKING:
     from probelint.engine import ProbeResult
-    from probelint.image.cache import IndexCache
-    from probelint.image.kernel import Kernel
 
-__all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "expand_globs", "extract",
-           "resolve_source_lines", "tree_files"]
+__all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "extract", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 
@@ -332,39 +328,6 @@ def tree_files(root: Path) -> list[Path]:
     return out
 
 
-def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> tuple[list[Parsed], dict[int, tuple[ProbeSpec, int]]]:
-    """Replace each wildcard probe by one probe per matching traceable function (what bpftrace and
-    kprobe.multi attach to: available_filter_functions). Returns the new list and, for the first
-    probe of each expansion, (the wildcard, how many matched)."""
-    out: list[Parsed] = []
-    groups: dict[int, tuple[ProbeSpec, int]] = {}
-    names: list[tuple[str, str | None]] | None = None
-    for item in parsed:
-        if not isinstance(item, ProbeSpec) or not item.is_glob:
-            out.append(item)
-            continue
-        if names is None:
-            names = _traceable_names(kernel)
-        pattern = item.symbol or ""
-        matches = sorted({n for n, mod in names if fnmatch.fnmatchcase(n, pattern) and item.module in (None, mod)})
-        if not matches:
-            out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
-            continue
-        groups[len(out)] = (item, len(matches))
-        out += [item._replace(symbol=name, text=f"{item.text} -> {name}") for name in matches]
-    return out, groups
-
-
-def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
-    """Functions with an ftrace site: what available_filter_functions lists."""
-    out = []
-    for image in kernel.images:
-        for sym in image.symbols.symbols_in(0, 1 << 64):
-            if sym.type in "tTwW" and image.ftrace_site_in(sym.address, sym.end) is not None:
-                out.append((sym.name, image.name if image.is_module else None))
-    return out
-
-
 def annotate_globs(results: list[ProbeResult], groups: dict[int, tuple[ProbeSpec, int]]) -> None:
     """KP406 on the first probe of each expansion: how many matched, and how many would fail."""
     for start, (glob, count) in groups.items():
@@ -373,42 +336,3 @@ def annotate_globs(results: list[ProbeResult], groups: dict[int, tuple[ProbeSpec
         message = f"{glob.text} matches {count} traceable function{'s' if count != 1 else ''}"
         message += f"; {len(failing)} would fail: {', '.join(failing[:8])}" if failing else "; all register"
         members[0].findings.insert(0, Finding("KP406", Severity.INFO, message, glob.location))
-
-
-def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:
-    """Replace each perf source-line probe by one probe per address perf would probe (named by
-    the symbol that holds it, as perf names it offline), or by the reason perf finds none."""
-    if not any(isinstance(p, SourceLineProbe) for p in parsed):
-        return parsed
-    from probelint.image.dwarf_lines import DwarfLines
-
-    image = kernel.vmlinux
-    lines = DwarfLines(image, cache) if image is not None else None
-    out: list[Parsed] = []
-    for item in parsed:
-        if not isinstance(item, SourceLineProbe):
-            out.append(item)
-            continue
-        if lines is None:
-            out.append(ParseProblem(item.text, item.location, "perf source-line probes need the vmlinux (with DWARF)",
-                                    unsupported=True))
-            continue
-        found = lines.resolve(item.point)
-        if found.error is not None and item.tool == "systemtap":  # perf's words, not SystemTap's: not checked
-            out.append(ParseProblem(item.text, item.location, f"SystemTap's DWARF lookup is modelled with perf's, "
-                                    f"which places no probe here ({found.error})", unsupported=True))
-            continue
-        if found.error is not None:
-            out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported))
-            continue
-        for address in found.addresses:
-            sym = image.symbols.lookup(address) if image is not None else None
-            if sym is None:
-                out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol"))
-                continue
-            offset = address - sym.address
-            target = f"{sym.name}+{offset:#x}" if offset else sym.name
-            out.append(ProbeSpec(f"{item.text} -> {target}", item.location, False, sym.name, None, offset, None))
-    if lines is not None:
-        lines.save()
-    return out

@@ -1,0 +1,88 @@
+"""Resolution of what readers cannot place alone: wildcards against the kernel's traceable
+functions, and source lines / SystemTap functions through the vmlinux's DWARF (perf's model)."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING
+
+from probelint.readers import Parsed, SourceLineProbe
+from probelint.readers.spec import ParseProblem, ProbeSpec
+
+if TYPE_CHECKING:
+    from probelint.image.cache import IndexCache
+    from probelint.image.kernel import Kernel
+
+__all__ = ["expand_globs", "resolve_source_lines"]
+
+
+def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> tuple[list[Parsed], dict[int, tuple[ProbeSpec, int]]]:
+    """Replace each wildcard probe by one probe per matching traceable function (what bpftrace and
+    kprobe.multi attach to: available_filter_functions). Returns the new list and, for the first
+    probe of each expansion, (the wildcard, how many matched)."""
+    out: list[Parsed] = []
+    groups: dict[int, tuple[ProbeSpec, int]] = {}
+    names: list[tuple[str, str | None]] | None = None
+    for item in parsed:
+        if not isinstance(item, ProbeSpec) or not item.is_glob:
+            out.append(item)
+            continue
+        if names is None:
+            names = _traceable_names(kernel)
+        pattern = item.symbol or ""
+        matches = sorted({n for n, mod in names if fnmatch.fnmatchcase(n, pattern) and item.module in (None, mod)})
+        if not matches:
+            out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
+            continue
+        groups[len(out)] = (item, len(matches))
+        out += [item._replace(symbol=name, text=f"{item.text} -> {name}") for name in matches]
+    return out, groups
+
+
+def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
+    """Functions with an ftrace site: what available_filter_functions lists."""
+    out = []
+    for image in kernel.images:
+        for sym in image.symbols.symbols_in(0, 1 << 64):
+            if sym.type in "tTwW" and image.ftrace_site_in(sym.address, sym.end) is not None:
+                out.append((sym.name, image.name if image.is_module else None))
+    return out
+
+
+def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:
+    """Replace each perf source-line probe by one probe per address perf would probe (named by
+    the symbol that holds it, as perf names it offline), or by the reason perf finds none."""
+    if not any(isinstance(p, SourceLineProbe) for p in parsed):
+        return parsed
+    from probelint.image.dwarf_lines import DwarfLines
+
+    image = kernel.vmlinux
+    lines = DwarfLines(image, cache) if image is not None else None
+    out: list[Parsed] = []
+    for item in parsed:
+        if not isinstance(item, SourceLineProbe):
+            out.append(item)
+            continue
+        if lines is None:
+            out.append(ParseProblem(item.text, item.location, "perf source-line probes need the vmlinux (with DWARF)",
+                                    unsupported=True))
+            continue
+        found = lines.resolve(item.point)
+        if found.error is not None and item.tool == "systemtap":  # perf's words, not SystemTap's: not checked
+            out.append(ParseProblem(item.text, item.location, f"SystemTap's DWARF lookup is modelled with perf's, "
+                                    f"which places no probe here ({found.error})", unsupported=True))
+            continue
+        if found.error is not None:
+            out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported))
+            continue
+        for address in found.addresses:
+            sym = image.symbols.lookup(address) if image is not None else None
+            if sym is None:
+                out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol"))
+                continue
+            offset = address - sym.address
+            target = f"{sym.name}+{offset:#x}" if offset else sym.name
+            out.append(ProbeSpec(f"{item.text} -> {target}", item.location, False, sym.name, None, offset, None))
+    if lines is not None:
+        lines.save()
+    return out
