@@ -1,43 +1,77 @@
 """probelint: predict, from a kernel ELF, what the kernel does with each kprobe.
 
     >>> import probelint
-    >>> results = probelint.check(["vmlinux"], ["vfs_read+0x1c", "do_sys_open"])
-    >>> results[0].verdict.registers
+    >>> report = probelint.check(["vmlinux"], ["vfs_read+0x1c", "do_sys_open"])
+    >>> report[0].verdict.registers, report.failed
 
-`check` is what the command line runs; reporters in `probelint.report` turn its results into
-text, JSON and CI formats.
+`check` is the command line without the printing: the same pipeline (`probelint.pipeline.run`)
+with the same defaults, returning the `Report` every reporter in `probelint.report` renders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "check", "load_kernel"]
+__all__ = ["Config", "__version__", "check", "load_config", "load_kernel"]
 
 if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
     from probelint.image.kernel import Kernel
+    from probelint.image.runtime import CpuProfile
+    from probelint.pipeline import Report
 
 
-def load_kernel(images: Sequence[str | Path], *, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
-    """A vmlinux and/or modules (.ko) that will be live together. With `cache`, whole-file facts
-    are kept in a build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
+def __getattr__(name: str) -> Any:
+    if name in ("Config", "load_config"):  # imported on use: a warm run needs neither
+        from probelint import config
+
+        return getattr(config, name)
+    raise AttributeError(name)
+
+
+def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | None = None, dotconfig: Path | None = None,
+                cache_dir: Path | None = None, cache: bool = False) -> Kernel:
+    """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
+    (default: `DEFAULT_PROFILE`), with the build options of `dotconfig` (a .config file) over those
+    inferred from the image. With `cache`, whole-file facts are kept in a build-id index under
+    `cache_dir` (default: ``~/.cache/probelint``)."""
     from probelint.image.cache import IndexCache, default_cache_dir
     from probelint.image.kernel import Kernel, open_image
 
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
-    return Kernel([open_image(p, index, module_slot=slot) for slot, p in enumerate(images)])
+    kernel = Kernel([open_image(p, index, module_slot=slot) for slot, p in enumerate(images)])
+    if profile is not None:
+        kernel.set_profile(profile)
+    if dotconfig is not None and kernel.vmlinux is not None:
+        from probelint.errors import InputError
+        from probelint.image.version import with_config_file
+
+        try:
+            text = Path(dotconfig).read_text(errors="replace")
+        except OSError as exc:
+            raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
+        kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(dotconfig))
+    return kernel
 
 
-def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str], *, source: str = "<api>") -> list[ProbeResult]:
-    """Verdicts and findings for `probes` (one probe per string, any accepted syntax)."""
-    from probelint.engine import check_probes
-    from probelint.image.kernel import Kernel
+def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str] = (), *, files: Sequence[str | Path] = (),
+          config: Any = None, **settings: Any) -> Report:
+    """What the command line reports for `probes` (one probe per string, any probe-list syntax)
+    followed by the probes of `files` (read as the command line reads them), against the kernel
+    `images` (or a loaded `Kernel`, whose CPU profile then applies). `config` (a `Config`, e.g.
+    `load_config()` for the project's ``[tool.probelint]``) or keyword settings (``select=["KP1"]``,
+    ``cpu_profile="EPYC-Rome"``, ``jobs=4``...) as `Config` takes them; the defaults are the
+    command line's, except one process (`jobs=1`)."""
+    from probelint.config import Config
+    from probelint.pipeline import read_sources, run
     from probelint.readers.spec import parse_text
 
-    kernel = images if isinstance(images, Kernel) else load_kernel(images)
-    parsed = list(parse_text("\n".join(probes), source))
-    return check_probes(kernel, parsed)
+    if config is None:
+        config = Config(**settings)
+    elif settings:
+        config = Config(**{**vars(config), **settings})
+    probes = list(probes)
+    sources = list(parse_text("\n".join(probes), "<api>")) if probes else []
+    return run(config, images, sources + read_sources(files, config.source_type))

@@ -18,27 +18,57 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from probelint import __version__
+from probelint.config import HINTS
 from probelint.errors import InputError
 from probelint.findings import Severity
 from probelint.image.runtime import PROFILE_NAMES, CpuProfile
+from probelint.readers import KINDS
 
 if TYPE_CHECKING:
     from probelint.config import Config
-    from probelint.engine import ProbeResult
-    from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
+    from probelint.pipeline import Report
+    from probelint.readers import Parsed
 
 __all__ = ["main"]
 
 _SUBCOMMANDS = ("rule", "rules", "vmtest", "explain", "map")
 
 
+def _kernel_options() -> argparse.ArgumentParser:
+    """The options that say which kernel, as booted where: shared by the lint run, explain and map."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
+                   help="the CPU whose features decide how the kernel patches its text at boot (alternatives, "
+                        "retpolines, returns): qemu64 (= ret, no return thunk; the default), EPYC-Rome (= rethunk, "
+                        "AMD retbleed/SRSO), Skylake-Client-v4 (= its, Intel ITS: half the returns keep the thunk), "
+                        "noretpoline (qemu64 with spectre_v2=off, as eIBRS CPUs: thunk calls become call *%%reg); "
+                        "default: [tool.probelint] cpu-profile, else qemu64")
+    p.add_argument("--config", type=Path, metavar="DOTCONFIG",
+                   help="the kernel's .config (/boot/config-*): its options override what is inferred from the image")
+    p.add_argument("--modules", type=Path, action="append", default=[], metavar="DIR",
+                   help="where to find MOD.ko for MOD:SYM probes and --loaded (default: the -dbg module tree "
+                        "of the vmlinux, when it is there)")
+    p.add_argument("--loaded", metavar="MODS",
+                   help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
+                        "SYM probes (default: none besides the .ko files given and MOD: probes)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the build-id index of the kernel image")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
+                        "~/.cache/probelint)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="processes checking a large probe set (default: one per CPU; 1: no forking)")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="probelint",
+        prog="probelint", parents=[_kernel_options()],
         description="Predict, from the kernel ELF, whether each kprobe registers and is jump-optimized.",
         epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page, "
                "'probelint explain IMAGE PROBE' shows one probe's function as the kernel sees it, "
+               "'probelint map IMAGE' classifies every boundary, "
                "'probelint vmtest' checks probes against a booted kernel.",
     )
     p.add_argument("paths", nargs="*", metavar="IMAGE|PROBES",
@@ -53,45 +83,48 @@ def _parser() -> argparse.ArgumentParser:
                         "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
     p.add_argument("--select", metavar="IDS", help="comma-separated rule ids or prefixes to report (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids or prefixes not to report")
-    p.add_argument("--config", type=Path, metavar="DOTCONFIG",
-                   help="the kernel's .config (/boot/config-*): its options override what is inferred from the image")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say which kernel version, build options (and why) and CPU profile the verdicts assume")
-    p.add_argument("--modules", type=Path, action="append", default=[], metavar="DIR",
-                   help="where to find MOD.ko for MOD:SYM probes and --loaded (default: the -dbg module tree "
-                        "of the vmlinux, when it is there)")
-    p.add_argument("--loaded", metavar="MODS",
-                   help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
-                        "SYM probes (default: none besides the .ko files given and MOD: probes)")
-    p.add_argument("--source-type", choices=("auto", "list", "bpftrace", "libbpf", "shell", "systemtap"),
-                   default="auto",
+    p.add_argument("--source-type", choices=("auto", *KINDS), default="auto",
                    help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script, SystemTap "
                         "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh/.stp files")
     p.add_argument("--fix", action="store_true",
-                   help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex, "
-                        "duplicates removed)")
+                   help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex)")
     p.add_argument("--unsafe-fixes", action="store_true",
                    help="also apply fixes that move probes (to the nearest offset that registers or is optimized)")
     p.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
-    p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
+    p.add_argument("--hints", choices=HINTS, default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
     p.add_argument("--show-config", action="store_true",
                    help="print the settings in effect ([tool.probelint] merged with the flags) and exit")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
-                   help="the CPU whose features decide how the kernel patches its text at boot (alternatives, "
-                        "retpolines, returns): qemu64 (= ret, no return thunk; the default), EPYC-Rome (= rethunk, "
-                        "AMD retbleed/SRSO), Skylake-Client-v4 (= its, Intel ITS: half the returns keep the thunk), "
-                        "noretpoline (qemu64 with spectre_v2=off, as eIBRS CPUs: thunk calls become call *%%reg)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="do not read or write the build-id index of the kernel image")
-    p.add_argument("-j", "--jobs", type=int, metavar="N",
-                   help="processes checking a large probe set (default: one per CPU; 1: no forking)")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
-                        "~/.cache/probelint)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--version", action="version", version=f"probelint {__version__}")
     return p
+
+
+def _settings(args: argparse.Namespace) -> Config:
+    """[tool.probelint], then the flags (those this command has)."""
+    from probelint.config import load_config
+
+    config = load_config()
+    if args.cpu_profile:
+        config.cpu_profile = CpuProfile(args.cpu_profile).value
+    config.dotconfig = args.config
+    config.modules = list(args.modules)
+    config.loaded = _split(args.loaded)
+    config.cache = not args.no_cache
+    config.cache_dir = args.cache_dir
+    config.jobs = args.jobs or os.cpu_count() or 1
+    if getattr(args, "fail_level", None):
+        config.fail_level = Severity.parse(args.fail_level)
+    config.select = _split(getattr(args, "select", None)) or config.select
+    config.ignore = _split(getattr(args, "ignore", None)) or config.ignore
+    config.kernel = getattr(args, "kernel", None) or config.kernel
+    source_type = getattr(args, "source_type", "auto")
+    config.source_type = None if source_type == "auto" else source_type
+    # the unsafe fixes are the hints' offsets
+    config.hints = "always" if getattr(args, "unsafe_fixes", False) else getattr(args, "hints", config.hints)
+    return config
 
 
 def _is_elf(path: str) -> bool:
@@ -107,47 +140,12 @@ def _is_elf(path: str) -> bool:
         raise InputError(path, f"cannot open: {exc.strerror}") from None
 
 
-MAX_PROBE_FILE = 64 << 20  # a probe list is text written by people: refuse anything absurd
-
-
-def _read_probe_file(path: str) -> str:
-    try:
-        if path == "-":
-            text = sys.stdin.read(MAX_PROBE_FILE + 1)
-        else:
-            with open(path, encoding="utf-8", errors="strict") as fh:
-                text = fh.read(MAX_PROBE_FILE + 1)
-        if len(text) > MAX_PROBE_FILE:
-            raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
-        if "\0" in text:
-            raise InputError(path, "not a text file (it contains NUL bytes)")
-        return text
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a text file (byte {exc.start} is not UTF-8)") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror}") from None
-
-
-def _rule_ids(items: list[str], where: str) -> set[str]:
-    """Rule ids matching each id or prefix (``KP2`` selects every KP2xx rule)."""
-    from probelint.engine import all_rules
-
-    known = set(all_rules())
-    out: set[str] = set()
-    for item in (i.strip().upper() for i in items if i.strip()):
-        matched = {r for r in known if r.startswith(item)}
-        if not matched:
-            raise InputError(where, f"no rule matches {item!r} (see 'probelint rules')")
-        out |= matched
-    return out
-
-
 def _split(text: str | None) -> list[str]:
-    return [t for t in (text or "").split(",") if t.strip()]
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def _subcommand(argv: list[str]) -> int:
-    from probelint.engine import all_rules
+    from probelint.checks import all_rules
     from probelint.ruledocs import rule_doc, rule_summary
 
     if argv[0] == "rules":
@@ -162,8 +160,7 @@ def _subcommand(argv: list[str]) -> int:
         return 2
     doc = rule_doc(argv[1])
     if doc is None:
-        print(f"probelint: error: no rule {argv[1]} (see 'probelint rules')", file=sys.stderr)
-        return 2
+        raise InputError(argv[1], "no such rule (see 'probelint rules')")
     sys.stdout.write(doc)
     return 0
 
@@ -174,7 +171,7 @@ MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
 def _map(argv: list[str]) -> int:
     """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
     |  probelint map IMAGE --function F --html OUT.html [--svg OUT.svg] [PROBES...]"""
-    p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__)
+    p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__, parents=[_kernel_options()])
     p.add_argument("path", metavar="IMAGE|MAP")
     p.add_argument("probes", nargs="*", metavar="PROBES", help="probe files whose probes in F the picture marks")
     p.add_argument("--function", action="append", default=[], help="map only this function (repeatable)")
@@ -182,112 +179,91 @@ def _map(argv: list[str]) -> int:
     p.add_argument("--query", metavar="SYM+OFF", help="look a probe point up in an existing map file")
     p.add_argument("--html", type=Path, help="write a picture of --function F as a self-contained HTML page")
     p.add_argument("--svg", type=Path, help="write the picture of --function F as an SVG file")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
-                   help="the CPU whose boot-time patching to assume (default: [tool.probelint] cpu-profile, qemu64)")
-    p.add_argument("-j", "--jobs", type=int, help="worker processes (default: one per CPU)")
     args = p.parse_intermixed_args(argv)
     picture = args.html is not None or args.svg is not None
     from probelint import probemap
     from probelint.image.kallsyms import looks_linker_provided
 
-    try:
-        if args.query:
-            try:
-                found = probemap.query(Path(args.path), args.query)
-            except (OSError, ValueError) as exc:
-                raise InputError(args.path, f"not a probelint map: {exc}") from None
-            if found is None:
-                raise InputError(args.path, f"{args.query}: no such function in the map")
-            print(found)
-            return 0
-        from probelint import load_kernel
-        if picture and len(args.function) != 1:
-            raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
-        if args.probes and not picture:
-            raise InputError(args.probes[0], "probe files are marked on a picture: add --html or --svg")
-        if not _is_elf(args.path):
-            raise InputError(args.path, "not an ELF file")
-        profile = _profile(args.cpu_profile)
-        kernel = load_kernel([args.path], cache=True)
-        kernel.set_profile(profile)
-        image = kernel.vmlinux
-        if image is None:
-            raise InputError(args.path, "map takes a vmlinux")
-        if args.function:
-            syms = []
-            for name in args.function:
-                sym = image.symbols.lookup_name(name)
-                if sym is None:
-                    raise InputError(args.path, f"unknown function {name}")
-                if not (image.is_core_text(sym.address) or image.is_init_text(sym.address)):
-                    # data (jiffies, ...) would be decoded and drawn as instructions
-                    raise InputError(args.path, f"{name} is not a function: it is not in kernel text")
-                if (count := image.symbols.count(name)) > 1:
-                    print(f"probelint: note: {count} symbols are named {name}; mapping the lowest-addressed one, "
-                          f"at {sym.address:#x}, as kallsyms_lookup_name() resolves the name", file=sys.stderr)
-                syms.append(sym)
-        else:
-            stext, etext = image.marker("_stext"), image.marker("_etext")
-            # functions, not the linker-script markers whose kallsyms "size" spans a whole gap
-            syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0)
-                    if s.type in "tTwW" and 0 < s.size <= MAX_FUNCTION_SIZE and not looks_linker_provided(s.name)]
-        if picture:
-            from probelint import picture as drawing
-            from probelint.engine import check_probes
+    if args.query:
+        try:
+            found = probemap.query(Path(args.path), args.query)
+        except (OSError, ValueError) as exc:
+            raise InputError(args.path, f"not a probelint map: {exc}") from None
+        if found is None:
+            raise InputError(args.path, f"{args.query}: no such function in the map")
+        print(found)
+        return 0
+    from probelint.pipeline import load, read_sources, run
 
-            sym = syms[0]
-            if not 0 < sym.size <= MAX_FUNCTION_SIZE:
-                raise InputError(args.path, f"{args.function[0]}: a symbol of {sym.size} bytes is no function to draw")
-            results = check_probes(kernel, _resolved_sources(kernel, _read_sources(args.probes, "auto"), None)[0])
-            drawn = drawing.build(kernel, sym, results)
-            for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
-                print(f"picture of {sym.name} written to {path}", file=sys.stderr)
-            if args.output is None:
-                return 0  # a picture was asked for, not a map file
-        output = args.output or Path(Path(args.path).name + ".probemap.gz")
-        counts = probemap.map_kernel(kernel, syms, output, args.jobs)
-    except InputError as exc:
-        print(f"probelint: error: {exc}", file=sys.stderr)
-        return 2
+    if picture and len(args.function) != 1:
+        raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
+    if args.probes and not picture:
+        raise InputError(args.probes[0], "probe files are marked on a picture: add --html or --svg")
+    if not _is_elf(args.path):
+        raise InputError(args.path, "not an ELF file")
+    config = _settings(args)
+    kernel = load(config, [args.path])
+    image = kernel.vmlinux
+    if image is None:
+        raise InputError(args.path, "map takes a vmlinux")
+    if args.function:
+        syms = []
+        for name in args.function:
+            sym = image.symbols.lookup_name(name)
+            if sym is None:
+                raise InputError(args.path, f"unknown function {name}")
+            if not (image.is_core_text(sym.address) or image.is_init_text(sym.address)):
+                # data (jiffies, ...) would be decoded and drawn as instructions
+                raise InputError(args.path, f"{name} is not a function: it is not in kernel text")
+            if (count := image.symbols.count(name)) > 1:
+                print(f"probelint: note: {count} symbols are named {name}; mapping the lowest-addressed one, "
+                      f"at {sym.address:#x}, as kallsyms_lookup_name() resolves the name", file=sys.stderr)
+            syms.append(sym)
+    else:
+        stext, etext = image.marker("_stext"), image.marker("_etext")
+        # functions, not the linker-script markers whose kallsyms "size" spans a whole gap
+        syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0)
+                if s.type in "tTwW" and 0 < s.size <= MAX_FUNCTION_SIZE and not looks_linker_provided(s.name)]
+    if picture:
+        from probelint import picture as drawing
+
+        sym = syms[0]
+        if not 0 < sym.size <= MAX_FUNCTION_SIZE:
+            raise InputError(args.path, f"{args.function[0]}: a symbol of {sym.size} bytes is no function to draw")
+        config.hints = "never"
+        report = run(config, kernel, read_sources(args.probes))
+        drawn = drawing.build(kernel, sym, report.results)
+        for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
+            print(f"picture of {sym.name} written to {path}", file=sys.stderr)
+        if args.output is None:
+            return 0  # a picture was asked for, not a map file
+    output = args.output or Path(Path(args.path).name + ".probemap.gz")
+    counts = probemap.map_kernel(kernel, syms, output, args.jobs)
     sys.stdout.write(probemap.summary(counts))
-    print(f"map written to {output} [cpu profile: {profile.value}]", file=sys.stderr)
+    print(f"map written to {output} [cpu profile: {kernel.profile.value}]", file=sys.stderr)
     return 0
 
 
-def _profile(flag: str | None) -> CpuProfile:
-    """--cpu-profile, else the project's [tool.probelint] cpu-profile, else qemu64."""
-    if flag is not None:
-        return CpuProfile(flag)
-    from probelint.config import load_config
-
-    return CpuProfile(load_config().cpu_profile)
-
-
 def _explain(argv: list[str]) -> int:
-    """probelint explain [--cpu-profile P] IMAGE... PROBE: the kernel's view of one probe."""
-    p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__)
+    """probelint explain [options] IMAGE... PROBE: the kernel's view of one probe."""
+    p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__, parents=[_kernel_options()])
     p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
-    p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
-                   help="the CPU whose boot-time patching to assume (default: [tool.probelint] cpu-profile, qemu64)")
-    p.add_argument("--no-cache", action="store_true")
     args = p.parse_intermixed_args(argv)
-    try:
-        from probelint import check, load_kernel
-        from probelint.explain import explain
-        *images, probe = args.args
-        if not images:
-            raise InputError(probe, "name the kernel image(s) before the probe")
-        for image in images:
-            if not _is_elf(image):
-                raise InputError(image, "not an ELF file")
-        profile = _profile(args.cpu_profile)
-        kernel = load_kernel(images, cache=not args.no_cache)
-        kernel.set_profile(profile)
-        (result,) = check(kernel, [probe], source="<explain>")
-    except InputError as exc:
-        print(f"probelint: error: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(explain(kernel, result))
+    from probelint.explain import explain
+    from probelint.pipeline import run
+    from probelint.readers.spec import parse_text
+
+    *images, probe = args.args
+    if not images:
+        raise InputError(probe, "name the kernel image(s) before the probe")
+    for image in images:
+        if not _is_elf(image):
+            raise InputError(image, "not an ELF file")
+    config = _settings(args)
+    config.hints = "never"
+    report = run(config, images, list(parse_text(probe, "<explain>")))
+    (result,) = report
+    sys.stdout.write(explain(report.kernel, result))
     return 0 if result.verdict.registers else 1
 
 
@@ -316,28 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A run builds a few hundred thousand long-lived objects (the index, decoded functions) and
     # frees almost nothing: the default thresholds rescan them again and again (~15 % of a warm run).
     gc.set_threshold(100_000, 50, 100)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _main(argv)
+        return _dispatch(argv)
     except BrokenPipeError:  # `probelint ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "vmtest" and not os.path.isfile(argv[0]):
-        from probelint.vmtest.cli import main as vmtest_main
-
-        return vmtest_main(argv[1:])
-    if argv and argv[0] == "explain" and not os.path.isfile(argv[0]):
-        return _explain(argv[1:])
-    if argv and argv[0] == "map" and not os.path.isfile(argv[0]):
-        return _map(argv[1:])
-    if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]):
-        return _subcommand(argv)
-    args = _parser().parse_intermixed_args(argv)
-    try:
-        return _run(args)
     except InputError as exc:
         print(f"probelint: error: {exc}", file=sys.stderr)
         return 2
@@ -346,23 +306,31 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, or input no check foresaw: still one line, never a traceback
         if os.environ.get("PROBELINT_DEBUG"):
             raise
-        where = " ".join(args.paths) or "probelint"
+        where = " ".join(a for a in argv if not a.startswith("-")) or "probelint"
         print(f"probelint: error: {where}: internal error {type(exc).__name__}: {exc} "
               f"(PROBELINT_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    from probelint.config import load_config
-    from probelint.engine import all_rules
+def _dispatch(argv: list[str]) -> int:
+    """The subcommands (a file of the same name wins: `probelint map` may name a probe file), and
+    the lint run; every one of them under `main`'s error handling."""
+    command = argv[0] if argv and argv[0] in _SUBCOMMANDS and not os.path.isfile(argv[0]) else None
+    if command == "vmtest":
+        from probelint.vmtest.cli import main as vmtest_main
 
-    config = load_config()
-    config.fail_level = Severity.parse(args.fail_level) if args.fail_level else config.fail_level
-    config.cpu_profile = CpuProfile(args.cpu_profile).value if args.cpu_profile else config.cpu_profile
-    config.select = _split(args.select) or config.select
-    config.ignore = _split(args.ignore) or config.ignore
-    config.kernel = args.kernel or config.kernel
-    args.cpu_profile = config.cpu_profile
+        return vmtest_main(argv[1:])
+    if command == "explain":
+        return _explain(argv[1:])
+    if command == "map":
+        return _map(argv[1:])
+    if command is not None:
+        return _subcommand(argv)
+    return _run(_parser().parse_intermixed_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _settings(args)
     if args.show_config:
         sys.stdout.write(config.as_toml())
         return 0
@@ -383,35 +351,33 @@ def _run(args: argparse.Namespace) -> int:
         images = [found]
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
-    selected = _rule_ids(config.select, config.source or "--select") if config.select else set(all_rules())
-    selected -= _rule_ids(config.ignore, config.source or "--ignore")
-    _rule_ids(list(config.severity), config.source or "severity")
+    config.selected()  # an unknown rule id in select/ignore is an error before any work
+    from probelint.pipeline import read_sources
 
-    parsed = _read_sources(probe_files, args.source_type)
-    images += _module_images(args, images, parsed)
+    parsed = read_sources(probe_files, config.source_type)
     groups = _kernels(images)
     if len(groups) == 1:
         fixing = (args.fix or args.unsafe_fixes) and not args.diff
         applied = 0
         for _ in range(5):  # as ruff does: fix, check again, until nothing is left to fix
-            failed, output, count = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
+            failed, output, count = _check_kernel(args, config, groups[0], parsed)
             applied += count
             if not fixing or not count:
                 break
-            parsed = _read_sources(probe_files, args.source_type)
+            parsed = read_sources(probe_files, config.source_type)
         if fixing:
             print(f"probelint: applied {applied} fix{'es' if applied != 1 else ''}", file=sys.stderr)
         sys.stdout.write(output)
         return 1 if failed else 0
     if args.format not in ("text", "json"):
         raise InputError(groups[1][0], f"--format {args.format} takes one kernel per run (text and json take several)")
+    if args.fix or args.unsafe_fixes or args.diff:
+        raise InputError(groups[1][0], "--fix/--diff take one kernel per run")
     import concurrent.futures
     import multiprocessing
 
-    args.jobs = 1  # one process per kernel already
-    jobs = [(args, config, frozenset(selected), group, parsed) for group in groups]
-    if args.fix or args.unsafe_fixes or args.diff:
-        raise InputError(groups[1][0], "--fix/--diff take one kernel per run")
+    config.jobs = 1  # one process per kernel already
+    jobs = [(args, config, group, parsed) for group in groups]
     with concurrent.futures.ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1),
                                                 mp_context=multiprocessing.get_context("fork")) as pool:
         outcomes = [(failed, out) for failed, out, _ in pool.map(_check_kernel_job, jobs)]
@@ -455,111 +421,41 @@ def _is_module_file(path: str) -> bool:
     return len(header) == 18 and int.from_bytes(header[16:18], "little") == 1  # e_type ET_REL
 
 
-Job = tuple[argparse.Namespace, "Config", frozenset[str], list[str], list[object]]
+Job = tuple[argparse.Namespace, "Config", list[str], list["Parsed"]]
 
 
 def _check_kernel_job(job: Job) -> tuple[bool, str, int]:
     return _check_kernel(*job)
 
 
-def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[str], images: list[str],
-                  parsed: list[object]) -> tuple[bool, str, int]:
+def _check_kernel(args: argparse.Namespace, config: Config, images: list[str],
+                  parsed: list[Parsed]) -> tuple[bool, str, int]:
     """Check the probes against one kernel: (any finding at or above the fail level, rendered
     output, fixes applied to the probe files)."""
-    from probelint import load_kernel
-    from probelint.engine import check_probes
-    from probelint.readers import annotate_globs
+    from probelint.pipeline import load, run
 
-    kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
-    kernel.set_profile(CpuProfile(config.cpu_profile))
-    if args.config is not None and kernel.vmlinux is not None:
-        from probelint.image.version import with_config_file
-
-        try:
-            text = args.config.read_text(errors="replace")
-        except OSError as exc:
-            raise InputError(str(args.config), f"cannot read: {exc.strerror}") from None
-        kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
+    kernel = load(config, images, parsed)
     if args.verbose:
-        _describe_kernel(kernel, config.cpu_profile)
-    from probelint.image.cache import IndexCache, default_cache_dir
-
-    lines_cache = None if args.no_cache else IndexCache((args.cache_dir or default_cache_dir()) / "dwarf-lines")
-    expanded, globs = _resolved_sources(kernel, parsed, lines_cache)
-    results = check_probes(kernel, expanded, selected, jobs=args.jobs or os.cpu_count() or 1)
-    annotate_globs(results, globs)
-    if args.unsafe_fixes or args.hints == "always" or (args.hints == "auto" and len(results) <= 500):
-        from probelint.suggest import add_hints
-
-        add_hints(kernel, results)
-    for result in results:
-        result.findings = [f._replace(severity=config.severity.get(f.rule, f.severity))
-                           for f in result.findings]
-    failed = any(f.severity >= config.fail_level for r in results for f in r.findings)
+        _describe_kernel(kernel)
+    report = run(config, kernel, parsed)
     count = 0
     if args.fix or args.unsafe_fixes or args.diff:
         from probelint import fixes
 
-        count, diff = fixes.apply(fixes.collect(results, unsafe=args.unsafe_fixes), diff=args.diff)
+        count, diff = fixes.apply(fixes.collect(report.results, unsafe=args.unsafe_fixes), diff=args.diff)
         if args.diff:
-            return failed, diff, 0
-    return failed, _render(args, kernel, results), count
+            return report.failed, diff, 0
+    return report.failed, _render(args, report), count
 
 
-def _resolved_sources(kernel: Kernel, parsed: list[object], lines_cache: IndexCache | None) -> tuple[list, dict]:
-    """The probes as the tools would place them in this kernel: source lines through DWARF,
-    SystemTap functions, wildcards expanded (and, for reporting, which probe each came from)."""
-    from probelint.resolve import expand_globs, resolve_source_lines
-
-    return expand_globs(kernel, resolve_source_lines(kernel, parsed, lines_cache))  # type: ignore[arg-type]
-
-
-def _read_sources(paths: list[str], source_type: str) -> list[object]:
-    """Every probe of the probe files and directories, in order: one set."""
-    from probelint.readers import extract, tree_files
-
-    kind = None if source_type == "auto" else source_type
-    out: list[object] = []
-    for path in paths:
-        if path != "-" and os.path.isdir(path):
-            for file in tree_files(Path(path)):
-                out += extract(str(file), _read_probe_file(str(file)), kind)
-        else:
-            out += extract(path, _read_probe_file(path), kind)
-    return out
-
-
-def _module_images(args: argparse.Namespace, images: list[str], parsed: list[object]) -> list[str]:
-    """.ko files for MOD:SYM probes and --loaded modules not given on the command line."""
-    from probelint.discover import default_module_dirs, find_modules
-    from probelint.readers.spec import ProbeSpec
-
-    loaded = {m.strip() for m in (args.loaded or "").split(",") if m.strip()}
-    wanted = loaded | {p.module for p in parsed if isinstance(p, ProbeSpec) and p.module}
-    given = {Path(i).name.split(".ko")[0].replace("-", "_") for i in images}
-    wanted = {m for m in wanted if m.replace("-", "_") not in given}
-    if not wanted:
-        return []
-    dirs = list(args.modules)
-    for image in images:
-        if not dirs:
-            dirs = default_module_dirs(image)
-    found = find_modules(wanted, dirs)
-    missing = sorted(m for m in loaded if m.replace("-", "_") not in found)
-    if missing:
-        where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
-        raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")
-    return [str(p) for p in found.values()]
-
-
-def _describe_kernel(kernel: Kernel, cpu_profile: str) -> None:
+def _describe_kernel(kernel: Kernel) -> None:
     """--verbose: every assumption behind the verdicts, on stderr."""
     say = lambda text: print(f"probelint: {text}", file=sys.stderr)  # noqa: E731
     for image in kernel.images:
         version = image.version or "no version string"
         say(f"image {image.path}: {image.name}, build-id {image.elf.build_id()}, {version}")
     say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
-    say(f"cpu profile: {cpu_profile} (the CPU whose boot-time patching of the text the verdicts assume)")
+    say(f"cpu profile: {kernel.profile.value} (the CPU whose boot-time patching of the text the verdicts assume)")
     modules = ", ".join(m.name for m in kernel.modules) or "none"
     say(f"modules assumed loaded: {modules} (a plain SYM is unique only across vmlinux and these)")
     if kernel.config is not None:
@@ -567,24 +463,13 @@ def _describe_kernel(kernel: Kernel, cpu_profile: str) -> None:
             say(f"  {line}")
 
 
-def _render(args: argparse.Namespace, kernel: Kernel, results: list[ProbeResult]) -> str:
-    if args.format == "json":
-        from probelint.report import json as json_report
+def _render(args: argparse.Namespace, report: Report) -> str:
+    if args.format == "text":
+        from probelint.report import text
 
-        return json_report.render(kernel, results, args.cpu_profile)
-    if args.format == "sarif":
-        from probelint.report import sarif
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and
+                                             "NO_COLOR" not in os.environ)
+        return text.render(report, colour=colour)
+    import importlib
 
-        return sarif.render(kernel, results, args.cpu_profile)
-    if args.format == "github":
-        from probelint.report import github
-
-        return github.render(results, args.cpu_profile)
-    if args.format == "gitlab":
-        from probelint.report import gitlab
-
-        return gitlab.render(results, args.cpu_profile)
-    from probelint.report import text
-
-    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    return text.render(results, colour=colour, cpu_profile=args.cpu_profile)
+    return importlib.import_module(f"probelint.report.{args.format}").render(report)

@@ -1,5 +1,8 @@
-"""Configuration: ``[tool.probelint]`` in pyproject.toml, or a probelint.toml, found by walking up
-from the current directory (as ruff does). Command-line flags override every key.
+"""The settings of a run (`Config`): defaults, then ``[tool.probelint]`` in pyproject.toml or a
+probelint.toml found by walking up from the current directory (as ruff does), then command-line
+flags or `probelint.check()` keywords. One `Config` goes down the whole pipeline
+(`probelint.pipeline.run`): the kernel is loaded with its CPU profile and .config, the gate
+reports with its rules and severities, the reporters print what it says.
 
     [tool.probelint]
     kernel = ["/usr/lib/debug/boot/vmlinux-6.1.0-56-cloud-amd64"]   # images for pre-commit / CI
@@ -13,30 +16,61 @@ from the current directory (as ruff does). Command-line flags override every key
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES, CpuProfile
+from probelint.image.runtime import DEFAULT_PROFILE, PROFILE_NAMES, CpuProfile
 
-__all__ = ["Config", "find_config", "load_config"]
+__all__ = ["Config", "find_config", "load_config", "rule_ids"]
 
-_PROFILES = PROFILE_NAMES
 _KEYS = {"kernel", "select", "ignore", "fail-level", "cpu-profile", "severity"}
+HINTS = ("auto", "always", "never")
+HINTS_AUTO_LIMIT = 500  # "auto": hints for sets up to this size (each hint checks a few more probe sets)
 
 
 class Config:
-    """The settings of a run: defaults, then the config file, then the command line."""
+    """The settings of a run. Keywords set any attribute: ``Config(select=["KP1"],
+    cpu_profile="EPYC-Rome")``."""
 
-    def __init__(self, source: str | None = None) -> None:
+    def __init__(self, source: str | None = None, **settings: Any) -> None:
         self.source = source  # the file the settings came from
-        self.kernel: list[str] = []
-        self.select: list[str] = []
+        self.kernel: list[str] = []  # images for callers that pass only probe files (pre-commit)
+        self.select: list[str] = []  # rule ids or prefixes to report (empty: all)
         self.ignore: list[str] = []
         self.fail_level = Severity.ERROR
-        self.cpu_profile = "qemu64"
+        self.cpu_profile = DEFAULT_PROFILE.value
         self.severity: dict[str, Severity] = {}
+        self.hints = "auto"  # HINTS
+        self.jobs = 1  # processes checking a large probe set (the command line: one per CPU)
+        self.source_type: str | None = None  # how to read probe files (None: by extension and content)
+        self.cache = True  # keep whole-file facts in a build-id index
+        self.cache_dir: Path | None = None
+        self.dotconfig: Path | None = None  # the kernel's .config, overriding what is inferred
+        self.modules: list[Path] = []  # where MOD.ko files are looked for
+        self.loaded: list[str] = []  # modules assumed loaded (their symbols count for uniqueness)
+        for name, value in settings.items():
+            if not hasattr(self, name):
+                raise TypeError(f"Config has no setting {name!r}")
+            setattr(self, name, value)
+
+    @property
+    def profile(self) -> CpuProfile:
+        return CpuProfile(self.cpu_profile)
+
+    def selected(self) -> frozenset[str] | None:
+        """The rule ids the run reports (None: every rule), from select and ignore prefixes."""
+        if not self.select and not self.ignore:
+            return None
+        from probelint.checks import all_rules
+
+        chosen = rule_ids(self.select, self.source or "--select") if self.select else set(all_rules())
+        return frozenset(chosen - rule_ids(self.ignore, self.source or "--ignore"))
+
+    def wants_hints(self, probes: int) -> bool:
+        return self.hints == "always" or (self.hints == "auto" and probes <= HINTS_AUTO_LIMIT)
 
     def as_toml(self) -> str:
         """The effective settings, as a ``[tool.probelint]`` table (`--show-config`)."""
@@ -94,9 +128,9 @@ def load_config(start: Path | None = None) -> Config:
         config.severity = {k.upper(): Severity.parse(v) for k, v in table.get("severity", {}).items()}
     except ValueError as exc:
         raise InputError(where, str(exc)) from None
-    config.cpu_profile = table.get("cpu-profile", "qemu64")
-    if config.cpu_profile not in _PROFILES:
-        raise InputError(where, f"cpu-profile must be one of {', '.join(_PROFILES)}")
+    config.cpu_profile = table.get("cpu-profile", DEFAULT_PROFILE.value)
+    if config.cpu_profile not in PROFILE_NAMES:
+        raise InputError(where, f"cpu-profile must be one of {', '.join(PROFILE_NAMES)}")
     config.cpu_profile = CpuProfile(config.cpu_profile).value  # aliases (ret, rethunk, its) by the CPU's name
     return config
 
@@ -107,3 +141,17 @@ def _str_list(value: Any, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(where, f"{key} must be a list of rule ids")
     return [v.upper() for v in value]
+
+
+def rule_ids(items: Iterable[str], where: str) -> set[str]:
+    """Rule ids matching each id or prefix (``KP2`` selects every KP2xx rule)."""
+    from probelint.checks import all_rules
+
+    known = set(all_rules())
+    out: set[str] = set()
+    for item in (i.strip().upper() for i in items if i.strip()):
+        matched = {r for r in known if r.startswith(item)}
+        if not matched:
+            raise InputError(where, f"no rule matches {item!r} (see 'probelint rules')")
+        out |= matched
+    return out

@@ -8,23 +8,23 @@ kernel/kprobes.c `register_kprobe`), and the first refusal decides the errno.
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import pickle
 from functools import cache
 from typing import NamedTuple
 
-from probelint import checks, interference
 from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
-from probelint.checks import ProbeContext, Rule, Stage
-from probelint.findings import Finding, Fix, Verdict
+from probelint.checks import ProbeContext, ProbeResult, Rule, Stage, all_rules
+from probelint.findings import Verdict
+from probelint.gate import Gate
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
 from probelint.readers.spec import ParseProblem, ProbeSpec
 
-__all__ = ["ProbeResult", "all_rules", "check_alone", "check_probes"]
+__all__ = ["all_rules", "check_alone", "check_probes", "gate_for"]
 
-_STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO)
+_STAGE_ORDER = (Stage.INPUT, Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO,
+                Stage.SET, Stage.AUDIT)
 # The order in which the kernel tests a kprobe_events probe; rules not listed run after these,
 # by stage and id. The first refusal decides the errno, as in the kernel.
 KERNEL_ORDER = (
@@ -62,41 +62,14 @@ _NEED_SYMBOL = frozenset({Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO}
 _AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
 _STOP_AT_REFUSAL = _REGISTRATION_STAGES | {Stage.OPTIMIZE}
 _NOT_FOR_FTRACE = frozenset({Stage.INSN, Stage.OPTIMIZE})
-_FROM_PARSING = ("KP001", "KP407")  # reported by `check_probes` from the parse result
 # Information about what an optimized probe's jump meets at run time (a jump label or a .cold
 # piece branching into it): only while the probe is optimized.
 _ABOUT_THE_JUMP = frozenset({"KP404", "KP405"})
 
 
-@cache
-def all_rules() -> dict[str, Rule]:
-    """Every rule, by id, discovered from the modules of `probelint.checks`."""
-    rules = {}
-    # the package's modules, listed directly: pkgutil.iter_modules imports `inspect` (~6 ms)
-    names = sorted({entry.name[:-3] for path in checks.__path__ for entry in os.scandir(path)
-                    if entry.name.endswith(".py") and not entry.name.startswith("_")})
-    for name in names:
-        module = importlib.import_module(f"{checks.__name__}.{name}")
-        rule = getattr(module, "RULE", None)
-        if isinstance(rule, Rule):
-            rules[rule.id] = rule
-    return dict(sorted(rules.items()))
-
-
-class ProbeResult:
-    """One input line's outcome: the spec (or the parse problem), verdict and findings."""
-
-    __slots__ = ("context", "findings", "spec", "verdict")
-
-    def __init__(self, spec: ProbeSpec | ParseProblem, verdict: Verdict, findings: list[Finding] | None = None,
-                 context: ProbeContext | None = None) -> None:
-        self.spec = spec
-        self.verdict = verdict
-        self.findings: list[Finding] = findings if findings is not None else []
-        self.context = context
-
-    def __repr__(self) -> str:
-        return f"ProbeResult({self.spec.text!r}, {self.verdict!r}, {len(self.findings)} findings)"
+def gate_for(select: frozenset[str] | None = None, severity: dict | None = None) -> Gate:
+    """The gate of a run that reports the rules `select` (None: all) with configured severities."""
+    return Gate(all_rules(), select, severity)
 
 
 def _resolved(spec: ProbeSpec, kernel: Kernel) -> ProbeContext:
@@ -159,7 +132,7 @@ def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
         listed = order.index(rule.id) if rule.id in order else len(order)
         return (listed, _STAGE_ORDER.index(rule.stage), rule.id)
 
-    rules = sorted((r for r in all_rules().values() if r.id not in _FROM_PARSING), key=key)
+    rules = sorted((r for r in all_rules().values() if r.check is not None), key=key)
     return [_Step(r, r.stage in _NEED_SYMBOL, r.stage in _AFTER_REGISTRATION, r.stage in _STOP_AT_REFUSAL,
                   r.stage in _NOT_FOR_FTRACE, r.stage in _REGISTRATION_STAGES, r.stage is Stage.OPTIMIZE,
                   r.stage is Stage.INFO) for r in rules]
@@ -168,77 +141,120 @@ def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
 @cache
 def _plan(order: tuple[str, ...], select: frozenset[str] | None) -> list[_Step]:
     """The steps to run: information rules nobody will read never change the verdict, so they go."""
-    return [step for step in _rule_order(order) if not step.info or _wanted(step.rule.id, select)]
+    return [step for step in _rule_order(order) if not step.info or select is None or step.rule.id in select]
 
 
-def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem],
-                 select: frozenset[str] | None = None, *, jobs: int = 1) -> list[ProbeResult]:
-    """Run every rule over every probe; `select` limits which findings are reported (not the
-    verdict: the kernel applies all of its tests whatever the user asked to see). With `jobs` > 1
-    a large set is split between forked processes (the command line's default)."""
-    rules = _plan(kernel_order(kernel), select)
+def _rules_with(hook: str, *stages: Stage) -> list[Rule]:
+    return [r for r in all_rules().values() if getattr(r, hook) is not None and r.stage in stages]
+
+
+def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem], gate: Gate | None = None, *,
+                 jobs: int = 1) -> list[ProbeResult]:
+    """Run every rule over every probe, then the set rules over the set; `gate` decides which
+    findings are reported (not the verdict: the kernel applies all of its tests whatever the user
+    asked to see). With `jobs` > 1 a large set is split between forked processes."""
+    gate = gate or gate_for()
+    steps = _plan(kernel_order(kernel), gate.select)
     contexts = [ProbeContext(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
     probes = [k for k, c in enumerate(contexts) if isinstance(c, ProbeContext)]
-    checked = _check_forked(kernel, contexts, probes, rules, select, jobs)
-    results = []
-    for k, item in enumerate(contexts):
-        if isinstance(item, ParseProblem):
-            verdict = Verdict()
-            rule = "KP407" if item.unsupported else "KP001"
-            if not item.unsupported:
-                verdict.refuse("EINVAL", rule)
-            finding = Finding(rule, all_rules()[rule].severity, f"{item.message}: {item.text!r}", item.location)
-            results.append(ProbeResult(item, verdict, [finding] if _wanted(rule, select) else []))
-        else:
-            results.append(checked[k])
-    interference.check_set(results, select)
+    checked = _check_forked(kernel, contexts, probes, steps, gate, jobs)
+    input_rules = _rules_with("check_input", Stage.INPUT)
+    results = [checked[k] if isinstance(item, ProbeContext) else _check_input(item, input_rules, gate)
+               for k, item in enumerate(contexts)]
+    for rule in _rules_with("check_set", Stage.SET):
+        rule.check_set(results, gate.emit)  # type: ignore[misc]
     for result in results:  # the set left it an int3 probe: the jump's hazards do not apply
-        if not result.verdict.optimized and result.findings:
-            result.findings = [f for f in result.findings if f.rule not in _ABOUT_THE_JUMP]
-    _duplicates(results, select)
-    for result in results:
-        _apply_suppressions(result, select)
+        if not result.verdict.optimized:
+            gate.retract(result, _ABOUT_THE_JUMP)
+    for rule in _rules_with("check_set", Stage.AUDIT):
+        rule.check_set(results, gate.emit)  # type: ignore[misc]
     return results
+
+
+def _check_input(problem: ParseProblem, rules: list[Rule], gate: Gate) -> ProbeResult:
+    """A line no reader could place: the input rules say why (KP001 refused, KP407 not checked)."""
+    result = ProbeResult(problem, Verdict())
+    for rule in rules:
+        hit = rule.check_input(problem)  # type: ignore[misc]
+        if hit is None:
+            continue
+        if rule.leaves_unchecked:
+            result.verdict.unchecked(rule.id)
+        elif rule.errno is not None:
+            result.verdict.refuse(rule.errno, rule.id)
+        gate.emit(result, rule.id, hit.text(), hit.note_lines(), hit.fix)
+    return result
 
 
 _PROBES_PER_JOB = 250  # below this a forked worker costs more than it saves (~5 ms of fork and pickling)
 
 
 def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], probes: list[int],
-                  steps: list[_Step], select: frozenset[str] | None, jobs: int) -> dict[int, ProbeResult]:
+                  steps: list[_Step], gate: Gate, jobs: int) -> dict[int, ProbeResult]:
     """`_check_one` for each of `probes` (indexes into `contexts`), in `jobs` processes at most.
 
     Probes are independent until the set check, so contiguous runs of them (neighbouring probes
     share functions) go to forked children, which inherit the loaded kernel, resolve and check
-    their run, and send back plain data: where each probe resolved, its verdict and findings, and
-    where an optimized probe's window ends. A child that
-    fails leaves its run to the parent. Forking is left to the command line (`jobs`): a library
-    caller may have threads."""
+    their run, and send back plain data (`_Sent`). A child that fails leaves its run to the
+    parent. Forking is left to the command line (`jobs`): a library caller may have threads."""
     parts = max(1, min(jobs, len(probes) // _PROBES_PER_JOB)) if hasattr(os, "fork") else 1
     size = max(1, -(-len(probes) // parts))
     runs = [probes[k : k + size] for k in range(0, len(probes), size)] or [[]]
     if len(runs) > 1:
         gc.freeze()  # the collector then leaves the inherited objects alone: fewer copy-on-write pages
-    children = [(run, _fork_checker(kernel, contexts, run, steps, select)) for run in runs[1:]]
+    children = [(run, _fork_checker(kernel, contexts, run, steps, gate)) for run in runs[1:]]
     gc.unfreeze()
-    out = {k: _check_one(ctx, steps, select)
+    out = {k: _check_one(ctx, steps, gate)
            for k, ctx in progress(_prepared(kernel, contexts, runs[0]), len(runs[0]), "checking probes")}
-    images = kernel.images
     for run, child in children:
         sent = _collect(*child) if child is not None else None
         if sent is None:
-            out.update((k, _check_one(ctx, steps, select)) for k, ctx in _prepared(kernel, contexts, run))
+            out.update((k, _check_one(ctx, steps, gate)) for k, ctx in _prepared(kernel, contexts, run))
             continue
         for k in run:
             ctx = contexts[k]
             assert isinstance(ctx, ProbeContext)
-            (image, ctx.symbol, ctx.address, ctx.named, named_image, ctx.on_func_entry, ctx.verdict.registers,
-             ctx.verdict.errno, ctx.verdict.optimized, ctx.verdict.ftrace, ctx.verdict.reasons, findings,
-             ctx._window_end) = sent[k]
-            ctx.image = images[image] if image is not None else None
-            ctx.named_image = images[named_image] if named_image is not None else None
-            out[k] = ProbeResult(ctx.spec, ctx.verdict, findings, ctx)
+            out[k] = sent[k].restore(ctx, kernel)
     return out
+
+
+class _Sent(NamedTuple):
+    """What a forked checker sends back of one probe: where it resolved (images by index), its
+    verdict, findings and fired rules, where an optimized probe's window ends, the child's pid."""
+
+    image: int | None
+    symbol: object
+    address: int | None
+    named: object
+    named_image: int | None
+    on_func_entry: bool
+    verdict: tuple[bool | None, str | None, bool, bool, list[str]]
+    findings: list[object]
+    fired: set[str]
+    window_end: int | None
+    pid: int
+
+    @classmethod
+    def pack(cls, result: ProbeResult, index: dict[int, int]) -> _Sent:
+        ctx, v = result.context, result.verdict
+        assert ctx is not None
+        return cls(index.get(id(ctx.image)), ctx.symbol, ctx.address, ctx.named, index.get(id(ctx.named_image)),
+                   ctx.on_func_entry, (v.registers, v.errno, v.optimized, v.ftrace, v.reasons), result.findings,
+                   result.fired, ctx.window_end() if v.optimized else None, os.getpid())
+
+    def restore(self, ctx: ProbeContext, kernel: Kernel) -> ProbeResult:
+        images = kernel.images
+        ctx.image = images[self.image] if self.image is not None else None
+        ctx.named_image = images[self.named_image] if self.named_image is not None else None
+        ctx.symbol, ctx.address, ctx.named, ctx.on_func_entry = self.symbol, self.address, self.named, \
+            self.on_func_entry  # type: ignore[assignment]
+        v = ctx.verdict
+        v.registers, v.errno, v.optimized, v.ftrace, v.reasons = self.verdict
+        ctx._window_end = self.window_end
+        result = ProbeResult(ctx.spec, v, self.findings, ctx)  # type: ignore[arg-type]
+        result.fired = self.fired
+        result.checked_by = self.pid
+        return result
 
 
 def _prepared(kernel: Kernel, contexts: list[ProbeContext | ParseProblem],
@@ -257,7 +273,7 @@ def _prepared(kernel: Kernel, contexts: list[ProbeContext | ParseProblem],
 
 
 def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], run: list[int], steps: list[_Step],
-                  select: frozenset[str] | None) -> tuple[int, int] | None:
+                  gate: Gate) -> tuple[int, int] | None:
     """(pid, read end of a pipe) of a child checking `run`, or None if it cannot be started."""
     try:
         read_end, write_end = os.pipe()
@@ -269,14 +285,8 @@ def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], r
         return pid, read_end
     try:  # the child: never returns into the caller's stack
         os.close(read_end)
-        sent = {}
         index = {id(image): i for i, image in enumerate(kernel.images)}
-        for k, ctx in _prepared(kernel, contexts, run):
-            result = _check_one(ctx, steps, select)
-            v = result.verdict
-            sent[k] = (index.get(id(ctx.image)), ctx.symbol, ctx.address, ctx.named, index.get(id(ctx.named_image)),
-                       ctx.on_func_entry, v.registers, v.errno, v.optimized, v.ftrace, v.reasons, result.findings,
-                       ctx.window_end() if v.optimized else None)
+        sent = {k: _Sent.pack(_check_one(ctx, steps, gate), index) for k, ctx in _prepared(kernel, contexts, run)}
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(pickle.dumps(sent, pickle.HIGHEST_PROTOCOL))
         for image in kernel.images:
@@ -285,7 +295,7 @@ def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], r
         os._exit(0)
 
 
-def _collect(pid: int, read_end: int) -> dict[int, tuple[object, ...]] | None:
+def _collect(pid: int, read_end: int) -> dict[int, _Sent] | None:
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
     os.waitpid(pid, 0)
@@ -298,53 +308,18 @@ def _collect(pid: int, read_end: int) -> dict[int, tuple[object, ...]] | None:
 def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> ProbeResult:
     """One probe as the only probe of its set (the probe map): its verdict, and its findings only
     when asked for (they cost more than the verdict)."""
-    select = None if findings else frozenset[str]()
-    return _check_one(_resolved(spec, kernel), _plan(kernel_order(kernel), select), select)
+    gate = gate_for(None if findings else frozenset())
+    return _check_one(_resolved(spec, kernel), _plan(kernel_order(kernel), gate.select), gate)
 
 
-def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
-    """KP409: a probe the set already has (same image, address and kind): the kernel aggregates it."""
-    seen: dict[tuple[int, int, bool], ProbeResult] = {}
-    for result in results:
-        ctx = result.context
-        if ctx is None or ctx.image is None or ctx.address is None or not result.verdict.registers:
-            continue
-        key = (id(ctx.image), ctx.address, ctx.spec.is_return)
-        first = seen.setdefault(key, result)
-        if first is not result and _wanted("KP409", select):
-            result.findings.append(Finding(
-                "KP409", all_rules()["KP409"].severity,
-                f"{ctx.where()} is already probed at {first.spec.location}: the kernel aggregates both on one "
-                f"kprobe", ctx.spec.location, fix=Fix("", True, "remove the duplicate line", remove_line=True)))
-
-
-def _apply_suppressions(result: ProbeResult, select: frozenset[str] | None) -> None:
-    """Drop findings the probe line suppresses; report suppressions that matched nothing (KP403).
-    Suppression hides a finding, never changes the kernel verdict."""
-    spec = result.spec
-    if isinstance(spec, ParseProblem) or not spec.suppressed:
-        return
-    fired = {f.rule for f in result.findings}
-    result.findings = [f for f in result.findings if f.rule not in spec.suppressed]
-    unused = sorted(spec.suppressed - fired)
-    if unused and _wanted("KP403", select):
-        known = all_rules()
-        what = ", ".join(f"{r} (no such rule)" if r not in known else r for r in unused)
-        result.findings.append(Finding("KP403", known["KP403"].severity,
-                                       f"unused suppression: {what} did not fire on this probe", spec.location))
-
-
-def _wanted(rule_id: str, select: frozenset[str] | None) -> bool:
-    return select is None or rule_id in select
-
-
-def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | None) -> ProbeResult:
+def _check_one(ctx: ProbeContext, steps: list[_Step], gate: Gate) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
     verdict = ctx.verdict
     resolved = ctx.symbol is not None
     on_ftrace_site = ctx.on_ftrace_site
     optimize_refused = False
     ftrace_decided = False
+    wanted, emit, fired = gate.wanted, gate.emit, result.fired
     # Unpacked rather than read by attribute: this loop runs ~40 times per probe, millions of
     # times for a probe map.
     for rule, needs_symbol, after_registration, stops_at_refusal, not_for_ftrace, registration, optimize, _ in steps:
@@ -352,25 +327,26 @@ def _check_one(ctx: ProbeContext, steps: list[_Step], select: frozenset[str] | N
             continue  # nothing to look at: resolution failed
         if after_registration and not ftrace_decided:
             ftrace_decided = True  # registration is over: an exact fentry site makes it ftrace-based
-            verdict.ftrace = verdict.registers and on_ftrace_site
-            verdict.optimized = verdict.registers and not verdict.ftrace
+            verdict.ftrace = verdict.registers is True and on_ftrace_site
+            verdict.optimized = verdict.registers is True and not verdict.ftrace
         if stops_at_refusal and not verdict.registers:
-            continue  # the kernel stopped at the first refusal
+            continue  # the kernel stopped at the first refusal (or the probe cannot be checked)
         if on_ftrace_site and not_for_ftrace:
             continue  # ftrace-based: no instruction checks, never optimized
         if optimize_refused and optimize:
             continue  # the first failed precondition leaves an int3 probe; report only that one
-        for hit in rule.check(ctx):
+        for hit in rule.check(ctx):  # type: ignore[misc]
             errno = hit.errno or rule.errno
-            if errno is not None and registration and verdict.registers:
+            if rule.leaves_unchecked:
+                verdict.unchecked(rule.id)
+            elif errno is not None and registration and verdict.registers:
                 verdict.refuse(errno, rule.id)
             elif optimize:
                 optimize_refused = True
                 verdict.optimized = False
                 verdict.reasons.append(rule.id)
-            if _wanted(rule.id, select):
-                result.findings.append(Finding(rule.id, rule.severity, hit.text(), ctx.spec.location, hit.note_lines(),
-                                               hit.fix))
+            if wanted(rule.id):
+                emit(result, rule.id, hit.text(), hit.note_lines(), hit.fix)
+            else:
+                fired.add(rule.id)
     return result
-
-

@@ -14,7 +14,7 @@ from probelint.arch import x86
 from probelint.disasm import insn_text
 
 if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
     from probelint.findings import Verdict
     from probelint.image.kernel import Function, Kernel
 

@@ -68,14 +68,16 @@ class Verdict:
     """The kernel's predicted answer for one probe.
 
     `errno` is the name of the error `register_kprobe()` or the kprobe_events front-end
-    returns (``EILSEQ``...), None when the probe registers.
+    returns (``EILSEQ``...), None when the probe registers. `registers` is None when the probe
+    could not be checked (a module not given, a probe form not modelled): neither registered nor
+    refused.
     """
 
     # A plain class, as the engine's other mutable records: creating a dataclass costs a warm run
     # ~0.6 ms at import, and `dataclasses` pulls in `inspect`.
     __slots__ = ("errno", "ftrace", "optimized", "reasons", "registers")
 
-    def __init__(self, registers: bool = True, errno: str | None = None, optimized: bool = False,
+    def __init__(self, registers: bool | None = True, errno: str | None = None, optimized: bool = False,
                  ftrace: bool = False, reasons: list[str] | None = None) -> None:
         self.registers = registers
         self.errno = errno
@@ -86,6 +88,16 @@ class Verdict:
     def __repr__(self) -> str:
         return (f"Verdict(registers={self.registers}, errno={self.errno!r}, optimized={self.optimized}, "
                 f"ftrace={self.ftrace}, reasons={self.reasons!r})")
+
+    @property
+    def checked(self) -> bool:
+        return self.registers is not None
+
+    def unchecked(self, rule: str) -> None:
+        self.registers = None
+        self.optimized = False
+        self.ftrace = False
+        self.reasons.append(rule)
 
     def refuse(self, errno: str, rule: str) -> None:
         self.registers = False

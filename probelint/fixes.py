@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from probelint.readers.spec import ProbeSpec
 
 if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
     from probelint.findings import Fix
 
 __all__ = ["Edit", "apply", "collect"]

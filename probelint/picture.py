@@ -26,7 +26,7 @@ from probelint.ruledocs import rule_summary
 
 if TYPE_CHECKING:
     from probelint.arch.x86 import Insn
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Image, Kernel
 

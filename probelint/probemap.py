@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
     from probelint.findings import Verdict
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Kernel

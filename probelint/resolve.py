@@ -16,12 +16,10 @@ if TYPE_CHECKING:
 __all__ = ["expand_globs", "resolve_source_lines"]
 
 
-def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> tuple[list[Parsed], dict[int, tuple[ProbeSpec, int]]]:
+def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
     """Replace each wildcard probe by one probe per matching traceable function (what bpftrace and
-    kprobe.multi attach to: available_filter_functions). Returns the new list and, for the first
-    probe of each expansion, (the wildcard, how many matched)."""
+    kprobe.multi attach to: available_filter_functions), each knowing the wildcard it came from."""
     out: list[Parsed] = []
-    groups: dict[int, tuple[ProbeSpec, int]] = {}
     names: list[tuple[str, str | None]] | None = None
     for item in parsed:
         if not isinstance(item, ProbeSpec) or not item.is_glob:
@@ -34,9 +32,8 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> tuple[list[Parsed], di
         if not matches:
             out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
             continue
-        groups[len(out)] = (item, len(matches))
-        out += [item._replace(symbol=name, text=f"{item.text} -> {name}") for name in matches]
-    return out, groups
+        out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=item) for name in matches]
+    return out
 
 
 def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from probelint.findings import Fix
 
 if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
     from probelint.image.kernel import Kernel
 
 __all__ = ["add_hints"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import probelint
-from probelint.engine import ProbeResult
+from probelint.checks import ProbeResult
 from probelint.image.kernel import Kernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def lint(build_kernel: Callable[..., Path]) -> Callable[..., list[ProbeResult]]:
     """Build a fixture kernel from assembly and check probes against it."""
 
     def run(source: str | list[str], *probes: str, module: bool = False) -> list[ProbeResult]:
-        return probelint.check([build_kernel(source, module=module)], list(probes))
+        return list(probelint.check([build_kernel(source, module=module)], list(probes), hints="never"))
 
     return run
 

@@ -1,7 +1,6 @@
 """Fix hints: the nearest offsets that register, or that would be optimized next to the set."""
 
 import probelint
-from probelint.suggest import add_hints
 
 SOURCE = """
     .text
@@ -25,15 +24,13 @@ def hints(result):
 
 def test_mid_instruction_gets_the_nearest_registering_offset(build_kernel):
     kernel = probelint.load_kernel([build_kernel(SOURCE)])
-    results = probelint.check(kernel, ["f+0x17"])
-    add_hints(kernel, results)
+    results = probelint.check(kernel, ["f+0x17"])  # hints included, as on the command line
     assert hints(results[0]) == ["fix: the nearest offset that registers is f+0x15 (optimized)"]
 
 
 def test_outer_probe_gets_an_offset_clear_of_the_inner_one(build_kernel):
     kernel = probelint.load_kernel([build_kernel(SOURCE)])
-    results = probelint.check(kernel, ["f+5", "f+9"])
-    add_hints(kernel, results)
+    results = probelint.check(kernel, ["f+5", "f+9"])  # hints included, as on the command line
     (hint,) = hints(results[0])
     moved = hint.split()[-2]
     outer, inner = probelint.check(kernel, [moved, "f+9"])
@@ -42,6 +39,5 @@ def test_outer_probe_gets_an_offset_clear_of_the_inner_one(build_kernel):
 
 def test_inner_probe_is_told_where_the_window_ends(build_kernel):
     kernel = probelint.load_kernel([build_kernel(SOURCE)])
-    results = probelint.check(kernel, ["f+5", "f+9"])
-    add_hints(kernel, results)
+    results = probelint.check(kernel, ["f+5", "f+9"])  # hints included, as on the command line
     assert hints(results[1]) == ["fix: f+0xc is the nearest boundary past that window (f+0xc)"]

@@ -2,7 +2,8 @@
 
 import re
 
-from probelint.engine import KERNEL_ORDER, all_rules
+from probelint.checks import all_rules
+from probelint.engine import KERNEL_ORDER
 from tests.conftest import ROOT
 
 

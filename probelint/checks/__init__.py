@@ -4,26 +4,38 @@ Each rule module defines ``RULE``: its id, default severity, the errno the kerne
 the rule decides registration, the kernel function it reproduces, and ``check``. The rule's
 page (what it detects, why, example, fix) is ``rules/<ID>.md``: the single source of rule text.
 
-Registration rules run in the kernel's own order (see `REGISTRATION_ORDER`): the first one that
-refuses the probe decides the errno, exactly as `register_kprobe()` returns at the first failed
-test, and the later ones are not evaluated.
+A rule has one of three hooks, by what it looks at:
+
+* ``check(ctx) -> Iterator[Hit]``: one resolved probe (`ProbeContext`). Registration rules run in
+  the kernel's own order (`probelint.engine.KERNEL_ORDER`): the first one that refuses the probe
+  decides the errno, exactly as `register_kprobe()` returns at the first failed test, and the
+  later ones are not evaluated;
+* ``check_input(problem) -> Hit | None``: a line no reader could turn into a probe (`ParseProblem`);
+* ``check_set(results, emit)``: the whole probe set once every probe is checked (probes that
+  interfere, duplicates, wildcard expansions, unused suppressions).
+
+Every finding, of every hook, goes through one gate (`probelint.gate.Gate.emit`): select,
+ignore, configured severities and ``# probelint: ignore[...]`` apply to all of them alike.
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
+import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from functools import cache
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from probelint.arch import x86
-from probelint.findings import Fix, Severity, Verdict
+from probelint.findings import Finding, Fix, Location, Severity, Verdict
 
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Function, Image, Kernel
-    from probelint.readers.spec import ProbeSpec
+    from probelint.readers.spec import ParseProblem, ProbeSpec
 
-__all__ = ["Hit", "ProbeContext", "Rule", "Stage"]
+__all__ = ["Emit", "Hit", "ProbeContext", "ProbeResult", "Rule", "Stage", "all_rules"]
 
 
 class Stage(enum.Enum):
@@ -36,6 +48,8 @@ class Stage(enum.Enum):
     INSN = "insn"  # arch_prepare_kprobe()
     OPTIMIZE = "optimize"  # try_to_optimize_kprobe(): silent fallback to int3
     INFO = "info"  # never changes the verdict
+    SET = "set"  # the probe set as a whole, once every probe is checked
+    AUDIT = "audit"  # after every other rule: what the findings themselves say (unused suppressions)
 
 
 class Hit(NamedTuple):
@@ -144,7 +158,37 @@ class ProbeContext:
         return self.image.describe(self.address)
 
 
+class ProbeResult:
+    """One probe's outcome: the spec (or the parse problem), verdict and findings. `fired` holds
+    every rule that fired on it, reported or not (suppressed, not selected): KP403 reads it.
+    `checked_by` is the pid of the forked checker that checked it (None: this process)."""
+
+    __slots__ = ("checked_by", "context", "findings", "fired", "spec", "verdict")
+
+    def __init__(self, spec: ProbeSpec | ParseProblem, verdict: Verdict, findings: list[Finding] | None = None,
+                 context: ProbeContext | None = None) -> None:
+        self.spec = spec
+        self.verdict = verdict
+        self.findings: list[Finding] = findings if findings is not None else []
+        self.fired: set[str] = set()
+        self.context = context
+        self.checked_by: int | None = None
+
+    def __repr__(self) -> str:
+        return f"ProbeResult({self.spec.text!r}, {self.verdict!r}, {len(self.findings)} findings)"
+
+
+class Emit(Protocol):
+    """The gate every finding passes (`probelint.gate.Gate.emit`)."""
+
+    def __call__(self, result: ProbeResult, rule: str, message: str, notes: tuple[str, ...] = (),
+                 fix: Fix | None = None, *, location: Location | None = None,
+                 severity: Severity | None = None) -> None: ...
+
+
 CheckFn = Callable[[ProbeContext], Iterator[Hit]]
+InputCheckFn = Callable[["ParseProblem"], Hit | None]
+SetCheckFn = Callable[[list[ProbeResult], Emit], None]
 
 
 class Rule(NamedTuple):
@@ -152,6 +196,26 @@ class Rule(NamedTuple):
     name: str  # kebab-case, as ruff names rules
     severity: Severity
     stage: Stage
-    check: CheckFn
+    check: CheckFn | None  # per probe; None for input and set rules
     kernel_function: str  # the kernel code that decides, e.g. "arch/x86/kernel/kprobes/core.c:can_probe"
     errno: str | None = None  # what registration returns when this rule fires
+    check_input: InputCheckFn | None = None
+    check_set: SetCheckFn | None = None
+    # the probe cannot be checked at all (a module not given, a form not modelled): the verdict
+    # is unknown, neither "registers" nor "refused"
+    leaves_unchecked: bool = False
+
+
+@cache
+def all_rules() -> dict[str, Rule]:
+    """Every rule, by id, discovered from the modules of `probelint.checks`."""
+    rules = {}
+    # the package's modules, listed directly: pkgutil.iter_modules imports `inspect` (~6 ms)
+    names = sorted({entry.name[:-3] for path in __path__ for entry in os.scandir(path)
+                    if entry.name.endswith(".py") and not entry.name.startswith("_")})
+    for name in names:
+        module = importlib.import_module(f"{__name__}.{name}")
+        rule = getattr(module, "RULE", None)
+        if isinstance(rule, Rule):
+            rules[rule.id] = rule
+    return dict(sorted(rules.items()))

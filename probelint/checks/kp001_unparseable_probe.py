@@ -1,19 +1,20 @@
-"""KP001: a line that is no probe in any accepted syntax (kprobe_events, bpftrace, plain).
+"""KP001: a line that is no probe in any accepted syntax (kprobe_events, bpftrace, plain), or a
+probe its own tool refuses before the kernel sees it (SystemTap's blocklist, a wildcard matching
+nothing).
 
-Parse problems never reach the kernel model; the engine turns each `ParseProblem` into this
-finding. `check` is therefore never called for a parsed probe.
+The readers turn such a line into a `ParseProblem` saying what is wrong; this rule reports it, and
+the kernel (or the tool) refuses it: kprobe_events returns -EINVAL for a line it cannot parse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.checks import Hit, Rule, Stage
 from probelint.findings import Severity
+from probelint.readers.spec import ParseProblem
 
 
-def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())
+def check_input(problem: ParseProblem) -> Hit | None:
+    return None if problem.unsupported else Hit(f"{problem.message}: {problem.text!r}")
 
 
 RULE = Rule(
@@ -21,7 +22,8 @@ RULE = Rule(
     name="unparseable-probe",
     severity=Severity.ERROR,
     stage=Stage.INPUT,
-    check=check,
+    check=None,
     kernel_function="kernel/trace/trace_kprobe.c:__trace_kprobe_create",
     errno="EINVAL",
+    check_input=check_input,
 )

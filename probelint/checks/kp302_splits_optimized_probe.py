@@ -2,20 +2,24 @@
 
 kernel/kprobes.c `get_optimized_kprobe` scans the 18 bytes below a newly armed probe for an
 optimized probe whose window covers it and unoptimizes that probe (`unoptimize_kprobe(P, true)`).
-Decided for the whole probe set by `probelint.interference`.
+The edges are KP301's (`probelint.checks._interference`), seen from the inner probe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.checks import Emit, ProbeResult, Rule, Stage
+from probelint.checks._interference import window_edges
 from probelint.findings import Severity
 
 
-def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())  # a set-level rule: probelint.interference.check_set decides it
+def check_set(results: list[ProbeResult], emit: Emit) -> None:
+    for i, j, _ in window_edges(results):
+        outer, inner = results[i], results[j]
+        assert outer.context is not None and inner.context is not None
+        emit(inner, "KP302", f"{inner.context.where()} lies inside the jump window of the probe "
+                             f"{outer.context.where()} ({outer.spec.location}): arming it forces that probe back "
+                             f"to an int3 probe")
 
 
-RULE = Rule("KP302", "splits-optimized-probe", Severity.INFO, Stage.INFO, check,
-            "kernel/kprobes.c:get_optimized_kprobe")
+RULE = Rule("KP302", "splits-optimized-probe", Severity.INFO, Stage.SET, None,
+            "kernel/kprobes.c:get_optimized_kprobe", check_set=check_set)

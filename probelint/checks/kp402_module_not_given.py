@@ -30,4 +30,5 @@ RULE = Rule(
     stage=Stage.FRONTEND,
     check=check,
     kernel_function="kernel/trace/trace_kprobe.c:register_trace_kprobe",
+    leaves_unchecked=True,
 )

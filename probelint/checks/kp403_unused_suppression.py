@@ -1,19 +1,27 @@
 """KP403: a ``# probelint: ignore[...]`` comment names a rule that did not fire on its probe.
 
-Reported by the engine after all rules ran (`engine._apply_suppressions`), so stale suppressions
-do not outlive the problem they silenced.
+An audit rule: it runs after every other rule, set rules included, and reads which rules fired on
+each probe (`ProbeResult.fired`, recorded by the gate whether or not the finding was reported), so
+stale suppressions do not outlive the problem they silenced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.checks import Emit, ProbeResult, Rule, Stage, all_rules
 from probelint.findings import Severity
+from probelint.readers.spec import ProbeSpec
 
 
-def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())  # decided by the engine once every rule has run
+def check_set(results: list[ProbeResult], emit: Emit) -> None:
+    for result in results:
+        spec = result.spec
+        if not isinstance(spec, ProbeSpec) or not spec.suppressed:
+            continue
+        unused = sorted(spec.suppressed - result.fired)
+        if unused:
+            known = all_rules()
+            what = ", ".join(f"{r} (no such rule)" if r not in known else r for r in unused)
+            emit(result, "KP403", f"unused suppression: {what} did not fire on this probe")
 
 
-RULE = Rule("KP403", "unused-suppression", Severity.WARNING, Stage.INFO, check, "(probelint)")
+RULE = Rule("KP403", "unused-suppression", Severity.WARNING, Stage.AUDIT, None, "(probelint)", check_set=check_set)

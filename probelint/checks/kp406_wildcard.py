@@ -2,19 +2,32 @@
 
 bpftrace and libbpf expand wildcards against /sys/kernel/tracing/available_filter_functions, the
 functions with an ftrace site; probelint expands against the same set from the image
-(`probelint.resolve.expand_globs`) and reports the count and the members that would fail.
+(`probelint.resolve.expand_globs`), and reports on the first match of each wildcard how many
+functions matched and which of them the kernel would refuse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from probelint.checks import Hit, ProbeContext, Rule, Stage
+from probelint.checks import Emit, ProbeResult, Rule, Stage
 from probelint.findings import Severity
+from probelint.readers.spec import ProbeSpec
 
 
-def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())  # reported by probelint.readers.annotate_globs for the whole expansion
+def check_set(results: list[ProbeResult], emit: Emit) -> None:
+    expansions: dict[int, list[ProbeResult]] = {}
+    for result in results:
+        glob = result.spec.expanded_from if isinstance(result.spec, ProbeSpec) else None
+        if glob is not None:
+            expansions.setdefault(id(glob), []).append(result)
+    for members in expansions.values():
+        glob = members[0].spec.expanded_from
+        assert glob is not None
+        count = len(members)
+        failing = [r.spec.symbol or "" for r in members if r.verdict.registers is False]
+        message = f"{glob.text} matches {count} traceable function{'s' if count != 1 else ''}"
+        message += f"; {len(failing)} would fail: {', '.join(failing[:8])}" if failing else "; all register"
+        emit(members[0], "KP406", message, location=glob.location)
 
 
-RULE = Rule("KP406", "wildcard", Severity.INFO, Stage.INFO, check, "kernel/trace/ftrace.c:available_filter_functions")
+RULE = Rule("KP406", "wildcard", Severity.INFO, Stage.SET, None, "kernel/trace/ftrace.c:available_filter_functions",
+            check_set=check_set)

@@ -1,4 +1,4 @@
-"""KP409: the set already holds a probe at this address (decided by `engine._duplicates`).
+"""KP409: the set already holds a probe at this address, of the same kind.
 
 kernel/kprobes.c `register_kprobe` -> `register_aggr_kprobe`: a second probe at the same address
 is chained to the first one; it adds nothing to the probe list but another handler call.
@@ -6,14 +6,23 @@ is chained to the first one; it adds nothing to the probe list but another handl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from probelint.checks import Hit, ProbeContext, Rule, Stage
-from probelint.findings import Severity
+from probelint.checks import Emit, ProbeResult, Rule, Stage
+from probelint.findings import Fix, Severity
 
 
-def check(ctx: ProbeContext) -> Iterator[Hit]:
-    return iter(())  # a set-level rule
+def check_set(results: list[ProbeResult], emit: Emit) -> None:
+    seen: dict[tuple[int, int, bool], ProbeResult] = {}
+    for result in results:
+        ctx = result.context
+        if ctx is None or ctx.image is None or ctx.address is None or not result.verdict.registers:
+            continue
+        key = (id(ctx.image), ctx.address, ctx.spec.is_return)
+        first = seen.setdefault(key, result)
+        if first is not result:
+            emit(result, "KP409", f"{ctx.where()} is already probed at {first.spec.location}: the kernel "
+                                  f"aggregates both on one kprobe",
+                 fix=Fix("", True, "remove the duplicate line", remove_line=True))
 
 
-RULE = Rule("KP409", "duplicate-probe", Severity.INFO, Stage.INFO, check, "kernel/kprobes.c:register_aggr_kprobe")
+RULE = Rule("KP409", "duplicate-probe", Severity.INFO, Stage.SET, None, "kernel/kprobes.c:register_aggr_kprobe",
+            check_set=check_set)

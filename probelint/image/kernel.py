@@ -515,6 +515,10 @@ class Kernel:
         """Is CONFIG_`option` known to be off? Unknown counts as on (the 6.1 model's default)."""
         return self.config is not None and self.config.enabled(option) is False
 
+    @property
+    def profile(self) -> CpuProfile:
+        return self.images[0].profile if self.images else DEFAULT_PROFILE
+
     def set_profile(self, profile: CpuProfile) -> None:
         for image in self.images:
             image.profile = profile

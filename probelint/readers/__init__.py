@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from probelint.findings import Finding, Location, Severity
+from probelint.findings import Location
 from probelint.readers.spec import ParseProblem, PerfPoint, ProbeSpec, parse_line, parse_target, parse_text
 
-if TYPE_CHECKING:
-    from probelint.engine import ProbeResult
-
-__all__ = ["KINDS", "SourceLineProbe", "annotate_globs", "detect_kind", "extract", "tree_files"]
+__all__ = ["KINDS", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 
@@ -326,13 +323,3 @@ def tree_files(root: Path) -> list[Path]:
         if name.endswith((".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes")) or name.endswith("probes.txt"):
             out.append(path)
     return out
-
-
-def annotate_globs(results: list[ProbeResult], groups: dict[int, tuple[ProbeSpec, int]]) -> None:
-    """KP406 on the first probe of each expansion: how many matched, and how many would fail."""
-    for start, (glob, count) in groups.items():
-        members = results[start : start + count]
-        failing = [r.spec.text.rsplit(" -> ", 1)[-1] for r in members if not r.verdict.registers]
-        message = f"{glob.text} matches {count} traceable function{'s' if count != 1 else ''}"
-        message += f"; {len(failing)} would fail: {', '.join(failing[:8])}" if failing else "; all register"
-        members[0].findings.insert(0, Finding("KP406", Severity.INFO, message, glob.location))

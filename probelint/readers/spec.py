@@ -43,6 +43,7 @@ class ProbeSpec(NamedTuple):
     octal_offset: bool = False  # the offset had a leading 0: the kernel read it as octal
     suppressed: frozenset[str] = frozenset()  # rule ids in a ``# probelint: ignore[...]`` comment
     disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
+    expanded_from: ProbeSpec | None = None  # the wildcard this probe is one match of
 
     @property
     def is_glob(self) -> bool:

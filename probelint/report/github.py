@@ -6,8 +6,8 @@ property values additionally ``:`` and ``,``.
 
 from __future__ import annotations
 
-from probelint.engine import ProbeResult
 from probelint.findings import Severity
+from probelint.pipeline import Report
 
 __all__ = ["render"]
 
@@ -22,10 +22,10 @@ def _prop(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def render(results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
+def render(report: Report) -> str:
     # the assumption behind every optimization verdict, once, as a run-level notice
-    lines = [f"::notice title=probelint::verdicts assume cpu profile {cpu_profile} (--cpu-profile)"]
-    for result in results:
+    lines = [f"::notice title=probelint::verdicts assume cpu profile {report.cpu_profile} (--cpu-profile)"]
+    for result in report:
         for f in result.findings:
             loc = f.location
             body = "\n".join((f.message, *f.notes))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from probelint.engine import ProbeResult
 from probelint.findings import Severity
+from probelint.pipeline import Report
 from probelint.report import fingerprint
 
 __all__ = ["render"]
@@ -13,7 +13,7 @@ __all__ = ["render"]
 _SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
 
 
-def render(results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
+def render(report: Report) -> str:
     issues = [
         {
             "description": f"{f.rule}: {f.message}",
@@ -21,9 +21,9 @@ def render(results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
             "fingerprint": fingerprint(f, r.spec.text),
             "severity": _SEVERITY[f.severity],
             "location": {"path": f.location.file, "lines": {"begin": f.location.line}},
-            "cpu_profile": cpu_profile,  # extra key: GitLab ignores it, scripts can read it
+            "cpu_profile": report.cpu_profile,  # extra key: GitLab ignores it, scripts can read it
         }
-        for r in results
+        for r in report
         for f in r.findings
     ]
     return json.dumps(issues, indent=2) + "\n"

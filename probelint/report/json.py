@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from probelint import __version__
-from probelint.engine import ProbeResult
-from probelint.image.kernel import Kernel
+from probelint.checks import ProbeResult
+from probelint.pipeline import Report
 from probelint.readers.spec import ParseProblem
 
 __all__ = ["render", "to_dict"]
@@ -39,25 +39,25 @@ def _probe(result: ProbeResult) -> dict[str, Any]:
     }
 
 
-def to_dict(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "qemu64") -> dict[str, Any]:
+def to_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "probelint_version": __version__,
-        "cpu_profile": cpu_profile,
+        "cpu_profile": report.cpu_profile,
         "images": [
             {"path": image.path, "name": image.name, "build_id": image.elf.build_id(), "version": image.version}
-            for image in kernel.images
+            for image in report.kernel.images
         ],
-        "probes": [_probe(r) for r in results],
+        "probes": [_probe(r) for r in report],
     }
 
 
-def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str = "qemu64") -> str:
+def render(report: Report) -> str:
     """Indented at the top, one probe a line: readable and greppable, and the C encoder does the
     bulk (``indent`` throughout would run Python's encoder, 10 % of a warm 1,000-probe run)."""
-    report = to_dict(kernel, results, cpu_profile)
-    probes = report.pop("probes")
-    head = json.dumps(report, indent=2)[:-2]  # without the closing "\n}"
+    data = to_dict(report)
+    probes = data.pop("probes")
+    head = json.dumps(data, indent=2)[:-2]  # without the closing "\n}"
     lines = ",\n".join(f"    {json.dumps(probe)}" for probe in probes)
     body = f"\n{lines}\n  " if probes else ""
     return f'{head},\n  "probes": [{body}]\n}}\n'

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from probelint import __version__
-from probelint.engine import ProbeResult, all_rules
+from probelint.checks import all_rules
 from probelint.findings import Severity
-from probelint.image.kernel import Kernel
+from probelint.pipeline import Report
 from probelint.report import fingerprint
 from probelint.ruledocs import rule_doc, rule_summary
 
@@ -37,11 +37,11 @@ def _rules() -> list[dict[str, Any]]:
     return out
 
 
-def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str) -> str:
+def render(report: Report) -> str:
     rules = _rules()
     index = {r["id"]: i for i, r in enumerate(rules)}
     sarif_results = []
-    for r in results:
+    for r in report:
         for f in r.findings:
             sarif_results.append({
                 "ruleId": f.rule,
@@ -64,9 +64,9 @@ def render(kernel: Kernel, results: list[ProbeResult], cpu_profile: str) -> str:
                                 "informationUri": "https://github.com/probelint/probelint", "rules": rules}},
             "results": sarif_results,
             "properties": {
-                "cpuProfile": cpu_profile,
+                "cpuProfile": report.cpu_profile,
                 "kernelImages": [{"path": i.path, "buildId": i.elf.build_id(), "version": i.version}
-                                 for i in kernel.images],
+                                 for i in report.kernel.images],
             },
         }],
     }

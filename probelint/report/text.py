@@ -3,8 +3,8 @@ problem matchers parse these), context lines indented under each, and a one-line
 
 from __future__ import annotations
 
-from probelint.engine import ProbeResult
 from probelint.findings import Severity
+from probelint.pipeline import Report
 
 __all__ = ["render"]
 
@@ -12,24 +12,21 @@ _COLOURS = {Severity.ERROR: "\033[1;31m", Severity.WARNING: "\033[1;35m", Severi
 _RESET = "\033[0m"
 
 
-def render(results: list[ProbeResult], *, colour: bool = False, summary: bool = True,
-           cpu_profile: str = "qemu64") -> str:
+def render(report: Report, *, colour: bool = False, summary: bool = True) -> str:
     lines = []
-    for result in results:
+    for result in report:
         for f in result.findings:
             sev = f"{_COLOURS[f.severity]}{f.severity}{_RESET}" if colour else str(f.severity)
             lines.append(f"{f.location}: {sev}: {f.message} [{f.rule}]")
             lines.extend(f"    {note}" for note in f.notes)
     if summary:
-        lines.append(f"{_summary(results)} [cpu profile: {cpu_profile}]")
+        lines.append(f"{_summary(report)} [cpu profile: {report.cpu_profile}]")
     return "\n".join(lines) + "\n"
 
 
-def _summary(results: list[ProbeResult]) -> str:
-    total = len(results)
-    registers = sum(r.verdict.registers for r in results)
-    ftrace = sum(r.verdict.ftrace for r in results)
-    optimized = sum(r.verdict.optimized for r in results)
-    findings = sum(len(r.findings) for r in results)
-    return (f"{total} probe{'s' if total != 1 else ''}: {registers} register ({optimized} optimized, "
-            f"{ftrace} ftrace-based), {total - registers} refused; {findings} finding{'s' if findings != 1 else ''}")
+def _summary(report: Report) -> str:
+    c = report.counts()
+    unchecked = f", {c.unchecked} not checked" if c.unchecked else ""
+    return (f"{c.probes} probe{'s' if c.probes != 1 else ''}: {c.registers} register ({c.optimized} optimized, "
+            f"{c.ftrace} ftrace-based), {c.refused} refused{unchecked}; "
+            f"{c.findings} finding{'s' if c.findings != 1 else ''}")

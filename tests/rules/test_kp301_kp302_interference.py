@@ -1,6 +1,6 @@
 """KP301/KP302: a probe inside another probe's jump window."""
 
-from probelint.interference import build_graph
+from probelint.checks._interference import build_graph
 from tests.conftest import rules_fired
 
 SOURCE = """

@@ -1,4 +1,4 @@
-"""Probe-set rules: probes that interfere through an optimized jump window (networkx graph).
+"""Probes of one set that interfere through an optimized jump window (KP301, KP302).
 
 An optimized kprobe at P replaces [P, P+5) with a jump and runs copies of its whole window
 [P, P+len) (5..19 bytes) out of line. Two kernel paths make probes in one set interact:
@@ -11,25 +11,21 @@ An optimized kprobe at P replaces [P, P+5) with a jump and runs copies of its wh
 
 Either order, the steady state is the same: P is an int3 probe, X keeps its own verdict. The
 interaction graph has an edge P -> X for every such pair: `build_graph` gives it as a networkx
-DiGraph to tools and tests; the rules read the same edges without building it.
+DiGraph to tools and tests; the rules read the same edges (`window_edges`) without building it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from probelint.findings import Finding, Severity
 from probelint.readers.spec import ProbeSpec
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from probelint.engine import ProbeResult
+    from probelint.checks import ProbeResult
 
-__all__ = ["build_graph", "check_set"]
-
-KP301, KP302 = "KP301", "KP302"
-SEVERITY = {KP301: Severity.WARNING, KP302: Severity.INFO}
+__all__ = ["build_graph", "window_edges"]
 
 
 def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
@@ -44,7 +40,7 @@ def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
             armed.setdefault((id(ctx.image), ctx.address), []).append(i)
     for i, r in enumerate(results):
         ctx = r.context
-        optimizable_alone = r.verdict.optimized or KP301 in r.verdict.reasons
+        optimizable_alone = r.verdict.optimized or "KP301" in r.verdict.reasons
         if not optimizable_alone or ctx is None or ctx.image is None or ctx.address is None:
             continue
         end = ctx.window_end()
@@ -55,7 +51,7 @@ def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
 
 def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
     """The interaction graph: a node per armed probe, edge i -> j when j lies in i's window
-    (attribute `window_end`). networkx is imported only when a graph is asked for."""
+    (attribute `window_end`). networkx is imported only when a graph is asked for (~170 ms)."""
     import networkx as nx
 
     graph = nx.DiGraph()
@@ -63,26 +59,3 @@ def build_graph(results: list[ProbeResult]) -> nx.DiGraph:
     for i, j, end in window_edges(results):
         graph.add_edge(i, j, window_end=end)
     return graph
-
-
-def check_set(results: list[ProbeResult], select: frozenset[str] | None = None) -> None:
-    """Apply KP301/KP302 to the set. The rules need only the edges: networkx (~170 ms to import)
-    is loaded when a caller asks for the graph itself (`build_graph`)."""
-    for i, j, end in window_edges(results):
-        outer, inner = results[i], results[j]
-        assert outer.context is not None and inner.context is not None
-        p, x = outer.context.where(), inner.context.where()
-        size = end - (outer.context.address or 0)
-        outer.verdict.optimized = False
-        if KP301 not in outer.verdict.reasons:
-            outer.verdict.reasons.append(KP301)
-        if select is None or KP301 in select:
-            outer.findings.append(Finding(
-                KP301, SEVERITY[KP301],
-                f"{p} cannot be jump-optimized: the probe {x} ({inner.spec.location}) lies inside its "
-                f"{size}-byte jump window", outer.spec.location))
-        if select is None or KP302 in select:
-            inner.findings.append(Finding(
-                KP302, SEVERITY[KP302],
-                f"{x} lies inside the jump window of the probe {p} ({outer.spec.location}): arming it forces "
-                f"that probe back to an int3 probe", inner.spec.location))

@@ -1,0 +1,176 @@
+"""One path from input to report, for every front door (the command line, `probelint.check`,
+``explain``, ``map``, ``vmtest``):
+
+    read sources -> load the kernel -> resolve (source lines, wildcards) -> check (per probe, then
+    the set rules) -> hints -> Report
+
+Each finding passes the gate (`probelint.gate`) as the rules emit it; the `Report` holds the
+results with the kernel and the settings (`probelint.config.Config`) they were made under, and is
+what every reporter renders.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, overload
+
+from probelint.config import Config, rule_ids
+from probelint.errors import InputError
+
+if TYPE_CHECKING:
+    from probelint.checks import ProbeResult
+    from probelint.image.kernel import Kernel
+    from probelint.readers import Parsed
+
+__all__ = ["Counts", "Report", "load", "read_sources", "run"]
+
+MAX_PROBE_FILE = 64 << 20  # a probe list is text written by people: refuse anything absurd
+
+
+class Counts(NamedTuple):
+    """The summary of a report: probes by verdict, and findings reported."""
+
+    probes: int
+    registers: int
+    optimized: int
+    ftrace: int
+    refused: int
+    unchecked: int  # the verdict is unknown (module not given, form not modelled): KP402, KP407
+    findings: int
+
+
+class Report(Sequence["ProbeResult"]):
+    """The results of one run, in input order (a sequence of `ProbeResult`), with the kernel and
+    the settings they were made under."""
+
+    def __init__(self, kernel: Kernel, results: list[ProbeResult], config: Config) -> None:
+        self.kernel = kernel
+        self.results = results
+        self.config = config
+
+    @overload
+    def __getitem__(self, index: int) -> ProbeResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ProbeResult]: ...
+
+    def __getitem__(self, index: int | slice) -> ProbeResult | list[ProbeResult]:
+        return self.results[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[ProbeResult]:
+        return iter(self.results)
+
+    @property
+    def cpu_profile(self) -> str:
+        """The CPU whose boot-time patching the verdicts assume: the kernel's, as loaded."""
+        return self.kernel.profile.value
+
+    @property
+    def failed(self) -> bool:
+        """A finding at or above the fail level: the command's exit status 1."""
+        level = self.config.fail_level
+        return any(f.severity >= level for r in self.results for f in r.findings)
+
+    def counts(self) -> Counts:
+        verdicts = [r.verdict for r in self.results]
+        registers = sum(v.registers is True for v in verdicts)
+        unchecked = sum(v.registers is None for v in verdicts)
+        return Counts(len(verdicts), registers, sum(v.optimized for v in verdicts), sum(v.ftrace for v in verdicts),
+                      len(verdicts) - registers - unchecked, unchecked, sum(len(r.findings) for r in self.results))
+
+
+def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence[Parsed]) -> Report:
+    """Check `sources` (what the readers found) against the kernel `images` (or a loaded kernel)."""
+    from probelint.engine import check_probes, gate_for
+    from probelint.image.kernel import Kernel
+    from probelint.resolve import expand_globs, resolve_source_lines
+
+    rule_ids(config.severity, config.source or "severity")  # a typo in a rule id is an error, not a no-op
+    kernel = images if isinstance(images, Kernel) else load(config, images, sources)
+    placed = expand_globs(kernel, resolve_source_lines(kernel, list(sources), _lines_cache(config)))
+    gate = gate_for(config.selected(), config.severity)
+    results = check_probes(kernel, placed, gate, jobs=config.jobs)
+    if config.wants_hints(len(results)):
+        from probelint.suggest import add_hints
+
+        add_hints(kernel, results)
+    return Report(kernel, results, config)
+
+
+def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed] = ()) -> Kernel:
+    """The kernel as `config` describes it (CPU profile, .config, cache), with the modules that
+    `MOD:SYM` probes and `config.loaded` name found beside it."""
+    from probelint import load_kernel
+
+    paths = [str(p) for p in images]
+    return load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,
+                       dotconfig=config.dotconfig, cache_dir=config.cache_dir, cache=config.cache)
+
+
+def _lines_cache(config: Config) -> object | None:
+    if not config.cache:
+        return None
+    from probelint.image.cache import IndexCache, default_cache_dir
+
+    return IndexCache((config.cache_dir or default_cache_dir()) / "dwarf-lines")
+
+
+def _module_images(config: Config, images: list[str], sources: Sequence[Parsed]) -> list[str]:
+    """.ko files for MOD:SYM probes and loaded modules that are not among `images`."""
+    from probelint.discover import default_module_dirs, find_modules
+    from probelint.readers.spec import ProbeSpec
+
+    loaded = {m.strip() for m in config.loaded if m.strip()}
+    wanted = loaded | {p.module for p in sources if isinstance(p, ProbeSpec) and p.module}
+    given = {Path(i).name.split(".ko")[0].replace("-", "_") for i in images}
+    wanted = {m for m in wanted if m.replace("-", "_") not in given}
+    if not wanted:
+        return []
+    dirs = list(config.modules)
+    for image in images:
+        if not dirs:
+            dirs = default_module_dirs(image)
+    found = find_modules(wanted, dirs)
+    missing = sorted(m for m in loaded if m.replace("-", "_") not in found)
+    if missing:
+        where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
+        raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")
+    return [str(p) for p in found.values()]
+
+
+def read_sources(paths: Sequence[str | Path], source_type: str | None = None) -> list[Parsed]:
+    """Every probe of the probe files and directories, in order: one set."""
+    from probelint.readers import extract, tree_files
+
+    out: list[Parsed] = []
+    for path in map(str, paths):
+        if path != "-" and os.path.isdir(path):
+            for file in tree_files(Path(path)):
+                out += extract(str(file), read_probe_file(str(file)), source_type)
+        else:
+            out += extract(path, read_probe_file(path), source_type)
+    return out
+
+
+def read_probe_file(path: str) -> str:
+    """A probe file's text ('-': standard input), refused with one line if it is not text."""
+    try:
+        if path == "-":
+            text = sys.stdin.read(MAX_PROBE_FILE + 1)
+        else:
+            with open(path, encoding="utf-8", errors="strict") as fh:
+                text = fh.read(MAX_PROBE_FILE + 1)
+        if len(text) > MAX_PROBE_FILE:
+            raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
+        if "\0" in text:
+            raise InputError(path, "not a text file (it contains NUL bytes)")
+        return text
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
