@@ -55,6 +55,11 @@ class Config:
             if not hasattr(self, name):
                 raise TypeError(f"Config has no setting {name!r}")
             setattr(self, name, value)
+        # keywords may spell severities and profiles as the config file does
+        self.severity = {k.upper(): Severity.parse(v) if isinstance(v, str) else v for k, v in self.severity.items()}
+        if isinstance(self.fail_level, str):
+            self.fail_level = Severity.parse(self.fail_level)
+        self.cpu_profile = CpuProfile(self.cpu_profile).value
 
     @property
     def profile(self) -> CpuProfile:
