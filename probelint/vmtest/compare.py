@@ -112,7 +112,7 @@ def probelint_verdicts(kernel: Kernel, specs: list[str]) -> list[PredictedVerdic
     import probelint
 
     out = []
-    for res in probelint.check(kernel, specs):
+    for res in probelint.check(kernel, specs, hints="never"):
         v = res.verdict
         ctx = res.context
         out.append(PredictedVerdict(

@@ -67,7 +67,7 @@ def draw_pairs(kernel: Kernel, n: int, seed: int = 0) -> list[Pair]:
         if len(starts) < 4:
             continue
         a = rng.choice(starts[:-3])
-        (alone,) = probelint.check(kernel, [f"{sym.name}+{a - sym.address:#x}"])
+        (alone,) = probelint.check(kernel, [f"{sym.name}+{a - sym.address:#x}"], hints="never")
         if not alone.verdict.optimized or alone.context is None:
             continue
         window = alone.context.window()
@@ -89,7 +89,7 @@ def run_pairs(pairs: list[Pair], kernel: Kernel, *, kernel_package: str = DEFAUL
     n = len(pairs)
     a_idx, b_idx = list(range(n)), list(range(n, 2 * n))
     kernel.set_profile(profile_for(cpu))  # the return-site patching this CPU model gets
-    predicted = probelint.check(kernel, specs)
+    predicted = probelint.check(kernel, specs, hints="never")
     phases_by_order = {"A then B": [a_idx, b_idx], "B then A": [b_idx, a_idx], "together": [a_idx + b_idx]}
     out = []
     for order in ORDERS:
