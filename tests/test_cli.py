@@ -127,3 +127,30 @@ def test_closed_pipe_is_not_an_error():
     proc = subprocess.run(f"{sys.executable} -m probelint rules | head -1", shell=True, capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.stdout.startswith("KP001") and "Traceback" not in proc.stderr
+
+
+def test_not_checked_probes_are_counted_apart(tmp_path):
+    probes = tmp_path / "p.txt"
+    probes.write_text("demo_read+0x5\ndemo_read+0x7\nxfs:xfs_buf_read_map\n")  # xfs.ko not given: deferred
+    proc = run(str(ELF), str(probes), "--modules", str(tmp_path))
+    assert "3 probes: 1 register (1 optimized, 0 ftrace-based), 1 refused, 1 not checked" in proc.stdout
+    data = json.loads(run("--format", "json", str(ELF), str(probes), "--modules", str(tmp_path)).stdout)
+    jsonschema.validate(data, SCHEMA)
+    assert [p["verdict"]["registers"] for p in data["probes"]] == [True, False, None]
+    sarif = json.loads(run("--format", "sarif", str(ELF), str(probes), "--modules", str(tmp_path)).stdout)
+    deferred = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "KP402"]
+    assert deferred and deferred[0]["properties"]["registers"] is None
+
+
+@pytest.mark.parametrize("command", [["explain"], ["map", "--function", "demo_read", "-o", "{tmp}/m.gz"], []])
+def test_kernel_options_are_the_same_for_every_command(command, tmp_path):
+    """--cpu-profile, --cache-dir, --no-cache, -j, --config: declared once, taken by the lint run,
+    explain and map alike."""
+    cache = tmp_path / "cache"
+    (tmp_path / "p.txt").write_text("demo_read+0x6\n")
+    target = [] if command[:1] == ["map"] else [str(tmp_path / "p.txt") if not command else "demo_read+0x6"]
+    args = [c.format(tmp=tmp_path) for c in command] + ["--cache-dir", str(cache), "--cpu-profile", "EPYC-Rome",
+                                                         "-j", "1", str(ELF), *target]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert any(cache.iterdir())  # the index went where it was told
