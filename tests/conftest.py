@@ -70,6 +70,15 @@ def rules_fired(result: ProbeResult) -> list[str]:
     return [f.rule for f in result.findings]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the Debian kernel without the `kernel` marker would download it even under
+    `-m "not kernel"`: refuse to run such a suite."""
+    unmarked = [item.nodeid for item in items
+                if "debian" in getattr(item, "fixturenames", ()) and item.get_closest_marker("kernel") is None]
+    if unmarked:
+        raise pytest.UsageError("tests using the Debian kernel without @pytest.mark.kernel: " + ", ".join(unmarked))
+
+
 @dataclass(frozen=True)
 class DebianKernel:
     vmlinux: Path

@@ -58,6 +58,7 @@ def test_profile_for_qemu_models_and_command_lines():
     assert profile_for("qemu64", "quiet spectre_v2=off") is CpuProfile.NORETPOLINE
 
 
+@pytest.mark.kernel
 def test_every_named_feature_resolves_in_the_debian_vmlinux(debian_kernel: Kernel):
     vmlinux = debian_kernel.vmlinux
     for profile in CpuProfile:
@@ -75,6 +76,7 @@ def profiled(debian_kernel: Kernel):
     debian_kernel.set_profile(runtime.DEFAULT_PROFILE)
 
 
+@pytest.mark.kernel
 def test_skylake_alternative_makes_the_window_copyable(profiled: Kernel):
     # The probe the "all features absent" model got wrong on Skylake-Client-v4 (docs/validation.md)
     spec = ["finish_task_switch.isra.0+0x1fa"]
@@ -83,6 +85,7 @@ def test_skylake_alternative_makes_the_window_copyable(profiled: Kernel):
     assert probelint.check(profiled, spec)[0].verdict.optimized
 
 
+@pytest.mark.kernel
 def test_noretpoline_moves_boundaries_inside_a_thunk_call(profiled: Kernel):
     vmlinux = profiled.vmlinux
     low_thunks = vmlinux.raw_symbol("__x86_indirect_thunk_array") + 32 * 8  # %rax..%rdi: call *%reg is 2 bytes

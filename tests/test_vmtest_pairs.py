@@ -8,6 +8,7 @@ import probelint
 from probelint.vmtest.pairs import ORDERS, draw_pairs, render_pairs, run_pairs
 
 
+@pytest.mark.kernel
 def test_pairs_are_drawn_inside_and_just_past_the_window(debian_kernel):
     pairs = draw_pairs(debian_kernel, 6, seed=3)
     assert {p.kind for p in pairs} == {"inside", "outside"}
