@@ -83,8 +83,8 @@ def cycles(graph: nx.DiGraph) -> list[list[str]]:
 
 def test_graph_sees_every_kind_of_import():
     graph = import_graph()
-    assert graph.has_edge("probelint.interference", "probelint.readers.spec")  # module level
-    assert graph.has_edge("probelint.interference", "probelint.engine")  # under TYPE_CHECKING
+    assert graph.has_edge("probelint.checks._interference", "probelint.readers.spec")  # module level
+    assert graph.has_edge("probelint.checks._interference", "probelint.checks")  # under TYPE_CHECKING
     assert graph.has_edge("probelint.cli", "probelint.vmtest.cli")  # inside a function
     assert graph.has_edge("probelint.vmtest.runner", "probelint.vmtest.download")  # relative
     assert cycles(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])) == [["a", "b", "c", "a"]]
@@ -97,7 +97,7 @@ def test_no_import_cycle():
 
 
 # angr and what it brings (CLE, pyvex, claripy, z3, pypcode) are the `reference` extra, for the
-# CLE test only; networkx is imported only by interference.build_graph, for tools.
+# CLE test only; networkx is imported only by checks._interference.build_graph, for tools.
 HEAVY = ("angr", "cle", "pyvex", "claripy", "archinfo", "z3", "pypcode", "networkx")
 
 _BLOCKED_RUN = """
