@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from probelint import __version__
+from probelint.arch.x86.cpu import PROFILE_NAMES, CpuProfile
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 
 if TYPE_CHECKING:
     from probelint.config import Config
@@ -208,8 +208,7 @@ def _map(argv: list[str]) -> int:
         if not _is_elf(args.path):
             raise InputError(args.path, "not an ELF file")
         profile = _profile(args.cpu_profile)
-        kernel = load_kernel([args.path], cache=True)
-        kernel.set_profile(profile)
+        kernel = load_kernel([args.path], profile=profile, cache=True)
         image = kernel.vmlinux
         if image is None:
             raise InputError(args.path, "map takes a vmlinux")
@@ -281,8 +280,7 @@ def _explain(argv: list[str]) -> int:
             if not _is_elf(image):
                 raise InputError(image, "not an ELF file")
         profile = _profile(args.cpu_profile)
-        kernel = load_kernel(images, cache=not args.no_cache)
-        kernel.set_profile(profile)
+        kernel = load_kernel(images, profile=profile, cache=not args.no_cache)
         (result,) = check(kernel, [probe], source="<explain>")
     except InputError as exc:
         print(f"probelint: error: {exc}", file=sys.stderr)
@@ -434,13 +432,12 @@ def _kernels(images: list[str]) -> list[list[str]]:
     vmlinuxes = [p for p in images if not _is_module_file(p)]
     if len(vmlinuxes) <= 1:
         return [images]
-    from probelint.image.elf import ElfFile
-    from probelint.image.kernel import Image
+    from probelint.image.kernel import open_image
 
-    modules = [(p, Image(ElfFile(p)).version) for p in images if p not in vmlinuxes]
+    modules = [(p, open_image(p).version) for p in images if p not in vmlinuxes]
     groups = []
     for path in vmlinuxes:
-        release = (Image(ElfFile(path)).version or "").split()[2:3]  # "Linux version RELEASE ..."
+        release = (open_image(path).version or "").split()[2:3]  # "Linux version RELEASE ..."
         mine = [p for p, vermagic in modules if not release or not vermagic or vermagic.split()[0] == release[0]]
         groups.append([path, *mine])
     return groups
@@ -470,16 +467,8 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
     from probelint.engine import check_probes
     from probelint.readers import annotate_globs
 
-    kernel = load_kernel(images, cache_dir=args.cache_dir, cache=not args.no_cache)
-    kernel.set_profile(CpuProfile(config.cpu_profile))
-    if args.config is not None and kernel.vmlinux is not None:
-        from probelint.image.version import with_config_file
-
-        try:
-            text = args.config.read_text(errors="replace")
-        except OSError as exc:
-            raise InputError(str(args.config), f"cannot read: {exc.strerror}") from None
-        kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(args.config))
+    kernel = load_kernel(images, profile=config.cpu_profile, dotconfig=args.config, cache_dir=args.cache_dir,
+                         cache=not args.no_cache)
     if args.verbose:
         _describe_kernel(kernel, config.cpu_profile)
     from probelint.image.cache import IndexCache, default_cache_dir

@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from probelint.arch.x86.cpu import DEFAULT_PROFILE, PROFILE_NAMES, CpuProfile
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 
 __all__ = ["Config", "find_config", "load_config"]
 
@@ -35,7 +35,7 @@ class Config:
         self.select: list[str] = []
         self.ignore: list[str] = []
         self.fail_level = Severity.ERROR
-        self.cpu_profile = "qemu64"
+        self.cpu_profile = DEFAULT_PROFILE.value
         self.severity: dict[str, Severity] = {}
 
     def as_toml(self) -> str:
@@ -94,7 +94,7 @@ def load_config(start: Path | None = None) -> Config:
         config.severity = {k.upper(): Severity.parse(v) for k, v in table.get("severity", {}).items()}
     except ValueError as exc:
         raise InputError(where, str(exc)) from None
-    config.cpu_profile = table.get("cpu-profile", "qemu64")
+    config.cpu_profile = table.get("cpu-profile", DEFAULT_PROFILE.value)
     if config.cpu_profile not in _PROFILES:
         raise InputError(where, f"cpu-profile must be one of {', '.join(_PROFILES)}")
     config.cpu_profile = CpuProfile(config.cpu_profile).value  # aliases (ret, rethunk, its) by the CPU's name

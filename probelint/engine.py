@@ -15,7 +15,7 @@ from functools import cache
 from typing import NamedTuple
 
 from probelint import checks, interference
-from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
+from probelint.arch.x86.decode import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, Rule, Stage
 from probelint.findings import Finding, Fix, Verdict
 from probelint.image.kernel import Kernel

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.findings import Fix, Severity, Verdict
 
 if TYPE_CHECKING:
