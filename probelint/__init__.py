@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 __all__ = ["Config", "__version__", "check", "load_config", "load_kernel"]
 
 if TYPE_CHECKING:
+    from probelint.arch.x86.cpu import CpuProfile
     from probelint.image.kernel import Kernel
-    from probelint.image.runtime import CpuProfile
     from probelint.pipeline import Report
 
 
@@ -31,29 +31,25 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | None = None, dotconfig: Path | None = None,
-                cache_dir: Path | None = None, cache: bool = False) -> Kernel:
+def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,
+                dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
     """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
-    (default: `DEFAULT_PROFILE`), with the build options of `dotconfig` (a .config file) over those
-    inferred from the image. With `cache`, whole-file facts are kept in a build-id index under
-    `cache_dir` (default: ``~/.cache/probelint``)."""
+    (default: `probelint.arch.x86.cpu.DEFAULT_PROFILE`). `dotconfig`: the kernel's .config, whose
+    options override those inferred from the vmlinux. With `cache`, whole-file facts are kept in a
+    build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
+    from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
+    from probelint.errors import InputError
     from probelint.image.cache import IndexCache, default_cache_dir
-    from probelint.image.kernel import Kernel, open_image
+    from probelint.image.kernel import Kernel
 
-    index = IndexCache(cache_dir or default_cache_dir()) if cache else None
-    kernel = Kernel([open_image(p, index, module_slot=slot) for slot, p in enumerate(images)])
-    if profile is not None:
-        kernel.set_profile(profile)
-    if dotconfig is not None and kernel.vmlinux is not None:
-        from probelint.errors import InputError
-        from probelint.image.version import with_config_file
-
+    config_text = None
+    if dotconfig is not None:
         try:
-            text = Path(dotconfig).read_text(errors="replace")
+            config_text = (Path(dotconfig).read_text(errors="replace"), str(dotconfig))
         except OSError as exc:
             raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
-        kernel.vmlinux.__dict__["config"] = with_config_file(kernel.vmlinux.config, text, str(dotconfig))
-    return kernel
+    index = IndexCache(cache_dir or default_cache_dir()) if cache else None
+    return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)
 
 
 def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str] = (), *, files: Sequence[str | Path] = (),

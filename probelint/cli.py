@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from probelint import __version__
+from probelint.arch.x86.cpu import PROFILE_NAMES, CpuProfile
 from probelint.config import HINTS
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import PROFILE_NAMES, CpuProfile
 from probelint.readers import KINDS
 
 if TYPE_CHECKING:
@@ -400,13 +400,12 @@ def _kernels(images: list[str]) -> list[list[str]]:
     vmlinuxes = [p for p in images if not _is_module_file(p)]
     if len(vmlinuxes) <= 1:
         return [images]
-    from probelint.image.elf import ElfFile
-    from probelint.image.kernel import Image
+    from probelint.image.kernel import open_image
 
-    modules = [(p, Image(ElfFile(p)).version) for p in images if p not in vmlinuxes]
+    modules = [(p, open_image(p).version) for p in images if p not in vmlinuxes]
     groups = []
     for path in vmlinuxes:
-        release = (Image(ElfFile(path)).version or "").split()[2:3]  # "Linux version RELEASE ..."
+        release = (open_image(path).version or "").split()[2:3]  # "Linux version RELEASE ..."
         mine = [p for p, vermagic in modules if not release or not vermagic or vermagic.split()[0] == release[0]]
         groups.append([path, *mine])
     return groups

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from probelint.arch.x86.cpu import DEFAULT_PROFILE, PROFILE_NAMES, CpuProfile
 from probelint.errors import InputError
 from probelint.findings import Severity
-from probelint.image.runtime import DEFAULT_PROFILE, PROFILE_NAMES, CpuProfile
 
 __all__ = ["Config", "find_config", "load_config", "rule_ids"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import re
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.image.kernel import Function, Image
 
 __all__ = ["excerpt", "insn_text"]

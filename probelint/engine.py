@@ -13,7 +13,7 @@ import pickle
 from functools import cache
 from typing import NamedTuple
 
-from probelint.arch.x86 import ENDBR_INSN_SIZE, is_endbr
+from probelint.arch.x86.decode import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, ProbeResult, Rule, Stage, all_rules
 from probelint.findings import Verdict
 from probelint.gate import Gate

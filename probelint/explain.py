@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.disasm import insn_text
 
 if TYPE_CHECKING:

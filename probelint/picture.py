@@ -25,7 +25,7 @@ from probelint.explain import blocking_branches, state
 from probelint.ruledocs import rule_summary
 
 if TYPE_CHECKING:
-    from probelint.arch.x86 import Insn
+    from probelint.arch.x86.decode import Insn
     from probelint.checks import ProbeResult
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Image, Kernel

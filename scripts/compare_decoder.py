@@ -39,7 +39,7 @@ from kernel_decoder import (
     build_kernel_decoder,
 )
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.image.kallsyms import KSym
 from probelint.image.kernel import Image, open_image
 
@@ -264,7 +264,7 @@ def compare(
         t0 = time.perf_counter()
         records = [(s.address, s.size, image.read(s.address, s.size + MAX_INSN_SIZE)) for s in syms]
         if text == "live":
-            from probelint.image.runtime import patch_live_text
+            from probelint.arch.x86.patching import patch_live_text
 
             records = [(a, n, patch_live_text(image, a, code, image.profile)) for a, n, code in records]
         t_read = time.perf_counter() - t0

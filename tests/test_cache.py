@@ -3,7 +3,7 @@
 import pytest
 
 import probelint
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.image.elf import ElfFile
 from probelint.image.kernel import LazyInsns
 from tests.conftest import DEMO

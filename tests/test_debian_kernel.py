@@ -13,8 +13,9 @@ from collections import Counter
 import pytest
 
 import probelint
+from probelint.arch.x86.cpu import CpuProfile
+from probelint.arch.x86.patching import patch_live_text
 from probelint.image.kernel import Kernel
-from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile, patch_live_text
 
 pytestmark = pytest.mark.kernel
 
@@ -69,13 +70,11 @@ def test_every_kallsyms_name_and_alias_order(debian, debian_kernel: Kernel):
     assert ours == theirs
 
 
-@pytest.fixture
-def elf_bytes_kernel(debian_kernel: Kernel):
+@pytest.fixture(scope="module")
+def elf_bytes_kernel(debian_kernel: Kernel) -> Kernel:
     """The kernel judged on unpatched return sites (`rethunk` leaves the ELF's jmp in place; its
     alternatives are applied, so the test skips the sites they change)."""
-    debian_kernel.set_profile(CpuProfile.RETHUNK)
-    yield debian_kernel
-    debian_kernel.set_profile(DEFAULT_PROFILE)
+    return debian_kernel.with_profile(CpuProfile.RETHUNK)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

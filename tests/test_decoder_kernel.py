@@ -21,7 +21,7 @@ sys.path.insert(0, str(SCRIPTS))
 import compare_decoder  # noqa: E402
 from kernel_decoder import SourceUnavailable, build_kernel_decoder  # noqa: E402
 
-from probelint.arch import x86  # noqa: E402
+from probelint.arch.x86 import decode as x86  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 import probelint
-from probelint.image import runtime
+from probelint.arch.x86 import cpu
+from probelint.arch.x86.cpu import CpuProfile, feature_bits
+from probelint.arch.x86.patching import patch_retpoline
 from probelint.image.kernel import Kernel
-from probelint.image.runtime import CpuProfile, feature_bits, patch_retpoline
 
 CALL_RAX = bytes.fromhex("e800000000")  # the rel32 is not read: the thunk register is given
 JMP_RAX = bytes.fromhex("e900000000")
@@ -46,7 +47,7 @@ def test_patch_retpoline_its_thunk_in_the_lower_half_line():
 def test_profile_names_and_aliases():
     assert CpuProfile("ret") is CpuProfile.QEMU64 is CpuProfile.RET
     assert CpuProfile("rethunk") is CpuProfile.EPYC_ROME and CpuProfile("its") is CpuProfile.SKYLAKE_CLIENT_V4
-    assert set(runtime.PROFILE_NAMES) >= {"ret", "rethunk", "its", "qemu64", "EPYC-Rome", "Skylake-Client-v4"}
+    assert set(cpu.PROFILE_NAMES) >= {"ret", "rethunk", "its", "qemu64", "EPYC-Rome", "Skylake-Client-v4"}
     assert len({p.cache_key for p in CpuProfile}) == len(CpuProfile)
 
 
@@ -71,9 +72,9 @@ def test_every_named_feature_resolves_in_the_debian_vmlinux(debian_kernel: Kerne
 
 
 @pytest.fixture
-def profiled(debian_kernel: Kernel):
-    yield debian_kernel
-    debian_kernel.set_profile(runtime.DEFAULT_PROFILE)
+def profiled(debian_kernel: Kernel) -> Kernel:
+    assert debian_kernel.profile is cpu.DEFAULT_PROFILE
+    return debian_kernel
 
 
 @pytest.mark.kernel
@@ -81,7 +82,7 @@ def test_skylake_alternative_makes_the_window_copyable(profiled: Kernel):
     # The probe the "all features absent" model got wrong on Skylake-Client-v4 (docs/validation.md)
     spec = ["finish_task_switch.isra.0+0x1fa"]
     assert not probelint.check(profiled, spec)[0].verdict.optimized
-    profiled.set_profile(CpuProfile.SKYLAKE_CLIENT_V4)
+    profiled = profiled.with_profile(CpuProfile.SKYLAKE_CLIENT_V4)
     assert probelint.check(profiled, spec)[0].verdict.optimized
 
 
@@ -98,7 +99,7 @@ def test_noretpoline_moves_boundaries_inside_a_thunk_call(profiled: Kernel):
     sym = vmlinux.lookup(site)
     specs = [f"{sym.name}+{site - sym.address + off:#x}" for off in (1, 2)]
     assert [r.verdict.errno for r in probelint.check(profiled, specs)] == ["EILSEQ", "EILSEQ"]
-    profiled.set_profile(CpuProfile.NORETPOLINE)  # call *%reg, then a 3-byte NOP at +2
+    profiled = profiled.with_profile(CpuProfile.NORETPOLINE)  # call *%reg, then a 3-byte NOP at +2
     results = probelint.check(profiled, specs)
     assert results[0].verdict.errno == "EILSEQ" and "KP104" not in [f.rule for f in results[1].findings]
 

@@ -12,13 +12,14 @@ import sys
 import pytest
 
 import probelint
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
+from probelint.arch.x86.cpu import CpuProfile
+from probelint.arch.x86.patching import patch_live_text
 from probelint.errors import InputError
 from probelint.image.elf import ElfFile
 from probelint.image.facts import FunctionFacts, _differences
 from probelint.image.kallsyms import HashIndex, NameMap, PackedStrings
 from probelint.image.kernel import Kernel
-from probelint.image.runtime import CpuProfile, patch_live_text
 from tests.conftest import DEMO
 
 

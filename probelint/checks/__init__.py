@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.findings import Finding, Fix, Location, Severity, Verdict
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
 from probelint.findings import Severity
 

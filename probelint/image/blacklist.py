@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from probelint.image.kernel import Image
+    from probelint.image.elf import ElfSection
+    from probelint.image.view import KernelImage
 
-__all__ = ["Blacklist"]
+__all__ = ["Blacklist", "module_areas", "vmlinux_areas"]
+
+# (start, end, what) of an area kprobe_add_area_blacklist() walks
+Area = tuple[int, int, str]
 
 # (start marker, end marker, what) of the areas walked by kprobe_add_area_blacklist()
 _VMLINUX_AREAS = (
@@ -22,14 +27,14 @@ _MODULE_AREAS = (".kprobes.text", ".noinstr.text")  # add_module_kprobe_blacklis
 class Blacklist:
     """Sorted, possibly overlapping [start, end) ranges with the reason each was added."""
 
-    def __init__(self, image: Image) -> None:
+    def __init__(self, image: KernelImage, areas: list[Area]) -> None:
         ranges: list[tuple[int, int, str]] = []
         # arch_within_kprobe_blacklist(): the .kprobes.text range itself, checked directly
         for entry in image.table("kprobe_blacklist"):
             sym = image.lookup(entry["addr"])
             if sym is not None and image.is_core_text(entry["addr"]):
                 ranges.append((sym.address, sym.end, f"NOKPROBE_SYMBOL({sym.name})"))
-        for start, end, what in self._areas(image):
+        for start, end, what in areas:
             walk = start
             while walk < end:
                 sym = image.lookup(walk)
@@ -47,22 +52,6 @@ class Blacklist:
         self._starts = [r[0] for r in ranges]
         self._longest = max((e - s for s, e, _ in ranges), default=0)
 
-    @staticmethod
-    def _areas(image: Image) -> list[tuple[int, int, str]]:
-        if image.layout is None:
-            out = []
-            for lo, hi, what in _VMLINUX_AREAS:
-                start, end = image.raw_symbol(lo), image.raw_symbol(hi)
-                sec = image.section_at(start) if start is not None else None
-                if sec is None or end is None or not start < end:
-                    continue
-                # a sane area lies inside one section; clamp a corrupt one rather than walk it
-                out.append((start, min(end, image.section_address(sec) + sec.size), what))
-            return out
-        secs = (image.elf.section(name) for name in _MODULE_AREAS)
-        return [(image.section_address(s), image.section_address(s) + s.size, s.name)
-                for s in secs if s is not None and s.size and s.index in image.layout.section_address]
-
     def reason(self, address: int) -> str | None:
         pos = bisect.bisect_right(self._starts, address)
         while pos > 0:
@@ -73,3 +62,23 @@ class Blacklist:
             if address - start >= self._longest:
                 break
         return None
+
+
+def vmlinux_areas(vmlinux: KernelImage) -> list[Area]:
+    """populate_kprobe_blacklist(): the areas between the vmlinux's markers."""
+    out = []
+    for lo, hi, what in _VMLINUX_AREAS:
+        start, end = vmlinux.raw_symbol(lo), vmlinux.raw_symbol(hi)
+        sec = vmlinux.section_at(start) if start is not None else None
+        if sec is None or end is None or not start < end:
+            continue
+        # a sane area lies inside one section; clamp a corrupt one rather than walk it
+        out.append((start, min(end, vmlinux.section_address(sec) + sec.size), what))
+    return out
+
+
+def module_areas(module: KernelImage, placed: Callable[[ElfSection], bool]) -> list[Area]:
+    """add_module_kprobe_blacklist(): the module's sections of those names that are `placed`."""
+    secs = (module.elf.section(name) for name in _MODULE_AREAS)
+    return [(module.section_address(s), module.section_address(s) + s.size, s.name)
+            for s in secs if s is not None and s.size and placed(s)]

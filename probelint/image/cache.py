@@ -29,7 +29,7 @@ def _code_digest() -> str:
     """Digest of the code that derives indexed facts: an edited checkout never reads a stale index."""
     root = Path(__file__).resolve().parent.parent
     crc = 0  # run on every start: crc32 tells edits apart without loading hashlib
-    for path in sorted([*root.joinpath("image").glob("*.py"), root / "arch" / "x86.py"]):
+    for path in sorted([*root.joinpath("image").glob("*.py"), *root.joinpath("arch", "x86").glob("*.py")]):
         crc = zlib.crc32(path.read_bytes(), crc)
     return f"{crc:08x}"
 

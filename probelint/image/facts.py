@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from probelint.arch import x86
+from probelint.arch.x86 import decode as x86
 
 __all__ = ["FactStore", "FunctionFacts"]
 

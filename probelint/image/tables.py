@@ -16,9 +16,11 @@ import enum
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
+from probelint.image.version import table_layout_version
+
 if TYPE_CHECKING:
-    from probelint.image.kernel import Image
-    from probelint.image.version import KernelVersion
+    from probelint.image.kversion import KernelVersion
+    from probelint.image.view import KernelImage
 
 __all__ = ["NEWER_LAYOUTS", "TABLES", "Field", "Kind", "Table", "layout_for", "read_table"]
 
@@ -111,28 +113,16 @@ def layout_for(table: Table, version: KernelVersion | None) -> Table:
     return chosen
 
 
-def read_table(image: Image, table: Table, version: KernelVersion | None = None) -> list[dict[str, int]]:
+def read_table(image: KernelImage, table: Table, version: KernelVersion | None = None) -> list[dict[str, int]]:
     """Entries of `table` in `image` (empty if the image has no such table), in the layout of
     `version` (default: the version the image's banner or vermagic names)."""
     if version is None and table.name in NEWER_LAYOUTS:
-        from probelint.image.version import table_layout_version
-
         version = table_layout_version(image)
     table = layout_for(table, version)
-    if image.layout is None:
-        bounds = image.raw_symbol(table.start), image.raw_symbol(table.stop)
-        if bounds[0] is None or bounds[1] is None or bounds[1] <= bounds[0]:
-            return []
-        base = bounds[0]
-        data = image.read(base, bounds[1] - base)
-        targets: dict[int, int | None] = {}
-    else:
-        sec = image.elf.section(table.section)
-        if sec is None:
-            return []
-        base = image.section_address(sec)
-        data = image.elf.section_bytes(sec)
-        targets = image.relocations.targets(sec.index)
+    source = image.table_source(table.start, table.stop, table.section)
+    if source is None:
+        return []
+    base, data, targets = source
     entries = []
     for start in range(0, len(data) - table.entry_size + 1, table.entry_size):
         entry = {}
@@ -140,7 +130,7 @@ def read_table(image: Image, table: Table, version: KernelVersion | None = None)
             field_offset = start + f.offset
             (value,) = struct.unpack_from(_FORMATS[f.kind], data, field_offset)
             if f.kind in _POINTERS:
-                if image.layout is not None:
+                if targets is not None:  # a module's field: zero plus a relocation
                     value = targets.get(field_offset) or 0
                 elif f.kind is not Kind.ABS64:
                     value = (base + field_offset + value) & 0xFFFF_FFFF_FFFF_FFFF

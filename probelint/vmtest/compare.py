@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probelint.image.runtime import DEFAULT_PROFILE, CpuProfile
+from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 
 from .download import ensure_deb, ensure_debug_vmlinux, extract_members, kernel_abi, list_members
 from .runner import CRASH_ERRNO, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, run_probes_report
@@ -125,7 +125,7 @@ def probelint_verdicts(kernel: Kernel, specs: list[str]) -> list[PredictedVerdic
 
 
 def profile_for(cpu: str, cmdline: str = "") -> CpuProfile:
-    """The --cpu-profile measured on QEMU model `cpu` booted with `cmdline` (runtime._MODELS' qemu
+    """The --cpu-profile measured on QEMU model `cpu` booted with `cmdline` (arch/x86/cpu.py _MODELS' qemu
     field: the model, then the command-line options it needs), the most specific one that fits."""
     opts = set(cmdline.split())
     fits = [(len(words), p) for p in CpuProfile if (words := p.model.qemu.split())[0] == cpu and set(words[1:]) <= opts]
@@ -173,7 +173,7 @@ def run_comparison(
     runs = []
     for cpu in cpus:
         profile = profile_for(cpu, cmdline_extra)
-        kernel.set_profile(profile)
+        kernel = kernel.with_profile(profile)
         # one probe set per boot batch, as the kernel sees them (run_probes batches in order)
         step = max(1, batch_size) if phases is None else len(specs)
         predicted = [v for start in range(0, len(specs), step)

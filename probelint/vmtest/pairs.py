@@ -88,7 +88,7 @@ def run_pairs(pairs: list[Pair], kernel: Kernel, *, kernel_package: str = DEFAUL
     specs = [p.a for p in pairs] + [p.b for p in pairs]
     n = len(pairs)
     a_idx, b_idx = list(range(n)), list(range(n, 2 * n))
-    kernel.set_profile(profile_for(cpu))  # the return-site patching this CPU model gets
+    kernel = kernel.with_profile(profile_for(cpu))  # the boot-time patching this CPU model gets
     predicted = probelint.check(kernel, specs, hints="never")
     phases_by_order = {"A then B": [a_idx, b_idx], "B then A": [b_idx, a_idx], "together": [a_idx + b_idx]}
     out = []

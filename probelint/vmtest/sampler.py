@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import iced_x86
 
-from probelint.image.runtime import ALTINSTR_FLAG_INV, CpuProfile, feature_bits
+from probelint.arch.x86.cpu import CpuProfile, feature_bits
+from probelint.arch.x86.patching import ALTINSTR_FLAG_INV
 
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
@@ -477,7 +478,7 @@ class _Drawer:
         return out
 
     def exception_insn(self, k: int) -> list[Sample]:
-        from probelint.arch import x86
+        from probelint.arch.x86 import decode as x86
 
         out: list[Sample] = []
         for fn in self.scan():

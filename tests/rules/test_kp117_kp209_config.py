@@ -1,7 +1,6 @@
 """Rules decided by the kernel configuration (--config or inference)."""
 
 import probelint
-from probelint.image.version import with_config_file
 from tests.conftest import rules_fired
 
 SOURCE = """
@@ -17,10 +16,10 @@ FUNC f
 
 
 def kernel_with(build_kernel, dotconfig: str):
-    kernel = probelint.load_kernel([build_kernel(SOURCE)])
-    vmlinux = kernel.vmlinux
-    vmlinux.__dict__["config"] = with_config_file(vmlinux.config, dotconfig, "test.config")
-    return kernel
+    path = build_kernel(SOURCE)
+    config = path.with_name("test.config")
+    config.write_text(dotconfig)
+    return probelint.load_kernel([path], dotconfig=config)
 
 
 def test_without_kprobes_on_ftrace_or_optprobes(build_kernel):

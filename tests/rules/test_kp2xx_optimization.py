@@ -1,7 +1,7 @@
 """KP202-KP208: registers, but the kernel keeps an int3 probe (can_optimize and its window checks)."""
 
 import probelint
-from probelint.image.runtime import CpuProfile
+from probelint.arch.x86.cpu import CpuProfile
 from tests.conftest import rules_fired
 
 SOURCE = """
@@ -101,10 +101,11 @@ def test_branch_to_exactly_p_plus_5_blocks(lint):
 
 def test_cpu_profile_decides_return_sites(build_kernel):
     kernel = probelint.load_kernel([build_kernel(SOURCE)])
+    assert kernel.profile is CpuProfile.QEMU64 and kernel.vmlinux.profile is CpuProfile.QEMU64  # the default
     ret_inside = probelint.check(kernel, ["plain+5", "plain+0x12"])
     assert ret_inside[0].verdict.optimized
     assert ret_inside[1].verdict.errno == "EINVAL"  # int3 byte of a `ret; int3 x4` site
-    kernel.set_profile(CpuProfile.RETHUNK)
+    kernel = probelint.load_kernel([build_kernel(SOURCE)], profile=CpuProfile.RETHUNK)
     thunked = probelint.check(kernel, ["plain+5", "plain+0x12"])
     assert rules_fired(thunked[0]) == ["KP205"]  # jmp into the thunk area
     assert thunked[1].verdict.errno == "EILSEQ"  # inside the 5-byte jmp

@@ -1,0 +1,297 @@
+"""What a vmlinux (image/vmlinux.py) and a module (image/module.py) share: placed sections and
+the bytes in them, the kernel's special tables, and functions decoded from the live text of one
+CPU profile, fixed when the image is opened."""
+
+from __future__ import annotations
+
+import bisect
+import pickle
+from abc import ABC, abstractmethod
+from functools import cached_property
+
+from probelint.arch.x86 import decode as x86
+from probelint.arch.x86.cpu import CpuProfile
+from probelint.arch.x86.patching import patch_live_text
+from probelint.image.elf import ElfFile, ElfSection
+from probelint.image.facts import FactStore, FunctionFacts
+from probelint.image.function import Function
+from probelint.image.kallsyms import KSym, SymbolTable
+from probelint.image.kversion import KernelConfig
+from probelint.image.tables import TABLES, read_table
+from probelint.image.version import infer_config
+from probelint.image.view import KernelImage, TableSource
+
+__all__ = ["ImageBase"]
+
+
+class ImageBase(ABC):
+    """One ELF as the kernel holds it at run time, under `profile`."""
+
+    is_module: bool
+    name: str
+
+    def __init__(self, elf: ElfFile, profile: CpuProfile) -> None:
+        self.elf = elf
+        self.path = elf.path
+        self._profile = profile
+        # (start, end, section) of every allocated section, by address
+        placed = []
+        for sec in elf.sections:
+            if not sec.is_alloc or sec.size == 0:
+                continue
+            start = self._run_time_address(sec)
+            if start is not None:
+                placed.append((start, start + sec.size, sec))
+        placed.sort(key=lambda p: (p[0], p[1]))
+        self._placed = placed
+        self._starts = [p[0] for p in placed]
+        self._functions: dict[int, Function] = {}
+        self._facts: FactStore | None = None
+        self._tables: dict[str, list[dict[str, int]]] = {}
+        self._indexed_tables: dict[str, bytes] = {}
+        self._sites: dict[str, list[tuple[int, int]]] = {}
+
+    @property
+    def profile(self) -> CpuProfile:
+        """The CPU whose boot-time patching the live text has (given when the kernel is loaded)."""
+        return self._profile
+
+    # ------------------------------------------------------------------ what each kind defines
+
+    @abstractmethod
+    def _run_time_address(self, sec: ElfSection) -> int | None:
+        """Where an allocated section lives at run time; None if it is not kernel text or data."""
+
+    @abstractmethod
+    def section_address(self, sec: ElfSection) -> int: ...
+
+    @abstractmethod
+    def table_source(self, start: str, stop: str, section: str) -> TableSource | None:
+        """Where a special table lies: between the vmlinux's `start`/`stop` symbols, or a
+        module's `section`; None if the image has none."""
+
+    @property
+    @abstractmethod
+    def vmlinux(self) -> KernelImage | None:
+        """The vmlinux this image's code runs against: itself, or the one a module is loaded into."""
+
+    @property
+    @abstractmethod
+    def symbols(self) -> SymbolTable: ...
+
+    @property
+    @abstractmethod
+    def version(self) -> str | None:
+        """The kernel's banner (``Linux version 6.1.0-56-cloud-amd64 ...``), or a module's vermagic."""
+
+    @abstractmethod
+    def raw_symbol(self, name: str) -> int | None: ...
+
+    @abstractmethod
+    def is_ksym_addr(self, address: int) -> bool: ...
+
+    @abstractmethod
+    def is_core_text(self, address: int) -> bool:
+        """core_kernel_text() after boot / a module's core text (check_kprobe_address_safe)."""
+
+    @abstractmethod
+    def is_init_text(self, address: int) -> bool: ...
+
+    @abstractmethod
+    def has_init_symbol(self, name: str) -> bool:
+        """A symbol defined in init text, dropped from kallsyms after load."""
+
+    def _relocated(self, data: bytes, start: int, sec: ElfSection) -> bytes:
+        """`data` (from offset `start` of `sec`) with the relocations the loader applies."""
+        return data
+
+    # ------------------------------------------------------------------ shared
+
+    def marker(self, name: str) -> int | None:
+        return self.raw_symbol(name)
+
+    def table(self, name: str) -> list[dict[str, int]]:
+        """A kernel special section's entries (image/tables.py), read once."""
+        cached = self._tables.get(name)
+        if cached is None:
+            packed = self._indexed_tables.pop(name, None)
+            cached = pickle.loads(packed) if packed is not None else read_table(self, TABLES[name])
+            self._tables[name] = cached
+        return cached
+
+    @cached_property
+    def return_sites(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("return_sites"))
+
+    @cached_property
+    def retpoline_sites(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("retpoline_sites"))
+
+    @cached_property
+    def sealed_endbrs(self) -> list[int]:
+        return sorted(e["addr"] for e in self.table("ibt_endbr_seal"))
+
+    @cached_property
+    def paravirt_sites(self) -> list[tuple[int, int]]:
+        """(address, table index) of every paravirt patch site, by address."""
+        return sorted((e["instr"], i) for i, e in enumerate(self.table("parainstructions")))
+
+    @cached_property
+    def alternative_sites(self) -> list[tuple[int, int]]:
+        return sorted((e["instr"], i) for i, e in enumerate(self.table("alt_instructions")))
+
+    def pv_op(self, op_type: int) -> int | None:
+        """Target of pv_ops slot `op_type` as initialised in the vmlinux: 0 for _paravirt_nop,
+        None if unknown (no vmlinux, no pv_ops)."""
+        vmlinux = self.vmlinux
+        if vmlinux is None:
+            return None
+        base, nop = vmlinux.raw_symbol("pv_ops"), vmlinux.raw_symbol("_paravirt_nop")
+        if base is None:
+            return None
+        raw = vmlinux.read(base + 8 * op_type, 8)
+        if len(raw) != 8:
+            return None
+        target = int.from_bytes(raw, "little")
+        return 0 if target == nop else target
+
+    @cached_property
+    def extable(self) -> list[int]:
+        """Sorted faulting-instruction addresses of __ex_table (search_exception_tables)."""
+        return sorted({e["insn"] for e in self.table("ex_table")})
+
+    def in_extable(self, address: int) -> bool:
+        pos = bisect.bisect_left(self.extable, address)
+        return pos < len(self.extable) and self.extable[pos] == address
+
+    def reserved_sites(self, name: str) -> list[tuple[int, int]]:
+        """Sorted (start, end) of patched sites: jump labels (2 or 5 bytes), static calls (5)."""
+        cached = self._sites.get(name)
+        if cached is None:
+            if name == "jump_table":
+                ends = []
+                for e in self.table("jump_table"):
+                    code = e["code"]
+                    first = self.read(code, 1)
+                    ends.append((code, code + (2 if first in (b"\xeb", b"\x66") else 5)))
+            else:
+                ends = [(e["addr"], e["addr"] + 5) for e in self.table("static_call_sites")]
+            cached = self._sites[name] = sorted(ends)
+        return cached
+
+    def jump_label_target(self, code: int) -> int | None:
+        """The branch target of the jump-label site at `code` (`__jump_table` target field)."""
+        targets = self.__dict__.get("_jump_targets")
+        if targets is None:
+            targets = self.__dict__["_jump_targets"] = {e["code"]: e["target"] for e in self.table("jump_table")}
+        return targets.get(code)
+
+    def site_overlapping(self, name: str, start: int, end: int) -> int | None:
+        """First site of `name` overlapping [start, end), or None."""
+        sites = self.reserved_sites(name)
+        pos = bisect.bisect_left(sites, (start - 5, 0))
+        while pos < len(sites) and sites[pos][0] < end:
+            if sites[pos][1] > start:
+                return sites[pos][0]
+            pos += 1
+        return None
+
+    @cached_property
+    def bug_sites(self) -> frozenset[int]:
+        return frozenset(e["addr"] for e in self.table("bug_table"))
+
+    @cached_property
+    def ftrace_sites(self) -> list[int]:
+        """Sorted fentry call sites of a running kernel: __mcount_loc minus zero entries (skipped by
+        ftrace_process_locs) and init-text sites (freed by ftrace_free_init_mem after boot)."""
+        return sorted({e["addr"] for e in self.table("mcount_loc") if e["addr"] and not self.is_init_text(e["addr"])})
+
+    def ftrace_site_in(self, start: int, end: int) -> int | None:
+        """ftrace_location_range(start, end - 1): the first site whose 5 bytes overlap."""
+        sites = self.ftrace_sites
+        pos = bisect.bisect_left(sites, start - x86.MCOUNT_INSN_SIZE + 1)
+        return sites[pos] if pos < len(sites) and sites[pos] < end else None
+
+    def section_at(self, address: int) -> ElfSection | None:
+        pos = bisect.bisect_right(self._starts, address) - 1
+        while pos >= 0:
+            start, end, sec = self._placed[pos]
+            if start <= address < end:
+                return sec
+            if end <= address and pos > 0 and self._placed[pos - 1][1] <= address:
+                return None
+            pos -= 1
+        return None
+
+    def read(self, address: int, size: int) -> bytes:
+        """Bytes at `address`, as far as one section holds them (shorter at a section end)."""
+        sec = self.section_at(address)
+        if sec is None:
+            return b""
+        start = address - self.section_address(sec)
+        return self._relocated(self.elf.section_bytes(sec, start, min(size, sec.size - start)), start, sec)
+
+    @cached_property
+    def inferred_config(self) -> KernelConfig:
+        """Build options inferred from this image's symbols and sections (image/version.py)."""
+        return infer_config(self)
+
+    @property
+    def config(self) -> KernelConfig:
+        return self.inferred_config
+
+    def lookup(self, address: int) -> KSym | None:
+        if not self.is_ksym_addr(address):
+            return None
+        return self.symbols.lookup(address)
+
+    def function(self, sym: KSym, *, every_insn: bool = False) -> Function:
+        """The containing symbol decoded from its start (cached per image). Instructions are
+        decoded when read unless `every_insn` (a caller that reads them all keeps the walk's)."""
+        fn = self._functions.get(sym.address)
+        if fn is None:
+            # The last instruction may run past the symbol end: the kernel reads on.
+            file_code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
+            facts = self._facts.get(self.profile.cache_key, sym.address) if self._facts is not None else None
+            code = facts.live(file_code) if facts is not None else patch_live_text(self, sym.address, file_code,
+                                                                                   self.profile)
+            if facts is not None and not every_insn:
+                fn = Function(sym, facts, code)
+            else:
+                insns = []
+                for insn in x86.decode(code, sym.address):
+                    if insn.address >= sym.end:
+                        break
+                    insns.append(insn)
+                if facts is None:
+                    facts = FunctionFacts.of(insns, file_code, code)
+                    if self._facts is not None:
+                        self._facts.put(self.profile.cache_key, sym.address, facts)
+                # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
+                fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
+            self._functions[sym.address] = fn
+        return fn
+
+    def prefetch_functions(self, symbols: list[KSym]) -> None:
+        """Fetch the stored facts of the functions about to be read, in a few queries."""
+        if self._facts is not None:
+            self._facts.prefetch(self.profile.cache_key,
+                                 [s.address for s in symbols if s.address not in self._functions])
+
+    def forget_functions(self) -> None:
+        """Drop the decoded functions (a caller that visits each function once)."""
+        self._functions.clear()
+
+    def save_facts(self) -> None:
+        """Write the decode facts of the functions this process decoded (image/facts.py); also
+        done at exit, but forked workers leave without running exit handlers."""
+        if self._facts is not None:
+            self._facts.flush()
+
+    def describe(self, address: int) -> str:
+        """``SYM+0xOFF`` (``MOD:SYM+0xOFF`` in a module), or the bare address."""
+        sym = self.lookup(address)
+        if sym is None:
+            return f"{address:#x}"
+        prefix = f"{self.name}:" if self.is_module else ""
+        return f"{prefix}{sym.name}+{address - sym.address:#x}"

@@ -1,0 +1,127 @@
+"""A loadable module (.ko, ET_REL) laid out and symbolised the way the kernel does it.
+
+kernel/module/main.c `layout_sections`: core text is every SHF_ALLOC|SHF_EXECINSTR section
+whose name does not start with ``.init``, in section-header order, each aligned to its
+``sh_addralign``; with STRICT_MODULE_RWX the text size is rounded up to a page. Read-only data,
+ro-after-init and writable data follow in the same block (x86 has no separate data layout in
+6.1). The module's kallsyms after init (kernel/module/kallsyms.c `find_kallsyms_symbol`,
+`is_core_symbol`): defined, named symbols in allocated non-init sections; best = greatest value
+<= addr with ties going to the first in .symtab order; size = next greater value, capped at the
+end of core text.
+
+Addresses here are those of a module loaded at `MODULE_BASE`; the real load address changes from
+boot to boot, which is why probes in modules are reported as ``MOD:SYM+OFF``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import NamedTuple
+
+from probelint.image.elf import SHN_LORESERVE, SHN_UNDEF, ElfFile, ElfSection
+from probelint.image.kallsyms import KSym, SymbolTable, nm_type
+
+__all__ = ["MODULE_BASE", "ModuleLayout", "ModuleSymbols", "is_init_section", "layout_module"]
+
+MODULE_BASE = 0xFFFF_FFFF_C000_0000  # MODULES_VADDR on x86-64 without KASLR
+PAGE_SIZE = 4096
+
+# (required flags, forbidden flags) per pass, kernel/module/main.c layout_sections masks[]
+_SHF_ALLOC, _SHF_WRITE, _SHF_EXECINSTR, _SHF_RO_AFTER_INIT = 0x2, 0x1, 0x4, 0x00200000
+_PASSES = ((_SHF_EXECINSTR | _SHF_ALLOC, 0), (_SHF_ALLOC, _SHF_WRITE), (_SHF_RO_AFTER_INIT | _SHF_ALLOC, 0),
+           (_SHF_WRITE | _SHF_ALLOC, 0), (_SHF_ALLOC, 0))
+
+
+def is_init_section(name: str) -> bool:
+    """module_init_layout_section(): ``.init*`` (``.exit*`` stays: MODULE_UNLOAD=y)."""
+    return name.startswith(".init")
+
+
+def _align(value: int, align: int) -> int:
+    align = max(align, 1)
+    return (value + align - 1) // align * align
+
+
+class ModuleLayout(NamedTuple):
+    """Where each allocated section of the module lands (section index -> address)."""
+
+    section_address: dict[int, int]
+    text_start: int
+    text_end: int  # page-aligned end of core text: the cap on the last function's size
+    init_text_start: int
+    init_text_end: int
+
+
+def _place(elf: ElfFile, placed: dict[int, int], base: int, init: bool) -> tuple[int, int]:
+    """Place the init (or core) sections in layout_sections' pass order; returns (size, text size)."""
+    size = text_size = 0
+    for n, (need, forbid) in enumerate(_PASSES):
+        for sec in elf.sections:
+            if (sec.flags & need) != need or sec.flags & forbid or sec.index in placed:
+                continue
+            if is_init_section(sec.name) != init:
+                continue
+            size = _align(size, sec.align)
+            placed[sec.index] = base + size
+            size += sec.size
+        if not init:  # strict_align(): with STRICT_MODULE_RWX each core part ends on a page
+            size = _align(size, PAGE_SIZE)
+        if n == 0:
+            text_size = size
+    return size, text_size
+
+
+def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
+    placed: dict[int, int] = {}
+    core_size, core_text = _place(elf, placed, base, init=False)
+    init_base = _align(base + core_size, PAGE_SIZE)
+    _, init_text = _place(elf, placed, init_base, init=True)
+    return ModuleLayout(placed, base, base + core_text, init_base, init_base + init_text)
+
+
+class ModuleSymbols(SymbolTable):
+    """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`."""
+
+    def __init__(self, elf: ElfFile, layout: ModuleLayout) -> None:
+        self.layout = layout
+        entries = []
+        for sym in elf.symbols()[1:]:
+            if sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE or sym.shndx >= len(elf.sections):
+                continue
+            if not sym.name or sym.shndx not in layout.section_address:
+                continue
+            sec: ElfSection = elf.sections[sym.shndx]
+            if is_init_section(sec.name):
+                continue
+            entries.append((layout.section_address[sym.shndx] + sym.value, sym.index, sym.name, nm_type(sym, elf)))
+        # Sorted by address, then .symtab order: the first of equal values wins, as in the kernel.
+        entries.sort()
+        self.addresses = [e[0] for e in entries]
+        self.names = [e[2] for e in entries]
+        self.types = [e[3] for e in entries]
+        self._first_by_name: dict[str, tuple[int, int]] = {}
+        for pos, (_, index, name, _) in enumerate(entries):
+            best = self._first_by_name.get(name)
+            if best is None or index < best[0]:
+                self._first_by_name[name] = (index, pos)
+        self._index()
+
+    def lookup(self, address: int) -> KSym | None:
+        """find_kallsyms_symbol() for an address in the module's core text."""
+        lo, hi = self.layout.text_start, self.layout.text_end
+        sym = self._containing(address) if lo <= address < hi else None
+        return sym if sym is not None and sym.address >= lo else None
+
+    def _entry(self, pos: int) -> KSym:
+        start = self.addresses[pos]
+        nxt = bisect.bisect_right(self.addresses, start)
+        cap = self.layout.text_end
+        end = min(self.addresses[nxt], cap) if nxt < len(self.addresses) else cap
+        return KSym(self.names[pos], start, max(end - start, 0), self.types[pos])
+
+    def lookup_name(self, name: str) -> KSym | None:
+        found = self._first_by_name.get(name)
+        if found is None:
+            return None
+        sym = self._first_alias(found[1])
+        return KSym(name, sym.address, sym.size, self.types[found[1]])

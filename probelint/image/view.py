@@ -1,0 +1,59 @@
+"""What the readers of an image (special tables, blacklist, build options, boot-time patching)
+need from it, as a protocol: they import this, not the image classes, which import them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from probelint.image.elf import ElfFile, ElfSection
+    from probelint.image.kallsyms import KSym, SymbolTable
+    from probelint.image.kversion import KernelConfig
+
+__all__ = ["KernelImage", "TableSource"]
+
+# (address of the first byte, the bytes, pointer fields' relocation targets by offset; None when
+# the linker has already resolved them, as in a vmlinux)
+TableSource = tuple[int, bytes, dict[int, int | None] | None]
+
+
+class KernelImage(Protocol):
+    """A vmlinux (image/vmlinux.py) or a module (image/module.py) as loaded."""
+
+    elf: ElfFile
+    name: str
+    is_module: bool
+
+    @property
+    def vmlinux(self) -> KernelImage | None:
+        """The vmlinux this image's code runs against: itself, or the one a module is loaded into."""
+
+    @property
+    def symbols(self) -> SymbolTable: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def config(self) -> KernelConfig: ...
+    @property
+    def ftrace_sites(self) -> Sequence[int]: ...
+    @property
+    def return_sites(self) -> list[int]: ...
+    @property
+    def retpoline_sites(self) -> list[int]: ...
+    @property
+    def sealed_endbrs(self) -> list[int]: ...
+    @property
+    def paravirt_sites(self) -> list[tuple[int, int]]: ...
+    @property
+    def alternative_sites(self) -> list[tuple[int, int]]: ...
+
+    def raw_symbol(self, name: str) -> int | None: ...
+    def read(self, address: int, size: int) -> bytes: ...
+    def section_at(self, address: int) -> ElfSection | None: ...
+    def section_address(self, sec: ElfSection) -> int: ...
+    def table(self, name: str) -> list[dict[str, int]]: ...
+    def table_source(self, start: str, stop: str, section: str) -> TableSource | None: ...
+    def lookup(self, address: int) -> KSym | None: ...
+    def is_core_text(self, address: int) -> bool: ...
+    def pv_op(self, op_type: int) -> int | None: ...

@@ -1,0 +1,155 @@
+"""The vmlinux (ET_EXEC) as booted: its kallsyms, the linker-script markers that bound core and
+init text and the kernel's areas, its banner, and the whole-file facts kept in the build-id index."""
+
+from __future__ import annotations
+
+import pickle
+from array import array
+from functools import cached_property
+
+from probelint.arch.x86.cpu import CpuProfile
+from probelint.image.base import ImageBase
+from probelint.image.blacklist import Blacklist, vmlinux_areas
+from probelint.image.cache import IndexCache
+from probelint.image.elf import ElfFile, ElfSection
+from probelint.image.kallsyms import Kallsyms, NameMap, kallsyms_from_vmlinux
+from probelint.image.kversion import KernelConfig, with_config_file
+from probelint.image.view import TableSource
+from probelint.progress import progress
+
+__all__ = ["DotConfig", "Vmlinux"]
+
+DotConfig = tuple[str, str]  # (the text of a .config, where it came from)
+
+
+class Vmlinux(ImageBase):
+    """The kernel image proper; `dotconfig`'s options override the ones inferred from the image."""
+
+    is_module = False
+    name = "vmlinux"
+
+    def __init__(self, elf: ElfFile, profile: CpuProfile, cache: IndexCache | None = None,
+                 dotconfig: DotConfig | None = None) -> None:
+        super().__init__(elf, profile)
+        self._dotconfig = dotconfig
+        if cache is not None:
+            self._use_index(cache)
+
+    # Whole-file facts kept in the build-id index: what the rules consult, in compact form.
+    _INDEXED = ("_raw_symbols", "symbols", "ftrace_sites", "return_sites", "extable", "bug_sites", "blacklist",
+                "inferred_config", "sealed_endbrs")
+
+    def _use_index(self, cache: IndexCache) -> None:
+        """Take the whole-file facts from the build-id index, or compute and store them."""
+        build_id = self.elf.build_id()
+        self._facts = cache.fact_store(build_id)
+        data = cache.load(build_id)
+        if data is not None and all(name in data for name in (*self._INDEXED, "sites", "tables")):
+            self.__dict__.update({name: data[name] for name in self._INDEXED})
+            self._sites.update(data["sites"])
+            self._indexed_tables = data["tables"]
+            return
+        facts = {name: getattr(self, name) for name in progress(self._INDEXED, len(self._INDEXED),
+                                                                 f"indexing {self.path} (first run)", minimum=1)}
+        sites = {name: self.reserved_sites(name) for name in ("jump_table", "static_call_sites")}
+        # the tables live-text patching and jump-label targets read, each unpickled when first read
+        # (a warm run whose functions' live text is in the fact store reads none of the first two)
+        tables = {name: pickle.dumps(self.table(name), pickle.HIGHEST_PROTOCOL)
+                  for name in ("parainstructions", "alt_instructions", "jump_table")}
+        # sorted address lists stay arrays when loaded: bisected in place, never rebuilt int by int
+        facts.update({name: array("Q", facts[name]) for name in ("ftrace_sites", "return_sites", "extable")})
+        cache.store(build_id, {**facts, "sites": sites, "tables": tables})
+
+    def _run_time_address(self, sec: ElfSection) -> int | None:
+        # per-CPU data is linked at 0: it is not kernel text or data at run time
+        return sec.address or None
+
+    def section_address(self, sec: ElfSection) -> int:
+        return sec.address
+
+    @property
+    def vmlinux(self) -> Vmlinux:
+        return self
+
+    @cached_property
+    def symbols(self) -> Kallsyms:
+        return kallsyms_from_vmlinux(self.elf)
+
+    @cached_property
+    def _raw_symbols(self) -> NameMap:
+        """First defined .symtab value of each name whose value kallsyms does not give: linker-script
+        markers and table bounds, which the kernel uses directly whether or not kallsyms keeps them.
+        (Kept apart from kallsyms to keep the index small.)"""
+        out: dict[str, int] = {}
+        for s in self.elf.symbols():
+            if s.shndx != 0 and s.name:
+                out.setdefault(s.name, s.value)
+        symbols = self.symbols
+        # kallsyms_lookup_name() of every name at once (the first of equal names wins)
+        kallsyms = dict(zip(reversed(symbols.names), reversed(symbols.addresses), strict=True))
+        return NameMap({name: value for name, value in out.items() if kallsyms.get(name) != value})
+
+    def raw_symbol(self, name: str) -> int | None:
+        memo = self.__dict__.setdefault("_raw_memo", {})
+        if name not in memo:
+            value = self._raw_symbols.get(name)
+            memo[name] = value if value is not None else self.symbols.address_of(name)
+        return memo[name]
+
+    def table_source(self, start: str, stop: str, section: str) -> TableSource | None:
+        # bounds symbols, not section headers: __mcount_loc and _kprobe_blacklist are merged into .init.data
+        lo, hi = self.raw_symbol(start), self.raw_symbol(stop)
+        if lo is None or hi is None or hi <= lo:
+            return None
+        return lo, self.read(lo, hi - lo), None
+
+    @cached_property
+    def config(self) -> KernelConfig:
+        if self._dotconfig is None:
+            return self.inferred_config
+        return with_config_file(self.inferred_config, *self._dotconfig)
+
+    @cached_property
+    def thunk_range(self) -> tuple[int, int] | None:
+        """[__indirect_thunk_start, __indirect_thunk_end] (6.1 + RETPOLINE)."""
+        lo, hi = self.raw_symbol("__indirect_thunk_start"), self.raw_symbol("__indirect_thunk_end")
+        return (lo, hi) if lo is not None and hi is not None else None
+
+    @cached_property
+    def blacklist(self) -> Blacklist:
+        return Blacklist(self, vmlinux_areas(self))
+
+    @cached_property
+    def version(self) -> str | None:
+        banner = self.raw_symbol("linux_banner")
+        if banner is None:
+            return None
+        text = self.read(banner, 512).split(b"\0", 1)[0]
+        return text.decode(errors="replace").strip() or None
+
+    def has_init_symbol(self, name: str) -> bool:
+        """Init symbols of the vmlinux stay in kallsyms (KALLSYMS_ALL): none is dropped."""
+        return False
+
+    def is_ksym_addr(self, address: int) -> bool:
+        """kernel/kallsyms.c is_ksym_addr() with KALLSYMS_ALL."""
+        (lo, hi), (init_lo, init_hi) = self._ksym_ranges
+        return lo <= address < hi or init_lo <= address < init_hi
+
+    @cached_property
+    def _ksym_ranges(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """[_stext, _end) and [__init_begin, __init_end); an unknown bound makes its range empty."""
+        def bounds(lo: int | None, hi: int | None) -> tuple[int, int]:
+            return (lo, hi) if lo is not None and hi is not None else (0, 0)
+
+        return (bounds(self.marker("_stext"), self.marker("_end")),
+                bounds(self.marker("__init_begin"), self.marker("__init_end")))
+
+    def is_core_text(self, address: int) -> bool:
+        """core_kernel_text() after boot."""
+        stext, etext = self.marker("_stext"), self.marker("_etext")
+        return stext is not None and etext is not None and stext <= address < etext
+
+    def is_init_text(self, address: int) -> bool:
+        lo, hi = self.marker("_sinittext"), self.marker("_einittext")
+        return lo is not None and hi is not None and lo <= address < hi
