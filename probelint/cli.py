@@ -115,7 +115,8 @@ def _read_probe_file(path: str) -> str:
         if path == "-":
             text = sys.stdin.read(MAX_PROBE_FILE + 1)
         else:
-            with open(path, encoding="utf-8", errors="strict") as fh:
+            # newline="": the text as stored (CRLF kept), so that --fix rewrites what was read
+            with open(path, encoding="utf-8", errors="strict", newline="") as fh:
                 text = fh.read(MAX_PROBE_FILE + 1)
         if len(text) > MAX_PROBE_FILE:
             raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
@@ -387,20 +388,21 @@ def _run(args: argparse.Namespace) -> int:
     selected -= _rule_ids(config.ignore, config.source or "--ignore")
     _rule_ids(list(config.severity), config.source or "severity")
 
-    parsed = _read_sources(probe_files, args.source_type)
+    texts = _probe_texts(probe_files)
+    parsed = _parse_sources(texts, args.source_type)
     images += _module_images(args, images, parsed)
     groups = _kernels(images)
     if len(groups) == 1:
-        fixing = (args.fix or args.unsafe_fixes) and not args.diff
-        applied = 0
-        for _ in range(5):  # as ruff does: fix, check again, until nothing is left to fix
-            failed, output, count = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
-            applied += count
-            if not fixing or not count:
-                break
-            parsed = _read_sources(probe_files, args.source_type)
-        if fixing:
-            print(f"probelint: applied {applied} fix{'es' if applied != 1 else ''}", file=sys.stderr)
+        if args.fix or args.unsafe_fixes or args.diff:
+            from probelint import fixes
+
+            failed, output = fixes.fix_files(
+                texts, lambda now: _check_kernel(args, config, frozenset(selected), groups[0],
+                                                 _parse_sources(now, args.source_type)),
+                kind=None if args.source_type == "auto" else args.source_type, unsafe=args.unsafe_fixes,
+                diff=args.diff)
+        else:
+            failed, output, _ = _check_kernel(args, config, frozenset(selected), groups[0], parsed)
         sys.stdout.write(output)
         return 1 if failed else 0
     if args.format not in ("text", "json"):
@@ -414,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(groups[1][0], "--fix/--diff take one kernel per run")
     with concurrent.futures.ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1),
                                                 mp_context=multiprocessing.get_context("fork")) as pool:
-        outcomes = [(failed, out) for failed, out, _ in pool.map(_check_kernel_job, jobs)]
+        outcomes = list(pool.map(_check_kernel_job, jobs))
     if args.format == "json":
         import json
 
@@ -458,14 +460,15 @@ def _is_module_file(path: str) -> bool:
 Job = tuple[argparse.Namespace, "Config", frozenset[str], list[str], list[object]]
 
 
-def _check_kernel_job(job: Job) -> tuple[bool, str, int]:
-    return _check_kernel(*job)
+def _check_kernel_job(job: Job) -> tuple[bool, str]:
+    failed, output, _ = _check_kernel(*job)
+    return failed, output
 
 
 def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[str], images: list[str],
-                  parsed: list[object]) -> tuple[bool, str, int]:
+                  parsed: list[object]) -> tuple[bool, str, list[ProbeResult]]:
     """Check the probes against one kernel: (any finding at or above the fail level, rendered
-    output, fixes applied to the probe files)."""
+    output, the results)."""
     from probelint import load_kernel
     from probelint.engine import check_probes
     from probelint.readers import annotate_globs
@@ -496,14 +499,7 @@ def _check_kernel(args: argparse.Namespace, config: Config, selected: frozenset[
         result.findings = [f._replace(severity=config.severity.get(f.rule, f.severity))
                            for f in result.findings]
     failed = any(f.severity >= config.fail_level for r in results for f in r.findings)
-    count = 0
-    if args.fix or args.unsafe_fixes or args.diff:
-        from probelint import fixes
-
-        count, diff = fixes.apply(fixes.collect(results, unsafe=args.unsafe_fixes), diff=args.diff)
-        if args.diff:
-            return failed, diff, 0
-    return failed, _render(args, kernel, results), count
+    return failed, _render(args, kernel, results), results
 
 
 def _resolved_sources(kernel: Kernel, parsed: list[object], lines_cache: IndexCache | None) -> tuple[list, dict]:
@@ -516,17 +512,31 @@ def _resolved_sources(kernel: Kernel, parsed: list[object], lines_cache: IndexCa
 
 def _read_sources(paths: list[str], source_type: str) -> list[object]:
     """Every probe of the probe files and directories, in order: one set."""
-    from probelint.readers import extract, tree_files
+    return _parse_sources(_probe_texts(paths), source_type)
+
+
+def _probe_texts(paths: list[str]) -> dict[str, str]:
+    """The text of each probe file named or in a directory named, in order, each file once
+    however often it is named (FILE FILE, DIR and DIR/FILE, a symlink and its target): read
+    twice, each of its probes would be a duplicate of itself."""
+    from probelint.readers import tree_files
+
+    files = [str(f) for p in paths for f in (tree_files(Path(p)) if p != "-" and os.path.isdir(p) else [p])]
+    texts: dict[str, str] = {}
+    seen: set[str] = set()
+    for file in files:
+        real = file if file == "-" else os.path.realpath(file)
+        if real not in seen:
+            seen.add(real)
+            texts[file] = _read_probe_file(file)
+    return texts
+
+
+def _parse_sources(texts: dict[str, str], source_type: str) -> list[object]:
+    from probelint.readers import extract
 
     kind = None if source_type == "auto" else source_type
-    out: list[object] = []
-    for path in paths:
-        if path != "-" and os.path.isdir(path):
-            for file in tree_files(Path(path)):
-                out += extract(str(file), _read_probe_file(str(file)), kind)
-        else:
-            out += extract(path, _read_probe_file(path), kind)
-    return out
+    return [probe for path, text in texts.items() for probe in extract(path, text, kind)]
 
 
 def _module_images(args: argparse.Namespace, images: list[str], parsed: list[object]) -> list[str]:

@@ -303,19 +303,30 @@ def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> P
 
 
 def _duplicates(results: list[ProbeResult], select: frozenset[str] | None) -> None:
-    """KP409: a probe the set already has (same image, address and kind): the kernel aggregates it."""
-    seen: dict[tuple[int, int, bool], ProbeResult] = {}
+    """KP409: a probe the set already has (same image, address and kind): the kernel aggregates it.
+
+    Only a duplicate within one file offers a fix, and an unsafe one (removing it stops its
+    handler running for that probe): the files of one run are often independent programs, and a
+    probe must not leave one file because another has it."""
+    if not _wanted("KP409", select):
+        return
+    first_in_set: dict[tuple[int, int, bool], ProbeResult] = {}
+    first_in_file: dict[tuple[int, int, bool, str], ProbeResult] = {}
     for result in results:
         ctx = result.context
         if ctx is None or ctx.image is None or ctx.address is None or not result.verdict.registers:
             continue
         key = (id(ctx.image), ctx.address, ctx.spec.is_return)
-        first = seen.setdefault(key, result)
-        if first is not result and _wanted("KP409", select):
-            result.findings.append(Finding(
-                "KP409", all_rules()["KP409"].severity,
-                f"{ctx.where()} is already probed at {first.spec.location}: the kernel aggregates both on one "
-                f"kprobe", ctx.spec.location, fix=Fix("", True, "remove the duplicate line", remove_line=True)))
+        first = first_in_set.setdefault(key, result)
+        same_file = first_in_file.setdefault((*key, ctx.spec.location.file), result)
+        if first is result:
+            continue
+        earlier = same_file if same_file is not result else first
+        fix = Fix("", False, "remove the duplicate probe", remove=True) if same_file is not result else None
+        result.findings.append(Finding(
+            "KP409", all_rules()["KP409"].severity,
+            f"{ctx.where()} is already probed at {earlier.spec.location}: the kernel aggregates both on one "
+            f"kprobe", ctx.spec.location, fix=fix))
 
 
 def _apply_suppressions(result: ProbeResult, select: frozenset[str] | None) -> None:
