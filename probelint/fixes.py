@@ -46,6 +46,7 @@ MAX_PASSES = 5  # as ruff does: fix, check again, until nothing is left to fix
 _BPFTRACE_PREFIX = re.compile(r"(?<![\w$@])(?:kprobe|kretprobe|kr|k):$")
 _LIST_SEPARATOR_BEFORE = re.compile(r",[ \t]*$")
 _LIST_SEPARATOR_AFTER = re.compile(r"[ \t]*,[ \t]*")
+_TOKEN_CHAR = re.compile(r"[\w.$+%]")  # a character the token would go on with: it is not the one checked
 
 Check = Callable[[dict[str, str]], tuple[bool, str, "list[ProbeResult]"]]
 
@@ -75,7 +76,7 @@ def _split_lines(text: str) -> list[str]:
     """The lines of `text` with their "\\n" (the last one without): the readers' notion of line,
     not `str.splitlines`, which also breaks at \\f, \\v, \\r, \\x1c-\\x1e, \\x85, \\u2028..."""
     parts = text.split("\n")
-    return [part + "\n" for part in parts[:-1]] + [parts[-1]]
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def _removal(line: str, start: int, end: int, kind: str) -> tuple[int, int] | None:
@@ -128,7 +129,8 @@ class _File:
             if not 0 <= index < len(self.lines):
                 continue
             line, end = self.lines[index], start + len(edit.old)
-            if start < 0 or line[start:end] != edit.old or "\n" in line[start:end]:
+            if start < 0 or line[start:end] != edit.old or _TOKEN_CHAR.match(line, end) or (
+                    start and _TOKEN_CHAR.match(line, start - 1)):
                 continue  # the file no longer says what was checked
             if edit.fix.remove:
                 span = _removal(line, start, end, self.kind)

@@ -114,3 +114,35 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"probelint: error: {probes}: cannot rewrite:")
     assert os.listdir(tmp_path) == ["p.txt"] and probes.read_text() == text
+
+
+def test_lines_end_at_newline_only_and_stale_text_is_left():
+    from probelint.findings import Fix
+    from probelint.fixes import Edit, rewrite
+
+    octal = Fix("demo_write+0x8", True, "hex")
+    text = "a\r\n\f b \v\x1c\x1d\x1e\x85\u2028\u2029c\r\nkprobe:demo_write+010 { }\r\n"
+    assert rewrite(text, [Edit(3, 8, "demo_write+010", octal)], "bpftrace") == (text.replace("+010", "+0x8"), 1)
+    # the text at the location is no longer what was checked: nothing is touched
+    assert rewrite(text, [Edit(2, 8, "demo_write+010", octal)], "bpftrace") == (text, 0)
+    assert rewrite(text, [Edit(3, 8, "demo_write+01", octal)], "bpftrace") == (text, 0)
+    assert rewrite(text, [Edit(3, 9, "emo_write+010", octal)], "bpftrace") == (text, 0)
+
+
+def test_removing_a_duplicate_keeps_the_syntax():
+    from probelint.findings import Fix
+    from probelint.fixes import Edit, rewrite
+
+    remove = Fix("", False, "remove the duplicate probe", remove=True)
+
+    def without(text, line, column, old, kind="bpftrace"):
+        return rewrite(text, [Edit(line, column, old, remove)], kind)[0]
+
+    assert without("kprobe:a, kprobe:a { }\n", 1, 18, "a") == "kprobe:a { }\n"
+    assert without("kprobe:a { } kprobe:a, kprobe:b { }\n", 1, 21, "a") == "kprobe:a { } kprobe:b { }\n"
+    assert without("kprobe:a { }\nkprobe:a { }\n", 2, 8, "a") == "kprobe:a { }\nkprobe:a { }\n"
+    assert without("kprobe:b,\n  kprobe:a,\nkprobe:c\n{ }\n", 2, 10, "a") == "kprobe:b,\nkprobe:c\n{ }\n"
+    assert without('SEC("kprobe/a")\nint f(void) { return 0; }\n', 1, 13, "a", "libbpf").startswith('SEC("kprobe/a")')
+    assert without("echo 'p:e a' >> kprobe_events\n", 1, 11, "a", "shell") == "echo 'p:e a' >> kprobe_events\n"
+    assert without("b\na   # again\n", 2, 1, "a", "list") == "b\n"
+    assert without("b\np:ev a %di\n", 2, 6, "a", "list") == "b\np:ev a %di\n"  # an event definition, not only a probe
