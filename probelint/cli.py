@@ -68,10 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="how to read probe files: probe list, bpftrace script, libbpf BPF C, shell script, SystemTap "
                         "(default: by extension and content); directories are walked for .bt/.bpf.c/.sh/.stp files")
     p.add_argument("--fix", action="store_true",
-                   help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex, "
-                        "duplicates removed)")
+                   help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex)")
     p.add_argument("--unsafe-fixes", action="store_true",
-                   help="also apply fixes that move probes (to the nearest offset that registers or is optimized)")
+                   help="also apply fixes that move probes (to the nearest offset that registers or is optimized) "
+                        "or remove a probe its file already has")
     p.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     p.add_argument("--hints", choices=("auto", "always", "never"), default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
