@@ -140,13 +140,11 @@ class _File:
                 replacement = ""
             else:
                 cut_from, cut_to, replacement = start, end, edit.fix.replacement
-            columns = self.changed[self.origin[index]]
-            count += start + 1 not in columns
-            columns.discard(start + 1)
-            shift = len(replacement) - (cut_to - cut_from)
-            self.changed[self.origin[index]] = {c + shift if c > cut_to else c for c in columns}
-            if not edit.fix.remove:
-                self.changed[self.origin[index]].add(start + 1)
+            origin, column = self.origin[index], start + 1
+            count += column not in self.changed[origin]
+            shift = len(replacement) - (cut_to - cut_from)  # for the changed tokens after it on the line
+            after = {c + shift if c > cut_to else c for c in self.changed[origin] - {column}}
+            self.changed[origin] = after if edit.fix.remove else after | {column}
             self.lines[index] = line[:cut_from] + replacement + line[cut_to:]
             if not self.lines[index]:
                 removed.append(index)
