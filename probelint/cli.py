@@ -25,6 +25,7 @@ from probelint.findings import Severity
 from probelint.readers import KINDS
 
 if TYPE_CHECKING:
+    from probelint.checks import ProbeResult
     from probelint.config import Config
     from probelint.image.kernel import Kernel
     from probelint.pipeline import Report
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fix", action="store_true",
                    help="apply safe fixes to the probe files (addresses as SYM+OFF, octal offsets in hex)")
     p.add_argument("--unsafe-fixes", action="store_true",
-                   help="also apply fixes that move probes (to the nearest offset that registers or is optimized)")
+                   help="also apply fixes that move probes (to the nearest offset that registers or is optimized) "
+                        "or remove a probe its file already has")
     p.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     p.add_argument("--hints", choices=HINTS, default="auto",
                    help="suggest the nearest offsets that register / are optimized (auto: up to 500 probes)")
@@ -352,21 +354,20 @@ def _run(args: argparse.Namespace) -> int:
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
     config.selected()  # an unknown rule id in select/ignore is an error before any work
-    from probelint.pipeline import read_sources
+    from probelint.pipeline import parse_texts, read_texts
 
-    parsed = read_sources(probe_files, config.source_type)
+    texts = read_texts(probe_files)
+    parsed = parse_texts(texts, config.source_type)
     groups = _kernels(images)
     if len(groups) == 1:
-        fixing = (args.fix or args.unsafe_fixes) and not args.diff
-        applied = 0
-        for _ in range(5):  # as ruff does: fix, check again, until nothing is left to fix
-            failed, output, count = _check_kernel(args, config, groups[0], parsed)
-            applied += count
-            if not fixing or not count:
-                break
-            parsed = read_sources(probe_files, config.source_type)
-        if fixing:
-            print(f"probelint: applied {applied} fix{'es' if applied != 1 else ''}", file=sys.stderr)
+        if args.fix or args.unsafe_fixes or args.diff:
+            from probelint import fixes
+
+            failed, output = fixes.fix_files(
+                texts, lambda now: _check_kernel(args, config, groups[0], parse_texts(now, config.source_type)),
+                kind=config.source_type, unsafe=args.unsafe_fixes, diff=args.diff)
+        else:
+            failed, output, _ = _check_kernel(args, config, groups[0], parsed)
         sys.stdout.write(output)
         return 1 if failed else 0
     if args.format not in ("text", "json"):
@@ -380,7 +381,7 @@ def _run(args: argparse.Namespace) -> int:
     jobs = [(args, config, group, parsed) for group in groups]
     with concurrent.futures.ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1),
                                                 mp_context=multiprocessing.get_context("fork")) as pool:
-        outcomes = [(failed, out) for failed, out, _ in pool.map(_check_kernel_job, jobs)]
+        outcomes = list(pool.map(_check_kernel_job, jobs))
     if args.format == "json":
         import json
 
@@ -423,28 +424,22 @@ def _is_module_file(path: str) -> bool:
 Job = tuple[argparse.Namespace, "Config", list[str], list["Parsed"]]
 
 
-def _check_kernel_job(job: Job) -> tuple[bool, str, int]:
-    return _check_kernel(*job)
+def _check_kernel_job(job: Job) -> tuple[bool, str]:
+    failed, output, _ = _check_kernel(*job)
+    return failed, output
 
 
 def _check_kernel(args: argparse.Namespace, config: Config, images: list[str],
-                  parsed: list[Parsed]) -> tuple[bool, str, int]:
+                  parsed: list[Parsed]) -> tuple[bool, str, list[ProbeResult]]:
     """Check the probes against one kernel: (any finding at or above the fail level, rendered
-    output, fixes applied to the probe files)."""
+    output, the results)."""
     from probelint.pipeline import load, run
 
     kernel = load(config, images, parsed)
     if args.verbose:
         _describe_kernel(kernel)
     report = run(config, kernel, parsed)
-    count = 0
-    if args.fix or args.unsafe_fixes or args.diff:
-        from probelint import fixes
-
-        count, diff = fixes.apply(fixes.collect(report.results, unsafe=args.unsafe_fixes), diff=args.diff)
-        if args.diff:
-            return report.failed, diff, 0
-    return report.failed, _render(args, report), count
+    return report.failed, _render(args, report), report.results
 
 
 def _describe_kernel(kernel: Kernel) -> None:

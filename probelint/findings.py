@@ -43,15 +43,17 @@ class Location(NamedTuple):
 
 
 class Fix(NamedTuple):
-    """A rewrite of the probe token (or removal of its line) that `--fix` can apply.
+    """A rewrite of the probe token (or its removal) that `--fix` can apply (`probelint.fixes`).
 
     Safe fixes keep what the probe observes (an address spelled as SYM+OFF, an octal offset in
-    hex, a duplicate removed); unsafe ones move the probe and are applied with --unsafe-fixes."""
+    hex); unsafe ones, applied with --unsafe-fixes, change it: a probe moved, a duplicate removed
+    (its handler no longer runs for that probe)."""
 
-    replacement: str  # the new probe token ("" with remove_line)
+    replacement: str  # the new probe token ("" with remove)
     safe: bool
     description: str
-    remove_line: bool = False
+    # take the token out with its list separator, where the file's syntax allows (never code)
+    remove: bool = False
 
 
 class Finding(NamedTuple):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from probelint.image.kernel import Kernel
     from probelint.readers import Parsed
 
-__all__ = ["Counts", "Report", "load", "read_sources", "run"]
+__all__ = ["Counts", "Report", "load", "parse_texts", "read_probe_file", "read_sources", "read_texts", "run"]
 
 MAX_PROBE_FILE = 64 << 20  # a probe list is text written by people: refuse anything absurd
 
@@ -145,16 +145,32 @@ def _module_images(config: Config, images: list[str], sources: Sequence[Parsed])
 
 def read_sources(paths: Sequence[str | Path], source_type: str | None = None) -> list[Parsed]:
     """Every probe of the probe files and directories, in order: one set."""
-    from probelint.readers import extract, tree_files
+    return parse_texts(read_texts(paths), source_type)
 
-    out: list[Parsed] = []
-    for path in map(str, paths):
-        if path != "-" and os.path.isdir(path):
-            for file in tree_files(Path(path)):
-                out += extract(str(file), read_probe_file(str(file)), source_type)
-        else:
-            out += extract(path, read_probe_file(path), source_type)
-    return out
+
+def read_texts(paths: Sequence[str | Path]) -> dict[str, str]:
+    """The text of each probe file named or in a directory named, in order, each file once
+    however often it is named (FILE FILE, DIR and DIR/FILE, a symlink and its target): read
+    twice, each of its probes would be a duplicate of itself."""
+    from probelint.readers import tree_files
+
+    names = [str(p) for p in paths]
+    files = [str(f) for p in names for f in (tree_files(Path(p)) if p != "-" and os.path.isdir(p) else [p])]
+    texts: dict[str, str] = {}
+    seen: set[str] = set()
+    for file in files:
+        real = file if file == "-" else os.path.realpath(file)
+        if real not in seen:
+            seen.add(real)
+            texts[file] = read_probe_file(file)
+    return texts
+
+
+def parse_texts(texts: dict[str, str], source_type: str | None = None) -> list[Parsed]:
+    """The probes of each file's text (by path), read as its kind says."""
+    from probelint.readers import extract
+
+    return [probe for path, text in texts.items() for probe in extract(path, text, source_type)]
 
 
 def read_probe_file(path: str) -> str:
@@ -163,7 +179,8 @@ def read_probe_file(path: str) -> str:
         if path == "-":
             text = sys.stdin.read(MAX_PROBE_FILE + 1)
         else:
-            with open(path, encoding="utf-8", errors="strict") as fh:
+            # newline="": the text as stored (CRLF kept), so that --fix rewrites what was read
+            with open(path, encoding="utf-8", errors="strict", newline="") as fh:
                 text = fh.read(MAX_PROBE_FILE + 1)
         if len(text) > MAX_PROBE_FILE:
             raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")

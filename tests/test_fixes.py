@@ -28,6 +28,7 @@ def test_safe_fixes_keep_what_is_observed(tmp_path):
         "demo_read+0x9      # demo_read+0x9 by address\n"
         "demo_read+0x7           # mid-instruction\n"
         "demo_write+0x6\n"
+        "demo_write+0x6          # duplicate\n"  # removing it changes what runs: an unsafe fix
     )
 
 
@@ -58,4 +59,5 @@ def test_fix_carrying_rules():
     assert [f.rule for f in address.findings] == ["KP408"] and address.findings[0].fix.safe
     assert address.findings[0].fix.replacement == "demo_read+0x9"
     assert "KP409" in [f.rule for f in duplicate.findings]
-    assert next(f for f in duplicate.findings if f.rule == "KP409").fix.remove_line
+    duplicate_fix = next(f for f in duplicate.findings if f.rule == "KP409").fix
+    assert duplicate_fix.remove and not duplicate_fix.safe

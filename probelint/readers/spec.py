@@ -202,7 +202,9 @@ def _parse_event_line(
 
 
 def parse_text(text: str, file: str) -> Iterator[ProbeSpec | ParseProblem]:
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # lines end at "\n" only, as the other readers and --fix count them (not str.splitlines:
+    # a form feed or U+2028 inside a line must not shift the lines after it)
+    for lineno, line in enumerate(text.split("\n"), 1):
         parsed = parse_line(line, file, lineno)
         if parsed is not None:
             yield parsed
