@@ -14,42 +14,27 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from probelint._version import __version__
+
 __all__ = ["Config", "__version__", "check", "load_config", "load_kernel"]
 
 if TYPE_CHECKING:
-    from probelint.arch.x86.cpu import CpuProfile
-    from probelint.image.kernel import Kernel
+    from probelint.config import Config, load_config
+    from probelint.image.kernel import Kernel, load_kernel
     from probelint.pipeline import Report
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Config", "load_config"):  # imported on use: a warm run needs neither
+    # imported on use: a warm run needs no config module, and the image model is loaded by the run
+    if name in ("Config", "load_config"):
         from probelint import config
 
         return getattr(config, name)
+    if name == "load_kernel":
+        from probelint.image.kernel import load_kernel
+
+        return load_kernel
     raise AttributeError(name)
-
-
-def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,
-                dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
-    """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
-    (default: `probelint.arch.x86.cpu.DEFAULT_PROFILE`). `dotconfig`: the kernel's .config, whose
-    options override those inferred from the vmlinux. With `cache`, whole-file facts are kept in a
-    build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
-    from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
-    from probelint.errors import InputError
-    from probelint.image.cache import IndexCache, default_cache_dir
-    from probelint.image.kernel import Kernel
-
-    config_text = None
-    if dotconfig is not None:
-        try:
-            config_text = (Path(dotconfig).read_text(errors="replace"), str(dotconfig))
-        except OSError as exc:
-            raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
-    index = IndexCache(cache_dir or default_cache_dir()) if cache else None
-    return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)
 
 
 def check(images: Sequence[str | Path] | Kernel, probes: Iterable[str] = (), *, files: Sequence[str | Path] = (),

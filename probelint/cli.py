@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from probelint import __version__
+from probelint._version import __version__
 from probelint.arch.x86.cpu import PROFILE_NAMES, CpuProfile
 from probelint.config import HINTS
 from probelint.errors import InputError

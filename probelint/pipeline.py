@@ -105,7 +105,7 @@ def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence
 def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed] = ()) -> Kernel:
     """The kernel as `config` describes it (CPU profile, .config, cache), with the modules that
     `MOD:SYM` probes and `config.loaded` name found beside it."""
-    from probelint import load_kernel
+    from probelint.image.kernel import load_kernel
 
     paths = [str(p) for p in images]
     return load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,

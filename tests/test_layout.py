@@ -10,23 +10,10 @@ import sys
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 from tests.conftest import DEMO, ROOT
 
 PACKAGE = ROOT / "probelint"
-
-# Found when this test was written; the layout rework in progress removes them, and the xfail goes
-# once its branches are merged.
-CYCLES_BEFORE_THE_REWORK = """
-probelint -> probelint.engine -> probelint.checks -> probelint.image.kernel -> probelint.image.cache -> probelint
-probelint -> probelint.image.cache -> probelint
-probelint.engine -> probelint.interference -> probelint.engine
-probelint.image.blacklist -> probelint.image.kernel -> probelint.image.blacklist
-probelint.image.kernel -> probelint.image.runtime -> probelint.image.kernel
-probelint.image.kernel -> probelint.image.tables -> probelint.image.kernel
-probelint.image.kernel -> probelint.image.version -> probelint.image.kernel
-"""
 
 
 def _module_name(path: Path) -> str:
@@ -90,7 +77,6 @@ def test_graph_sees_every_kind_of_import():
     assert cycles(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])) == [["a", "b", "c", "a"]]
 
 
-@pytest.mark.xfail(strict=False, reason="import cycles being removed by the layout rework:" + CYCLES_BEFORE_THE_REWORK)
 def test_no_import_cycle():
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(loop) for loop in found)

@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from probelint import __version__
+from probelint._version import __version__
 from probelint.image.facts import FactStore
 
 __all__ = ["IndexCache", "default_cache_dir"]

@@ -123,3 +123,21 @@ def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: i
     """One image on its own: a module is not loaded into any vmlinux."""
     elf = ElfFile(path)
     return Module(elf, profile, None, module_slot) if elf.is_relocatable else Vmlinux(elf, profile, cache)
+
+
+def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,
+                dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
+    """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
+    (default: `probelint.arch.x86.cpu.DEFAULT_PROFILE`). `dotconfig`: the kernel's .config, whose
+    options override those inferred from the vmlinux. With `cache`, whole-file facts are kept in a
+    build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
+    from probelint.image.cache import default_cache_dir
+
+    config_text = None
+    if dotconfig is not None:
+        try:
+            config_text = (Path(dotconfig).read_text(errors="replace"), str(dotconfig))
+        except OSError as exc:
+            raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
+    index = IndexCache(cache_dir or default_cache_dir()) if cache else None
+    return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)

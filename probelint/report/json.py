@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from probelint import __version__
+from probelint._version import __version__
 from probelint.checks import ProbeResult
 from probelint.pipeline import Report
 from probelint.readers.spec import ParseProblem

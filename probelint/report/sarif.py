@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from probelint import __version__
+from probelint._version import __version__
 from probelint.checks import all_rules
 from probelint.findings import Severity
 from probelint.pipeline import Report
