@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from probelint.findings import Location
 
-__all__ = ["ParseProblem", "PerfPoint", "ProbeSpec", "parse_line", "parse_text"]
+__all__ = ["ParseProblem", "Parsed", "PerfPoint", "ProbeSpec", "SourceLineProbe", "parse_line", "parse_text"]
 
 UINT_MAX = 0xFFFF_FFFF
 KRETPROBE_MAXACTIVE_MAX = 4096  # kernel/trace/trace_kprobe.c
@@ -79,6 +79,18 @@ class ParseProblem(NamedTuple):
     message: str
     unsupported: bool = False  # valid syntax probelint cannot check yet (KP407), not a mistake (KP001)
 
+
+class SourceLineProbe(NamedTuple):
+    """A probe point placed through the kernel's DWARF (perf's source lines and functions,
+    SystemTap's ``kernel.function`` and ``kernel.statement``): resolved with perf's model."""
+
+    text: str  # the probe token as written
+    location: Location
+    point: PerfPoint
+    tool: str = "perf"  # whose probe it is, for the messages
+
+
+Parsed = ProbeSpec | ParseProblem | SourceLineProbe  # what a reader gives for each probe it finds
 
 _NUMBER = re.compile(r"\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
 
