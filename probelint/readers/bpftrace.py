@@ -11,8 +11,10 @@ from probelint.readers.text import blank, location_at
 
 __all__ = ["read"]
 
-_PROBE = re.compile(r"(?<![\w$@])(kprobe|kretprobe|kr|k):([A-Za-z_][\w.*?\[\]]*(?::[A-Za-z_*?\[][\w.*?\[\]]*)?"
-                    r"(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?)")
+# a function name or a pattern; bpftrace reads an attach point's text up to '{', ',' or a space
+# (src/parser.cpp parse_attach_point), so a pattern may start with a wildcard (``kprobe:*_read``)
+_NAME = r"[A-Za-z_*?\[][\w.*?\[\]]*"
+_PROBE = re.compile(rf"(?<![\w$@])(kprobe|kretprobe|kr|k):({_NAME}(?::{_NAME})?(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?)")
 
 
 def _code_only(text: str) -> str:
