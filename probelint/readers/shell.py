@@ -26,7 +26,7 @@ def read(text: str, file: str) -> list[Parsed]:
     for m in _KPROBE_EVENTS_ECHO.finditer(text):
         line_no = text.count("\n", 0, m.start(2)) + 1
         column0 = m.start(2) - (text.rfind("\n", 0, m.start(2)) + 1)
-        parsed = parse_line(" " * column0 + m.group(2), file, line_no)
+        parsed = parse_line(" " * column0 + m.group(2), file, line_no, kprobe_events=True)
         if parsed is not None:
             found.append((m.start(), [parsed]))
     for m in _PERF_PROBE.finditer(text):
