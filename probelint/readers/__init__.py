@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from probelint.errors import InputError
 from probelint.findings import Finding, Severity
 from probelint.readers import bpftrace, libbpf, shell, systemtap
 from probelint.readers.spec import Parsed, ProbeSpec, SourceLineProbe, parse_text
@@ -44,9 +45,49 @@ def detect_kind(path: str, text: str) -> str:
     return "list"
 
 
+# Files probelint reads no probes from, by extension: named explicitly they are refused, not read
+# as a probe list (one KP001 per line); a tree walk never picks them (`tree_files`).
+_OTHER_SUFFIXES = {
+    ".py": "a Python program", ".pl": "a Perl program", ".pm": "a Perl module", ".rb": "a Ruby program",
+    ".js": "a JavaScript program", ".ts": "a TypeScript program", ".go": "Go source", ".rs": "Rust source",
+    ".lua": "a Lua program", ".awk": "an awk program", ".c": "C source that is not libbpf BPF C (.bpf.c)",
+    ".h": "a C header", ".cc": "C++ source", ".cpp": "C++ source", ".hpp": "a C++ header",
+    ".yaml": "a YAML file", ".yml": "a YAML file", ".json": "a JSON file", ".toml": "a TOML file",
+    ".xml": "an XML file", ".html": "an HTML page", ".md": "a Markdown document", ".rst": "a reStructuredText document",
+}
+# interpreters named on a #! line (through env too) that run no probe file probelint reads
+_OTHER_INTERPRETERS = {r"python[0-9.]*": "a Python program", r"perl[0-9.]*": "a Perl program",
+                       r"ruby[0-9.]*": "a Ruby program", r"node(js)?": "a JavaScript program",
+                       r"[gm]?awk": "an awk program", r"lua[0-9.]*": "a Lua program", r"php[0-9.]*": "a PHP program"}
+
+
+def _other_kind(path: str, text: str) -> str | None:
+    """What a file that no reader takes looks like (by extension, then #! line), None for a probe list."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _OTHER_SUFFIXES:
+        return _OTHER_SUFFIXES[suffix]
+    first = text.split("\n", 1)[0]
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and Path(words[0]).name == "env":  # env [-S] [-i] [NAME=VALUE]... PROGRAM
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+    if not words:
+        return None
+    program = Path(words[0]).name
+    return next((what for name, what in _OTHER_INTERPRETERS.items() if re.fullmatch(name, program)),
+                f"a {program} script")
+
+
 def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
-    """The probes of one file, in file order."""
-    kind = kind or detect_kind(path, text)
+    """The probes of one file, in file order. Without `kind`, a file that looks like neither a
+    tool's probe file nor a probe list is refused (InputError)."""
+    if kind is None:
+        kind = detect_kind(path, text)
+        other = _other_kind(path, text) if kind == "list" else None
+        if other is not None:
+            raise InputError(path, f"{other}, not a probe file probelint reads "
+                                   "(--source-type list reads it as a probe list)")
     if kind == "bpftrace":
         return bpftrace.read(text, path)
     if kind == "libbpf":
