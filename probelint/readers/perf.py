@@ -32,7 +32,6 @@ def _shell_words(args: str, offset: int) -> list[tuple[str, list[int]]]:
     return words
 
 
-
 # builtin-probe.c options that take a value (-x/--exec: user-space probes; -d/-L/-V: other commands)
 _PERF_VALUE = {"-a": "add", "--add": "add", "-D": "add", "--definition": "add", "-m": "module",
                "--module": "module", "-x": "exec", "--exec": "exec", "-d": "other", "--del": "other",

@@ -225,7 +225,6 @@ class DwarfLines:
         found.append(addr)
 
 
-
 def _spelling(point: PerfPoint) -> str:
     text = point.function or ""
     if point.file:
