@@ -51,7 +51,7 @@ def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache
     the symbol that holds it, as perf names it offline), or by the reason perf finds none."""
     if not any(isinstance(p, SourceLineProbe) for p in parsed):
         return parsed
-    from probelint.image.dwarf_lines import DwarfLines
+    from probelint.readers.perf_lines import DwarfLines
 
     image = kernel.vmlinux
     lines = DwarfLines(image, cache) if image is not None else None

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import probelint
-from probelint.image.dwarf_lines import DwarfLines, PerfPoint, Resolution
 from probelint.image.kernel import Kernel
+from probelint.readers.perf_lines import DwarfLines, PerfPoint, Resolution
 
 
 @dataclass
@@ -63,7 +63,7 @@ def sample(kernel: Kernel, lines: DwarfLines, count: int, seed: int) -> list[tup
     stext, etext = image.marker("_stext") or 0, image.marker("_etext") or 0
     funcs = [s for s in image.symbols.symbols_in(stext, etext) if s.type in "tT" and "." not in s.name and s.size > 16]
     rng.shuffle(funcs)
-    aranges = lines.dwarf.get_aranges()
+    aranges = lines.dwarf.info.get_aranges()
     out: list[tuple[str, PerfPoint]] = []
     for sym in funcs:
         if len(out) >= count:
@@ -71,7 +71,7 @@ def sample(kernel: Kernel, lines: DwarfLines, count: int, seed: int) -> list[tup
         offset = aranges.cu_offset_at_addr(sym.address) if aranges else None
         if offset is None:
             continue
-        unit = lines._unit(offset)
+        unit = lines.dwarf.unit(offset)
         sp = unit.realfunc(sym.address)
         if sp is None or unit.name(sp) != sym.name:
             continue

@@ -9,15 +9,11 @@ import sys
 
 import pytest
 
-from probelint.image.dwarf_lines import DwarfLines, PerfPoint, strtailcmp
-from probelint.readers import (
-    _STAP_BLOCKLIST,
-    _STAP_BLOCKLIST_RETURN,
-    SourceLineProbe,
-    detect_kind,
-    extract,
-)
+from probelint.image.dwarf import strtailcmp
+from probelint.readers import SourceLineProbe, detect_kind, extract
+from probelint.readers.perf_lines import DwarfLines, PerfPoint
 from probelint.readers.spec import ParseProblem, ProbeSpec
+from probelint.readers.systemtap import BLOCKLIST, BLOCKLIST_RETURN
 from probelint.resolve import resolve_source_lines
 from tests.conftest import ROOT
 
@@ -254,7 +250,7 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
         # the blocklists probelint applies are the ones this stap prints
         printed = dict(line.split(": ", 1) for line in proc.stderr.splitlines()
                        if line.startswith(("blfn: ", "blfn_ret: ")))
-        assert printed == {"blfn": f"^{_STAP_BLOCKLIST.pattern}$", "blfn_ret": f"^({_STAP_BLOCKLIST_RETURN.pattern})$"}
+        assert printed == {"blfn": f"^{BLOCKLIST.pattern}$", "blfn_ret": f"^({BLOCKLIST_RETURN.pattern})$"}
         checked = {image.symbols.lookup_name(p.symbol).address + p.offset
                    for p in resolve_source_lines(debian_kernel, extract("t.stp", probe))}
         assert sym.address in checked and checked == stap, (sym.name, sorted(map(hex, stap)), sorted(map(hex, checked)))

@@ -4,10 +4,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import probelint
 import probelint.engine
+from probelint.errors import InputError
 from probelint.readers import SourceLineProbe, detect_kind, extract
-from probelint.readers.spec import ProbeSpec
+from probelint.readers.spec import ParseProblem, ProbeSpec
 from probelint.resolve import expand_globs, resolve_source_lines
 from tests.conftest import DEMO, ROOT
 
@@ -79,3 +82,63 @@ def test_perf_source_line_probe_without_dwarf_is_reported_not_checked():
     unchecked = results[4]
     assert [f.rule for f in unchecked.findings] == ["KP407"] and unchecked.verdict.registers is None
     assert "no DWARF" in unchecked.findings[0].message and where(unchecked.spec) == (5, 13)
+
+
+def test_bpftrace_patterns_may_start_with_a_wildcard(tmp_path):
+    """bpftrace takes an attach point's text up to '{', ',' or a space (src/parser.cpp
+    parse_attach_point): ``kprobe:*``, ``k:*_read`` and ``kprobe:[dv]*`` are patterns too."""
+    script = "kprobe:*, k:*_read { @[func] = count(); }\nkretprobe:?emo_write, kprobe:[dv]* {}\n"
+    found = extract("t.bt", script)
+    assert [(p.text, p.is_return, where(p)) for p in found] == [
+        ("*", False, (1, 8)), ("*_read", False, (1, 13)), ("?emo_write", True, (2, 11)), ("[dv]*", False, (2, 30))]
+    assert all(p.is_glob for p in found)
+    one_liner = extract("run.sh", "bpftrace -e 'kprobe:* { exit(); }'\n")
+    assert [(p.text, where(p)) for p in one_liner] == [("*", (1, 21))]
+
+
+def test_bpftrace_wildcard_at_the_start_expands():
+    kernel = probelint.load_kernel([DEMO / "demo.elf"])
+    expanded = expand_globs(kernel, extract("t.bt", "kprobe:*_read {}\n"))
+    assert [(p.symbol, p.expanded_from.text) for p in expanded] == [("demo_read", "*_read")]
+
+
+def test_kprobe_events_echo_without_a_target_is_a_finding():
+    (problem,) = extract("run.sh", "echo 'p:do_sys_open' >> /sys/kernel/tracing/kprobe_events\n")
+    assert isinstance(problem, ParseProblem) and where(problem) == (1, 7)
+    assert "event name" in problem.message and "EINVAL" in problem.message
+
+
+def test_perf_tools_shorthand_in_a_probe_list():
+    (spec,) = extract("probes.txt", "r:demo_read $retval\n")
+    assert (spec.symbol, spec.module, spec.is_return, where(spec)) == ("demo_read", None, True, (1, 3))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "looks_like"),
+    [("tools/opensnoop.py", "#!/usr/bin/python\nfrom bcc import BPF\n", "a Python program"),
+     ("opensnoop", "#!/usr/bin/env python3\nfrom bcc import BPF\n", "a Python program"),
+     ("tool", "#!/usr/bin/perl -w\nuse strict;\n", "a Perl program"),
+     ("policy.yaml", "kprobes:\n  - vfs_read\n", "a YAML file"),
+     ("probe.c", "int x;\n", "C source that is not libbpf BPF C (.bpf.c)"),
+     ("README.md", "# probes\nvfs_read\n", "a Markdown document")],
+)
+def test_a_file_of_another_kind_is_refused(name, text, looks_like):
+    with pytest.raises(InputError) as caught:
+        extract(name, text)
+    assert str(caught.value) == (f"{name}: {looks_like}, not a probe file probelint reads "
+                                 "(--source-type list reads it as a probe list)")
+    assert extract(name, text, "list")  # read as asked
+
+
+def test_a_python_tool_on_the_command_line_is_one_error_line(tmp_path):
+    tool = tmp_path / "opensnoop.py"
+    tool.write_text("#!/usr/bin/python\nfrom bcc import BPF\n" + "print('x')\n" * 50)
+    (tmp_path / "trace.bt").write_text("kprobe:demo_read {}\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(tool)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"probelint: error: {tool}: a Python program, not a probe file probelint reads "
+                           "(--source-type list reads it as a probe list)\n")
+    walked = subprocess.run([sys.executable, "-m", "probelint", "--format", "json", str(DEMO / "demo.elf"),
+                             str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert [p["file"] for p in json.loads(walked.stdout)["probes"]] == [str(tmp_path / "trace.bt")]

@@ -53,3 +53,22 @@ def test_malformed(text):
 def test_comments_blank_and_delete_lines_are_skipped():
     for text in ("", "   ", "# just a comment", "-:grp/ev"):
         assert parse_line(text, "f", 1) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "is_return", "column"),
+    [("p:do_sys_open", False, 3), ("r:do_sys_open", True, 3), ("  r:do_sys_open $retval", True, 5),
+     ("p:do_sys_open mode=%cx:u16", False, 3), ("p:do_sys_open +0(%si):string", False, 3)],
+)
+def test_perf_tools_event_without_a_name_probes_the_symbol(text, is_return, column):
+    """perf-tools' kprobe script reads ``p:SYMBOL [FETCHARGS]`` as a probe on SYMBOL named after it."""
+    spec = parse(text)
+    assert (spec.symbol, spec.module, spec.is_return, spec.location.column) == ("do_sys_open", None, is_return, column)
+
+
+def test_kprobe_events_line_without_a_target_is_refused():
+    """Written to kprobe_events, ``p:do_sys_open`` names an event and no probe point: EINVAL."""
+    problem = parse_line("p:do_sys_open", "f", 1, kprobe_events=True)
+    assert isinstance(problem, ParseProblem) and not problem.unsupported
+    assert "do_sys_open" in problem.message and "event name" in problem.message and "EINVAL" in problem.message
+    assert parse("p:ev do_sys_open").symbol == parse_line("p:ev do_sys_open", "f", 1, kprobe_events=True).symbol

@@ -2,7 +2,7 @@
 lines, source lines without DWARF).
 
 perf's ``FILE:LINE``, ``FUNC:RLN`` and ``FUNC@SRC`` are resolved through DWARF
-(`probelint.image.dwarf_lines`); what that model does not cover is reported here instead of
+(`probelint.readers.perf_lines`); what that model does not cover is reported here instead of
 guessed, and the probe counts as not checked.
 """
 

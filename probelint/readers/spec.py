@@ -4,7 +4,9 @@ One probe per line, ``#`` starts a comment. Accepted spellings (all parse to the
 
 * plain: ``SYM``, ``SYM+OFF``, ``MOD:SYM+OFF``, ``0xADDR``, ``SYM%return``;
 * kprobe_events lines: ``p[:[GRP/]EVENT] TARGET [FETCHARGS]``, ``r[N][:...] TARGET ...``;
-  ``-:EVENT`` (delete) lines are skipped;
+  ``-:EVENT`` (delete) lines are skipped; in a probe list, perf-tools' ``p:SYMBOL [FETCHARGS]``
+  (its kprobe script's event without a name) probes SYMBOL, while written to kprobe_events the
+  same line names an event with no probe point, which the kernel refuses;
 * bpftrace: ``kprobe:SYM+OFF``, ``kprobe:MOD:SYM``, ``kretprobe:SYM`` (and ``k:``/``kr:``).
 
 Numbers follow the kernel's parser (kernel/trace/trace_kprobe.c `__trace_kprobe_create`): a
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 from probelint.findings import Location
 
-__all__ = ["ParseProblem", "PerfPoint", "ProbeSpec", "parse_line", "parse_text"]
+__all__ = ["ParseProblem", "Parsed", "PerfPoint", "ProbeSpec", "SourceLineProbe", "parse_line", "parse_text"]
 
 UINT_MAX = 0xFFFF_FFFF
 KRETPROBE_MAXACTIVE_MAX = 4096  # kernel/trace/trace_kprobe.c
@@ -80,6 +82,18 @@ class ParseProblem(NamedTuple):
     message: str
     unsupported: bool = False  # valid syntax probelint cannot check yet (KP407), not a mistake (KP001)
 
+
+class SourceLineProbe(NamedTuple):
+    """A probe point placed through the kernel's DWARF (perf's source lines and functions,
+    SystemTap's ``kernel.function`` and ``kernel.statement``): resolved with perf's model."""
+
+    text: str  # the probe token as written
+    location: Location
+    point: PerfPoint
+    tool: str = "perf"  # whose probe it is, for the messages
+
+
+Parsed = ProbeSpec | ParseProblem | SourceLineProbe  # what a reader gives for each probe it finds
 
 _NUMBER = re.compile(r"\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
 
@@ -148,9 +162,10 @@ def parse_target(
 _SUPPRESSION = re.compile(r"probelint:\s*ignore\[([A-Za-z0-9_, ]*)\]")
 
 
-def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
-    """Parse one line; None for blank, comment and ``-:`` delete lines."""
-    parsed = _parse_code(line, file, lineno)
+def parse_line(line: str, file: str, lineno: int, *, kprobe_events: bool = False) -> ProbeSpec | ParseProblem | None:
+    """Parse one line; None for blank, comment and ``-:`` delete lines. `kprobe_events`: the line
+    is written to kprobe_events (a shell ``echo``), not read from a probe list."""
+    parsed = _parse_code(line, file, lineno, kprobe_events)
     comment = line.split("#", 1)[1] if "#" in line else ""
     found = _SUPPRESSION.search(comment)
     if isinstance(parsed, ProbeSpec) and found:
@@ -161,7 +176,7 @@ def parse_line(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | 
     return parsed
 
 
-def _parse_code(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem | None:
+def _parse_code(line: str, file: str, lineno: int, kprobe_events: bool) -> ProbeSpec | ParseProblem | None:
     code = line.split("#", 1)[0]
     tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(code)]
     if not tokens:
@@ -171,6 +186,14 @@ def _parse_code(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem |
     if first.startswith("-:"):
         return None
     head = _EVENT_HEAD.match(first)
+    if head and kprobe_events and len(tokens) == 1:
+        # __trace_kprobe_create: fewer than two words is -ECANCELED, which the write returns as -EINVAL
+        named = f"reads {head.group('event')!r} as the event name and " if head.group("event") else ""
+        return ParseProblem(first, where, f"kprobe_events {named}finds no probe point: the write fails with EINVAL "
+                                          "(it takes p:EVENT SYMBOL; p:SYMBOL alone is perf-tools' kprobe shorthand)")
+    if head and not kprobe_events and _perf_tools_shorthand(head, tokens):
+        event = Location(file, lineno, column + 3)
+        return parse_target(head.group("event"), event, is_return=head.group("kind") == "r")
     if head and len(tokens) >= 2:
         return _parse_event_line(head, tokens, file, lineno)
     if len(tokens) > 1:
@@ -181,6 +204,18 @@ def _parse_code(line: str, file: str, lineno: int) -> ProbeSpec | ParseProblem |
         rest = Location(file, lineno, column + 1 + prefix)
         return parse_target(bpf.group("rest"), rest, is_return=bpf.group("kind") in ("kretprobe", "kr"))
     return parse_target(first, where)
+
+
+# a kprobe_events FETCHARG that cannot be a probe target: NAME=ARG, %REG, $VAR, @ADDR, +|-OFFS(ARG), \\IMM
+_FETCHARG = re.compile(r"[%$@+\\-]|[^=]*=")
+
+
+def _perf_tools_shorthand(head: re.Match[str], tokens: list[tuple[int, str]]) -> bool:
+    """perf-tools' kprobe script (kernel/kprobe): ``p:SYMBOL [FETCHARGS]`` and ``r:SYMBOL ...``
+    probe SYMBOL under an event of the same name; kprobe_events itself would read SYMBOL as the
+    event name and find no target."""
+    return (head.group("maxactive") is None and bool(head.group("event"))
+            and (len(tokens) == 1 or _FETCHARG.match(tokens[1][1]) is not None))
 
 
 def _parse_event_line(

@@ -1,34 +1,10 @@
-"""perf's source-line probe points resolved through DWARF, as `perf probe` resolves them.
+"""A vmlinux's DWARF, read as libdw and perf's dwarf-aux.c see it: compilation units, their line
+tables (libdw's row order), and the tree of subprograms, inline instances and lexical blocks.
 
-Model of tools/perf/util/probe-finder.c (Linux 6.1, the perf Debian ships) and its helpers in
-dwarf-aux.c, on the DWARF of one vmlinux:
-
-* ``FILE:LINE`` -- `debuginfo__find_probe_location`: every compilation unit whose file table has a
-  file whose tail matches FILE (`cu_find_realpath`, `strtailcmp`) is walked by
-  `find_probe_point_by_line` = `die_walk_lines` over the CU: the ``is_stmt`` rows of .debug_line
-  (libdw order: by address, end-of-sequence first), then each function's declaration line at its
-  entry and each inline call site (`__die_walk_funclines`); `probe_point_line_walker` keeps the
-  rows of that line, `verify_representive_line` refuses a line whose address another line of the
-  same file owns, `find_best_scope` + `call_probe_finder` find the real function around it, and
-  `add_probe_trace_event` drops repeated addresses;
-* ``FUNC:RLN``, ``FUNC@FILE:RLN`` -- `probe_point_search_cb`: the first defining subprogram DIE
-  named FUNC (declared in FILE) in each unit; line = its DW_AT_decl_line + RLN, then the same line
-  walk over that unit, so lines of an inlined function are found at each inline site;
-* ``FUNC@FILE``, ``FUNC@FILE+OFF`` -- the function's entry (+OFF), or for an inline function each
-  instance's entry (`die_walk_instances`, `probe_point_inline_cb`); perf skips the prologue only
-  for uprobes (`skip_prologue`), never for the kernel.
-
-perf then names each address by the ELF symbol that contains it (offline: the symbol table of the
-vmlinux, `post_process_offline_probe_trace_events`); the caller does that with the kallsyms view.
-
-Only the units involved are parsed: a unit index (offset, name and file table of every unit: the
-unit headers and line-program headers only) is built once and kept by build-id, functions are
-found through the symbol table and .debug_aranges, and results are kept by build-id too.
-
-Not modelled: lazy patterns (``FUNC;PTN``), perf's retry through `get_alternative_probe_event`,
-units reached only through an inline copy of FUNC in another unit (FUNC:RLN of a header inline
-function, found by perf in every unit that inlines it; here only in units holding a symbol of
-FUNC), and FILE:LINE of a file included by more than `MAX_UNITS` units.
+Only what a lookup needs is parsed: a unit index (offset, name and file table of every unit,
+from the unit and line-program headers alone) is built once and can be kept by the caller (it is
+plain data), functions are found through the symbol table and .debug_aranges, and a unit's DIE
+tree is read only when a lookup reaches it.
 """
 
 from __future__ import annotations
@@ -39,35 +15,12 @@ import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from elftools.common.exceptions import DWARFError, ELFParseError
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
-from probelint.readers.spec import PerfPoint
-
 if TYPE_CHECKING:
-    from probelint.image.cache import IndexCache
     from probelint.image.kernel import Image
 
-__all__ = ["MAX_UNITS", "DwarfLines", "PerfPoint", "Resolution"]
-
-MAX_UNITS = 32  # units walked for one FILE:LINE: a header included everywhere is not resolved
-_FORMAT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """Addresses perf would probe, in perf's order, or why perf finds none."""
-
-    addresses: tuple[int, ...] = ()
-    error: str | None = None
-    unsupported: bool = False  # a form or case probelint does not resolve (not perf's failure)
-
-
-class ResolveError(Exception):
-    def __init__(self, message: str, unsupported: bool = False) -> None:
-        super().__init__(message)
-        self.unsupported = unsupported
-
+__all__ = ["Die", "Dwarf", "Unit", "strtailcmp"]
 
 def strtailcmp(a: str, b: str) -> bool:
     """perf's `strtailcmp(a, b) == 0`: one string is a tail of the other."""
@@ -96,7 +49,7 @@ class _Window:
 
 
 @dataclass(eq=False, slots=True)
-class _Die:
+class Die:
     """A subprogram, inlined subroutine or lexical block: what perf's walks look at."""
 
     tag: str  # "S" subprogram, "I" inlined subroutine, "B" lexical block
@@ -104,7 +57,7 @@ class _Die:
     attrs: dict[str, Any]
     ranges: list[tuple[int, int]]
     entry: int | None  # dwarf_entrypc: DW_AT_entry_pc, else DW_AT_low_pc
-    children: list[_Die] = field(default_factory=list)
+    children: list[Die] = field(default_factory=list)
 
     def haspc(self, addr: int) -> bool:
         return any(lo <= addr < hi for lo, hi in self.ranges)
@@ -131,11 +84,11 @@ class _Die:
             yield from child.walk()
 
 
-class _Unit:
+class Unit:
     """One compilation unit: its line table (libdw's order) and function tree."""
 
-    def __init__(self, owner: DwarfLines, cu: Any) -> None:
-        dwarf = owner.dwarf
+    def __init__(self, owner: Dwarf, cu: Any) -> None:
+        dwarf = owner.info
         top = cu.get_top_DIE()
         self.files = owner.unit_files(cu.cu_offset)
         program = dwarf.line_program_for_CU(cu)
@@ -154,8 +107,8 @@ class _Unit:
         rows.sort(key=lambda r: (r[0], not r[1]))  # stable: an end of sequence first at one address
         self.rows = rows
         self.row_addrs = [r[0] for r in rows]
-        self.by_offset: dict[int, _Die] = {}
-        self.root = _Die("U", top.offset, {}, [], None)
+        self.by_offset: dict[int, Die] = {}
+        self.root = Die("U", top.offset, {}, [], None)
         self._file_base = base
         cu_low = top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
         ranges = dwarf.range_lists()
@@ -171,7 +124,7 @@ class _Unit:
                 attrs = {k: v.value + cu.cu_offset if v.form in _CU_REFS else v.value
                          for k, v in child.attributes.items() if k in _KEPT}
                 entry = attrs.get("DW_AT_entry_pc", attrs.get("DW_AT_low_pc"))
-                sub = _Die(tag, child.offset, attrs, _ranges(child, ranges, cu, cu_low), entry)
+                sub = Die(tag, child.offset, attrs, _ranges(child, ranges, cu, cu_low), entry)
                 node.children.append(sub)
                 self.by_offset[child.offset] = sub
                 if child.has_children:
@@ -181,7 +134,7 @@ class _Unit:
     def file(self, index: int) -> str | None:
         return self.files[index] if 0 <= index < len(self.files) else None
 
-    def integrate(self, die: _Die, name: str) -> Any:
+    def integrate(self, die: Die, name: str) -> Any:
         """dwarf_attr_integrate: the attribute, else the abstract origin's or specification's."""
         for _ in range(8):
             if name in die.attrs:
@@ -193,11 +146,11 @@ class _Unit:
             die = nxt
         return None
 
-    def name(self, die: _Die) -> str | None:
+    def name(self, die: Die) -> str | None:
         value = self.integrate(die, "DW_AT_name")
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
-    def match_name(self, die: _Die, glob: str) -> bool:
+    def match_name(self, die: Die, glob: str) -> bool:
         """die_match_name: the name, else the linkage name, matches."""
         for attr in ("DW_AT_name", "DW_AT_linkage_name"):
             value = self.integrate(die, attr)
@@ -205,29 +158,29 @@ class _Unit:
                 return True
         return False
 
-    def decl_file(self, die: _Die) -> str | None:
+    def decl_file(self, die: Die) -> str | None:
         index = self.integrate(die, "DW_AT_decl_file")
         return self.file(index - self._file_base) if isinstance(index, int) else None
 
-    def decl_line(self, die: _Die) -> int | None:
+    def decl_line(self, die: Die) -> int | None:
         return self.integrate(die, "DW_AT_decl_line")
 
-    def call_file(self, die: _Die) -> str | None:
+    def call_file(self, die: Die) -> str | None:
         index = self.integrate(die, "DW_AT_call_file")
         return self.file(index - self._file_base) if isinstance(index, int) else None
 
-    def funcs(self) -> list[_Die]:
+    def funcs(self) -> list[Die]:
         """dwarf_getfuncs on a C unit: defining subprograms, pre-order through scopes."""
         return [d for d in self.root.walk() if d.tag == "S" and "DW_AT_declaration" not in d.attrs]
 
-    def realfunc(self, addr: int) -> _Die | None:  # die_find_realfunc
+    def realfunc(self, addr: int) -> Die | None:  # die_find_realfunc
         return next((d for d in self.funcs() if d.haspc(addr)), None)
 
-    def _inline_at(self, scope: _Die, addr: int) -> _Die | None:
+    def _inline_at(self, scope: Die, addr: int) -> Die | None:
         """die_find_child(__die_find_inline_cb): the first inlined subroutine holding addr."""
         return next((d for d in scope.walk() if d.tag == "I" and d.haspc(addr)), None)
 
-    def functions_at(self, addr: int) -> list[_Die]:
+    def functions_at(self, addr: int) -> list[Die]:
         """cu_walk_functions_at: the real function, then each nested inline instance at addr."""
         out = []
         scope = self.realfunc(addr)
@@ -319,29 +272,23 @@ def _ranges(die: Any, ranges: Any, cu: Any, cu_low: int) -> list[tuple[int, int]
     return []
 
 
-class DwarfLines:
-    """Resolution of perf source-line probe points against one vmlinux's DWARF."""
+class Dwarf:
+    """The DWARF of one image: the unit index, and units parsed on demand."""
 
-    def __init__(self, image: Image, cache: IndexCache | None = None) -> None:
+    def __init__(self, image: Image, index: dict[str, Any] | None = None) -> None:
         self.image = image
-        self.cache = cache
-        self.build_id = image.elf.build_id()
         elf = image.elf
         info = elf.section(".debug_info")
-        self.has_dwarf = info is not None and info.size > 0 and elf.section(".debug_line") is not None
-        self._dwarf: DWARFInfo | None = None
-        self._units: dict[int, _Unit] = {}
-        # a --strip-debug copy shares the -dbg file's build-id: it must neither read nor write its results
-        if not self.has_dwarf:
-            self.cache = cache = None
-        stored = cache.load(self.build_id) if cache is not None and self.build_id else None
-        self._index: dict[str, Any] | None = stored.get("units") if stored else None
-        self._results: dict[PerfPoint, Resolution] = stored.get("results", {}) if stored else {}
-        self._dirty = False
+        self.present = info is not None and info.size > 0 and elf.section(".debug_line") is not None
+        self.index_built = False  # the index was built here, not given: worth keeping
+        self._index = index
+        self._info: DWARFInfo | None = None
+        self._units: dict[int, Unit] = {}
 
     @property
-    def dwarf(self) -> DWARFInfo:
-        if self._dwarf is None:
+    def info(self) -> DWARFInfo:
+        """pyelftools' view, for the units a lookup reaches."""
+        if self._info is None:
             elf = self.image.elf
 
             def section(name: str) -> DebugSectionDescriptor | None:
@@ -357,11 +304,13 @@ class DwarfLines:
                      ".debug_rnglists", None, None, None)
             config = DwarfConfig(little_endian=True, machine_arch="x64", default_address_size=8)
             # relocations are not applied: a vmlinux is linked, its --emit-relocs copies are history
-            self._dwarf = DWARFInfo(config, *(section(n) if n else None for n in names))
-        return self._dwarf
+            self._info = DWARFInfo(config, *(section(n) if n else None for n in names))
+        return self._info
 
-    # -- the unit index: built from unit and line-program headers only, kept by build-id
-    def _unit_index(self) -> dict[str, Any]:
+    @property
+    def index(self) -> dict[str, Any]:
+        """The unit index, built from unit and line-program headers only: every path once
+        (``paths``), each unit as (offset, name, indexes into paths)."""
         if self._index is None:
             elf = self.image.elf
             sections = {n: elf.section_bytes(s) for n in (".debug_info", ".debug_abbrev", ".debug_line", ".debug_str",
@@ -371,25 +320,30 @@ class DwarfLines:
             for offset, name, files in _headers(sections):
                 units.append((offset, name, [paths.setdefault(f, len(paths)) for f in files]))
             self._index = {"paths": list(paths), "units": units}
-            self._dirty = True
+            self.index_built = True
+        return self._index
+
+    @property
+    def index_if_read(self) -> dict[str, Any] | None:
+        """The unit index if it was given or a lookup has needed it (a caller keeping it builds none)."""
         return self._index
 
     def unit_files(self, cu_offset: int) -> list[str]:
-        index = self._unit_index()
+        index = self.index
         for offset, _, files in index["units"]:
             if offset == cu_offset:
                 return [index["paths"][f] for f in files]
         return []
 
-    def _unit(self, cu_offset: int) -> _Unit:
+    def unit(self, cu_offset: int) -> Unit:
         unit = self._units.get(cu_offset)
         if unit is None:
-            unit = self._units[cu_offset] = _Unit(self, self.dwarf.get_CU_at(cu_offset))
+            unit = self._units[cu_offset] = Unit(self, self.info.get_CU_at(cu_offset))
         return unit
 
-    def _units_with_file(self, file: str) -> list[tuple[int, str]]:
+    def units_with_file(self, file: str) -> list[tuple[int, str]]:
         """(unit offset, cu_find_realpath) of each unit whose file table has a file ending in `file`."""
-        index = self._unit_index()
+        index = self.index
         paths = index["paths"]
         matching = {i for i, p in enumerate(paths) if strtailcmp(p, file)}
         out = []
@@ -399,161 +353,21 @@ class DwarfLines:
                 out.append((offset, paths[first]))
         return out
 
-    def _units_of_function(self, name: str) -> list[int]:
+    def units_of_function(self, name: str) -> list[int] | None:
         """Units holding an out-of-line copy of `name` (or of its .constprop/.isra/.part pieces):
-        symbol table, then .debug_aranges."""
+        symbol table, then .debug_aranges (None: the image has no .debug_aranges)."""
         symbols = self.image.symbols
         addresses = {symbols.addresses[i] for i, n in enumerate(symbols.names)
                      if n == name or n.startswith(name + ".")}
-        aranges = self.dwarf.get_aranges()
+        aranges = self.info.get_aranges()
         if aranges is None:
-            raise ResolveError("the image has no .debug_aranges: probelint finds functions through it",
-                               unsupported=True)
+            return None
         found = set()
         for addr in addresses:
             offset = aranges.cu_offset_at_addr(addr)
             if offset is not None:
                 found.add(offset)
         return sorted(found)
-
-    # -- resolution
-    def resolve(self, point: PerfPoint) -> Resolution:
-        cached = self._results.get(point)
-        if cached is not None:
-            return cached
-        if not self.has_dwarf:
-            result = Resolution(error=f"{self.image.path} has no DWARF (.debug_info/.debug_line): perf needs it "
-                                      "for source-line probes (use the -dbg vmlinux)", unsupported=True)
-        else:
-            try:
-                result = Resolution(addresses=tuple(self._find(point)))
-            except ResolveError as exc:
-                result = Resolution(error=str(exc), unsupported=exc.unsupported)
-            except (DWARFError, ELFParseError, KeyError, ValueError, IndexError) as exc:
-                result = Resolution(error=f"cannot read the DWARF of {self.image.path}: {exc}", unsupported=True)
-        self._results[point] = result
-        self._dirty = True
-        return result
-
-    def save(self) -> None:
-        if self.cache is not None and self.build_id and self._dirty and self._index is not None:
-            self.cache.store(self.build_id, {"units": self._index, "results": self._results, "format": _FORMAT})
-            self._dirty = False
-
-    def _find(self, point: PerfPoint) -> list[int]:
-        found: list[int] = []
-        if point.function is None:
-            file = point.file or ""
-            units = self._units_with_file(file)
-            if not units:
-                raise ResolveError(f"no compilation unit has a source file {file}")
-            if len(units) > MAX_UNITS:
-                raise ResolveError(f"{file} is in {len(units)} compilation units: perf walks the lines of each, "
-                                   f"probelint resolves files of at most {MAX_UNITS} units", unsupported=True)
-            for offset, realpath in units:
-                self._by_line(self._unit(offset), realpath, point.line, None, found)
-        else:
-            units_of = self._units_of_function(point.function)
-            if not units_of and point.file:
-                units_of = [o for o, _ in self._units_with_file(point.file)][: MAX_UNITS + 1]
-            if not units_of:
-                raise ResolveError(f"{point.function} has no symbol: an inline-only function is found only "
-                                   "with FUNC@FILE", unsupported=True)
-            for offset in units_of:
-                unit = self._unit(offset)
-                if point.file and not any(strtailcmp(f, point.file) for f in unit.files):
-                    continue
-                self._by_function(unit, point, found)
-        if not found:
-            raise ResolveError(f"perf finds no code for {_spelling(point)} (Probe point not found)")
-        return found
-
-    def _by_function(self, unit: _Unit, point: PerfPoint, found: list[int]) -> None:
-        """probe_point_search_cb on the first matching defining subprogram of the unit."""
-        assert point.function is not None
-        for sp in unit.funcs():
-            if not unit.match_name(sp, point.function):
-                continue
-            decl = unit.decl_file(sp)
-            if point.file and (decl is None or not strtailcmp(point.file, decl)):
-                continue
-            if point.line:
-                self._by_line(unit, decl, (unit.decl_line(sp) or 0) + point.line, point.function, found)
-            elif sp.is_instance:
-                entry = sp.die_entrypc()
-                if entry:
-                    self._add(unit, sp, entry + point.offset, found)
-            else:
-                for inst in self._instances(unit, sp, every=point.every_instance):
-                    entry = inst.die_entrypc()
-                    if not entry:
-                        break  # perf's walk stops at the first instance without an entry address
-                    self._add(unit, inst, entry + point.offset, found)
-            return
-
-    def _instances(self, unit: _Unit, origin: _Die, *, every: bool = False) -> list[_Die]:
-        """die_walk_instances, less (for perf, unless `every`) the redundant ones (call site on the
-        declaration line)."""
-        out = []
-        for die in unit.root.walk():
-            if not die.is_instance or die.attrs.get("DW_AT_abstract_origin") != origin.offset:
-                continue
-            if (not every and die.tag == "I" and die.attrs.get("DW_AT_call_line") == unit.decl_line(origin)
-                    and die.attrs.get("DW_AT_call_file") == unit.integrate(origin, "DW_AT_decl_file")):
-                continue
-            out.append(die)
-        return out
-
-    def _by_line(self, unit: _Unit, fname: str | None, line: int, function: str | None, found: list[int]) -> None:
-        """find_probe_point_by_line: probe_point_line_walker over die_walk_lines of the unit."""
-        if fname is None:
-            return
-        for rfile, rline, addr in unit.walk_lines():
-            if rline != line or rfile is None or not strtailcmp(rfile, fname):
-                continue
-            lfile, lline = unit.lineinfo(addr)  # verify_representive_line
-            if lfile == rfile and lline != line:
-                where = lfile
-                scope = self._best_scope(unit, addr, function, fname, line) if function else None
-                if scope is not None and unit.match_name(scope, function or "") and unit.decl_line(scope) is not None:
-                    where, lline = unit.name(scope), lline - (unit.decl_line(scope) or 0)
-                raise ResolveError(f"perf refuses it: this line shares its address with other lines "
-                                   f"(perf suggests {where}:{lline})")
-            scope = self._best_scope(unit, addr, function, fname, line)
-            if scope is None:
-                raise ResolveError("perf finds no function around this line (Failed to find scope of probe point)")
-            self._add(unit, scope, addr, found)
-
-    def _best_scope(self, unit: _Unit, addr: int, function: str | None, fname: str, line: int) -> _Die | None:
-        """find_best_scope: the function named FUNC, else the nearest one declared above the line."""
-        chain = unit.functions_at(addr)
-        best, diff = None, None
-        for die in chain:
-            if unit.decl_file(die) != fname:
-                continue
-            if function:
-                if unit.match_name(die, function):
-                    return die
-            else:
-                lno = unit.decl_line(die) or 0
-                if lno < line and (diff is None or line - lno < diff):
-                    best, diff = die, line - lno
-        if best is None and chain:
-            return chain[0]
-        return best
-
-    def _add(self, unit: _Unit, scope: _Die, addr: int, found: list[int]) -> None:
-        """call_probe_finder + add_probe_trace_event: the real function, one probe per address."""
-        sp = scope if scope.is_func_def else unit.realfunc(addr)
-        if sp is None:
-            if any(d.tag == "S" and any(hi == addr for _, hi in d.ranges) for d in unit.funcs()):
-                return  # perf: "Ignoring tail call from ..."
-            raise ResolveError("perf finds no function at this address (Failed to find probe point in any functions)")
-        if addr in found:
-            return
-        if not sp.haspc(addr):
-            raise ResolveError(f"perf refuses it: the offset is out of {unit.name(sp)}")
-        found.append(addr)
 
 
 class _Reader:
@@ -714,13 +528,3 @@ def _join(dirs: list[bytes], name: bytes, index: int) -> str:
         return text
     return f"{dirs[index].decode('utf-8', 'replace')}/{text}"
 
-
-def _spelling(point: PerfPoint) -> str:
-    text = point.function or ""
-    if point.file:
-        text += f"@{point.file}" if point.function else point.file
-    if point.line:
-        text += f":{point.line}"
-    if point.offset:
-        text += f"+{point.offset}"
-    return text

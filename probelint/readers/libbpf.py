@@ -1,0 +1,22 @@
+"""libbpf BPF C (``.bpf.c``): ``SEC("kprobe/FN+OFF")``, ``SEC("kretprobe/FN")``,
+``SEC("kprobe.multi/GLOB")``."""
+
+from __future__ import annotations
+
+import re
+
+from probelint.readers.spec import Parsed, parse_target
+from probelint.readers.text import location_at
+
+__all__ = ["read"]
+
+_SEC = re.compile(r'SEC\(\s*"(kprobe|kretprobe|kprobe\.multi|kretprobe\.multi)/([^"]+)"\s*\)')
+
+
+def read(text: str, file: str) -> list[Parsed]:
+    out: list[Parsed] = []
+    for m in _SEC.finditer(text):
+        where = location_at(file, text, m.start(2))
+        multi = m.group(1).endswith(".multi")
+        out.append(parse_target(m.group(2), where, is_return=m.group(1).startswith("kretprobe"), allow_glob=multi))
+    return out
