@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .download import HarnessUnavailable
 from .runner import DEFAULT_KERNEL_PACKAGE, GuestBootError, run_probes_report
+from .vm import DEFAULT_CPU
 
 if TYPE_CHECKING:
     from .compare import CpuRun
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cpus(args: argparse.Namespace) -> list[str]:
     cpus = [c.strip() for arg in args.cpu for c in arg.split(",") if c.strip()]
-    return list(dict.fromkeys(cpus)) or ["qemu64"]
+    return list(dict.fromkeys(cpus)) or [DEFAULT_CPU]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 from .download import ensure_deb, ensure_debug_vmlinux, extract_members, kernel_abi, list_members
 from .runner import CRASH_ERRNO, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, run_probes_report
 from .sampler import CATEGORIES, Sample
+from .vm import DEFAULT_CPU
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Kernel
@@ -160,7 +161,7 @@ def run_comparison(
     *,
     kernel: Kernel,
     kernel_package: str = DEFAULT_KERNEL_PACKAGE,
-    cpus: Iterable[str] = ("qemu64",),
+    cpus: Iterable[str] = (DEFAULT_CPU,),
     modules: Iterable[str] = (),
     cache_dir: Path | None = None,
     batch_size: int = 300,

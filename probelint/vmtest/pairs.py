@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import probelint
 
 from .runner import DEFAULT_KERNEL_PACKAGE, run_probes
+from .vm import DEFAULT_CPU
 
 if TYPE_CHECKING:
     from probelint.image.kernel import Kernel
@@ -82,7 +83,7 @@ def draw_pairs(kernel: Kernel, n: int, seed: int = 0) -> list[Pair]:
 
 
 def run_pairs(pairs: list[Pair], kernel: Kernel, *, kernel_package: str = DEFAULT_KERNEL_PACKAGE,
-              cpu: str = "qemu64", log: Callable[[str], None] | None = None) -> list[PairOutcome]:
+              cpu: str = DEFAULT_CPU, log: Callable[[str], None] | None = None) -> list[PairOutcome]:
     from .compare import profile_for
 
     specs = [p.a for p in pairs] + [p.b for p in pairs]

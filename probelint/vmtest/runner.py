@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .download import HarnessUnavailable, ensure_busybox, ensure_kernel
 from .initramfs import GuestProbe, build_initramfs
-from .vm import BootResult, boot
+from .vm import DEFAULT_CPU, BootResult, boot
 
 __all__ = [
     "BootInfo",
@@ -424,7 +424,7 @@ def run_probes_report(
     specs: list[str],
     *,
     kernel_package: str = DEFAULT_KERNEL_PACKAGE,
-    cpu: str = "qemu64",
+    cpu: str = DEFAULT_CPU,
     modules: list[str] | None = None,
     cache_dir: Path | None = None,
     phases: list[list[int]] | None = None,
@@ -523,7 +523,7 @@ def run_probes(
     specs: list[str],
     *,
     kernel_package: str = DEFAULT_KERNEL_PACKAGE,
-    cpu: str = "qemu64",
+    cpu: str = DEFAULT_CPU,
     modules: list[str] | None = None,
     cache_dir: Path | None = None,
     phases: list[list[int]] | None = None,

@@ -11,7 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from probelint.arch.x86.cpu import DEFAULT_PROFILE
+
 from .download import HarnessUnavailable
+
+# the QEMU CPU model the default --cpu-profile was measured on
+DEFAULT_CPU = DEFAULT_PROFILE.model.qemu.split()[0]
 
 __all__ = ["DEFAULT_CMDLINE", "BootResult", "boot", "qemu_binary"]
 
@@ -49,7 +54,7 @@ def boot(
     bzimage: Path,
     initrd: bytes,
     *,
-    cpu: str = "qemu64",
+    cpu: str = DEFAULT_CPU,
     timeout: float = 120.0,
     smp: int = 2,
     memory_mb: int = 2048,
