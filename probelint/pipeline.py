@@ -117,7 +117,7 @@ def _lines_cache(config: Config) -> object | None:
         return None
     from probelint.image.cache import IndexCache, default_cache_dir
 
-    return IndexCache((config.cache_dir or default_cache_dir()) / "dwarf-lines")
+    return IndexCache(config.cache_dir or default_cache_dir(), "dwarf-lines")
 
 
 def _module_images(config: Config, images: list[str], sources: Sequence[Parsed]) -> list[str]:

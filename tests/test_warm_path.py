@@ -3,7 +3,6 @@ store, the struct-read ELF headers, and the command's exit without teardown."""
 
 from __future__ import annotations
 
-import pickle
 import random
 import sqlite3
 import subprocess
@@ -17,7 +16,8 @@ from probelint.arch.x86.cpu import CpuProfile
 from probelint.arch.x86.patching import patch_live_text
 from probelint.errors import InputError
 from probelint.image.elf import ElfFile
-from probelint.image.facts import FunctionFacts, _differences
+from probelint.image.cache_format import decode, encode
+from probelint.image.facts import FunctionFacts, _differences, _pack, _row_crc, _unpack
 from probelint.image.kallsyms import HashIndex, NameMap, PackedStrings
 from probelint.image.kernel import Kernel
 from tests.conftest import DEMO
@@ -25,7 +25,7 @@ from tests.conftest import DEMO
 
 def test_packed_strings_behave_as_a_sequence():
     names = ["vfs_read", "", "ksys_read.cold", "é_unicode", "x"]
-    packed = pickle.loads(pickle.dumps(PackedStrings.of(names)))
+    packed = PackedStrings.from_index(decode(encode(PackedStrings.of(names).to_index())))
     assert list(packed) == names and len(packed) == 5
     assert packed[-1] == "x" and packed[1:3] == ["", "ksys_read.cold"]
     with pytest.raises(IndexError):
@@ -36,16 +36,16 @@ def test_packed_strings_behave_as_a_sequence():
 
 def test_hash_index_candidates_are_a_superset_in_position_order():
     keys = [f"sym{k % 50}" for k in range(500)]
-    index = pickle.loads(pickle.dumps(HashIndex((key, pos) for pos, key in enumerate(keys))))
+    index = HashIndex.from_index(decode(encode(HashIndex((key, pos) for pos, key in enumerate(keys)).to_index())), 500)
     for key in ("sym0", "sym49", "absent"):
         found = [pos for pos in index.candidates(key) if keys[pos] == key]
         assert found == [pos for pos, k in enumerate(keys) if k == key]
         assert list(index.candidates(key)) == sorted(index.candidates(key))
 
 
-def test_name_map_after_pickling():
+def test_name_map_after_the_index_format():
     items = {f"__marker_{k}": 0xFFFFFFFF81000000 + k for k in range(1000)}
-    loaded = pickle.loads(pickle.dumps(NameMap(items)))
+    loaded = NameMap.from_index(decode(encode(NameMap(items).to_index())))
     assert all(loaded.get(name) == value for name, value in items.items())
     assert loaded.get("__marker_1000") is None and len(loaded) == 1000
 
@@ -97,7 +97,10 @@ def test_fact_store_keeps_the_live_text(debian_kernel: Kernel, tmp_path):
             live = patch_live_text(vmlinux, sym.address, file_code, profile)
             insns = list(x86.decode(live, sym.address))
             facts = FunctionFacts.of(insns, file_code, live)
-            stored = FunctionFacts(*pickle.loads(pickle.dumps(facts[:], pickle.HIGHEST_PROTOCOL)))
+            row = _pack(facts)
+            stored = _unpack(profile.cache_key, sym.address, file_code,
+                             (*row, _row_crc(profile.cache_key, sym.address, file_code, row)))
+            assert stored == facts
             assert stored.live(file_code) == live, sym.name
             patched += bool(facts.patches)
     assert patched > 50  # most functions end in a patched return

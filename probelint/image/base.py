@@ -5,8 +5,8 @@ CPU profile, fixed when the image is opened."""
 from __future__ import annotations
 
 import bisect
-import pickle
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from functools import cached_property
 
 from probelint.arch.x86 import decode as x86
@@ -48,7 +48,7 @@ class ImageBase(ABC):
         self._functions: dict[int, Function] = {}
         self._facts: FactStore | None = None
         self._tables: dict[str, list[dict[str, int]]] = {}
-        self._indexed_tables: dict[str, bytes] = {}
+        self._indexed_tables: dict[str, tuple[list[str], list[Sequence[int]]]] = {}  # (fields, columns)
         self._sites: dict[str, list[tuple[int, int]]] = {}
 
     @property
@@ -115,7 +115,11 @@ class ImageBase(ABC):
         cached = self._tables.get(name)
         if cached is None:
             packed = self._indexed_tables.pop(name, None)
-            cached = pickle.loads(packed) if packed is not None else read_table(self, TABLES[name])
+            if packed is not None:
+                fields, columns = packed
+                cached = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+            else:
+                cached = read_table(self, TABLES[name])
             self._tables[name] = cached
         return cached
 
@@ -252,7 +256,7 @@ class ImageBase(ABC):
         if fn is None:
             # The last instruction may run past the symbol end: the kernel reads on.
             file_code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
-            facts = self._facts.get(self.profile.cache_key, sym.address) if self._facts is not None else None
+            facts = self._facts.get(self.profile.cache_key, sym.address, file_code) if self._facts is not None else None
             code = facts.live(file_code) if facts is not None else patch_live_text(self, sym.address, file_code,
                                                                                    self.profile)
             if facts is not None and not every_insn:
@@ -266,7 +270,7 @@ class ImageBase(ABC):
                 if facts is None:
                     facts = FunctionFacts.of(insns, file_code, code)
                     if self._facts is not None:
-                        self._facts.put(self.profile.cache_key, sym.address, facts)
+                        self._facts.put(self.profile.cache_key, sym.address, facts, file_code)
                 # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
                 fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[sym.address] = fn

@@ -47,10 +47,24 @@ class Blacklist:
                     stop = nxt[0].address if nxt else end
                     ranges.append((walk, stop, what))
                     walk = stop
+        self._set(ranges)
+
+    def _set(self, ranges: list[tuple[int, int, str]]) -> None:
         ranges.sort()
         self._ranges = ranges
         self._starts = [r[0] for r in ranges]
         self._longest = max((e - s for s, e, _ in ranges), default=0)
+
+    @classmethod
+    def of_ranges(cls, ranges: list[tuple[int, int, str]]) -> Blacklist:
+        """The blacklist of these ranges, as kept in the build-id index."""
+        self = cls.__new__(cls)
+        self._set(ranges)
+        return self
+
+    @property
+    def ranges(self) -> list[tuple[int, int, str]]:
+        return self._ranges
 
     def reason(self, address: int) -> str | None:
         pos = bisect.bisect_right(self._starts, address)

@@ -3,25 +3,33 @@
 Parsing a vmlinux symbol table and rebuilding kallsyms costs ~1.5 s; a pre-commit hook runs on
 every commit against the same kernel. The index keeps what is derived from the whole file (raw
 symbol values, the kallsyms table, the kernel special tables) so that a warm run only maps the
-file and decodes the functions its probes touch. Written atomically (temporary file + rename), so
-concurrent runs never read half an index; an unreadable or stale index is rebuilt.
+file and decodes the functions its probes touch.
+
+The index is data, never code (image/cache_format.py), in a directory that is the user's alone
+(image/cachefs.py). A file that fails its checksum, its size limits or its schema is discarded and
+rebuilt with one line on stderr; it is never trusted and never fatal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-import pickle
+import re
 import zlib
 from pathlib import Path
 from typing import Any
 
 from probelint._version import __version__
+from probelint.image.cache_format import decode, encode
+from probelint.image.cachefs import CacheDir, note
 from probelint.image.facts import FactStore
 
 __all__ = ["IndexCache", "default_cache_dir"]
 
-_FORMAT = 2  # bump when the indexed facts change shape
+_FORMAT = 3  # bump when the indexed facts change shape
+_LIMIT = 256 << 20  # a full Debian kernel's index is 7 MB: a larger file is not read
+_BUILD_ID = re.compile(r"[0-9a-f]{2,128}")
 
 
 @functools.cache
@@ -46,48 +54,68 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Index files under ``<cache dir>/index/``; `directory` None disables caching."""
+    """Index files under ``<cache dir>/<sub>/``; `directory` None disables caching."""
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory / "index" if directory is not None else None
+    def __init__(self, directory: Path | None, sub: str = "index") -> None:
+        self.root = directory
+        self.sub = sub
+        self._dir: CacheDir | None = None
+        self._opened = False
 
-    def _path(self, build_id: str) -> Path | None:
-        if self.directory is None:
+    @property
+    def directory(self) -> CacheDir | None:
+        """The checked directory, opened when first needed; None if refused or unusable."""
+        if not self._opened:
+            self._opened = True
+            self._dir = CacheDir.open(self.root, self.sub) if self.root is not None else None
+        return self._dir
+
+    def _name(self, build_id: str | None) -> str | None:
+        if build_id is None or not _BUILD_ID.fullmatch(build_id) or self.directory is None:
             return None
-        return self.directory / f"{build_id}-{__version__}-{_FORMAT}-{_code_digest()}.pickle"
+        return f"{build_id}-{__version__}-{_FORMAT}-{_code_digest()}.index"
 
     def fact_store(self, build_id: str | None) -> FactStore | None:
         """Per-function decode facts of this build (image/facts.py), beside the index."""
-        path = self._path(build_id) if build_id else None
-        return FactStore(path.with_suffix(".facts.sqlite")) if path is not None else None
+        name = self._name(build_id)
+        directory = self.directory
+        return FactStore(directory, name.removesuffix(".index") + ".facts.sqlite") if name and directory else None
 
-    def load(self, build_id: str | None) -> dict[str, Any] | None:
-        path = self._path(build_id) if build_id else None
-        if path is None or not path.is_file():
+    def load(self, build_id: str | None) -> Any:
+        """The stored tree, or None (absent, refused, or discarded with a line)."""
+        name = self._name(build_id)
+        directory = self.directory
+        if name is None or directory is None:
             return None
         try:
-            with open(path, "rb") as fh:
-                data = pickle.load(fh)
-        # classes that moved or changed shape since the file was written: rebuilt like a torn file
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError,
-                IndexError):
+            data = directory.read(name, _LIMIT)
+            return decode(data) if data is not None else None
+        except PermissionError:
+            self._dir = None  # another user's file: the cache is refused, not cleaned
             return None
-        return data if isinstance(data, dict) and data.get("build_id") == build_id else None
+        except (ValueError, OSError) as exc:
+            self._discard(directory, name, str(exc))
+            return None
 
-    def store(self, build_id: str | None, data: dict[str, Any]) -> None:
-        path = self._path(build_id) if build_id else None
-        if path is None:
+    def discard(self, build_id: str | None, why: str) -> None:
+        """Remove the index of `build_id` whose content failed its schema (one line)."""
+        name = self._name(build_id)
+        if name is not None and self.directory is not None:
+            self._discard(self.directory, name, why)
+
+    @staticmethod
+    def _discard(directory: CacheDir, name: str, why: str) -> None:
+        note(f"cache file {directory.shown(name)}: {why}: discarded, rebuilt")
+        with contextlib.suppress(OSError):
+            directory.remove(name)
+
+    def store(self, build_id: str | None, tree: Any) -> None:
+        name = self._name(build_id)
+        directory = self.directory
+        if name is None or directory is None or build_id is None:
             return
-        import tempfile  # only a cold run writes the index
-
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump({**data, "build_id": build_id}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-            for stale in path.parent.glob(f"{build_id}-*"):  # other versions of probelint's code
-                if not stale.name.startswith(path.stem):
-                    stale.unlink(missing_ok=True)
+            directory.write(name, encode(tree))
+            directory.remove_stale(f"{build_id}-", name.removesuffix(".index"))
         except OSError:
             pass  # a cache that cannot be written only costs time

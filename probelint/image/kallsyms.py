@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from typing import Any, NamedTuple, overload
 
+from probelint.image.cache_format import IndexFormatError, field, typed_array
 from probelint.image.elf import (
     SHN_ABS,
     SHN_COMMON,
@@ -203,18 +204,31 @@ class Kallsyms(SymbolTable):
         self._end_of_last = end_of_last
         self._last_lookup: KSym | None = None
 
-    def __getstate__(self) -> tuple[Any, ...]:
+    def to_index(self) -> dict[str, Any]:
         # Kept packed in the index and left packed when loaded: rebuilding 87k name strings,
         # 64-bit ints and a name dict object by object was most of a warm run's index load.
         self.positions_of("")  # builds the name index
         self.pieces_of("")  # and the .cold/.part one
-        return (PackedStrings.of(self.names), array("Q", self.addresses), "".join(self.types), self._end_of_last,
-                self.__dict__["_names_index"], self.__dict__["_pieces_index"])
+        return {"names": PackedStrings.of(self.names).to_index(), "addresses": array("Q", self.addresses),
+                "types": "".join(self.types), "end": self._end_of_last,
+                "names_index": self.__dict__["_names_index"].to_index(),
+                "pieces_index": self.__dict__["_pieces_index"].to_index()}
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.names, self.addresses, self.types, self._end_of_last, names_index, pieces_index = state
-        self.__dict__.update(_names_index=names_index, _pieces_index=pieces_index)
+    @classmethod
+    def from_index(cls, data: dict[str, Any]) -> Kallsyms:
+        """The table as `to_index` kept it; IndexFormatError unless every part fits the others."""
+        self = cls.__new__(cls)
+        self.names = PackedStrings.from_index(field(data, "names", dict))
+        n = len(self.names)
+        self.addresses = typed_array(data, "addresses", "Q", n)
+        self.types = field(data, "types", str)
+        self._end_of_last = field(data, "end", int)
+        if len(self.types) != n:
+            raise IndexFormatError("types: not one per symbol")
+        self.__dict__.update(_names_index=HashIndex.from_index(field(data, "names_index", dict), n),
+                             _pieces_index=HashIndex.from_index(field(data, "pieces_index", dict), n))
         self._last_lookup = None
+        return self
 
     def count(self, name: str) -> int:
         return len(self.positions_of(name))
@@ -252,7 +266,7 @@ class Kallsyms(SymbolTable):
 
 
 class PackedStrings(Sequence[str]):
-    """Strings kept as one string and their start offsets: a warm run unpickles 117k symbol names
+    """Strings kept as one string and their start offsets: a warm run loads 117k symbol names
     of the index this way in well under a millisecond (one object each: ~8 ms), and reads few."""
 
     __slots__ = ("_starts", "_text")
@@ -281,8 +295,15 @@ class PackedStrings(Sequence[str]):
             return self[index + len(self)]
         raise IndexError(index)
 
-    def __reduce__(self) -> tuple[type[PackedStrings], tuple[str, array]]:
-        return PackedStrings, (self._text, self._starts)
+    def to_index(self) -> dict[str, Any]:
+        return {"text": self._text, "starts": self._starts}
+
+    @classmethod
+    def from_index(cls, data: dict[str, Any]) -> PackedStrings:
+        text, starts = field(data, "text", str), typed_array(data, "starts", "Q")
+        if not starts or starts[0] != 0 or starts[-1] != len(text):
+            raise IndexFormatError("starts: not offsets into the text")
+        return cls(text, starts)  # out-of-order starts give wrong names, never an exception
 
 
 class HashIndex:
@@ -295,6 +316,19 @@ class HashIndex:
         self._crcs = array("I", (crc for crc, _ in pairs))
         self._positions = array("I", (pos for _, pos in pairs))
 
+    def to_index(self) -> dict[str, Any]:
+        return {"crcs": self._crcs, "positions": self._positions}
+
+    @classmethod
+    def from_index(cls, data: dict[str, Any], length: int) -> HashIndex:
+        """An index of positions below `length`, as `to_index` kept it."""
+        self = cls.__new__(cls)
+        self._crcs = typed_array(data, "crcs", "I")
+        self._positions = typed_array(data, "positions", "I", len(self._crcs))
+        if self._positions and max(self._positions) >= length:
+            raise IndexFormatError("positions: beyond the table")
+        return self
+
     def candidates(self, key: str) -> array:
         """Positions whose key may be `key`, lowest first."""
         crc = zlib.crc32(key.encode())
@@ -304,7 +338,7 @@ class HashIndex:
 
 class NameMap:
     """A read-only name -> address map kept packed in the index: a dict of 30k names costs a
-    warm run ~6 ms to unpickle, to look up a few."""
+    warm run ~6 ms to rebuild, to look up a few."""
 
     def __init__(self, items: dict[str, int]) -> None:
         names = list(items)
@@ -320,6 +354,17 @@ class NameMap:
 
     def __len__(self) -> int:
         return len(self._names)
+
+    def to_index(self) -> dict[str, Any]:
+        return {"names": self._names.to_index(), "values": self._values, "index": self._index.to_index()}
+
+    @classmethod
+    def from_index(cls, data: dict[str, Any]) -> NameMap:
+        self = cls.__new__(cls)
+        self._names = PackedStrings.from_index(field(data, "names", dict))
+        self._values = typed_array(data, "values", "Q", len(self._names))
+        self._index = HashIndex.from_index(field(data, "index", dict), len(self._names))
+        return self
 
 
 def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:

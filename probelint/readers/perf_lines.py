@@ -33,10 +33,11 @@ FUNC), and FILE:LINE of a file included by more than `MAX_UNITS` units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from elftools.common.exceptions import DWARFError, ELFParseError
 
+from probelint.image.cache_format import IndexFormatError, field
 from probelint.image.dwarf import Die, Dwarf, Unit, strtailcmp
 from probelint.readers.spec import PerfPoint
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_UNITS", "DwarfLines", "PerfPoint", "Resolution"]
 
 MAX_UNITS = 32  # units walked for one FILE:LINE: a header included everywhere is not resolved
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,14 @@ class DwarfLines:
         # a --strip-debug copy shares the -dbg file's build-id: it must neither read nor write its results
         if not self.dwarf.present:
             self.cache = cache = None
+        self._results: dict[PerfPoint, Resolution] = {}
         stored = cache.load(self.build_id) if cache is not None and self.build_id else None
-        if stored:
-            self.dwarf = Dwarf(image, stored.get("units"))
-        self._results: dict[PerfPoint, Resolution] = stored.get("results", {}) if stored else {}
+        if stored is not None and cache is not None:
+            try:
+                units, self._results = _from_cache(stored)
+                self.dwarf = Dwarf(image, units)
+            except IndexFormatError as exc:
+                cache.discard(self.build_id, str(exc))
         self._dirty = False
 
     def resolve(self, point: PerfPoint) -> Resolution:
@@ -103,7 +108,8 @@ class DwarfLines:
     def save(self) -> None:
         index = self.dwarf.index_if_read
         if self.cache is not None and self.build_id and (self._dirty or self.dwarf.index_built) and index is not None:
-            self.cache.store(self.build_id, {"units": index, "results": self._results, "format": _FORMAT})
+            results = [[*point, list(r.addresses), r.error, r.unsupported] for point, r in self._results.items()]
+            self.cache.store(self.build_id, {"units": index, "results": results, "format": _FORMAT})
             self._dirty = self.dwarf.index_built = False
 
     def _find(self, point: PerfPoint) -> list[int]:
@@ -234,3 +240,29 @@ def _spelling(point: PerfPoint) -> str:
     if point.offset:
         text += f"+{point.offset}"
     return text
+
+
+def _from_cache(tree: Any) -> tuple[dict[str, Any], dict[PerfPoint, Resolution]]:
+    """The unit index and results kept by `DwarfLines.save`, each checked for its type and
+    bounds (plain JSON types in the index file: image/cache_format.py); IndexFormatError otherwise."""
+    if not isinstance(tree, dict) or tree.get("format") != _FORMAT:
+        raise IndexFormatError("not this version's DWARF-lines cache")
+    units = field(tree, "units", dict)
+    paths = field(units, "paths", list)
+    if not all(isinstance(p, str) for p in paths):
+        raise IndexFormatError("units: paths")
+    for unit in field(units, "units", list):
+        if not (isinstance(unit, list) and len(unit) == 3 and type(unit[0]) is int and isinstance(unit[1], str)
+                and isinstance(unit[2], list) and all(type(f) is int and 0 <= f < len(paths) for f in unit[2])):
+            raise IndexFormatError("units: a unit")
+    results = {}
+    for item in field(tree, "results", list):
+        if not (isinstance(item, list) and len(item) == 8):
+            raise IndexFormatError("results: an entry")
+        function, file, line, offset, every, addresses, error, unsupported = item
+        if not (all(v is None or isinstance(v, str) for v in (function, file, error)) and type(line) is int
+                and type(offset) is int and isinstance(every, bool) and isinstance(unsupported, bool)
+                and isinstance(addresses, list) and all(type(a) is int for a in addresses)):
+            raise IndexFormatError("results: an entry")
+        results[PerfPoint(function, file, line, offset, every)] = Resolution(tuple(addresses), error, unsupported)
+    return units, results
