@@ -55,7 +55,7 @@ def _kernel_options() -> argparse.ArgumentParser:
                         "SYM probes (default: none besides the .ko files given and MOD: probes)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the build-id index of the kernel image")
-    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+    p.add_argument("--cache-dir", metavar="DIR",
                    help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
                         "~/.cache/probelint)")
     p.add_argument("-j", "--jobs", type=int, metavar="N",
@@ -115,7 +115,9 @@ def _settings(args: argparse.Namespace) -> Config:
     config.modules = list(args.modules)
     config.loaded = _split(args.loaded)
     config.cache = not args.no_cache
-    config.cache_dir = args.cache_dir
+    if args.cache_dir == "":  # Path("") is the current directory: never the cache by accident
+        raise InputError("--cache-dir", "an empty directory name (give a directory, or --no-cache)")
+    config.cache_dir = Path(args.cache_dir) if args.cache_dir is not None else None
     config.jobs = args.jobs or os.cpu_count() or 1
     if getattr(args, "fail_level", None):
         config.fail_level = Severity.parse(args.fail_level)

@@ -1,6 +1,5 @@
 """The build-id index: a warm run gives the same verdicts without re-reading the symbol table."""
 
-import pytest
 
 import probelint
 from probelint.arch.x86 import decode as x86

@@ -15,8 +15,8 @@ from probelint.arch.x86 import decode as x86
 from probelint.arch.x86.cpu import CpuProfile
 from probelint.arch.x86.patching import patch_live_text
 from probelint.errors import InputError
-from probelint.image.elf import ElfFile
 from probelint.image.cache_format import decode, encode
+from probelint.image.elf import ElfFile
 from probelint.image.facts import FunctionFacts, _differences, _pack, _row_crc, _unpack
 from probelint.image.kallsyms import HashIndex, NameMap, PackedStrings
 from probelint.image.kernel import Kernel

@@ -56,8 +56,8 @@ def default_cache_dir() -> Path:
 class IndexCache:
     """Index files under ``<cache dir>/<sub>/``; `directory` None disables caching."""
 
-    def __init__(self, directory: Path | None, sub: str = "index") -> None:
-        self.root = directory
+    def __init__(self, directory: str | Path | None, sub: str = "index") -> None:
+        self.root = Path(directory) if directory is not None else None
         self.sub = sub
         self._dir: CacheDir | None = None
         self._opened = False

@@ -20,7 +20,7 @@ __all__ = ["IndexFormatError", "decode", "encode", "field", "typed_array"]
 
 _MAGIC = b"probelint-index\0"
 _HEADER = struct.Struct("<16sIIQ")  # magic, crc32 of what follows, JSON length, blob length
-_ARRAY_TYPES = frozenset("BIQq")
+_ARRAY_TYPES = frozenset("BIQqs")  # array typecodes, and "s": UTF-8 text
 
 
 class IndexFormatError(ValueError):
@@ -49,9 +49,11 @@ def encode(tree: Any) -> bytes:
 
     def packed(value: Any) -> Any:
         nonlocal size
-        if isinstance(value, array):
-            raw = value.tobytes()
-            ref = {"$": value.typecode, "at": size, "n": len(value)}
+        if isinstance(value, array) or (isinstance(value, str) and len(value) > 4096):
+            # long texts (symbol names) too: JSON would scan them character by character
+            raw = value.tobytes() if isinstance(value, array) else value.encode()
+            ref = {"$": value.typecode, "at": size, "n": len(value)} if isinstance(value, array) else \
+                {"$": "s", "at": size, "n": len(raw)}
             blobs.append(raw)
             size += len(raw)
             return ref
@@ -85,10 +87,13 @@ def decode(data: bytes) -> Any:
         typecode, at, n = ref["$"], ref["at"], ref["n"]
         if typecode not in _ARRAY_TYPES or type(at) is not int or type(n) is not int or at < 0 or n < 0:
             raise IndexFormatError("a malformed array reference")
-        out = array(typecode)
-        end = at + n * out.itemsize
+        itemsize = 1 if typecode == "s" else array(typecode).itemsize
+        end = at + n * itemsize
         if end > blob_len:
             raise IndexFormatError("an array beyond the end of the file")
+        if typecode == "s":
+            return str(blobs[at:end], "utf-8")
+        out = array(typecode)
         out.frombytes(blobs[at:end])
         return out
 

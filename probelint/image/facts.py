@@ -86,6 +86,7 @@ _SCHEMA = ("CREATE TABLE facts (profile TEXT NOT NULL, address INTEGER NOT NULL,
            "branches BLOB NOT NULL, indirect BLOB NOT NULL, undecodable INTEGER NOT NULL, patches BLOB NOT NULL, "
            "crc INTEGER NOT NULL, PRIMARY KEY (profile, address)) WITHOUT ROWID")
 _COLUMNS = "lengths, branches, indirect, undecodable, patches, crc"
+_LENGTHS = bytes(range(1, x86.MAX_INSN_SIZE + 1))  # what an instruction length can be
 _PATCH = struct.Struct("<II")  # offset, length of each patch's bytes, which follow it
 
 
@@ -118,7 +119,7 @@ def _unpack(profile: str, address: int, file_code: bytes, row: Sequence[object])
     if crc != _row_crc(profile, address, file_code, row[:5]):
         raise BadRow("checksum mismatch")
     n = len(lengths)
-    if len(branches) % 12 or len(indirect) % 4 or (n and not 1 <= min(lengths) <= max(lengths) <= x86.MAX_INSN_SIZE):
+    if len(branches) % 12 or len(indirect) % 4 or lengths.translate(None, _LENGTHS):
         raise BadRow("malformed instruction lengths or branches")
     split = len(branches) // 12 * 8
     targets, at = array("Q", branches[:split]), array("I", branches[split:])
@@ -203,6 +204,7 @@ class FactStore:
     def _discard(self, why: str) -> None:
         """Remove the store at our name, if it is still the file this process opened (or no
         file of ours at all): workers that hit the same bad file say it once between them."""
+        self._fetched.clear()  # rows of the discarded file
         if self._db is not None:
             self._db.close()
             self._db = None
