@@ -59,6 +59,14 @@ def warnings(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("probelint:")]
 
 
+def assert_one_line(capsys, cache: Path, expected: list[tuple], text: str) -> None:
+    """A run on `cache` gives the clean verdicts and says one line about the cache, naming `text`."""
+    warnings(capsys)
+    assert verdicts(cache) == expected
+    (line,) = warnings(capsys)
+    assert text in line
+
+
 # ------------------------------------------------------------------ nothing in the cache runs code
 
 def test_a_planted_pickle_at_the_index_name_runs_nothing(clean, tmp_path, capsys):
@@ -112,20 +120,14 @@ def test_a_crafted_index_of_the_wrong_shape_is_rebuilt(clean, capsys, tree):
     expected, cache = clean
     head = tree.encode() if isinstance(tree, str) else json.dumps(tree).encode()
     write_index(index_file(cache), head, bytes(16))
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "discarded, rebuilt" in line
+    assert_one_line(capsys, cache, expected, "discarded, rebuilt")
     assert verdicts(cache) == expected and not warnings(capsys)
 
 
 def test_a_huge_declared_size_is_refused_before_it_is_allocated(clean, capsys):
     expected, cache = clean
     write_index(index_file(cache), b"{}", b"", blob_len=1 << 62)
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "declares" in line
+    assert_one_line(capsys, cache, expected, "declares")
 
 
 def test_wrong_index_values_are_rebuilt_not_a_crash(clean, capsys):
@@ -189,10 +191,7 @@ def test_crafted_fact_rows_cannot_hide_a_kp104(clean, capsys):
     db.execute("UPDATE facts SET lengths = CAST(replace(CAST(lengths AS TEXT), char(0), char(1)) AS BLOB)")
     db.commit()
     db.close()
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "fails its checks" in line
+    assert_one_line(capsys, cache, expected, "fails its checks")
 
 
 def test_a_foreign_sqlite_file_at_the_fact_store_name_is_discarded(clean, capsys):
@@ -205,10 +204,7 @@ def test_a_foreign_sqlite_file_at_the_fact_store_name_is_discarded(clean, capsys
     db.commit()
     db.close()
     facts.chmod(0o600)
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "not probelint's fact store" in line
+    assert_one_line(capsys, cache, expected, "not probelint's fact store")
     assert verdicts(cache) == expected and not warnings(capsys)
 
 
@@ -239,10 +235,7 @@ def test_a_cache_writable_by_group_is_refused(clean, capsys, what):
     target.chmod(target.stat().st_mode | 0o020)
     index = index_file(cache)
     stamp = index.stat().st_mtime_ns
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "writable by group or others" in line and "not used" in line
+    assert_one_line(capsys, cache, expected, "writable by group or others")
     assert index.stat().st_mtime_ns == stamp
 
 
@@ -268,10 +261,7 @@ def test_a_symlinked_index_dir_is_not_followed(clean, tmp_path, capsys):
     victim = elsewhere / f"{bid_name}-someone-elses-file"
     victim.write_text("keep me")
     (cache / "index").symlink_to(elsewhere)
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "not followed" in line
+    assert_one_line(capsys, cache, expected, "not followed")
     assert victim.read_text() == "keep me"
 
 
@@ -283,10 +273,7 @@ def test_a_symlinked_index_file_is_not_followed(clean, tmp_path, capsys):
     index.unlink()
     index.symlink_to(target)
     before = target.read_bytes()
-    warnings(capsys)
-    assert verdicts(cache) == expected
-    (line,) = warnings(capsys)
-    assert "symbolic link" in line
+    assert_one_line(capsys, cache, expected, "symbolic link")
     assert target.read_bytes() == before and not index.is_symlink()
 
 
