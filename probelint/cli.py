@@ -142,7 +142,8 @@ def _is_elf(path: str) -> bool:
     if magic == b"\x7fELF" or re.search(r"\.ko\.(xz|gz|zst)$", path):
         return True
     if path.endswith(".ko"):
-        raise InputError(path, "not an ELF file (a .ko is a kernel module)" if magic else "empty file, not a kernel module")
+        raise InputError(path, "not an ELF file (a .ko is a kernel module)" if magic
+                         else "empty file, not a kernel module")
     return False
 
 
