@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probelint.fileio import replacing
+from probelint.fileio import open_regular, replacing
 
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
@@ -120,7 +120,7 @@ def query(path: Path, spec: str) -> str | None:
     """The class of ``SYM+OFF`` in a map file, or None if the map does not hold it."""
     name, _, off = spec.partition("+")
     offset = int(off, 0) if off else 0
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
+    with open_regular(path) as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:  # a FIFO: one line
         for line in fh:
             if not line.startswith(f'{{"f":{json.dumps(name)},'):
                 continue
