@@ -39,15 +39,16 @@ def _refuse(where: str, mode: int) -> None:
         raise InputError(where, f"{kind}, not a regular file: not read")
 
 
-def open_regular(path: str | Path, *, follow: bool = True) -> BinaryIO:
-    """`path` opened for reading in binary, if it is a regular file; else one line (InputError).
-    `follow=False`: a symbolic link at the last component is refused, not followed."""
+def open_regular(path: str | Path, *, follow: bool = True, verb: str = "open") -> BinaryIO:
+    """`path` opened for reading in binary, if it is a regular file; else one line (InputError,
+    "cannot `verb`: ..." if it cannot be opened). `follow=False`: a symbolic link at the last
+    component is refused, not followed."""
     where = str(path)
     try:
         _refuse(where, (os.stat(path) if follow else os.lstat(path)).st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     except OSError as exc:
-        raise InputError(where, f"cannot open: {exc.strerror or exc}") from None
+        raise InputError(where, f"cannot {verb}: {exc.strerror or exc}") from None
     try:
         _refuse(where, os.fstat(fd).st_mode)  # swapped since the stat
         os.set_blocking(fd, True)
@@ -59,7 +60,7 @@ def open_regular(path: str | Path, *, follow: bool = True) -> BinaryIO:
 
 def read_regular(path: str | Path, limit: int, what: str, *, follow: bool = True) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; a larger one is refused as not `what`."""
-    with open_regular(path, follow=follow) as fh:
+    with open_regular(path, follow=follow, verb="read") as fh:
         try:
             data = fh.read(limit + 1)
         except OSError as exc:

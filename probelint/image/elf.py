@@ -127,8 +127,8 @@ class ElfFile:
         ident = self._map[:16]
         machine = int.from_bytes(self._map[18:20], "little") if len(self._map) >= 20 else None
         if len(ident) == 16 and ident[4] == 1 and ident[5] == 1 and machine is not None:  # 32-bit
-            raise InputError(self.path, f"a 32-bit image (ELFCLASS32, {_EM_NAMES.get(machine, machine)}): "
-                                        f"probelint models 64-bit x86-64 kernels")
+            what = "32-bit x86-64" if machine == EM_X86_64 else f"architecture {_EM_NAMES.get(machine, machine)}"
+            raise InputError(self.path, f"unsupported {what} (ELFCLASS32): probelint models 64-bit x86-64 kernels")
         if len(self._map) < 64 or ident[4] != 2 or ident[5] != 1:
             raise InputError(self.path, "corrupt ELF: not a little-endian 64-bit header")
         (e_type, machine, _version, _entry, _phoff, shoff, _flags, _ehsize, _phentsize, _phnum, shentsize,
