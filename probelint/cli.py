@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from probelint._version import __version__
 from probelint.arch.x86.cpu import PROFILE_NAMES, CpuProfile
 from probelint.config import HINTS
-from probelint.errors import InputError
+from probelint.errors import InputError, printable
 from probelint.findings import Severity
 from probelint.readers import KINDS
 
@@ -132,16 +132,21 @@ def _settings(args: argparse.Namespace) -> Config:
 
 
 def _is_elf(path: str) -> bool:
-    """An ELF image, or a compressed module (``.ko.xz``, ``.ko.gz``, ``.ko.zst``)."""
+    """An ELF image, or a kernel module by name (``.ko``, ``.ko.xz``, ``.ko.gz``, ``.ko.zst``: an
+    empty or damaged one is an image error, not an empty probe file). A FIFO or device is refused
+    here, before anything reads it."""
     if path == "-" or os.path.isdir(path):
         return False
-    if re.search(r"\.ko\.(xz|gz|zst)$", path) and os.path.isfile(path):
+    from probelint.fileio import open_regular
+
+    with open_regular(path) as fh:
+        magic = fh.read(4)
+    if magic == b"\x7fELF" or re.search(r"\.ko\.(xz|gz|zst)$", path):
         return True
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"\x7fELF"
-    except OSError as exc:
-        raise InputError(path, f"cannot open: {exc.strerror}") from None
+    if path.endswith(".ko"):
+        raise InputError(path, "not an ELF file (a .ko is a kernel module)" if magic
+                         else "empty file, not a kernel module")
+    return False
 
 
 def _split(text: str | None) -> list[str]:
@@ -238,13 +243,13 @@ def _map(argv: list[str]) -> int:
         report = run(config, kernel, read_sources(args.probes))
         drawn = drawing.build(kernel, sym, report.results)
         for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
-            print(f"picture of {sym.name} written to {path}", file=sys.stderr)
+            print(printable(f"picture of {sym.name} written to {path}"), file=sys.stderr)
         if args.output is None:
             return 0  # a picture was asked for, not a map file
     output = args.output or Path(Path(args.path).name + ".probemap.gz")
     counts = probemap.map_kernel(kernel, syms, output, args.jobs)
     sys.stdout.write(probemap.summary(counts))
-    print(f"map written to {output} [cpu profile: {kernel.profile.value}]", file=sys.stderr)
+    print(printable(f"map written to {output} [cpu profile: {kernel.profile.value}]"), file=sys.stderr)
     return 0
 
 
@@ -303,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except InputError as exc:
-        print(f"probelint: error: {exc}", file=sys.stderr)
+        print(f"probelint: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -311,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PROBELINT_DEBUG"):
             raise
         where = " ".join(a for a in argv if not a.startswith("-")) or "probelint"
-        print(f"probelint: error: {where}: internal error {type(exc).__name__}: {exc} "
-              f"(PROBELINT_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
+        print(printable(f"probelint: error: {where}: internal error {type(exc).__name__}: {exc} "
+                        "(PROBELINT_DEBUG=1 shows the traceback; please report it)"), file=sys.stderr)
         return 2
 
 
@@ -351,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
         if len(probe_files) > 1 and probe_files[0] != "-":  # most likely a damaged image named first
             raise InputError(probe_files[0], "not an ELF file, and no other kernel image was given")
         found = str(find_running_kernel_image())
-        print(f"probelint: no image given: using {found}, the running kernel's", file=sys.stderr)
+        print(printable(f"probelint: no image given: using {found}, the running kernel's"), file=sys.stderr)
         images = [found]
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")

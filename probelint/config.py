@@ -28,6 +28,7 @@ __all__ = ["Config", "find_config", "load_config", "rule_ids"]
 
 _KEYS = {"kernel", "select", "ignore", "fail-level", "cpu-profile", "severity"}
 HINTS = ("auto", "always", "never")
+MAX_CONFIG_FILE = 1 << 20  # pyproject.toml files are kilobytes
 HINTS_AUTO_LIMIT = 500  # "auto": hints for sets up to this size (each hint checks a few more probe sets)
 
 
@@ -92,26 +93,31 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     for directory in (start, *start.parents):
         for name in ("probelint.toml", "pyproject.toml"):
             path = directory / name
-            if not path.is_file():
+            if not path.exists():
                 continue
             data = _read(path)
-            if name == "probelint.toml":
-                return path, data.get("tool", {}).get("probelint", data)
-            if "probelint" in data.get("tool", {}):
-                return path, data["tool"]["probelint"]
+            tool = data.get("tool", {})
+            own = data if name == "probelint.toml" else None  # probelint.toml may hold the table bare
+            table = tool.get("probelint", own) if isinstance(tool, dict) else None
+            if name == "probelint.toml" or table is not None:
+                if not isinstance(table, dict):
+                    raise InputError(str(path), "[tool.probelint] must be a table")
+                return path, table
     return None
 
 
 def _read(path: Path) -> dict[str, Any]:
     import tomllib  # only when there is a file to read: a warm run without one skips the import
 
+    from probelint.fileio import read_regular
+
+    data = read_regular(path, MAX_CONFIG_FILE, "a configuration file")  # a FIFO, /dev/zero: one line
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not a text file (byte {exc.start} is not UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), f"invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read: {exc.strerror}") from None
 
 
 def load_config(start: Path | None = None) -> Config:
@@ -124,13 +130,21 @@ def load_config(start: Path | None = None) -> Config:
     if unknown:
         raise InputError(where, f"unknown [tool.probelint] key {', '.join(unknown)}")
     config = Config(source=where)
-    kernel = table.get("kernel", [])
-    config.kernel = [str((path.parent / k).expanduser()) for k in ([kernel] if isinstance(kernel, str) else kernel)]
-    config.select = _str_list(table.get("select", []), where, "select")
-    config.ignore = _str_list(table.get("ignore", []), where, "ignore")
+    # ~ is the user's home; a relative path is relative to the file that names it
+    config.kernel = [str(path.parent / Path(k).expanduser())
+                     for k in _list(table.get("kernel", []), where, "kernel", "a list of image paths")]
+    config.select = [v.upper() for v in _list(table.get("select", []), where, "select", "a list of rule ids")]
+    config.ignore = [v.upper() for v in _list(table.get("ignore", []), where, "ignore", "a list of rule ids")]
+    severity = table.get("severity", {})
+    if not isinstance(severity, dict):
+        raise InputError(where, "severity must be a table of rule id = severity")
+    settings = {"fail-level": table.get("fail-level", "error"), **{f"severity.{k}": v for k, v in severity.items()}}
+    for key, value in settings.items():
+        if not isinstance(value, str):
+            raise InputError(where, f"{key} must be a string: info, warning or error")
     try:
-        config.fail_level = Severity.parse(table.get("fail-level", "error"))
-        config.severity = {k.upper(): Severity.parse(v) for k, v in table.get("severity", {}).items()}
+        config.fail_level = Severity.parse(settings["fail-level"])
+        config.severity = {k.upper(): Severity.parse(v) for k, v in severity.items()}
     except ValueError as exc:
         raise InputError(where, str(exc)) from None
     config.cpu_profile = table.get("cpu-profile", DEFAULT_PROFILE.value)
@@ -140,12 +154,13 @@ def load_config(start: Path | None = None) -> Config:
     return config
 
 
-def _str_list(value: Any, where: str, key: str) -> list[str]:
+def _list(value: Any, where: str, key: str, what: str) -> list[str]:
+    """A string or a list of strings, as a list; anything else is an error naming the key."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InputError(where, f"{key} must be a list of rule ids")
-    return [v.upper() for v in value]
+        raise InputError(where, f"{key} must be {what}")
+    return value
 
 
 def rule_ids(items: Iterable[str], where: str) -> set[str]:

@@ -1,8 +1,12 @@
-"""Errors that stop a run: bad input the user must fix (exit status 2, one line, no traceback)."""
+"""Errors that stop a run: bad input the user must fix (exit status 2, one line, no traceback);
+and what every line probelint prints about a file goes through: `printable`."""
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+import re
+import sys
+
+__all__ = ["InputError", "printable", "warn"]
 
 
 class InputError(Exception):
@@ -12,3 +16,25 @@ class InputError(Exception):
         super().__init__(f"{where}: {message}")
         self.where = where
         self.detail = message
+
+
+# C0/C1 controls (ESC starts terminal sequences, CR/LF forge lines), DEL, bidirectional overrides and
+# isolates (text shown in another order than it reads), line/paragraph separators, lone surrogates
+# (file names that are not UTF-8): everything a file name or probe text could use to rewrite a terminal
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, keep: str = "") -> str:
+    """`text` safe to print to a terminal or a log: control and invisible-direction characters as
+    ``\\xNN`` / ``\\uNNNN`` escapes (those in `keep`, such as a newline between lines, are kept)."""
+    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
+def warn(where: str, message: str) -> None:
+    """One warning line on stderr that does not stop the run."""
+    print(f"probelint: warning: {printable(f'{where}: {message}')}", file=sys.stderr)

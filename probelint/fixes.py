@@ -19,18 +19,17 @@ stdin, the Python API's probes and wildcard or source-line expansions are never 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import re
 import stat
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.errors import InputError
+from probelint.fileio import replacing
 from probelint.readers import detect_kind
 from probelint.readers.spec import ProbeSpec
 
@@ -213,25 +212,8 @@ def _writable(path: str, before: str) -> tuple[str, os.stat_result]:
 
 
 def _write(path: str, found: tuple[str, os.stat_result], text: str) -> None:
-    """Replace the file atomically (a temporary file beside it, renamed over it), keeping its mode
-    and owner; on failure the file is untouched and no temporary file is left."""
+    """Replace the file atomically, keeping its mode and owner; on failure it is untouched."""
     target, status = found
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".probelint-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fchmod(fd, stat.S_IMODE(status.st_mode))
-            mine = os.fstat(fd)
-            if (mine.st_uid, mine.st_gid) != (status.st_uid, status.st_gid):
-                os.fchown(fd, status.st_uid, status.st_gid)
-            os.fsync(fd)
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        raise InputError(path, f"cannot rewrite: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with replacing(target, mode=stat.S_IMODE(status.st_mode), owner=(status.st_uid, status.st_gid),
+                   verb="rewrite") as fh:
+        fh.write(text.encode("utf-8"))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probelint.disasm import insn_text
-from probelint.errors import InputError
 from probelint.explain import blocking_branches, state
+from probelint.fileio import replacing
 from probelint.ruledocs import rule_summary
 
 if TYPE_CHECKING:
@@ -454,9 +454,7 @@ def write(p: Picture, source: str, *, html: Path | None = None, svg: Path | None
     for path, render in ((html, lambda: render_html(p, source)), (svg, lambda: render_svg(p))):
         if path is None:
             continue
-        try:
-            path.write_text(render(), encoding="utf-8")
-        except OSError as exc:
-            raise InputError(str(path), f"cannot write: {exc.strerror}") from None
+        with replacing(path) as fh:
+            fh.write(render().encode("utf-8"))
         written.append(path)
     return written

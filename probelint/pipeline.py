@@ -154,15 +154,20 @@ def read_texts(paths: Sequence[str | Path]) -> dict[str, str]:
     twice, each of its probes would be a duplicate of itself."""
     from probelint.readers import tree_files
 
-    names = [str(p) for p in paths]
-    files = [str(f) for p in names for f in (tree_files(Path(p)) if p != "-" and os.path.isdir(p) else [p])]
+    files: list[tuple[str, bool]] = []  # (file, follow a link at its name)
+    for name in map(str, paths):
+        if name != "-" and os.path.isdir(name):
+            # a walked file was no link when the walk met it: one planted since is not followed
+            files += [(str(f), f.is_symlink()) for f in tree_files(Path(name))]
+        else:
+            files.append((name, True))
     texts: dict[str, str] = {}
     seen: set[str] = set()
-    for file in files:
+    for file, follow in files:
         real = file if file == "-" else os.path.realpath(file)
         if real not in seen:
             seen.add(real)
-            texts[file] = read_probe_file(file)
+            texts[file] = read_probe_file(file, follow=follow)
     return texts
 
 
@@ -173,17 +178,19 @@ def parse_texts(texts: dict[str, str], source_type: str | None = None) -> list[P
     return [probe for path, text in texts.items() for probe in extract(path, text, source_type)]
 
 
-def read_probe_file(path: str) -> str:
-    """A probe file's text ('-': standard input), refused with one line if it is not text."""
+def read_probe_file(path: str, *, follow: bool = True) -> str:
+    """A probe file's text ('-': standard input), refused with one line if it is not text, or
+    not a regular file (a FIFO would block the run, a device read without end)."""
+    from probelint.fileio import read_regular
+
     try:
         if path == "-":
             text = sys.stdin.read(MAX_PROBE_FILE + 1)
+            if len(text) > MAX_PROBE_FILE:
+                raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
         else:
-            # newline="": the text as stored (CRLF kept), so that --fix rewrites what was read
-            with open(path, encoding="utf-8", errors="strict", newline="") as fh:
-                text = fh.read(MAX_PROBE_FILE + 1)
-        if len(text) > MAX_PROBE_FILE:
-            raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
+            # decoded as stored (CRLF kept, no newline translation), so that --fix rewrites what was read
+            text = read_regular(path, MAX_PROBE_FILE, "a probe list", follow=follow).decode("utf-8", errors="strict")
         if "\0" in text:
             raise InputError(path, "not a text file (it contains NUL bytes)")
         return text

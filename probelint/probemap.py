@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probelint.fileio import open_regular, replacing
+
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
     from probelint.findings import Verdict
@@ -96,12 +98,10 @@ def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: in
         gc.freeze()  # the collector then leaves the inherited objects alone: fewer copy-on-write pages
         pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
         results = pool.map(_worker, chunks)
-    tmp = output.with_name(output.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with replacing(output) as fh:  # never through a link planted at a fixed temporary name
         for member, chunk_counts in results:
             fh.write(member)
             counts.update(chunk_counts)
-    os.replace(tmp, output)
     return counts
 
 
@@ -120,7 +120,7 @@ def query(path: Path, spec: str) -> str | None:
     """The class of ``SYM+OFF`` in a map file, or None if the map does not hold it."""
     name, _, off = spec.partition("+")
     offset = int(off, 0) if off else 0
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
+    with open_regular(path) as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:  # a FIFO: one line
         for line in fh:
             if not line.startswith(f'{{"f":{json.dumps(name)},'):
                 continue

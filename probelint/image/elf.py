@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from probelint.errors import InputError
+from probelint.fileio import open_regular
 
 __all__ = ["ElfFile", "ElfSection", "ElfSymbol"]
 
@@ -110,10 +111,8 @@ class ElfFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        try:
-            self._fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - lives as long as the image
-        except OSError as exc:
-            raise InputError(self.path, f"cannot open: {exc.strerror}") from None
+        # a regular file only (a FIFO would block, a device read without end); lives as long as the image
+        self._fh: BinaryIO = open_regular(path)
         self._map: mmap.mmap | bytes
         if self.path.endswith(COMPRESSED_SUFFIXES):
             self._map = decompress(self.path, self._fh)
@@ -128,8 +127,8 @@ class ElfFile:
         ident = self._map[:16]
         machine = int.from_bytes(self._map[18:20], "little") if len(self._map) >= 20 else None
         if len(ident) == 16 and ident[4] == 1 and ident[5] == 1 and machine is not None:  # 32-bit
-            raise InputError(self.path, f"unsupported architecture {_EM_NAMES.get(machine, machine)} "
-                                        f"(probelint models x86-64 kernels)")
+            what = "32-bit x86-64" if machine == EM_X86_64 else f"architecture {_EM_NAMES.get(machine, machine)}"
+            raise InputError(self.path, f"unsupported {what} (ELFCLASS32): probelint models 64-bit x86-64 kernels")
         if len(self._map) < 64 or ident[4] != 2 or ident[5] != 1:
             raise InputError(self.path, "corrupt ELF: not a little-endian 64-bit header")
         (e_type, machine, _version, _entry, _phoff, shoff, _flags, _ehsize, _phentsize, _phnum, shentsize,

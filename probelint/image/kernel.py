@@ -24,6 +24,8 @@ from probelint.image.vmlinux import DotConfig, Vmlinux
 
 __all__ = ["Function", "Image", "Kernel", "LazyInsns", "Module", "Vmlinux", "open_image"]
 
+MAX_DOTCONFIG = 16 << 20  # a .config is ~300 KiB (allyesconfig under 1 MiB)
+
 Image = Vmlinux | Module
 
 
@@ -135,9 +137,10 @@ def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | Non
 
     config_text = None
     if dotconfig is not None:
-        try:
-            config_text = (Path(dotconfig).read_text(errors="replace"), str(dotconfig))
-        except OSError as exc:
-            raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
+        from probelint.fileio import read_regular
+
+        # a regular file of bounded size: --config /dev/zero or a FIFO is one line, not a hang
+        text = read_regular(dotconfig, MAX_DOTCONFIG, "a kernel .config").decode(errors="replace")
+        config_text = (text, str(dotconfig))
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
     return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)

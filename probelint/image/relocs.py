@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from probelint.errors import InputError
 from probelint.image.elf import SHN_UNDEF, ElfFile
 
 __all__ = ["Reloc", "RelocTable", "apply_relocations"]
@@ -41,8 +42,12 @@ class RelocTable:
         for sec in elf.sections:
             if sec.type != 4 or sec.info >= len(elf.sections):  # SHT_RELA
                 continue
+            data = elf.section_bytes(sec)
+            if len(data) % _RELA.size:
+                raise InputError(elf.path, f"corrupt ELF: section {sec.name} holds {len(data)} bytes, "
+                                           f"not a whole number of {_RELA.size}-byte relocations")
             out = []
-            for offset, info, addend in _RELA.iter_unpack(elf.section_bytes(sec)):
+            for offset, info, addend in _RELA.iter_unpack(data):
                 sym = symbols[info >> 32] if (info >> 32) < len(symbols) else None
                 target = None
                 if sym is not None and sym.shndx != SHN_UNDEF and sym.shndx in section_address:

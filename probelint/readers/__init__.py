@@ -15,20 +15,22 @@ kernel's DWARF (`probelint.resolve.resolve_source_lines`, `probelint.readers.per
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from probelint.errors import InputError
+from probelint.errors import InputError, warn
 from probelint.readers import bpftrace, libbpf, shell, systemtap
 from probelint.readers.spec import Parsed, SourceLineProbe, parse_text
 
 __all__ = ["KINDS", "Parsed", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
+BOM = "\ufeff"  # some Windows editors start a UTF-8 file with it: not part of line 1
 
 
 def detect_kind(path: str, text: str) -> str:
-    first = text.split("\n", 1)[0]
+    first = text.removeprefix(BOM).split("\n", 1)[0]
     if path.endswith(".bt") or (first.startswith("#!") and "bpftrace" in first):
         return "bpftrace"
     if path.endswith(".bpf.c"):
@@ -61,7 +63,7 @@ def _other_kind(path: str, text: str) -> str | None:
     suffix = Path(path).suffix.lower()
     if suffix in _OTHER_SUFFIXES:
         return _OTHER_SUFFIXES[suffix]
-    first = text.split("\n", 1)[0]
+    first = text.removeprefix(BOM).split("\n", 1)[0]
     if not first.startswith("#!"):
         return None
     words = first[2:].split()
@@ -83,6 +85,8 @@ def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
         if other is not None:
             raise InputError(path, f"{other}, not a probe file probelint reads "
                                    "(--source-type list reads it as a probe list)")
+    if text.startswith(BOM):  # a blank in its place keeps the columns of line 1 those of the file
+        text = " " + text[1:]
     if kind == "bpftrace":
         return bpftrace.read(text, path)
     if kind == "libbpf":
@@ -94,13 +98,42 @@ def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
     return list(parse_text(text, path))
 
 
+_PROBE_SUFFIXES = (".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes", "probes.txt")
+
+
 def tree_files(root: Path) -> list[Path]:
-    """The files of a tree that hold probes: by extension, or a bpftrace shebang."""
-    out = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
-        name = path.name
-        if name.endswith((".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes")) or name.endswith("probes.txt"):
-            out.append(path)
-    return out
+    """The files of a tree that hold probes (by name), in path order, hidden entries left out.
+    The walk stays in the tree: a symbolic link is followed only to a file inside it (a link out
+    of it, planted or not, is reported on stderr and not read); a directory it cannot list is an
+    error (its probes would go unchecked). Files that are not regular (a FIFO named x.bt) are
+    listed, for reading to refuse them (`probelint.fileio.open_regular`)."""
+    top = os.path.realpath(root)
+    out: list[Path] = []
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as found:
+                entries = sorted(found, key=lambda e: e.name)
+        except OSError as exc:
+            raise InputError(str(directory), f"cannot list the directory: {exc.strerror or exc} "
+                                             "(its probe files would go unchecked)") from None
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = os.path.realpath(path)
+                if not entry.name.endswith(_PROBE_SUFFIXES) or os.path.isdir(target):
+                    continue  # never walked into: no loops, no trees elsewhere
+                if os.path.commonpath([top, target]) != top:
+                    warn(str(path), f"a symbolic link out of {root} (to {target}): not followed")
+                    continue
+                out.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                subdirs.append(path)
+            elif entry.name.endswith(_PROBE_SUFFIXES):
+                out.append(path)
+        pending.extend(reversed(subdirs))
+    return sorted(out, key=lambda p: p.parts)

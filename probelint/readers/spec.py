@@ -104,6 +104,8 @@ def _kstrtoul(text: str) -> int | None:
     if found is None:
         return None
     hexadecimal, octal, decimal = found.groups()
+    if decimal and len(decimal) > 20:  # past 2**64 whatever the digits (and past Python's 4300-digit limit)
+        return 1 << 64
     return int(hexadecimal, 16) if hexadecimal else int(octal, 8) if octal else int(decimal)
 
 

@@ -73,6 +73,9 @@ def read(text: str, file: str) -> list[Parsed]:
                 out.append(ParseProblem(arg, where, "SystemTap statement with wildcards or ranges is not checked",
                                         unsupported=True))
                 continue
+            if len(statement.group(3)) > 9:  # no source file has a billion lines
+                out.append(ParseProblem(arg, where, f"line number {statement.group(3)[:12]}... is too large"))
+                continue
             out.append(SourceLineProbe(arg, where, PerfPoint(None, statement.group(2), int(statement.group(3)))))
     found += zip(starts, out, strict=True)
     return [p for _, p in sorted(found, key=lambda f: f[0])]

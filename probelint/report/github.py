@@ -6,6 +6,7 @@ property values additionally ``:`` and ``,``.
 
 from __future__ import annotations
 
+from probelint.errors import printable
 from probelint.findings import Severity
 from probelint.pipeline import Report
 
@@ -15,7 +16,8 @@ _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "
 
 
 def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # CR and LF escaped, no second annotation can start; the other controls never reach the log raw
+    return printable(text, keep="\r\n").replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _prop(text: str) -> str:

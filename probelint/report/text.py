@@ -3,6 +3,7 @@ problem matchers parse these), context lines indented under each, and a one-line
 
 from __future__ import annotations
 
+from probelint.errors import printable
 from probelint.findings import Severity
 from probelint.pipeline import Report
 
@@ -17,8 +18,9 @@ def render(report: Report, *, colour: bool = False, summary: bool = True) -> str
     for result in report:
         for f in result.findings:
             sev = f"{_COLOURS[f.severity]}{f.severity}{_RESET}" if colour else str(f.severity)
-            lines.append(f"{f.location}: {sev}: {f.message} [{f.rule}]")
-            lines.extend(f"    {note}" for note in f.notes)
+            # file names and probe text are the user's: never raw control characters on a terminal
+            lines.append(f"{printable(str(f.location))}: {sev}: {printable(f.message)} [{f.rule}]")
+            lines.extend(f"    {printable(note)}" for note in f.notes)
     if summary:
         lines.append(f"{_summary(report)} [cpu profile: {report.cpu_profile}]")
     return "\n".join(lines) + "\n"

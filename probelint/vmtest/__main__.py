@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from probelint.cli import main
 
-sys.exit(main())
+sys.exit(main(["vmtest", *sys.argv[1:]]))  # the command's error handling: every error one line

@@ -15,12 +15,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from probelint.errors import InputError
+from probelint.fileio import read_regular
+
 from .download import HarnessUnavailable
 from .runner import DEFAULT_KERNEL_PACKAGE, GuestBootError, run_probes_report
 from .vm import DEFAULT_CPU
 
 if TYPE_CHECKING:
     from .compare import CpuRun
+
+MAX_REPORT = 256 << 20  # a --json report of 10,000 probes on three CPUs is ~20 MiB
 
 
 def read_probe_file(text: str) -> tuple[list[str], list[list[int]] | None]:
@@ -157,7 +162,7 @@ def _compare(args: argparse.Namespace, say) -> int:
         samples = plan_batches(samples, args.batch_size)
         source = f"--sample {args.sample} --seed {args.seed}"
     else:
-        text = "".join(sys.stdin.read() if f == "-" else Path(f).read_text() for f in args.probes)
+        text = _probe_text(args)
         samples = parse_sample_file(text)
         _specs, phases = read_probe_file(text)
         source = ", ".join(args.probes)
@@ -207,15 +212,26 @@ def _report(args: argparse.Namespace, runs: list[CpuRun], meta: dict[str, Any], 
 def _from_json(args: argparse.Namespace) -> int:
     from .compare import runs_from_json
 
-    data = json.loads(args.from_json.read_text())
-    runs = runs_from_json(data)
+    where = str(args.from_json)
+    try:
+        data = json.loads(read_regular(args.from_json, MAX_REPORT, "a vmtest report"))
+        runs = runs_from_json(data)
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:  # not what --json wrote
+        raise InputError(where, f"not a vmtest --json report ({type(exc).__name__}: {exc})") from None
     meta = {k: v for k, v in data.items() if k not in ("probes", "summary", "boots", "fields", "cpus")}
     meta.setdefault("probe_count", len(runs[0].comparisons) if runs else 0)
     return _report(args, runs, meta, data, per_probe=args.per_probe)
 
 
+def _probe_text(args: argparse.Namespace) -> str:
+    """The probe files named, as one text: read as the lint command reads them (regular files only)."""
+    from probelint.pipeline import read_probe_file as read_text
+
+    return "".join(read_text(f) for f in args.probes)
+
+
 def _kernel_only(args: argparse.Namespace) -> int:
-    text = "".join(sys.stdin.read() if f == "-" else Path(f).read_text() for f in args.probes)
+    text = _probe_text(args)
     specs, phases = read_probe_file(text)
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     try:
