@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 
+from probelint.findings import Location
 from probelint.readers.bpftrace import read as read_bpftrace
 from probelint.readers.perf import probe_command
 from probelint.readers.spec import Parsed, parse_line
+from probelint.readers.text import Lines
 
 __all__ = ["read"]
 
@@ -23,14 +25,15 @@ _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
 def read(text: str, file: str) -> list[Parsed]:
     """The probes of every command, in file order."""
     found: list[tuple[int, list[Parsed]]] = []
+    lines = Lines(file, text)
     for m in _KPROBE_EVENTS_ECHO.finditer(text):
-        line_no = text.count("\n", 0, m.start(2)) + 1
-        column0 = m.start(2) - (text.rfind("\n", 0, m.start(2)) + 1)
-        parsed = parse_line(" " * column0 + m.group(2), file, line_no, kprobe_events=True)
-        if parsed is not None:
-            found.append((m.start(), [parsed]))
+        where = lines.location(m.start(2))
+        parsed = parse_line(m.group(2), file, where.line, kprobe_events=True)
+        if parsed is not None:  # columns counted in the echoed text, moved to the file's
+            moved = Location(file, where.line, parsed.location.column + where.column - 1)
+            found.append((m.start(), [parsed._replace(location=moved)]))
     for m in _PERF_PROBE.finditer(text):
-        found.append((m.start(), probe_command(m.group(1), m.start(1), text, file)))
+        found.append((m.start(), probe_command(m.group(1), m.start(1), lines)))
     for m in _BPFTRACE_E.finditer(text):
-        found.append((m.start(), read_bpftrace(m.group(2), file, m.start(2), text)))
+        found.append((m.start(), read_bpftrace(m.group(2), file, m.start(2), lines)))
     return [p for _, group in sorted(found, key=lambda f: f[0]) for p in group]

@@ -7,7 +7,7 @@ import re
 
 from probelint.findings import Location
 from probelint.readers.spec import Parsed, ParseProblem, PerfPoint, SourceLineProbe, parse_target
-from probelint.readers.text import blank, location_at
+from probelint.readers.text import Lines, blank
 
 __all__ = ["BLOCKLIST", "BLOCKLIST_RETURN", "read"]
 
@@ -31,7 +31,8 @@ BLOCKLIST_RETURN = re.compile(r"do_exit|sys_exit|sys_exit_group")
 
 _PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
 _MODULE = re.compile(r"""\b(?:kprobe\.)?module\(\s*"[^"]*"\s*\)\.(?:function|statement)\(\s*"([^"]*)"\s*\)""")
-_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?\*/', re.S)
+# an unclosed /* runs to the end: searched to the end from each one, blanking was quadratic
+_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.S)
 
 
 def read(text: str, file: str) -> list[Parsed]:
@@ -51,15 +52,16 @@ def read(text: str, file: str) -> list[Parsed]:
     # comments blanked; string literals kept whole (a '#' in one starts no comment)
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
     found: list[tuple[int, Parsed]] = []
+    lines = Lines(file, text)
     for m in _MODULE.finditer(code):
-        found.append((m.start(1), ParseProblem(m.group(1), location_at(file, text, m.start(1)),
+        found.append((m.start(1), ParseProblem(m.group(1), lines.location(m.start(1)),
                                                "SystemTap module(...) probes are not checked", unsupported=True)))
     out: list[Parsed] = []
     starts: list[int] = []  # each iteration adds one item to out
     for m in _PROBE.finditer(code):
         starts.append(m.start(2))
         kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
-        where = location_at(file, text, m.start(2))
+        where = lines.location(m.start(2))
         is_return = suffix == ".return"
         if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
             out.append(ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True))
