@@ -5,6 +5,7 @@ headers before one block, wildcards (expanded later against the kernel's traceab
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from probelint.readers.spec import Parsed, parse_target
 from probelint.readers.text import Lines, blank
@@ -27,18 +28,16 @@ def _code_only(text: str) -> str:
     return _NOT_CODE.sub(blank, text)
 
 
-def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> list[Parsed]:
+def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Iterator[Parsed]:
     """Probes of a bpftrace program: headers at brace depth 0. A program inside another file
     (``bpftrace -e``) starts at `base` in it, whose `lines` the locations count in."""
     lines = Lines(file, text) if lines is None else lines
     code = _code_only(text)
     depth, scanned = 0, 0  # brace depth at `scanned`, advanced from one header to the next
-    out: list[Parsed] = []
     for m in _PROBE.finditer(code):
         depth += code.count("{", scanned, m.start()) - code.count("}", scanned, m.start())
         scanned = m.start()
         if depth != 0:
             continue
         where = lines.location(base + m.start(2))
-        out.append(parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"), allow_glob=True))
-    return out
+        yield parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"), allow_glob=True)

@@ -46,6 +46,7 @@ class ProbeSpec(NamedTuple):
     suppressed: frozenset[str] = frozenset()  # rule ids in a ``# probelint: ignore[...]`` comment
     disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
     expanded_from: ProbeSpec | None = None  # the wildcard this probe is one match of
+    matches: int = 0  # of that wildcard: how many functions it matched (more than are checked past a cap)
 
     @property
     def is_glob(self) -> bool:
