@@ -102,12 +102,20 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+MAX_CONFIG_FILE = 1 << 20  # a settings file, or a project's pyproject.toml: a few KB
+
+
 def _read(path: Path) -> dict[str, Any]:
     import tomllib  # only when there is a file to read: a warm run without one skips the import
 
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_FILE + 1)
+        if len(data) > MAX_CONFIG_FILE:
+            raise InputError(str(path), f"larger than {MAX_CONFIG_FILE >> 20} MiB: not a settings file")
+        return tomllib.loads(data.decode())
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"invalid TOML: byte {exc.start} is not UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), f"invalid TOML: {exc}") from None
     except OSError as exc:

@@ -17,7 +17,7 @@ from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile
 from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
-from probelint.image.kversion import KernelConfig, KernelVersion
+from probelint.image.kversion import MAX_KCONFIG, KernelConfig, KernelVersion
 from probelint.image.module import Module
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
@@ -136,8 +136,12 @@ def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | Non
     config_text = None
     if dotconfig is not None:
         try:
-            config_text = (Path(dotconfig).read_text(errors="replace"), str(dotconfig))
+            with open(dotconfig, "rb") as fh:
+                data = fh.read(MAX_KCONFIG + 1)
         except OSError as exc:
             raise InputError(str(dotconfig), f"cannot read: {exc.strerror}") from None
+        if len(data) > MAX_KCONFIG:
+            raise InputError(str(dotconfig), f"larger than {MAX_KCONFIG >> 20} MiB: not a kernel .config")
+        config_text = (data.decode(errors="replace"), str(dotconfig))
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
     return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)
