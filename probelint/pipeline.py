@@ -173,9 +173,12 @@ def read_texts(paths: Sequence[str | Path]) -> dict[str, str]:
 
 def parse_texts(texts: dict[str, str], source_type: str | None = None) -> list[Parsed]:
     """The probes of each file's text (by path), read as its kind says."""
-    from probelint.readers import extract
+    from probelint.readers import MAX_PROBES, extract
 
-    return [probe for path, text in texts.items() for probe in extract(path, text, source_type)]
+    probes: list[Parsed] = []
+    for path, text in texts.items():
+        probes += extract(path, text, source_type, MAX_PROBES - len(probes))
+    return probes
 
 
 def read_probe_file(path: str, *, follow: bool = True) -> str:

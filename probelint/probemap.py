@@ -116,12 +116,32 @@ def summary(counts: Counter[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A whole Debian 6.1 kernel's map: 50 MB of JSON in ~40k lines, none over 1 MB. A file past these
+# is no map (a gzip bomb is refused before it fills memory or takes minutes line by line).
+MAX_MAP_BYTES = 512 << 20
+MAX_MAP_LINES = 1 << 20
+MAX_MAP_LINE = 16 << 20
+
+
 def query(path: Path, spec: str) -> str | None:
-    """The class of ``SYM+OFF`` in a map file, or None if the map does not hold it."""
+    """The class of ``SYM+OFF`` in a map file, or None if the map does not hold it. A file
+    beyond a map's size (`MAX_MAP_BYTES`, `MAX_MAP_LINES`, `MAX_MAP_LINE`) is a ValueError."""
     name, _, off = spec.partition("+")
     offset = int(off, 0) if off else 0
+    size = 0
     with open_regular(path) as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:  # a FIFO: one line
-        for line in fh:
+        for count in range(MAX_MAP_LINES + 1):
+            try:
+                line = fh.readline(MAX_MAP_LINE)
+            except EOFError as exc:  # a truncated gzip stream
+                raise ValueError(str(exc)) from None
+            size += len(line)
+            if not line:
+                break
+            too_long = len(line) == MAX_MAP_LINE and not line.endswith("\n")
+            if count == MAX_MAP_LINES or size > MAX_MAP_BYTES or too_long:
+                raise ValueError(f"larger than a map ({MAX_MAP_LINES} lines, {MAX_MAP_BYTES >> 20} MiB, "
+                                 f"{MAX_MAP_LINE >> 20} MiB a line)")
             if not line.startswith(f'{{"f":{json.dumps(name)},'):
                 continue
             record = json.loads(line)

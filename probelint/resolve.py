@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
+from probelint import readers
 from probelint.readers import Parsed, SourceLineProbe
 from probelint.readers.spec import ParseProblem, ProbeSpec
 
@@ -13,14 +14,23 @@ if TYPE_CHECKING:
     from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
 
-__all__ = ["expand_globs", "resolve_source_lines"]
+__all__ = ["MAX_WILDCARD", "expand_globs", "resolve_source_lines"]
+
+# Matches of one wildcard that are checked, the first by name: probelint's own bound on the work
+# (a 52-byte ``kprobe.multi/*`` is every traceable function, ~35k). The tools set none that binds:
+# the kernel takes up to MAX_KPROBE_MULTI_CNT (1 << 20) functions in one kprobe.multi link, and
+# bpftrace refuses more than BPFTRACE_MAX_PROBES (default 512) only where it attaches one kprobe each.
+MAX_WILDCARD = 4096
 
 
 def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
     """Replace each wildcard probe by one probe per matching traceable function (what bpftrace and
-    kprobe.multi attach to: available_filter_functions), each knowing the wildcard it came from."""
+    kprobe.multi attach to: available_filter_functions), each knowing the wildcard it came from.
+    Each wildcard gives at most MAX_WILDCARD of them, and the run no more than MAX_PROBES probes
+    besides one per wildcard (KP410 reports the cut)."""
     out: list[Parsed] = []
     names: list[tuple[str, str | None]] | None = None
+    spare = readers.MAX_PROBES - len(parsed)
     for item in parsed:
         if not isinstance(item, ProbeSpec) or not item.is_glob:
             out.append(item)
@@ -32,7 +42,11 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         if not matches:
             out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
             continue
-        out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=item) for name in matches]
+        checked = max(1, min(len(matches), MAX_WILDCARD, spare + 1))  # each wildcard keeps one, for its findings
+        spare -= checked - 1
+        glob = item._replace(matches=len(matches))
+        out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob)
+                for name in matches[:checked]]
     return out
 
 

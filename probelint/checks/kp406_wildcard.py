@@ -13,19 +13,24 @@ from probelint.findings import Severity
 from probelint.readers.spec import ProbeSpec
 
 
-def check_set(results: list[ProbeResult], emit: Emit) -> None:
-    expansions: dict[int, list[ProbeResult]] = {}
+def expansions(results: list[ProbeResult]) -> list[tuple[ProbeSpec, list[ProbeResult]]]:
+    """Each wildcard of the set with the results of its checked matches, in order."""
+    groups: dict[int, tuple[ProbeSpec, list[ProbeResult]]] = {}
     for result in results:
         glob = result.spec.expanded_from if isinstance(result.spec, ProbeSpec) else None
         if glob is not None:
-            expansions.setdefault(id(glob), []).append(result)
-    for members in expansions.values():
-        glob = members[0].spec.expanded_from
-        assert glob is not None
-        count = len(members)
+            groups.setdefault(id(glob), (glob, []))[1].append(result)
+    return list(groups.values())
+
+
+def check_set(results: list[ProbeResult], emit: Emit) -> None:
+    for glob, members in expansions(results):
+        count = max(glob.matches, len(members))
         failing = [r.spec.symbol or "" for r in members if r.verdict.registers is False]
         message = f"{glob.text} matches {count} traceable function{'s' if count != 1 else ''}"
-        message += f"; {len(failing)} would fail: {', '.join(failing[:8])}" if failing else "; all register"
+        checked = f" of the {len(members)} checked" if count > len(members) else ""  # the rest: KP410
+        message += (f"; {len(failing)}{checked} would fail: {', '.join(failing[:8])}" if failing
+                    else f"; all{checked} register")
         emit(members[0], "KP406", message, location=glob.location)
 
 

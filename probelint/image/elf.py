@@ -78,30 +78,37 @@ class ElfSymbol(NamedTuple):
 
 
 COMPRESSED_SUFFIXES = (".xz", ".gz", ".zst")  # modules as distributions install them (.ko.xz, ...)
-MAX_DECOMPRESSED = 2 << 30
+# A distribution's largest module (amdgpu.ko) is ~50 MB; its debug copies are not compressed.
+MAX_DECOMPRESSED = 512 << 20
+# Section headers: the module loader reads the 16-bit e_shnum as it is (no SHN_XINDEX), and a
+# vmlinux has a few hundred sections. Symbols: Debian's vmlinux has ~150k.
+MAX_SECTIONS = 0xFFFF
+MAX_SYMBOLS = 1 << 21
 
 
-def decompress(path: str, fh: BinaryIO) -> bytes:
-    """A compressed module's bytes, bounded so that a bomb cannot exhaust memory."""
-    import lzma  # compressed modules only
+def decompress(path: str, fh: BinaryIO, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """A compressed module's bytes, read 1 MiB of output at a time so that a bomb stops at
+    `limit`: one call to decompress a whole input chunk would expand 1 MiB of xz zeros to GiBs."""
+    import gzip  # compressed modules only
+    import lzma
 
     if path.endswith(".xz"):
-        decomp: Any = lzma.LZMADecompressor()
+        stream: Any = lzma.LZMAFile(fh)  # noqa: SIM115 - closed with `fh`, by the caller
     elif path.endswith(".gz"):
-        decomp = zlib.decompressobj(wbits=31)
+        stream = gzip.GzipFile(fileobj=fh)
     else:
         try:
             import zstandard
         except ImportError:
             raise InputError(path, "zstd-compressed: pip install zstandard, or unzstd it first") from None
-        decomp = zstandard.ZstdDecompressor().decompressobj()
+        stream = zstandard.ZstdDecompressor().stream_reader(fh)
     out = bytearray()
     try:
-        while chunk := fh.read(1 << 20):
-            out += decomp.decompress(chunk)
-            if len(out) > MAX_DECOMPRESSED:
-                raise InputError(path, "decompresses to more than 2 GiB: not a kernel module")
-    except (lzma.LZMAError, zlib.error, ValueError, EOFError) as exc:
+        while chunk := stream.read(1 << 20):
+            out += chunk
+            if len(out) > limit:
+                raise InputError(path, f"decompresses to more than {limit >> 20} MiB: not a kernel module")
+    except (lzma.LZMAError, zlib.error, OSError, ValueError, EOFError) as exc:  # BadGzipFile is an OSError
         raise InputError(path, f"cannot decompress: {exc}") from None
     return bytes(out)
 
@@ -151,6 +158,9 @@ class ElfFile:
         first = _SHDR.unpack_from(self._map, shoff)
         shnum = shnum or first[5]  # more than 0xff00 sections: the count is in section 0's sh_size
         shstrndx = first[6] if shstrndx == SHN_XINDEX else shstrndx
+        if shnum > MAX_SECTIONS:
+            raise InputError(self.path, f"corrupt ELF: {shnum} section headers (a kernel image has a few hundred, "
+                                        f"a module at most {MAX_SECTIONS})")
         if shoff + shnum * _SHDR.size > len(self._map):
             raise InputError(self.path, "corrupt ELF: section header table outside the file")
         if shstrndx >= shnum:
@@ -196,6 +206,8 @@ class ElfFile:
             raise InputError(self.path, "no .symtab: use the unstripped image (Debian: the -dbg package)")
         if symtab.link >= len(self.sections):
             raise InputError(self.path, "corrupt ELF: .symtab names a missing string table")
+        if symtab.size // _SYM.size > MAX_SYMBOLS:
+            raise InputError(self.path, f"corrupt ELF: {symtab.size // _SYM.size} symbols (more than {MAX_SYMBOLS})")
         strtab = self.section_bytes(self.sections[symtab.link])
         data = self.section_bytes(symtab)
         out = []

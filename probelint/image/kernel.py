@@ -17,14 +17,13 @@ from probelint.image.cache import IndexCache
 from probelint.image.elf import ElfFile
 from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
-from probelint.image.kversion import KernelConfig, KernelVersion
+from probelint.image.kversion import MAX_KCONFIG, KernelConfig, KernelVersion
 from probelint.image.module import Module
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
 
 __all__ = ["Function", "Image", "Kernel", "LazyInsns", "Module", "Vmlinux", "open_image"]
 
-MAX_DOTCONFIG = 16 << 20  # a .config is ~300 KiB (allyesconfig under 1 MiB)
 
 Image = Vmlinux | Module
 
@@ -140,7 +139,7 @@ def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | Non
         from probelint.fileio import read_regular
 
         # a regular file of bounded size: --config /dev/zero or a FIFO is one line, not a hang
-        text = read_regular(dotconfig, MAX_DOTCONFIG, "a kernel .config").decode(errors="replace")
+        text = read_regular(dotconfig, MAX_KCONFIG, "a kernel .config").decode(errors="replace")
         config_text = (text, str(dotconfig))
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
     return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)

@@ -9,6 +9,7 @@ from functools import total_ordering
 from typing import NamedTuple
 
 __all__ = [
+    "MAX_KCONFIG",
     "OPTIONS",
     "ConfigInference",
     "KernelConfig",
@@ -177,6 +178,10 @@ class KernelConfig:
             state = {True: "y", False: "n", None: "?"}[inf.value]
             out.append(f"CONFIG_{kconfig_name(inf.option, self.version)}={state}: {inf.reason}")
         return out
+
+
+# A kernel .config is ~300 KB (allyesconfig: under 1 MB): larger is not one, read no further
+MAX_KCONFIG = 4 << 20
 
 
 def parse_config(text: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from probelint.image.kversion import (
+    MAX_KCONFIG,
     ConfigInference,
     KernelConfig,
     KernelVersion,
@@ -99,12 +100,16 @@ def _embedded_config(image: KernelImage) -> dict[str, str] | None:
     start = data.find(b"\x1f\x8b")
     if start < 0:
         return None
-    try:
-        import gzip  # IKCONFIG: read once, when the index is built
+    import zlib  # IKCONFIG: read once, when the index is built
 
-        return parse_config(gzip.decompress(data[start:]).decode(errors="replace"))
-    except (OSError, EOFError):
+    try:
+        inflate = zlib.decompressobj(wbits=31)
+        text = inflate.decompress(data[start:], MAX_KCONFIG)
+    except zlib.error:
         return None
+    if inflate.unconsumed_tail:  # more than a .config inflates to: not one (a planted bomb)
+        return None
+    return parse_config(text.decode(errors="replace"))
 
 
 def _endbr_at_entries(image: KernelImage, limit: int = 64) -> tuple[int, int]:

@@ -15,6 +15,7 @@ kernel's DWARF (`probelint.resolve.resolve_source_lines`, `probelint.readers.per
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -23,10 +24,14 @@ from probelint.errors import InputError, warn
 from probelint.readers import bpftrace, libbpf, shell, systemtap
 from probelint.readers.spec import Parsed, SourceLineProbe, parse_text
 
-__all__ = ["KINDS", "Parsed", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
+__all__ = ["KINDS", "MAX_PROBES", "Parsed", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
 
 KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
 BOM = "\ufeff"  # some Windows editors start a UTF-8 file with it: not part of line 1
+
+# Probes checked in one run, wildcard matches included: a bound on memory and time (~1 KB and
+# ~40 us each), far above a real probe set (Debian 6.1 has ~35k traceable functions in all).
+MAX_PROBES = 100_000
 
 
 def detect_kind(path: str, text: str) -> str:
@@ -76,9 +81,10 @@ def _other_kind(path: str, text: str) -> str | None:
                 f"a {program} script")
 
 
-def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
+def extract(path: str, text: str, kind: str | None = None, limit: int = MAX_PROBES) -> list[Parsed]:
     """The probes of one file, in file order. Without `kind`, a file that looks like neither a
-    tool's probe file nor a probe list is refused (InputError)."""
+    tool's probe file nor a probe list is refused (InputError), as is one with more than `limit`
+    probes (read no further than that)."""
     if kind is None:
         kind = detect_kind(path, text)
         other = _other_kind(path, text) if kind == "list" else None
@@ -87,15 +93,12 @@ def extract(path: str, text: str, kind: str | None = None) -> list[Parsed]:
                                    "(--source-type list reads it as a probe list)")
     if text.startswith(BOM):  # a blank in its place keeps the columns of line 1 those of the file
         text = " " + text[1:]
-    if kind == "bpftrace":
-        return bpftrace.read(text, path)
-    if kind == "libbpf":
-        return libbpf.read(text, path)
-    if kind == "shell":
-        return shell.read(text, path)
-    if kind == "systemtap":
-        return systemtap.read(text, path)
-    return list(parse_text(text, path))
+    readers = {"bpftrace": bpftrace.read, "libbpf": libbpf.read, "shell": shell.read, "systemtap": systemtap.read}
+    probes = list(itertools.islice(readers.get(kind, parse_text)(text, path), limit + 1))
+    if len(probes) > limit:
+        raise InputError(path, f"more than {MAX_PROBES} probes in one run: probelint checks probes that are live "
+                               "together (for every probe point of a kernel: probelint map)")
+    return probes
 
 
 _PROBE_SUFFIXES = (".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes", "probes.txt")

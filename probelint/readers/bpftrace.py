@@ -5,9 +5,10 @@ headers before one block, wildcards (expanded later against the kernel's traceab
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from probelint.readers.spec import Parsed, parse_target
-from probelint.readers.text import blank, location_at
+from probelint.readers.text import Lines, blank
 
 __all__ = ["read"]
 
@@ -17,24 +18,26 @@ _NAME = r"[A-Za-z_*?\[][\w.*?\[\]]*"
 _PROBE = re.compile(rf"(?<![\w$@])(kprobe|kretprobe|kr|k):({_NAME}(?::{_NAME})?(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?)")
 
 
+# an unclosed comment or string runs to the end (bpftrace refuses the program anyway): each
+# unclosed "/*" searched to the end again made blanking quadratic
+_NOT_CODE = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\])*(?:"|\Z)', re.S)
+
+
 def _code_only(text: str) -> str:
     """Comments and string literals blanked out, positions kept."""
-    return re.sub(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\])*"', blank, text, flags=re.S)
+    return _NOT_CODE.sub(blank, text)
 
 
-def read(text: str, file: str, base: int = 0, whole: str | None = None) -> list[Parsed]:
+def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Iterator[Parsed]:
     """Probes of a bpftrace program: headers at brace depth 0. A program inside another file
-    (``bpftrace -e``) starts at `base` in `whole`, which the locations count in."""
-    whole = text if whole is None else whole
+    (``bpftrace -e``) starts at `base` in it, whose `lines` the locations count in."""
+    lines = Lines(file, text) if lines is None else lines
     code = _code_only(text)
-    depth_at, depth = [], 0
-    for ch in code:
-        depth_at.append(depth)
-        depth += (ch == "{") - (ch == "}")
-    out: list[Parsed] = []
+    depth, scanned = 0, 0  # brace depth at `scanned`, advanced from one header to the next
     for m in _PROBE.finditer(code):
-        if depth_at[m.start()] != 0:
+        depth += code.count("{", scanned, m.start()) - code.count("}", scanned, m.start())
+        scanned = m.start()
+        if depth != 0:
             continue
-        where = location_at(file, whole, base + m.start(2))
-        out.append(parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"), allow_glob=True))
-    return out
+        where = lines.location(base + m.start(2))
+        yield parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"), allow_glob=True)

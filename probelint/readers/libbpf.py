@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from probelint.readers.spec import Parsed, parse_target
-from probelint.readers.text import location_at
+from probelint.readers.text import Lines
 
 __all__ = ["read"]
 
 _SEC = re.compile(r'SEC\(\s*"(kprobe|kretprobe|kprobe\.multi|kretprobe\.multi)/([^"]+)"\s*\)')
 
 
-def read(text: str, file: str) -> list[Parsed]:
-    out: list[Parsed] = []
+def read(text: str, file: str) -> Iterator[Parsed]:
+    lines = Lines(file, text)
     for m in _SEC.finditer(text):
-        where = location_at(file, text, m.start(2))
+        where = lines.location(m.start(2))
         multi = m.group(1).endswith(".multi")
-        out.append(parse_target(m.group(2), where, is_return=m.group(1).startswith("kretprobe"), allow_glob=multi))
-    return out
+        yield parse_target(m.group(2), where, is_return=m.group(1).startswith("kretprobe"), allow_glob=multi)

@@ -13,7 +13,7 @@ import re
 
 from probelint.findings import Location
 from probelint.readers.spec import Parsed, ParseProblem, PerfPoint, SourceLineProbe, parse_target
-from probelint.readers.text import location_at
+from probelint.readers.text import Lines
 
 __all__ = ["probe_command"]
 
@@ -41,7 +41,7 @@ _PERF_VALUE = {"-a": "add", "--add": "add", "-D": "add", "--definition": "add", 
 _PERF_OTHER = {"-l", "--list", "-F", "--funcs"}
 
 
-def probe_command(args: str, offset: int, text: str, file: str) -> list[Parsed]:
+def probe_command(args: str, offset: int, lines: Lines) -> list[Parsed]:
     """The probes one `perf probe` command adds, parsed as builtin-probe.c does: each -a/-D value
     is a probe, and the words after the last option (PARSE_OPT_STOP_AT_NON_OPTION) are one more,
     joined (`parse_probe_event_argv`): its first word is the point, the rest are fetchargs."""
@@ -74,7 +74,7 @@ def probe_command(args: str, offset: int, text: str, file: str) -> list[Parsed]:
         i += 1
     if other:  # another command, or user-space probes: nothing for the kernel to register
         return []
-    return [_point(spec.split()[0], location_at(file, text, start), module) for spec, start in specs if spec.split()]
+    return [_point(spec.split()[0], lines.location(start), module) for spec, start in specs if spec.split()]
 
 
 def _point(probe: str, where: Location, module: str | None) -> Parsed:

@@ -7,11 +7,15 @@
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Iterator
 
+from probelint.findings import Location
 from probelint.readers.bpftrace import read as read_bpftrace
 from probelint.readers.perf import probe_command
 from probelint.readers.spec import Parsed, parse_line
+from probelint.readers.text import Lines
 
 __all__ = ["read"]
 
@@ -20,17 +24,30 @@ _PERF_PROBE = re.compile(r"""\bperf\s+probe\b((?:'[^'\n]*'|"[^"\n]*"|[^\n;|&'"])
 _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
 
 
-def read(text: str, file: str) -> list[Parsed]:
-    """The probes of every command, in file order."""
-    found: list[tuple[int, list[Parsed]]] = []
+def read(text: str, file: str) -> Iterator[Parsed]:
+    """The probes of every command, in file order (each kind's commands found in order, merged:
+    a cap on the probes read stops the reading, not just the keeping)."""
+    lines = Lines(file, text)
+    kinds = (_echoes(text, file, lines), _perf_probes(text, lines), _one_liners(text, file, lines))
+    return (probe for _, probe in heapq.merge(*kinds, key=lambda found: found[0]))
+
+
+def _echoes(text: str, file: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:
     for m in _KPROBE_EVENTS_ECHO.finditer(text):
-        line_no = text.count("\n", 0, m.start(2)) + 1
-        column0 = m.start(2) - (text.rfind("\n", 0, m.start(2)) + 1)
-        parsed = parse_line(" " * column0 + m.group(2), file, line_no, kprobe_events=True)
-        if parsed is not None:
-            found.append((m.start(), [parsed]))
+        where = lines.location(m.start(2))
+        parsed = parse_line(m.group(2), file, where.line, kprobe_events=True)
+        if parsed is not None:  # columns counted in the echoed text, moved to the file's
+            moved = Location(file, where.line, parsed.location.column + where.column - 1)
+            yield m.start(), parsed._replace(location=moved)
+
+
+def _perf_probes(text: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:
     for m in _PERF_PROBE.finditer(text):
-        found.append((m.start(), probe_command(m.group(1), m.start(1), text, file)))
+        for probe in probe_command(m.group(1), m.start(1), lines):
+            yield m.start(), probe
+
+
+def _one_liners(text: str, file: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:
     for m in _BPFTRACE_E.finditer(text):
-        found.append((m.start(), read_bpftrace(m.group(2), file, m.start(2), text)))
-    return [p for _, group in sorted(found, key=lambda f: f[0]) for p in group]
+        for probe in read_bpftrace(m.group(2), file, m.start(2), lines):
+            yield m.start(), probe

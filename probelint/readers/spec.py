@@ -46,6 +46,7 @@ class ProbeSpec(NamedTuple):
     suppressed: frozenset[str] = frozenset()  # rule ids in a ``# probelint: ignore[...]`` comment
     disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
     expanded_from: ProbeSpec | None = None  # the wildcard this probe is one match of
+    matches: int = 0  # of that wildcard: how many functions it matched (more than are checked past a cap)
 
     @property
     def is_glob(self) -> bool:
@@ -240,11 +241,16 @@ def _parse_event_line(
 
 def parse_text(text: str, file: str) -> Iterator[ProbeSpec | ParseProblem]:
     # lines end at "\n" only, as the other readers and --fix count them (not str.splitlines:
-    # a form feed or U+2028 inside a line must not shift the lines after it)
-    for lineno, line in enumerate(text.split("\n"), 1):
-        parsed = parse_line(line, file, lineno)
+    # a form feed or U+2028 inside a line must not shift the lines after it); one line at a time,
+    # so that a reader stopped at the probe cap never holds the whole file as lines
+    start, lineno = 0, 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        parsed = parse_line(text[start:end], file, lineno)
         if parsed is not None:
             yield parsed
+        start, lineno = end + 1, lineno + 1
 
 
 def parse_files(named_texts: Iterable[tuple[str, str]]) -> list[ProbeSpec | ParseProblem]:

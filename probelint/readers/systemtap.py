@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Iterator
 
 from probelint.findings import Location
 from probelint.readers.spec import Parsed, ParseProblem, PerfPoint, SourceLineProbe, parse_target
-from probelint.readers.text import blank, location_at
+from probelint.readers.text import Lines, blank
 
 __all__ = ["BLOCKLIST", "BLOCKLIST_RETURN", "read"]
 
@@ -31,10 +33,11 @@ BLOCKLIST_RETURN = re.compile(r"do_exit|sys_exit|sys_exit_group")
 
 _PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
 _MODULE = re.compile(r"""\b(?:kprobe\.)?module\(\s*"[^"]*"\s*\)\.(?:function|statement)\(\s*"([^"]*)"\s*\)""")
-_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?\*/', re.S)
+# an unclosed /* runs to the end: searched to the end from each one, blanking was quadratic
+_COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.S)
 
 
-def read(text: str, file: str) -> list[Parsed]:
+def read(text: str, file: str) -> Iterator[Parsed]:
     """SystemTap probe points (``probe POINT[, POINT] { ... }``):
 
     * ``kprobe.function("F")`` is a plain kprobe at F (``.return``: a kretprobe), wildcards
@@ -50,35 +53,32 @@ def read(text: str, file: str) -> list[Parsed]:
     * names on stap's own blocklist are refused as stap refuses them (KP001)."""
     # comments blanked; string literals kept whole (a '#' in one starts no comment)
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
-    found: list[tuple[int, Parsed]] = []
-    for m in _MODULE.finditer(code):
-        found.append((m.start(1), ParseProblem(m.group(1), location_at(file, text, m.start(1)),
-                                               "SystemTap module(...) probes are not checked", unsupported=True)))
-    out: list[Parsed] = []
-    starts: list[int] = []  # each iteration adds one item to out
-    for m in _PROBE.finditer(code):
-        starts.append(m.start(2))
-        kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
-        where = location_at(file, text, m.start(2))
-        is_return = suffix == ".return"
-        if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
-            out.append(ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True))
-        elif kind == "kprobe.function":
-            out.append(parse_target(arg, where, is_return=is_return, allow_glob=True))
-        elif kind == "kernel.function":
-            out.append(_stap_function(arg, where, is_return))
-        else:
-            statement = re.fullmatch(r"(?:([A-Za-z_]\w*)@)?([\w./-]+):([0-9]+)", arg)
-            if statement is None:
-                out.append(ParseProblem(arg, where, "SystemTap statement with wildcards or ranges is not checked",
-                                        unsupported=True))
-                continue
-            if len(statement.group(3)) > 9:  # no source file has a billion lines
-                out.append(ParseProblem(arg, where, f"line number {statement.group(3)[:12]}... is too large"))
-                continue
-            out.append(SourceLineProbe(arg, where, PerfPoint(None, statement.group(2), int(statement.group(3)))))
-    found += zip(starts, out, strict=True)
-    return [p for _, p in sorted(found, key=lambda f: f[0])]
+    lines = Lines(file, text)
+    modules = ((m.start(1), ParseProblem(m.group(1), lines.location(m.start(1)),
+                                         "SystemTap module(...) probes are not checked", unsupported=True))
+               for m in _MODULE.finditer(code))
+    points = ((m.start(2), _point(m, text, lines)) for m in _PROBE.finditer(code))
+    return (probe for _, probe in heapq.merge(modules, points, key=lambda found: found[0]))
+
+
+def _point(m: re.Match[str], text: str, lines: Lines) -> Parsed:
+    """One ``kprobe.function``, ``kernel.function`` or ``kernel.statement`` probe point."""
+    kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
+    where = lines.location(m.start(2))
+    is_return = suffix == ".return"
+    if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
+        return ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True)
+    if kind == "kprobe.function":
+        return parse_target(arg, where, is_return=is_return, allow_glob=True)
+    if kind == "kernel.function":
+        return _stap_function(arg, where, is_return)
+    statement = re.fullmatch(r"(?:([A-Za-z_]\w*)@)?([\w./-]+):([0-9]+)", arg)
+    if statement is None:
+        return ParseProblem(arg, where, "SystemTap statement with wildcards or ranges is not checked",
+                            unsupported=True)
+    if len(statement.group(3)) > 9:  # no source file has a billion lines
+        return ParseProblem(arg, where, f"line number {statement.group(3)[:12]}... is too large")
+    return SourceLineProbe(arg, where, PerfPoint(None, statement.group(2), int(statement.group(3))))
 
 
 def _stap_function(arg: str, where: Location, is_return: bool) -> Parsed:

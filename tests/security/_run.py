@@ -7,7 +7,11 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.conftest import DEMO, ROOT
 
@@ -27,7 +31,7 @@ def probelint(*args: str | Path, cwd: Path | None = None, timeout: float = 60,
                           timeout=timeout, preexec_fn=_limit, cwd=cwd or ROOT, env=env, input=stdin)
 
 
-def one_error(proc: subprocess.CompletedProcess[str], *wanted: str) -> str:
+def one_error(proc: subprocess.CompletedProcess[str] | Run, *wanted: str) -> str:
     """The run ended with exit status 2 and one `probelint: error:` line (containing `wanted`)."""
     lines = proc.stderr.splitlines()
     assert proc.returncode == 2 and len(lines) == 1, (proc.returncode, proc.stderr[-2000:])
@@ -36,3 +40,51 @@ def one_error(proc: subprocess.CompletedProcess[str], *wanted: str) -> str:
     for text in wanted:
         assert text in line, line
     return line
+
+
+MiB = 1 << 20
+# A small interpreter forks the measured process, which sets its limits and execs probelint, and
+# reports that child's peak RSS: the rusage of a process spawned from pytest itself would count
+# pytest's pages too (the kernel carries the pre-exec high-water mark over exec).
+_LIMITED_EXEC = """
+import os, resource, sys
+mem, cpu, report = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    os.execv(sys.executable, [sys.executable, "-m", "probelint", *sys.argv[4:]])
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
+class Run(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_mib: float
+
+
+def bounded(args: list[str], *, memory_mib: int, seconds: int, cwd: Path = ROOT) -> Run:
+    """``python -m probelint ARGS`` under `memory_mib` of address space and `seconds` of CPU and
+    of wall time; its peak RSS read from its own rusage."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as report:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-c", _LIMITED_EXEC, str(memory_mib * MiB), str(seconds),
+                                 report.name, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                                cwd=cwd, env=env, start_new_session=True)
+        timer = threading.Timer(seconds, os.killpg, (proc.pid, 9))  # a hang (CPU limit aside)
+        timer.start()
+        returncode = proc.wait()
+        timer.cancel()
+        elapsed = time.monotonic() - start
+        assert elapsed < seconds, f"no end within {seconds} s: {args}"
+        out.seek(0)
+        err.seek(0)
+        return Run(returncode, out.read(), err.read(), elapsed, int(report.read() or 0) / 1024)
