@@ -191,10 +191,14 @@ class FactStore:
         db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA trusted_schema = OFF")
+            # under the write lock: a forked checker and its parent (or two runs) may both find the
+            # new file empty, and only one of them may create the table
+            db.execute("BEGIN IMMEDIATE")
             tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
             if not tables:
                 db.execute(_SCHEMA)
-            elif tables != [("table", "facts", _SCHEMA)]:
+            db.execute("COMMIT")
+            if tables and tables != [("table", "facts", _SCHEMA)]:
                 raise sqlite3.DatabaseError("not probelint's fact store")
         except BaseException:
             db.close()

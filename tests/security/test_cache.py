@@ -351,3 +351,31 @@ def test_the_dwarf_lines_cache_checks_its_shape():
                 {**good, "results": [["f", None, "1", 0, False, [], None, False]]}, {**good, "format": 0}, []):
         with pytest.raises(IndexFormatError):
             _from_cache(bad)
+
+
+def test_processes_creating_the_fact_store_at_once_do_not_discard_it(tmp_path):
+    """A forked checker and its parent (or two runs) open a new, empty store at the same moment:
+    one creates the table, the other must find it, not fail on it and throw the store away."""
+    import multiprocessing
+
+    from probelint.image.facts import FactStore
+
+    def open_store(barrier, errors) -> None:
+        directory = cachefs.CacheDir.open(tmp_path / "cache", "index")
+        assert directory is not None
+        store = FactStore(directory, "race.facts.sqlite")
+        barrier.wait()
+        if store._connect() is None or store._broken:
+            errors.put("no store")
+
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(5):
+        for leftover in (tmp_path / "cache" / "index").glob("race*"):
+            leftover.unlink()
+        barrier, errors = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=open_store, args=(barrier, errors)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        assert errors.empty() and all(p.exitcode == 0 for p in procs)
