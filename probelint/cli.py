@@ -462,6 +462,13 @@ def _describe_kernel(kernel: Kernel) -> None:
     if kernel.config is not None:
         for line in kernel.config.describe():
             say(f"  {line}")
+    from probelint.image.changes import CHANGES  # the change table, answered for this kernel
+
+    for change in CHANGES:
+        found = kernel.change(change)
+        say(f"  change {change}: {'yes' if found.value else 'no'} ({found.reason})")
+    for line in kernel.assumptions:
+        say(f"  unvalidated: {line}")
 
 
 def _render(args: argparse.Namespace, report: Report) -> str:

@@ -99,7 +99,7 @@ def _resolve(ctx: ProbeContext) -> None:
     offset = ctx.address - ctx.symbol.address
     ctx.on_func_entry = offset == 0
     if offset in (0, ENDBR_INSN_SIZE) and kernel.enabled("X86_KERNEL_IBT") and is_endbr(
-            ctx.image.read(ctx.symbol.address, ENDBR_INSN_SIZE)):
+            ctx.image.read(ctx.symbol.address, ENDBR_INSN_SIZE)) and kernel.does("ibt-entry-adjust"):
         ctx.address = ctx.symbol.address + ENDBR_INSN_SIZE
         ctx.on_func_entry = True
 
@@ -107,7 +107,7 @@ def _resolve(ctx: ProbeContext) -> None:
 def kernel_order(kernel: Kernel) -> tuple[str, ...]:
     """KERNEL_ORDER for this kernel's version: from 6.12 kprobe_events validates the symbol
     (`validate_probe_symbol`, count 0 or > 1 -> -EINVAL) before the return-probe entry test."""
-    if not kernel.at_least(6, 12):
+    if not kernel.does("validate-probe-symbol"):
         return KERNEL_ORDER
     early = ("KP102", "KP101")
     return early + tuple(r for r in KERNEL_ORDER if r not in early)

@@ -71,6 +71,13 @@ class Report(Sequence["ProbeResult"]):
         return self.kernel.profile.value
 
     @property
+    def unvalidated(self) -> str | None:
+        """One warning naming what is assumed of a kernel outside the validated ones (a version
+        not checked on a booted kernel, or a special section unknown to probelint), else None."""
+        found = self.kernel.assumptions
+        return "; ".join(found) if found else None
+
+    @property
     def failed(self) -> bool:
         """A finding at or above the fail level: the command's exit status 1."""
         level = self.config.fail_level

@@ -62,9 +62,9 @@ def test_parse_config() -> None:
 
 def test_alt_instr_layout_depends_on_version() -> None:
     table = TABLES["alt_instructions"]
-    assert layout_for(table, None) is table
-    assert layout_for(table, parse_version(BANNER_61)).entry_size == 12
-    assert layout_for(table, parse_version(BANNER_612)).entry_size == 14
+    assert layout_for(table, None, None) is table
+    assert layout_for(table, None, parse_version(BANNER_61)).entry_size == 12
+    assert layout_for(table, None, parse_version(BANNER_612)).entry_size == 14
 
 
 def test_fixture_kernel_without_banner(build_kernel) -> None:  # type: ignore[no-untyped-def]

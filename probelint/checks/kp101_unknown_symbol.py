@@ -22,7 +22,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module "
                          "is live")
         # >= 6.12 kprobe_events refuses a plain unknown symbol while parsing (validate_probe_symbol)
-        errno = "EINVAL" if spec.module is None and ctx.kernel.at_least(6, 12) else None
+        errno = "EINVAL" if spec.module is None and ctx.kernel.does("validate-probe-symbol") else None
         yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes), errno=errno)
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")

@@ -12,6 +12,8 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     spec = ctx.spec
     if spec.symbol is None or spec.module is not None:
         return  # addresses and MOD:SYM are not counted in 6.1.y
+    if not ctx.kernel.does("unique-symbol"):
+        return  # 5.10.y: kprobe_events probes the first symbol of the name
     per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.images]
     total = sum(n for _, n in per_image)
     if total > 1:
@@ -20,7 +22,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             f"symbol {spec.symbol} is not unique ({where}): kprobe_events refuses it",
             ("probe by address instead (0x...), or MOD:SYM for a module symbol",),
             # >= 6.12 validate_probe_symbol() fails to parse_error: -EINVAL (perf/BPF: EADDRNOTAVAIL)
-            errno="EINVAL" if ctx.kernel.at_least(6, 12) else None,
+            errno="EINVAL" if ctx.kernel.does("validate-probe-symbol") else None,
         )
 
 

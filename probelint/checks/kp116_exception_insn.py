@@ -17,7 +17,7 @@ from probelint.findings import Severity
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
-    if not ctx.kernel.at_least(6, 9):
+    if not ctx.kernel.does("exception-insn"):
         return
     insn = ctx.insn()
     if insn is not None and insn.address == ctx.address and x86.is_exception_insn(insn):

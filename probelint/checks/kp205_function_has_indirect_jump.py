@@ -22,7 +22,7 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.symbol is not None
     kernel = ctx.kernel
-    modern = kernel.at_least(6, 6)
+    modern = kernel.does("optprobe-indirect-jump-skip")
     if modern and (kernel.enabled("RETPOLINE") or kernel.enabled("X86_KERNEL_IBT")):
         return  # >= 6.6: the test is compiled out with retpolines or IBT (no jump tables then)
     fn = ctx.function()

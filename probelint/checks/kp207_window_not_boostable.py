@@ -19,7 +19,7 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.address is not None
     image, window = ctx.image, ctx.window()
-    relaxed = ctx.kernel.at_least(6, 9)
+    relaxed = ctx.kernel.does("boost-groups")
     refusals = ((insn, x86.optprobe_refusal(insn, image.in_extable(insn.address), relaxed_groups=relaxed))
                 for insn in window)
     first = next(((insn, why) for insn, why in refusals if why is not None), None)  # the copy stops there

@@ -53,6 +53,7 @@ class ElfSection(NamedTuple):
     align: int
     link: int
     info: int
+    entsize: int = 0  # sh_entsize: a table's entry size (.altinstructions: 12 in 6.1, 14 from 6.3)
 
     @property
     def is_alloc(self) -> bool:
@@ -169,11 +170,11 @@ class ElfFile:
         str_offset, str_size = headers[shstrndx][4], headers[shstrndx][5]
         names = self._map[str_offset : str_offset + str_size]
         sections = []
-        for index, (name, sh_type, flags, address, offset, size, link, info, align, _entsize) in enumerate(headers):
+        for index, (name, sh_type, flags, address, offset, size, link, info, align, entsize) in enumerate(headers):
             if name >= max(len(names), 1) and index:
                 raise InputError(self.path, f"corrupt ELF: section {index} has no name in the string table")
             sec = ElfSection(index, names[name : names.find(b"\0", name)].decode("utf-8", "replace"), sh_type,
-                             flags, address, offset, size, align, link, info)
+                             flags, address, offset, size, align, link, info, entsize)
             if sec.type != SHT_NOBITS and sec.offset + sec.size > len(self._map):
                 raise InputError(self.path, f"section {sec.name} runs past the end of the file (truncated?)")
             sections.append(sec)

@@ -14,6 +14,7 @@ from pathlib import Path
 from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 from probelint.errors import InputError
 from probelint.image.cache import IndexCache
+from probelint.image.changes import Evidence, applies, assumptions
 from probelint.image.elf import ElfFile
 from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
@@ -36,7 +37,6 @@ class Kernel:
         self.modules = modules
         self.images: list[Image] = [*([vmlinux] if vmlinux else []), *modules]
         self.profile = profile
-        self._at_least: dict[tuple[int, int], bool] = {}
         self._loaded_as: tuple[list[str | Path], DotConfig | None, IndexCache | None] | None = None
         self.thunk_range = vmlinux.thunk_range if vmlinux else None
 
@@ -78,12 +78,19 @@ class Kernel:
         """Build options inferred from the vmlinux (image/version.py), None without a vmlinux."""
         return self.vmlinux.config if self.vmlinux is not None else None
 
-    def at_least(self, major: int, minor: int) -> bool:
-        """Is this kernel `major.minor` or newer? Unknown versions are taken as 6.1 (the model's base)."""
-        known = self._at_least.get((major, minor))
-        if known is None:
-            known = self._at_least[(major, minor)] = self.version is not None and self.version.at_least(major, minor)
-        return known
+    def does(self, change: str) -> bool:
+        """Does this kernel carry the behaviour change `change` (a row of image/changes.py)?"""
+        return self.change(change).value
+
+    def change(self, change: str) -> Evidence:
+        """The answer for `change` with its evidence: the vmlinux's detector, else the version."""
+        return applies(change, self.vmlinux if self.vmlinux is not None else next(iter(self.images), None),
+                       self.version)
+
+    @cached_property
+    def assumptions(self) -> list[str]:
+        """What is assumed of a kernel outside the validated ones (image/changes.py `assumptions`)."""
+        return assumptions(self.vmlinux, self.version)
 
     def enabled(self, option: str) -> bool:
         """Is CONFIG_`option` set (as inferred)? Unknown counts as not set."""

@@ -8,6 +8,8 @@ import re
 from functools import total_ordering
 from typing import NamedTuple
 
+from probelint.image.changes import applies_to_version
+
 __all__ = [
     "MAX_KCONFIG",
     "OPTIONS",
@@ -113,7 +115,7 @@ def parse_version(text: str) -> KernelVersion | None:
 # --------------------------------------------------------------------------- build options
 
 # Options probelint's rules depend on. Names are this module's; `kconfig_name` gives the
-# CONFIG_ symbol of a given kernel version (v6.9 renamed the x86 mitigations MITIGATION_*).
+# CONFIG_ symbol of a given kernel version (changes.py "mitigation-config-names": MITIGATION_*).
 OPTIONS = (
     "X86_KERNEL_IBT",
     "RETPOLINE",
@@ -145,7 +147,7 @@ _RENAMED_6_9 = {
 
 def kconfig_name(option: str, version: KernelVersion | None) -> str:
     """``CONFIG_`` name of `option` in `version` (``RETPOLINE`` is ``MITIGATION_RETPOLINE`` >= 6.9)."""
-    if version is not None and version >= (6, 9) and option in _RENAMED_6_9:
+    if version is not None and option in _RENAMED_6_9 and applies_to_version("mitigation-config-names", version):
         return _RENAMED_6_9[option]
     return option
 

@@ -6,8 +6,9 @@ address in the image's address space. A vmlinux's linker has already resolved it
 (rel32 = field address + s32); a module's fields are zero plus a relocation (target = S + A).
 Bounds come from the ``__start_*``/``__stop_*`` symbols, not section headers: ``__mcount_loc``
 and ``_kprobe_blacklist`` are merged into ``.init.data`` in a vmlinux. Layouts are those of
-Linux 6.1 x86-64 (Debian's config: GENERIC_BUG_RELATIVE_POINTERS + DEBUG_BUGVERBOSE); the rows of
-`NEWER_LAYOUTS` replace them in later kernels (image/version.py detects which one an image is).
+Linux 6.1 x86-64 (Debian's config: GENERIC_BUG_RELATIVE_POINTERS + DEBUG_BUGVERBOSE; 5.10.223's are
+the same); the rows of `NEWER_LAYOUTS` replace them in kernels carrying the change they are keyed by
+(image/changes.py: the section's entry size where the linker kept it, else the version).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import enum
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
+from probelint.image.changes import applies
 from probelint.image.version import table_layout_version
 
 if TYPE_CHECKING:
@@ -91,11 +93,11 @@ TABLES: dict[str, Table] = {t.name: t for t in (
 )}
 
 
-# Tables whose entry layout changed after 6.1: (first version, row), oldest first.
-NEWER_LAYOUTS: dict[str, tuple[tuple[tuple[int, int], Table], ...]] = {
+# Tables whose entry layout changed after 6.1: (changes.py row, layout), oldest first.
+NEWER_LAYOUTS: dict[str, tuple[tuple[str, Table], ...]] = {
     # x86/alternatives: alt_instr.flags (v6.3): `u16 cpuid` became `u32 ft_flags` (cpuid:16 |
     # flags:16 << 16; ALT_FLAG_NOT = bit 0, ALT_FLAG_DIRECT_CALL = bit 1 of flags): 14 bytes.
-    "alt_instructions": (((6, 3), _t(
+    "alt_instructions": (("alt-instr-flags", _t(
         "alt_instructions", "__alt_instructions", "__alt_instructions_end", ".altinstructions", 14,
         "instr:0:rel32 repl:4:rel32 cpuid:8:u16 flags:10:u16 instrlen:12:u8 replacementlen:13:u8",
         "arch/x86/kernel/alternative.c:apply_alternatives")),),
@@ -103,13 +105,12 @@ NEWER_LAYOUTS: dict[str, tuple[tuple[tuple[int, int], Table], ...]] = {
 _ALT_FLAG_NOT = 1 << 0  # 6.3+: flags bit 0; 6.1: ALTINSTR_FLAG_INV, bit 15 of cpuid
 
 
-def layout_for(table: Table, version: KernelVersion | None) -> Table:
-    """`table`'s row for `version` (the 6.1 row when the version is unknown or older)."""
+def layout_for(table: Table, image: KernelImage | None, version: KernelVersion | None) -> Table:
+    """`table`'s row for the kernel of `image` and `version` (the 6.1 row unless a change says otherwise)."""
     chosen = table
-    if version is not None:
-        for first, row in NEWER_LAYOUTS.get(table.name, ()):
-            if version >= first:
-                chosen = row
+    for change, row in NEWER_LAYOUTS.get(table.name, ()):
+        if applies(change, image, version).value:
+            chosen = row
     return chosen
 
 
@@ -118,7 +119,7 @@ def read_table(image: KernelImage, table: Table, version: KernelVersion | None =
     `version` (default: the version the image's banner or vermagic names)."""
     if version is None and table.name in NEWER_LAYOUTS:
         version = table_layout_version(image)
-    table = layout_for(table, version)
+    table = layout_for(table, image, version)
     source = image.table_source(table.start, table.stop, table.section)
     if source is None:
         return []

@@ -52,6 +52,8 @@ def _head(report: Report) -> dict[str, Any]:
             {"path": image.path, "name": image.name, "build_id": image.elf.build_id(), "version": image.version}
             for image in report.kernel.images
         ],
+        # only when there is something to say: reports of validated kernels keep their shape
+        **({"unvalidated": report.unvalidated} if report.unvalidated else {}),
     }
 
 

@@ -67,6 +67,7 @@ def render(report: Report) -> str:
                 "cpuProfile": report.cpu_profile,
                 "kernelImages": [{"path": i.path, "buildId": i.elf.build_id(), "version": i.version}
                                  for i in report.kernel.images],
+                **({"unvalidatedKernel": report.unvalidated} if report.unvalidated else {}),
             },
         }],
     }

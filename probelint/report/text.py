@@ -15,6 +15,10 @@ _RESET = "\033[0m"
 
 def render(report: Report, *, colour: bool = False, summary: bool = True) -> str:
     lines = []
+    if report.unvalidated:
+        where = report.kernel.images[0].path if report.kernel.images else "kernel"
+        sev = f"{_COLOURS[Severity.WARNING]}warning{_RESET}" if colour else "warning"
+        lines.append(f"{printable(str(where))}: {sev}: {printable(report.unvalidated)} [unvalidated-kernel]")
     for result in report:
         for f in result.findings:
             sev = f"{_COLOURS[f.severity]}{f.severity}{_RESET}" if colour else str(f.severity)

@@ -179,10 +179,13 @@ def _pointer_array(vmlinux: KernelImage, name: str, count: int) -> list[str | No
 
 
 def feature_column(image: KernelImage) -> int:
-    """Which UNNAMED_BITS numbering `image`'s kernel uses (0: 6.1, 1: >= 6.12; unknown: 6.1)."""
+    """Which UNNAMED_BITS numbering `image`'s kernel uses (0: 6.1, 1: 6.12's; changes.py
+    "cpufeature-numbering")."""
+    from probelint.image.changes import applies_to_version
+
     vmlinux = image.vmlinux
     version = vmlinux.config.version if vmlinux is not None else None  # the banner's, kept in the index
-    return 1 if version is not None and version >= (6, 12) else 0
+    return 1 if applies_to_version("cpufeature-numbering", version) else 0
 
 
 _FEATURES: weakref.WeakKeyDictionary[KernelImage, dict[CpuProfile, frozenset[int]]] = weakref.WeakKeyDictionary()

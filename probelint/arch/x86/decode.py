@@ -37,7 +37,8 @@ JMP32_INSN_SIZE = 5  # arch/x86/include/asm/text-patching.h
 MCOUNT_INSN_SIZE = 5  # arch/x86/include/asm/ftrace.h: the fentry call site
 ENDBR_INSN_SIZE = 4  # arch/x86/include/asm/ibt.h
 # ENDBR64, ENDBR32, and the poison apply_seal_endbr() writes over unused ENDBRs (asm/ibt.h)
-_ENDBR_WORDS = (b"\xf3\x0f\x1e\xfa", b"\xf3\x0f\x1e\xfb", b"\x66\x0f\x1f\x00")
+# ENDBR64, ENDBR32, and the seal poisons (66 0f 1f 00; 0f 1f 40 d6 with changes.py "endbr-poison-udb")
+_ENDBR_WORDS = (b"\xf3\x0f\x1e\xfa", b"\xf3\x0f\x1e\xfb", b"\x66\x0f\x1f\x00", b"\x0f\x1f\x40\xd6")
 MAX_OPTIMIZED_LENGTH = MAX_INSN_SIZE + 4  # + DISP32_SIZE, arch/x86/include/asm/kprobes.h
 
 XEN_EMULATE_PREFIX = b"\x0f\x0b" + b"xen"  # arch/x86/include/asm/emulate_prefix.h

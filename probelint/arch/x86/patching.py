@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["ALTINSTR_FLAG_INV", "add_nops", "optimize_nops", "patch_live_text", "patch_retpoline"]
 
 _RET_INT3 = b"\xc3\xcc\xcc\xcc\xcc"
-_SEAL_POISON = b"\x66\x0f\x1f\x00"  # asm/ibt.h gen_endbr_poison(): osp nopl (%rax)
+# asm/ibt.h gen_endbr_poison(): osp nopl (%rax); from changes.py "endbr-poison-udb" nopl -42(%rax)
+_SEAL_POISON = b"\x66\x0f\x1f\x00"
+_SEAL_POISON_UDB = b"\x0f\x1f\x40\xd6"
 _RETURN_SITE_SIZE = 5
 # arch/x86/include/asm/nops.h, x86-64: x86_nops[n] for n = 1..ASM_NOP_MAX
 _NOPS = {1: "90", 2: "6690", 3: "0f1f00", 4: "0f1f4000", 5: "0f1f440000", 6: "660f1f440000",
@@ -215,6 +217,13 @@ def _sites(sorted_sites: list[tuple[int, int]], address: int, end: int) -> list[
     return sorted(i for _, i in sorted_sites[lo:hi])
 
 
+def _seal_poison(image: KernelImage) -> bytes:
+    from probelint.image.changes import applies
+
+    kernel = image.vmlinux if image.vmlinux is not None else image
+    return _SEAL_POISON_UDB if applies("endbr-poison-udb", kernel, kernel.config.version).value else _SEAL_POISON
+
+
 def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuProfile) -> bytes:
     """`data` (the ELF bytes at `address`) as the running kernel holds them under `profile`."""
     end = address + len(data)
@@ -225,9 +234,12 @@ def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuP
         patched = _paravirt(image, paravirt[i])
         if patched is not None:
             _overlay(buf, address, paravirt[i]["instr"], patched)
-    for site in image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
-                                    bisect.bisect_left(image.sealed_endbrs, end)]:
-        _overlay(buf, address, site, _SEAL_POISON)  # apply_seal_endbr(): unused ENDBRs poisoned
+    sealed = image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
+                                 bisect.bisect_left(image.sealed_endbrs, end)]
+    if sealed:
+        poison = _seal_poison(image)
+        for site in sealed:
+            _overlay(buf, address, site, poison)  # apply_seal_endbr(): unused ENDBRs poisoned
     # apply_retpolines(): only without RETPOLINE, or with its LFENCE variant (patch_retpoline())
     column = feature_column(image)
     retpoline, lfence = (UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))

@@ -1,0 +1,241 @@
+"""The kernel's behaviour changes that move probelint's verdicts: one table, one row per change.
+
+Each row names the change, the upstream commit (its title, and its id where confirmed), the first
+mainline version, the rules it moves, and -- where the image shows it -- a detector: a symbol, a
+section, a table layout, a code constant. Distributions backport (Debian's 6.1.192 carries the
+unique-symbol check of 6.6; 5.10.223 does not), so a detector's answer wins over the version; the
+version decides only when the image shows nothing either way, and an image without a version is
+taken as 6.1, the model's base. Rules ask `Kernel.does(ROW)`, never the version number, and the
+rule pages cite the rows (`probelint -v` prints each row's answer and its evidence).
+
+Read from the kernel's own code: Debian's linux-source-5.10 (5.10.223), -6.1 (6.1.192), -7.2
+(7.2.13), and the 6.12.117 images (docs/linux-versions.md).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "BASE_VERSION",
+    "CHANGES",
+    "KNOWN_SECTIONS",
+    "VALIDATED",
+    "Change",
+    "Evidence",
+    "applies",
+    "applies_to_version",
+    "assumptions",
+]
+
+BASE_VERSION = (6, 1, 192)  # what an image without a version string is taken to be (Debian's 6.1)
+
+# Series checked against a booted kernel with `probelint vmtest` (docs/validation*.md).
+VALIDATED = ((6, 1), (6, 12), (7, 2))  # 5.10: docs/linux-versions.md lists what still disagrees
+
+
+class KernelVersion(Protocol):
+    """image/kversion.KernelVersion as this module uses it (kversion asks this table: no import back)."""
+
+    major: int
+    minor: int
+
+    @property
+    def key(self) -> tuple[int, int, int]: ...
+
+    def series(self) -> tuple[int, int]: ...
+
+
+# An image/view.KernelImage (vmlinux or module); typed loosely for the same reason.
+KernelImage = Any
+
+
+class Evidence(NamedTuple):
+    value: bool
+    reason: str
+
+
+Detector = Callable[[KernelImage], Evidence | None]
+
+
+class Change(NamedTuple):
+    id: str
+    title: str  # the upstream commit's subject
+    commit: str  # its id where confirmed, else ""
+    first: tuple[int, int]  # first mainline release carrying it
+    effect: str  # what it changes in the verdicts
+    rules: tuple[str, ...]
+    detect: Detector | None = None
+    stable: tuple[tuple[int, int, int], ...] = ()  # first stable releases of older series carrying it
+
+
+def _symbol(name: str, what: str) -> Detector:
+    """Present iff `name` is a kallsyms symbol of the vmlinux (a static function the change added)."""
+
+    def detect(image: KernelImage) -> Evidence | None:
+        if image.is_module:
+            return None
+        if image.raw_symbol(name) is not None:
+            return Evidence(True, f"{name} is defined ({what})")
+        if image.raw_symbol("register_kprobe") is None:
+            return None  # no kprobes in this image: its absence says nothing
+        return Evidence(False, f"register_kprobe is there, {name} is not")
+
+    return detect
+
+
+def _rodata(needle: bytes, what: str) -> Detector:
+    def detect(image: KernelImage) -> Evidence | None:
+        sec = None if image.is_module else image.elf.section(".rodata")
+        if sec is None or image.raw_symbol("register_kprobe") is None:
+            return None
+        found = needle in image.elf.section_bytes(sec)
+        return Evidence(found, f"{needle.decode()!r} is {'' if found else 'not '}in .rodata ({what})")
+
+    return detect
+
+
+def _alt_entry_size(image: KernelImage) -> Evidence | None:
+    """.altinstructions' sh_entsize, which the linker keeps from the assembler's merge entry size."""
+    sec = image.elf.section(".altinstructions")
+    size = sec.entsize if sec is not None else 0
+    if size in (12, 14):
+        return Evidence(size == 14, f".altinstructions entries are {size} bytes")
+    return None
+
+
+def _udb_poison(image: KernelImage) -> Evidence | None:
+    """is_endbr() compares with the poison constant: `0f 1f 40 d6` (UDB) or `66 0f 1f 00`."""
+    if image.is_module:
+        return None
+    sym = image.symbols.lookup_name("is_endbr") or image.symbols.lookup_name("__is_endbr")
+    if sym is None or not sym.size:
+        return None
+    code = image.read(sym.address, sym.size)
+    if b"\x0f\x1f\x40\xd6" in code:
+        return Evidence(True, f"{sym.name} compares with 0f 1f 40 d6")
+    if b"\x66\x0f\x1f\x00" in code:
+        return Evidence(False, f"{sym.name} compares with 66 0f 1f 00")
+    return None
+
+
+CHANGES: dict[str, Change] = {c.id: c for c in (
+    Change("unique-symbol", "tracing/kprobes: Return EADDRNOTAVAIL when func matches several symbols",
+           "b022f0c7e404", (6, 6),
+           "kprobe_events refuses a plain SYM that names several symbols (KP102); 6.1.y has it backported, "
+           "5.10.y does not", ("KP102",),
+           _rodata(b"The symbol is not unique", "trace_probe.h NON_UNIQ_SYMBOL"),
+           stable=((6, 1, 60),)),  # 6.1.60 refuses (aquasecurity/tracee#3653); 5.10.223 does not
+    Change("validate-probe-symbol", "tracing/kprobes: validate_probe_symbol() (count in MOD for MOD:SYM)", "",
+           (6, 12),
+           "kprobe_events validates the symbol while parsing: unknown or non-unique -> EINVAL (not ENOENT/"
+           "EADDRNOTAVAIL), and before the return-probe entry test (KP101, KP102, KERNEL_ORDER)",
+           ("KP101", "KP102"), _symbol("validate_probe_symbol", "kernel/trace/trace_kprobe.c")),
+    Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (6, 0),
+           "with IBT, SYM+0 and SYM+4 of a function starting with ENDBR are the same probe at +4 "
+           "(arch_adjust_kprobe_addr)", ("KP201",), _symbol("arch_adjust_kprobe_addr", "kernel/kprobes.c")),
+    Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
+           "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
+           ("KP110", "KP207", "KP208"), _alt_entry_size),
+    Change("optprobe-indirect-jump-skip",
+           "x86/retpoline,kprobes: Skip optprobe check for indirect jumps with retpolines and IBT", "", (6, 6),
+           "with RETPOLINE or IBT configured the indirect-jump test (and the thunk-range test) is gone",
+           ("KP205",)),
+    Change("exception-insn", "x86/kprobes: Prohibit kprobing on INT and UD", "", (6, 9),
+           "can_probe refuses INT3, INT n, INTO, INT1, UD0/1/2 at the address: EILSEQ", ("KP116",)),
+    Change("boost-groups", "x86/kprobes: Boost more instructions from grp2/3/4/5", "", (6, 9),
+           "can_boost accepts shifts, TEST, INC/DEC of the group opcodes in a jump window", ("KP207",)),
+    Change("mitigation-config-names", "x86/bugs: Rename CONFIG_RETPOLINE => CONFIG_MITIGATION_RETPOLINE (and "
+           "the rest of the series)", "", (6, 9),
+           "a --config file names RETPOLINE, RETHUNK, SRSO, ... as MITIGATION_*", ()),
+    Change("cpufeature-numbering", "x86/cpufeatures: synthetic bits renumbered (6.1 -> 6.12 layout)", "", (6, 12),
+           "the boot_cpu_has() bit numbers of the unnamed synthetic features (boot patching per CPU profile)",
+           ("KP110", "KP205", "KP207")),
+    Change("endbr-poison-udb", "x86/ibt: Use UDB as ENDBR poison (0f 1f 40 d6, nopl -42(%rax))", "", (6, 15),
+           "the bytes a sealed ENDBR holds at run time (same length as 66 0f 1f 00: boundaries unchanged)",
+           ("KP104",), _udb_poison),
+)}
+
+
+_SEEN: weakref.WeakKeyDictionary[KernelImage, dict[str, Evidence]] = weakref.WeakKeyDictionary()
+
+
+def applies_to_version(change_id: str, version: KernelVersion | None) -> bool:
+    """The row's answer from the version alone (no version: `BASE_VERSION`)."""
+    change = CHANGES[change_id]
+    key = version.key if version is not None else BASE_VERSION
+    return key[:2] >= change.first or any(key[:2] == s[:2] and key >= s for s in change.stable)
+
+
+def applies(change_id: str, image: KernelImage | None, version: KernelVersion | None) -> Evidence:
+    """Does the kernel of `image` (its vmlinux) carry the change? The detector's answer where the
+    image shows it, else the version's."""
+    change = CHANGES[change_id]
+    try:
+        memo = _SEEN.setdefault(image, {}) if image is not None else {}
+    except TypeError:  # an object that cannot be weakly referenced: answer without a memo
+        memo = {}
+    found = memo.get(change_id)
+    if found is not None:
+        return found
+    if change.detect is not None and image is not None:
+        found = change.detect(image)
+    if found is None:
+        value = applies_to_version(change_id, version)
+        shown = str(version) if version is not None else "unknown, taken as " + ".".join(map(str, BASE_VERSION))
+        found = Evidence(value, f"version {shown} ({'on or after' if value else 'before'} "
+                                f"{change.first[0]}.{change.first[1]}"
+                                + "".join(f", {'.'.join(map(str, st))}" for st in change.stable) + ")")
+    memo[change_id] = found
+    return found
+
+
+# Sections of the validated images (5.10, 6.1, 6.12, 7.2 cloud builds) whose meaning probelint knows or
+# that cannot move a verdict; a new special section is a layout nobody checked.
+KNOWN_SECTIONS = frozenset((
+    "", ".text", ".rodata", ".pci_fixup", "__ksymtab", "__ksymtab_gpl", "__kcrctab", "__kcrctab_gpl",
+    "__ksymtab_strings", "__kflagstab", "__init_rodata", "__param", "__modver", "__ex_table", ".notes", ".BTF",
+    ".BTF_ids", ".data", "__bug_table", ".orc_header", ".orc_unwind_ip", ".orc_unwind", ".orc_lookup",
+    ".vvar", ".data..percpu", ".init.text", ".altinstr_aux", ".init.data", ".x86_cpu_dev.init",
+    ".parainstructions", ".retpoline_sites", ".return_sites", ".call_sites", ".ibt_endbr_seal",
+    ".altinstructions", ".altinstr_replacement", ".iommu_table", ".apicdrivers", ".exit.text", ".exit.data",
+    ".smp_locks", ".data_nosave", ".bss", ".brk", ".init.scratch", ".comment", ".symtab", ".strtab",
+    ".shstrtab", ".entry.text", ".noinstr.text", ".kprobes.text", ".head.text", "__tracepoints",
+    "__tracepoints_ptrs", "__tracepoints_strings", ".static_call.text", ".static_call_sites",
+    ".static_call_tramp_key", "__jump_table", "__mcount_loc", "_kprobe_blacklist", ".cpuidle.text",
+    ".lockref.text", ".sched.text", ".spinlock.text", ".irqentry.text", ".softirqentry.text",
+    ".fixup", ".gnu.warning", ".note.gnu.build-id", ".note.Linux", ".note.Xen", ".init.rodata",
+    "__start_rodata", ".rodata1", ".data.once", ".data..ro_after_init", ".tm_clone_table", ".eh_frame",
+))
+_IGNORED_PREFIXES = (".debug_", ".rela", ".rel.", "runtime_ptr_", "runtime_shift_", ".note")
+
+
+def _unknown_sections(image: KernelImage) -> list[str]:
+    names = [s.name for s in image.elf.sections]
+    return sorted(n for n in names if n not in KNOWN_SECTIONS and not n.startswith(_IGNORED_PREFIXES))
+
+
+def assumptions(vmlinux: KernelImage | None, version: KernelVersion | None) -> list[str]:
+    """What probelint assumes of a kernel it was not validated on: one sentence per reason, empty for a
+    validated series with no unknown special section. An image without a version (a test fixture, a
+    stripped banner) says nothing here: `probelint -v` prints the 6.1 base it is taken as."""
+    if version is None:
+        return []
+    out = []
+    if version.series() not in VALIDATED:
+        shown = ", ".join(f"{a}.{b}" for a, b in VALIDATED)
+        older, newer = version.series() < VALIDATED[0], version.series() > VALIDATED[-1]
+        where = "older than every" if older else "newer than every" if newer else "between the"
+        nearest = min(VALIDATED, key=lambda s: (abs((s[0] - version.major) * 100 + s[1] - version.minor), s))
+        out.append(f"Linux {version.major}.{version.minor} is {where} validated kernels ({shown}): verdicts "
+                   f"assume the behaviour of {nearest[0]}.{nearest[1]} plus the change table's rows, unchecked on "
+                   "a booted kernel")
+    if vmlinux is not None and not vmlinux.is_module:
+        unknown = _unknown_sections(vmlinux)
+        if unknown:
+            out.append(f"special section{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:6])}"
+                       f"{' ...' if len(unknown) > 6 else ''} unknown to probelint: the code they describe is "
+                       "assumed left as it is in the file")
+    return out

@@ -1,0 +1,59 @@
+"""image/changes.py: the change table answers from the image where it shows the change, else the version."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+from probelint.image.changes import CHANGES, applies, applies_to_version, assumptions
+from probelint.image.kversion import parse_version
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_row_a_rule_asks_exists() -> None:
+    asked = set()
+    for path in (ROOT / "probelint").rglob("*.py"):
+        asked |= set(re.findall(r"""\.does\(["']([\w-]+)["']\)""", path.read_text()))
+    assert asked and asked <= set(CHANGES), asked - set(CHANGES)
+    gates = [p.name for p in (ROOT / "probelint").rglob("*.py") if re.search(r"\.at_least\(\d", p.read_text())]
+    assert gates == [], "version gates outside the change table"
+
+
+def test_stable_backports_count() -> None:
+    # 6.1.60+ carries the 6.6 unique-symbol check; 6.1.0 and 5.10 do not
+    assert applies_to_version("unique-symbol", parse_version("6.1.192"))
+    assert not applies_to_version("unique-symbol", parse_version("6.1.0"))
+    assert not applies_to_version("unique-symbol", parse_version("5.10.223"))
+    assert applies_to_version("exception-insn", parse_version("7.2.13"))
+    assert not applies_to_version("exception-insn", parse_version("6.1.192"))
+    assert applies_to_version("unique-symbol", None)  # no version: the 6.1.192 base
+
+
+def _image(symbols: dict[str, int], sections: tuple[str, ...] = ()) -> SimpleNamespace:
+    secs = [SimpleNamespace(name=n, entsize=0) for n in sections]
+    elf = SimpleNamespace(sections=secs, section=lambda n: next((s for s in secs if s.name == n), None))
+    return SimpleNamespace(is_module=False, raw_symbol=symbols.get, elf=elf)
+
+
+def test_detector_wins_over_version() -> None:
+    # a 6.1 kernel with validate_probe_symbol backported behaves as 6.12 does
+    found = applies("validate-probe-symbol", _image({"register_kprobe": 1, "validate_probe_symbol": 2}),
+                    parse_version("6.1.192"))
+    assert found.value and "validate_probe_symbol" in found.reason
+    gone = applies("validate-probe-symbol", _image({"register_kprobe": 1}), parse_version("7.2.13"))
+    assert not gone.value
+    # no kprobes at all: the image says nothing, the version decides
+    assert applies("validate-probe-symbol", _image({}), parse_version("6.12.117")).value
+
+
+def test_one_warning_outside_the_validated_kernels() -> None:
+    assert assumptions(_image({}, (".text", ".altinstructions")), parse_version("6.12.117")) == []
+    newer = assumptions(None, parse_version("7.3.0"))
+    assert len(newer) == 1 and "newer than every validated" in newer[0] and "7.2" in newer[0]
+    older = assumptions(None, parse_version("5.4.0"))
+    assert "older than every validated" in older[0]
+    unknown = assumptions(_image({}, (".text", ".new_patch_sites", ".debug_info")), parse_version("6.1.192"))
+    assert len(unknown) == 1 and ".new_patch_sites" in unknown[0] and ".debug_info" not in unknown[0]
+    assert assumptions(None, None) == []  # fixtures without a banner: -v says what they are taken as
