@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import mmap
 import struct
-import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from probelint.errors import InputError
+from probelint.image.compressed import decompress
 from probelint.fileio import open_regular
 
 __all__ = ["ElfFile", "ElfSection", "ElfSymbol"]
@@ -77,51 +78,38 @@ class ElfSymbol(NamedTuple):
     shndx: int
 
 
-COMPRESSED_SUFFIXES = (".xz", ".gz", ".zst")  # modules as distributions install them (.ko.xz, ...)
-MAX_DECOMPRESSED = 2 << 30
+COMPRESSED_SUFFIXES = {".xz": "xz", ".gz": "gzip", ".zst": "zstd"}  # modules as distributions install them
 
 
-def decompress(path: str, fh: BinaryIO) -> bytes:
-    """A compressed module's bytes, bounded so that a bomb cannot exhaust memory."""
-    import lzma  # compressed modules only
-
-    if path.endswith(".xz"):
-        decomp: Any = lzma.LZMADecompressor()
-    elif path.endswith(".gz"):
-        decomp = zlib.decompressobj(wbits=31)
-    else:
-        try:
-            import zstandard
-        except ImportError:
-            raise InputError(path, "zstd-compressed: pip install zstandard, or unzstd it first") from None
-        decomp = zstandard.ZstdDecompressor().decompressobj()
-    out = bytearray()
-    try:
-        while chunk := fh.read(1 << 20):
-            out += decomp.decompress(chunk)
-            if len(out) > MAX_DECOMPRESSED:
-                raise InputError(path, "decompresses to more than 2 GiB: not a kernel module")
-    except (lzma.LZMAError, zlib.error, ValueError, EOFError) as exc:
-        raise InputError(path, f"cannot decompress: {exc}") from None
-    return bytes(out)
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    while chunk := fh.read(1 << 20):
+        yield chunk
 
 
 class ElfFile:
-    """An x86-64 ELF image (vmlinux or module), mapped read-only (or decompressed into memory)."""
+    """An x86-64 ELF image (vmlinux or module), mapped read-only (or decompressed into memory); a
+    bzImage stands for the vmlinux inside it (image/bzimage.py, kept under `cache_root`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, cache_root: Path | None = None) -> None:
         self.path = str(path)
+        self.bzimage = False
         # a regular file only (a FIFO would block, a device read without end); lives as long as the image
         self._fh: BinaryIO = open_regular(path)
         self._map: mmap.mmap | bytes
-        if self.path.endswith(COMPRESSED_SUFFIXES):
-            self._map = decompress(self.path, self._fh)
+        suffix = Path(self.path).suffix
+        if suffix in COMPRESSED_SUFFIXES:
+            self._map = decompress(self.path, _chunks(self._fh), COMPRESSED_SUFFIXES[suffix], "a kernel module")
             self._fh = io.BytesIO(self._map)
         else:
             try:
                 self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError:
                 raise InputError(self.path, "empty file, not an ELF image") from None
+            from probelint.image.bzimage import is_bzimage, vmlinux_of
+
+            if self._map[:4] != b"\x7fELF" and is_bzimage(self._map[:0x210]):
+                self.bzimage = True
+                self._map = vmlinux_of(self.path, self._map, cache_root)
         if self._map[:4] != b"\x7fELF":
             raise InputError(self.path, "not an ELF file")
         ident = self._map[:16]
@@ -193,7 +181,8 @@ class ElfFile:
     def _parse_symbols(self) -> list[ElfSymbol]:
         symtab = self.section(".symtab")
         if symtab is None:
-            raise InputError(self.path, "no .symtab: use the unstripped image (Debian: the -dbg package)")
+            raise InputError(self.path, "no .symtab: stripped; name its System.map or a kallsyms dump beside it "
+                                        "(or use the unstripped image: Debian's -dbg package)")
         if symtab.link >= len(self.sections):
             raise InputError(self.path, "corrupt ELF: .symtab names a missing string table")
         strtab = self.section_bytes(self.sections[symtab.link])
