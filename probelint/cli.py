@@ -355,13 +355,16 @@ def _run(args: argparse.Namespace) -> int:
     images = config.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
     if not images:
-        from probelint.discover import find_running_kernel_image
+        from probelint.discover import find_running_kernel
 
         if len(probe_files) > 1 and probe_files[0] != "-":  # most likely a damaged image named first
             raise InputError(probe_files[0], "not an ELF file, and no other kernel image was given")
-        found = str(find_running_kernel_image())
-        print(printable(f"probelint: no image given: using {found}, the running kernel's"), file=sys.stderr)
-        images = [found]
+        found, why_not = find_running_kernel()
+        images = [str(p) for p in found]
+        for line in why_not if args.verbose else ():
+            print(printable(f"probelint: {line}"), file=sys.stderr)
+        print(printable(f"probelint: no image given: using {' with '.join(images)}, the running kernel's"),
+              file=sys.stderr)
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
     config.selected()  # an unknown rule id in select/ignore is an error before any work

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from probelint.errors import InputError
-from probelint.image.compressed import decompress
 from probelint.fileio import open_regular
+from probelint.image.compressed import decompress
 
 __all__ = ["ElfFile", "ElfSection", "ElfSymbol"]
 

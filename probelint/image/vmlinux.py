@@ -8,16 +8,16 @@ from functools import cached_property
 from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile
+from probelint.errors import InputError
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, vmlinux_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import IndexFormatError, field, typed_array
-from probelint.errors import InputError
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, NameMap, kallsyms_from_nm, nm_entries
 from probelint.image.kversion import ConfigInference, KernelConfig, KernelVersion, with_config_file
-from probelint.image.tables import NEWER_LAYOUTS, TABLES
 from probelint.image.symbol_map import SymbolMap
+from probelint.image.tables import NEWER_LAYOUTS, TABLES
 from probelint.image.view import TableSource
 from probelint.progress import progress
 
