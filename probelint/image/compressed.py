@@ -52,6 +52,8 @@ def decompress(where: str, chunks: Iterator[bytes], kind: str, what: str = "a ke
                 raise InputError(where, f"decompresses to more than 2 GiB: not {what}")
             if getattr(decomp, "eof", False):
                 break
+        if not getattr(decomp, "eof", True):
+            raise InputError(where, f"cannot decompress ({kind}): the stream ends early (truncated?)")
     except (lzma.LZMAError, zlib.error, OSError, ValueError, EOFError) as exc:
         raise InputError(where, f"cannot decompress ({kind}): {exc}") from None
     except Exception as exc:  # the bindings' own error types (zstandard.ZstdError)

@@ -103,13 +103,13 @@ class Vmlinux(ImageBase):
     @cached_property
     def _nm_entries(self) -> list[tuple[int, str, str]]:
         """(address, name, nm type) of the symbols: the .symtab's, or the map's (checked to be
-        this image's: its linux_banner must hold a banner)."""
+        this image's: its linux_banner, where it has one, must point at the banner)."""
         if self.symbol_map is None:
             return nm_entries(self.elf)
         text = self.elf.section(".text")
         entries = self.symbol_map.entries(text.address if text is not None else 0)
         banner = next((a for a, n, _ in entries if n == "linux_banner"), None)
-        if banner is None or not self.read(banner, 14).startswith(b"Linux version "):
+        if banner is not None and not self.read(banner, 14).startswith(b"Linux version "):
             raise InputError(self.symbol_map.path, f"not the symbols of {self.path} (its linux_banner does not "
                                                    "point at the image's banner): another kernel's?")
         return entries
