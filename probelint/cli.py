@@ -470,6 +470,11 @@ def _describe_kernel(kernel: Kernel) -> None:
     for image in kernel.images:
         version = image.version or "no version string"
         say(f"image {image.path}: {image.name}, build-id {image.elf.build_id()}, {version}")
+        if image.elf.bzimage:
+            say("  the vmlinux decompressed from that bzImage (kept in the cache for the next run)")
+        symbol_map = getattr(image, "symbol_map", None)
+        if symbol_map is not None:
+            say(f"  symbols from {symbol_map.path} (the image has no .symtab)")
     say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
     say(f"cpu profile: {kernel.profile.value} (the CPU whose boot-time patching of the text the verdicts assume)")
     modules = ", ".join(m.name for m in kernel.modules) or "none"

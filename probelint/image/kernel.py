@@ -141,8 +141,9 @@ def _symbol_map(elf: ElfFile, given: list[str | Path]) -> SymbolMap | None:
     if refused is not None:
         raise refused
     what = "a bzImage" if elf.bzimage else "a stripped vmlinux"
-    raise InputError(elf.path, f"{what}, without symbols: name its System.map or a kallsyms dump with it "
-                               "(sudo cat /proc/kallsyms > kallsyms.txt), or use the -dbg vmlinux")
+    raise InputError(elf.path, f"{what} (no .symtab), without symbols: name its System.map or a kallsyms dump "
+                               "with it (sudo cat /proc/kallsyms > kallsyms.txt), or use the unstripped image "
+                               "(Debian: the -dbg package)")
 
 
 def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: int = 0, *,
