@@ -132,16 +132,20 @@ def _settings(args: argparse.Namespace) -> Config:
 
 
 def _is_elf(path: str) -> bool:
-    """An ELF image, or a kernel module by name (``.ko``, ``.ko.xz``, ``.ko.gz``, ``.ko.zst``: an
-    empty or damaged one is an image error, not an empty probe file). A FIFO or device is refused
-    here, before anything reads it."""
+    """An ELF image, a bzImage (the vmlinux inside), a System.map or kallsyms dump (the symbols of
+    the vmlinux given with it), or a kernel module by name (``.ko``, ``.ko.xz``, ``.ko.gz``,
+    ``.ko.zst``: an empty or damaged one is an image error, not an empty probe file). A FIFO or
+    device is refused here, before anything reads it."""
     if path == "-" or os.path.isdir(path):
         return False
     from probelint.fileio import open_regular
+    from probelint.image.bzimage import is_bzimage
+    from probelint.image.symbol_map import is_symbol_map
 
     with open_regular(path) as fh:
-        magic = fh.read(4)
-    if magic == b"\x7fELF" or re.search(r"\.ko\.(xz|gz|zst)$", path):
+        head = fh.read(0x210)
+    magic = head[:4]
+    if magic == b"\x7fELF" or re.search(r"\.ko\.(xz|gz|zst)$", path) or is_bzimage(head) or is_symbol_map(head):
         return True
     if path.endswith(".ko"):
         raise InputError(path, "not an ELF file (a .ko is a kernel module)" if magic
@@ -351,13 +355,16 @@ def _run(args: argparse.Namespace) -> int:
     images = config.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
     if not images:
-        from probelint.discover import find_running_kernel_image
+        from probelint.discover import find_running_kernel
 
         if len(probe_files) > 1 and probe_files[0] != "-":  # most likely a damaged image named first
             raise InputError(probe_files[0], "not an ELF file, and no other kernel image was given")
-        found = str(find_running_kernel_image())
-        print(printable(f"probelint: no image given: using {found}, the running kernel's"), file=sys.stderr)
-        images = [found]
+        found, why_not = find_running_kernel()
+        images = [str(p) for p in found]
+        for line in why_not if args.verbose else ():
+            print(printable(f"probelint: {line}"), file=sys.stderr)
+        print(printable(f"probelint: no image given: using {' with '.join(images)}, the running kernel's"),
+              file=sys.stderr)
     if not probe_files:
         raise InputError(images[-1], "no probe file given (use '-' to read probes from stdin)")
     config.selected()  # an unknown rule id in select/ignore is an error before any work
@@ -405,17 +412,24 @@ def _kernels(images: list[str]) -> list[list[str]]:
     """One group per vmlinux (several kernels are checked side by side, in parallel), each with
     the modules built for it (matched by release: vermagic against the banner); modules alone
     form one group. Only the ELF header is read unless there are several vmlinux images."""
-    vmlinuxes = [p for p in images if not _is_module_file(p)]
+    from probelint.image.symbol_map import is_symbol_map_file
+
+    maps = {p: is_symbol_map_file(p) for p in images}
+    vmlinuxes = [p for p in images if not maps[p] and not _is_module_file(p)]
     if len(vmlinuxes) <= 1:
         return [images]
     from probelint.image.kernel import open_image
 
-    modules = [(p, open_image(p).version) for p in images if p not in vmlinuxes]
+    modules = [(p, open_image(p).version) for p in images if p not in vmlinuxes and not maps[p]]
+    # a symbol map belongs to the vmlinux named before it
+    owner = {p: max((v for v in vmlinuxes if images.index(v) < images.index(p)), key=images.index, default=None)
+             for p in images if maps[p]}
     groups = []
     for path in vmlinuxes:
-        release = (open_image(path).version or "").split()[2:3]  # "Linux version RELEASE ..."
+        own_maps = [m for m, v in owner.items() if v == path]
+        release = (open_image(path, symbol_map=own_maps[0] if own_maps else None).version or "").split()[2:3]
         mine = [p for p, vermagic in modules if not release or not vermagic or vermagic.split()[0] == release[0]]
-        groups.append([path, *mine])
+        groups.append([path, *own_maps, *mine])
     return groups
 
 
@@ -425,7 +439,8 @@ def _is_module_file(path: str) -> bool:
         return True
     with open(path, "rb") as fh:
         header = fh.read(18)
-    return len(header) == 18 and int.from_bytes(header[16:18], "little") == 1  # e_type ET_REL
+    # a bzImage's bytes 16-17 are boot code: only an ELF header says ET_REL
+    return len(header) == 18 and header[:4] == b"\x7fELF" and int.from_bytes(header[16:18], "little") == 1
 
 
 Job = tuple[argparse.Namespace, "Config", list[str], list["Parsed"]]
@@ -455,6 +470,11 @@ def _describe_kernel(kernel: Kernel) -> None:
     for image in kernel.images:
         version = image.version or "no version string"
         say(f"image {image.path}: {image.name}, build-id {image.elf.build_id()}, {version}")
+        if image.elf.bzimage:
+            say("  the vmlinux decompressed from that bzImage (kept in the cache for the next run)")
+        symbol_map = getattr(image, "symbol_map", None)
+        if symbol_map is not None:
+            say(f"  symbols from {symbol_map.path} (the image has no .symtab)")
     say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
     say(f"cpu profile: {kernel.profile.value} (the CPU whose boot-time patching of the text the verdicts assume)")
     modules = ", ".join(m.name for m in kernel.modules) or "none"

@@ -1,4 +1,6 @@
-"""Finding the running kernel's debug image when none is named, where perf and bpftrace look."""
+"""Finding the running kernel when no image is named: its -dbg vmlinux where perf and bpftrace
+look, else the installed bzImage with its symbols (a real System.map, or /proc/kallsyms when it
+shows addresses); and the modules that go with an image."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 
 from probelint.errors import InputError
 
-__all__ = ["candidates", "find_running_kernel_image"]
+__all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinuz_candidates"]
 
 
 def candidates(release: str, root: Path = Path("/")) -> list[Path]:
@@ -22,7 +24,14 @@ def candidates(release: str, root: Path = Path("/")) -> list[Path]:
     )]
 
 
+def vmlinuz_candidates(release: str, root: Path = Path("/")) -> list[Path]:
+    """Where distributions install the bzImage: /boot, and usr/lib/modules/R (Fedora, Debian 7.x)."""
+    return [root / p.lstrip("/") for p in (f"/boot/vmlinuz-{release}", f"/usr/lib/modules/{release}/vmlinuz",
+                                           f"/lib/modules/{release}/vmlinuz")]
+
+
 def find_running_kernel_image(release: str | None = None, root: Path = Path("/")) -> Path:
+    """The running kernel's -dbg vmlinux."""
     release = release or os.uname().release
     for path in candidates(release, root):
         if path.is_file():
@@ -31,12 +40,64 @@ def find_running_kernel_image(release: str | None = None, root: Path = Path("/")
                                   f"was found (Debian: apt install linux-image-{release}-dbg; or pass a vmlinux)")
 
 
+def find_running_kernel(release: str | None = None, root: Path = Path("/"),
+                        kallsyms: Path = Path("/proc/kallsyms")) -> tuple[list[Path], list[str]]:
+    """The images of the running kernel (a -dbg vmlinux; else a vmlinuz and its symbols) and, in
+    order, why each place before the one taken was not (what -v says)."""
+    from probelint.image.symbol_map import SymbolMap, beside
+
+    release = release or os.uname().release
+    why: list[str] = []
+    for path in candidates(release, root):
+        if path.is_file():
+            return [path], why
+    why.append(f"no -dbg vmlinux of {release} (Debian: apt install linux-image-{release}-dbg; looked where perf "
+               "looks: /usr/lib/debug/boot/vmlinux-R, ...)")
+    for image in vmlinuz_candidates(release, root):
+        if not image.is_file():
+            continue
+        for symbols in beside(str(image)):
+            try:
+                SymbolMap(symbols)
+            except InputError as exc:
+                why.append(f"{symbols}: {exc.detail}")
+                continue
+            return [image, symbols], why
+        if _shows_addresses(kallsyms):
+            why.append(f"no System.map of {image}: the running kernel's {kallsyms} gives its symbols")
+            return [image, kallsyms], why
+        why.append(f"{image}: no System.map beside it, and {kallsyms} hides its addresses (not root)")
+        break
+    else:
+        why.append(f"no vmlinuz of {release} (/boot/vmlinuz-R, /usr/lib/modules/R/vmlinuz)")
+    raise InputError("kernel image", "none given, and none of the running kernel found: " + "; ".join(why))
+
+
+def _shows_addresses(kallsyms: Path) -> bool:
+    """/proc/kallsyms as this user reads it: kptr_restrict shows 0 addresses without CAP_SYSLOG."""
+    try:
+        with open(kallsyms, "rb") as fh:
+            first = fh.readline()
+    except OSError:
+        return False
+    return first[:16].strip(b"0") != b""
+
+
 def default_module_dirs(vmlinux: str) -> list[Path]:
-    """The debug module tree that belongs to a Debian -dbg vmlinux, when it is there:
-    /usr/lib/debug/boot/vmlinux-R -> /usr/lib/debug/lib/modules/R."""
+    """The module tree that belongs to a kernel image, when it is there: a Debian -dbg vmlinux's
+    debug tree (/usr/lib/debug/boot/vmlinux-R -> /usr/lib/debug/lib/modules/R), else the modules
+    as installed (stripped of DWARF, with their .symtab: all the verdicts need):
+    /boot/vmlinuz-R -> /lib/modules/R, usr/lib/modules/R/vmlinuz -> that directory."""
     path = Path(vmlinux)
-    if path.parent.name == "boot" and path.name.startswith("vmlinux-"):
-        tree = path.parent.parent / "lib" / "modules" / path.name[len("vmlinux-"):]
+    trees = []
+    if path.name in ("vmlinuz", "vmlinux") and path.parent.parent.name == "modules":
+        trees.append(path.parent)
+    for prefix in ("vmlinux-", "vmlinuz-"):
+        if path.parent.name == "boot" and path.name.startswith(prefix):
+            release = path.name[len(prefix):]
+            trees.append(path.parent.parent / "lib" / "modules" / release)  # the -dbg tree, or beside /boot
+            trees += [Path("/lib/modules") / release, Path("/usr/lib/modules") / release]
+    for tree in trees:
         if tree.is_dir():
             return [tree]
     return []

@@ -101,6 +101,10 @@ class ImageBase(ABC):
     def has_init_symbol(self, name: str) -> bool:
         """A symbol defined in init text, dropped from kallsyms after load."""
 
+    def symbol_names(self) -> list[tuple[str, bool]]:
+        """(name, defined) of every named symbol of the image, for what its symbols show of its build."""
+        return [(s.name, s.shndx != 0) for s in self.elf.symbols() if s.name]
+
     def _relocated(self, data: bytes, start: int, sec: ElfSection) -> bytes:
         """`data` (from offset `start` of `sec`) with the relocations the loader applies."""
         return data

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import mmap
 import struct
-import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from probelint.errors import InputError
 from probelint.fileio import open_regular
+from probelint.image.compressed import decompress
 
 __all__ = ["ElfFile", "ElfSection", "ElfSymbol"]
 
@@ -78,58 +79,43 @@ class ElfSymbol(NamedTuple):
     shndx: int
 
 
-COMPRESSED_SUFFIXES = (".xz", ".gz", ".zst")  # modules as distributions install them (.ko.xz, ...)
-# A distribution's largest module (amdgpu.ko) is ~50 MB; its debug copies are not compressed.
-MAX_DECOMPRESSED = 512 << 20
 # Section headers: the module loader reads the 16-bit e_shnum as it is (no SHN_XINDEX), and a
 # vmlinux has a few hundred sections. Symbols: Debian's vmlinux has ~150k.
 MAX_SECTIONS = 0xFFFF
 MAX_SYMBOLS = 1 << 21
 
+COMPRESSED_SUFFIXES = {".xz": "xz", ".gz": "gzip", ".zst": "zstd"}  # modules as distributions install them
 
-def decompress(path: str, fh: BinaryIO, limit: int = MAX_DECOMPRESSED) -> bytes:
-    """A compressed module's bytes, read 1 MiB of output at a time so that a bomb stops at
-    `limit`: one call to decompress a whole input chunk would expand 1 MiB of xz zeros to GiBs."""
-    import gzip  # compressed modules only
-    import lzma
 
-    if path.endswith(".xz"):
-        stream: Any = lzma.LZMAFile(fh)  # noqa: SIM115 - closed with `fh`, by the caller
-    elif path.endswith(".gz"):
-        stream = gzip.GzipFile(fileobj=fh)
-    else:
-        try:
-            import zstandard
-        except ImportError:
-            raise InputError(path, "zstd-compressed: pip install zstandard, or unzstd it first") from None
-        stream = zstandard.ZstdDecompressor().stream_reader(fh)
-    out = bytearray()
-    try:
-        while chunk := stream.read(1 << 20):
-            out += chunk
-            if len(out) > limit:
-                raise InputError(path, f"decompresses to more than {limit >> 20} MiB: not a kernel module")
-    except (lzma.LZMAError, zlib.error, OSError, ValueError, EOFError) as exc:  # BadGzipFile is an OSError
-        raise InputError(path, f"cannot decompress: {exc}") from None
-    return bytes(out)
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    while chunk := fh.read(1 << 20):
+        yield chunk
 
 
 class ElfFile:
-    """An x86-64 ELF image (vmlinux or module), mapped read-only (or decompressed into memory)."""
+    """An x86-64 ELF image (vmlinux or module), mapped read-only (or decompressed into memory); a
+    bzImage stands for the vmlinux inside it (image/bzimage.py, kept under `cache_root`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, cache_root: Path | None = None) -> None:
         self.path = str(path)
+        self.bzimage = False
         # a regular file only (a FIFO would block, a device read without end); lives as long as the image
         self._fh: BinaryIO = open_regular(path)
         self._map: mmap.mmap | bytes
-        if self.path.endswith(COMPRESSED_SUFFIXES):
-            self._map = decompress(self.path, self._fh)
+        suffix = Path(self.path).suffix
+        if suffix in COMPRESSED_SUFFIXES:
+            self._map = decompress(self.path, _chunks(self._fh), COMPRESSED_SUFFIXES[suffix], "a kernel module")
             self._fh = io.BytesIO(self._map)
         else:
             try:
                 self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
             except ValueError:
                 raise InputError(self.path, "empty file, not an ELF image") from None
+            from probelint.image.bzimage import is_bzimage, vmlinux_of
+
+            if self._map[:4] != b"\x7fELF" and is_bzimage(self._map[:0x210]):
+                self.bzimage = True
+                self._map = vmlinux_of(self.path, self._map, cache_root)
         if self._map[:4] != b"\x7fELF":
             raise InputError(self.path, "not an ELF file")
         ident = self._map[:16]
@@ -204,7 +190,8 @@ class ElfFile:
     def _parse_symbols(self) -> list[ElfSymbol]:
         symtab = self.section(".symtab")
         if symtab is None:
-            raise InputError(self.path, "no .symtab: use the unstripped image (Debian: the -dbg package)")
+            raise InputError(self.path, "no .symtab: stripped; name its System.map or a kallsyms dump beside it "
+                                        "(or use the unstripped image: Debian's -dbg package)")
         if symtab.link >= len(self.sections):
             raise InputError(self.path, "corrupt ELF: .symtab names a missing string table")
         if symtab.size // _SYM.size > MAX_SYMBOLS:

@@ -35,8 +35,8 @@ from probelint.image.elf import (
     ElfSymbol,
 )
 
-__all__ = ["HashIndex", "KSym", "Kallsyms", "NameMap", "PackedStrings", "SymbolTable", "kallsyms_from_vmlinux",
-           "looks_linker_provided", "nm_type"]
+__all__ = ["HashIndex", "KSym", "Kallsyms", "NameMap", "PackedStrings", "SymbolTable", "kallsyms_from_nm",
+           "kallsyms_from_vmlinux", "looks_linker_provided", "nm_entries", "nm_type"]
 
 # scripts/kallsyms.c is_ignored_symbol()
 _IGNORED_NAMES = frozenset({
@@ -369,13 +369,20 @@ class NameMap:
 
 def kallsyms_from_vmlinux(elf: ElfFile, *, kallsyms_all: bool = True) -> Kallsyms:
     """Filter and order the vmlinux .symtab the way link-vmlinux.sh feeds scripts/kallsyms."""
-    raw = []
-    for sym in elf.symbols():
-        if not sym.name or sym.type in (STT_SECTION, STT_FILE):
-            continue
-        letter = nm_type(sym, elf)
-        if _kept_by_mksysmap(sym.name, letter) and not _ignored_by_kallsyms(sym.name, letter):
-            raw.append((sym.value, sym.name, letter))
+    return kallsyms_from_nm(nm_entries(elf), kallsyms_all=kallsyms_all)
+
+
+def nm_entries(elf: ElfFile) -> list[tuple[int, str, str]]:
+    """(address, name, nm type) of the .symtab symbols `nm` lists."""
+    return [(sym.value, sym.name, nm_type(sym, elf)) for sym in elf.symbols()
+            if sym.name and sym.type not in (STT_SECTION, STT_FILE)]
+
+
+def kallsyms_from_nm(entries: Iterable[tuple[int, str, str]], *, kallsyms_all: bool = True) -> Kallsyms:
+    """kallsyms from what `nm` lists of a vmlinux (its .symtab, or a System.map or kallsyms dump,
+    image/symbol_map.py): mksysmap's and scripts/kallsyms' filters, then the kernel's order."""
+    raw = [(address, name, letter) for address, name, letter in entries
+           if _kept_by_mksysmap(name, letter) and not _ignored_by_kallsyms(name, letter)]
     # `nm -n` orders equal addresses by name; that order is the final tie-breaker in kallsyms.
     raw.sort(key=lambda e: (e[0], e[1].encode()))
     by_name = {e[1]: e[0] for e in raw}

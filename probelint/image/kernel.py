@@ -20,6 +20,7 @@ from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
 from probelint.image.kversion import MAX_KCONFIG, KernelConfig, KernelVersion
 from probelint.image.module import Module
+from probelint.image.symbol_map import SymbolMap, beside, is_symbol_map_file
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
 
@@ -45,11 +46,15 @@ class Kernel:
              dotconfig: DotConfig | None = None, cache: IndexCache | None = None) -> Kernel:
         """The images at `paths` live together: modules are loaded into the vmlinux, each in the
         module-area slot of its position in `paths`."""
-        elves = [ElfFile(p) for p in paths]
+        maps = [p for p in paths if is_symbol_map_file(p)]
+        elves = [ElfFile(p, cache.root if cache is not None else None) for p in paths if p not in maps]
         vmlinuxes = [elf for elf in elves if not elf.is_relocatable]
         if len(vmlinuxes) > 1:
             raise InputError(vmlinuxes[1].path, "a second vmlinux in one kernel (the CLI checks several side by side)")
-        vmlinux = Vmlinux(vmlinuxes[0], profile, cache, dotconfig) if vmlinuxes else None
+        if len(maps) > 1 or (maps and not vmlinuxes):
+            raise InputError(str(maps[-1]), "a symbol map is for one vmlinux or vmlinuz, given with it")
+        symbol_map = _symbol_map(vmlinuxes[0], maps) if vmlinuxes else None
+        vmlinux = Vmlinux(vmlinuxes[0], profile, cache, dotconfig, symbol_map) if vmlinuxes else None
         modules = [Module(elf, profile, vmlinux, slot) for slot, elf in enumerate(elves) if elf.is_relocatable]
         kernel = cls(vmlinux, modules, profile)
         kernel._loaded_as = (list(paths), dotconfig, cache)
@@ -126,11 +131,35 @@ class Kernel:
         return None
 
 
+def _symbol_map(elf: ElfFile, given: list[str | Path]) -> SymbolMap | None:
+    """The map the symbols of a vmlinux without .symtab come from: the one given, else the
+    System.map installed beside it; None for a vmlinux with its .symtab."""
+    if elf.section(".symtab") is not None and not given:
+        return None
+    if given:
+        return SymbolMap(given[0])
+    refused = None
+    for path in beside(elf.path):
+        try:
+            return SymbolMap(path)
+        except InputError as exc:  # Debian's placeholder: another place may have the real one
+            refused = refused or exc
+    if refused is not None:
+        raise refused
+    what = "a bzImage" if elf.bzimage else "a stripped vmlinux"
+    raise InputError(elf.path, f"{what} (no .symtab), without symbols: name its System.map or a kallsyms dump "
+                               "with it (sudo cat /proc/kallsyms > kallsyms.txt), or use the unstripped image "
+                               "(Debian: the -dbg package)")
+
+
 def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: int = 0, *,
-               profile: CpuProfile = DEFAULT_PROFILE) -> Image:
-    """One image on its own: a module is not loaded into any vmlinux."""
-    elf = ElfFile(path)
-    return Module(elf, profile, None, module_slot) if elf.is_relocatable else Vmlinux(elf, profile, cache)
+               profile: CpuProfile = DEFAULT_PROFILE, symbol_map: str | Path | None = None) -> Image:
+    """One image on its own: a module is not loaded into any vmlinux; a vmlinux without .symtab
+    takes its symbols from `symbol_map` or the System.map installed beside it."""
+    elf = ElfFile(path, cache.root if cache is not None else None)
+    if elf.is_relocatable:
+        return Module(elf, profile, None, module_slot)
+    return Vmlinux(elf, profile, cache, symbol_map=_symbol_map(elf, [symbol_map] if symbol_map else []))
 
 
 def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,

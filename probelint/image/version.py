@@ -51,15 +51,13 @@ class _Facts:
         self.defined: set[str] = set()
         self.undefined: set[str] = set()
         self.prefix_counts: dict[str, int] = {"__pfx_": 0, "__cfi_": 0}
-        for s in image.elf.symbols():
-            if not s.name:
+        for name, defined in image.symbol_names():
+            if not defined:
+                self.undefined.add(name)
                 continue
-            if s.shndx == 0:
-                self.undefined.add(s.name)
-                continue
-            self.defined.add(s.name)
+            self.defined.add(name)
             for prefix in self.prefix_counts:
-                if s.name.startswith(prefix):
+                if name.startswith(prefix):
                     self.prefix_counts[prefix] += 1
 
     def has(self, name: str) -> bool:

@@ -8,13 +8,15 @@ from functools import cached_property
 from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile
+from probelint.errors import InputError
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, vmlinux_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import IndexFormatError, field, typed_array
 from probelint.image.elf import ElfFile, ElfSection
-from probelint.image.kallsyms import Kallsyms, NameMap, kallsyms_from_vmlinux
+from probelint.image.kallsyms import Kallsyms, NameMap, kallsyms_from_nm, nm_entries
 from probelint.image.kversion import ConfigInference, KernelConfig, KernelVersion, with_config_file
+from probelint.image.symbol_map import SymbolMap
 from probelint.image.tables import NEWER_LAYOUTS, TABLES
 from probelint.image.view import TableSource
 from probelint.progress import progress
@@ -25,21 +27,26 @@ DotConfig = tuple[str, str]  # (the text of a .config, where it came from)
 
 
 class Vmlinux(ImageBase):
-    """The kernel image proper; `dotconfig`'s options override the ones inferred from the image."""
+    """The kernel image proper; `dotconfig`'s options override the ones inferred from the image.
+    Its symbols come from its .symtab, or from `symbol_map` (a System.map or kallsyms dump) when
+    it has none (the vmlinux inside a bzImage)."""
 
     is_module = False
     name = "vmlinux"
 
     def __init__(self, elf: ElfFile, profile: CpuProfile, cache: IndexCache | None = None,
-                 dotconfig: DotConfig | None = None) -> None:
+                 dotconfig: DotConfig | None = None, symbol_map: SymbolMap | None = None) -> None:
         super().__init__(elf, profile)
         self._dotconfig = dotconfig
+        self.symbol_map = symbol_map
         if cache is not None:
             self._use_index(cache)
 
     def _use_index(self, cache: IndexCache) -> None:
         """Take the whole-file facts from the build-id index, or compute and store them."""
         build_id = self.elf.build_id()
+        if build_id is not None and self.symbol_map is not None:
+            build_id += self.symbol_map.digest  # the symbols are the map's: its own index
         self._facts = cache.fact_store(build_id)
         tree = cache.load(build_id)
         if tree is not None:
@@ -94,8 +101,27 @@ class Vmlinux(ImageBase):
         return self
 
     @cached_property
+    def _nm_entries(self) -> list[tuple[int, str, str]]:
+        """(address, name, nm type) of the symbols: the .symtab's, or the map's (checked to be
+        this image's: its linux_banner, where it has one, must point at the banner)."""
+        if self.symbol_map is None:
+            return nm_entries(self.elf)
+        text = self.elf.section(".text")
+        entries = self.symbol_map.entries(text.address if text is not None else 0)
+        banner = next((a for a, n, _ in entries if n == "linux_banner"), None)
+        if banner is not None and not self.read(banner, 14).startswith(b"Linux version "):
+            raise InputError(self.symbol_map.path, f"not the symbols of {self.path} (its linux_banner does not "
+                                                   "point at the image's banner): another kernel's?")
+        return entries
+
+    def symbol_names(self) -> list[tuple[str, bool]]:
+        if self.symbol_map is None:
+            return super().symbol_names()
+        return [(name, True) for _, name, _ in self._nm_entries]  # a map lists defined symbols only
+
+    @cached_property
     def symbols(self) -> Kallsyms:
-        return kallsyms_from_vmlinux(self.elf)
+        return kallsyms_from_nm(self._nm_entries)
 
     @cached_property
     def _raw_symbols(self) -> NameMap:
@@ -103,7 +129,10 @@ class Vmlinux(ImageBase):
         markers and table bounds, which the kernel uses directly whether or not kallsyms keeps them.
         (Kept apart from kallsyms to keep the index small.)"""
         out: dict[str, int] = {}
-        for s in self.elf.symbols():
+        if self.symbol_map is not None:
+            for address, name, _ in self._nm_entries:
+                out.setdefault(name, address)
+        for s in self.elf.symbols() if self.symbol_map is None else ():
             if s.shndx != 0 and s.name:
                 out.setdefault(s.name, s.value)
         symbols = self.symbols
