@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from probelint.checks import Hit, ProbeContext, Rule, Stage
 from probelint.findings import Severity
+from probelint.readers.spec import KPROBE_EVENTS
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
@@ -21,8 +22,10 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         if any(m.has_init_symbol(spec.symbol) for m in images):
             notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module "
                          "is live")
-        # >= 6.12 kprobe_events refuses a plain unknown symbol while parsing (validate_probe_symbol)
-        errno = "EINVAL" if spec.module is None and ctx.kernel.at_least(6, 12) else None
+        # >= 6.12 kprobe_events refuses a plain unknown symbol while parsing (validate_probe_symbol);
+        # register_kprobe() itself answers ENOENT (_kprobe_addr)
+        errno = ("EINVAL" if spec.module is None and spec.origin.path == KPROBE_EVENTS and ctx.kernel.at_least(6, 12)
+                 else None)
         yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes), errno=errno)
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")
