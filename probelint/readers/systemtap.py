@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 
 from probelint.findings import Location
