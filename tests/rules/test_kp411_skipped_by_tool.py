@@ -3,27 +3,7 @@
 import probelint
 from probelint.findings import Severity
 from tests.conftest import rules_fired
-
-SOURCE = """
-    .text
-FUNC __fentry__
-    ret
-    .p2align 4
-FUNC traced
-    FENTRY
-    push %rbp
-    pop %rbp
-    ret
-    .p2align 4
-FUNC other
-    FENTRY
-    ret
-    .p2align 4
-FUNC untraced
-    push %rbp
-    pop %rbp
-    ret
-"""
+from tests.rules.test_kp105_notrace_function import SOURCE  # traced, untraced (notrace)
 
 
 def check(build_kernel, tmp_path, name, text):
@@ -44,7 +24,7 @@ def test_systemtap_optional_point_is_info(build_kernel, tmp_path):
 def test_systemtap_first_resolving_alternative_is_taken(build_kernel, tmp_path):
     gone, taken, unused = check(build_kernel, tmp_path, "t.stp",
                                 'probe kprobe.function("gone") !, kprobe.function("traced") !,\n'
-                                '      kprobe.function("other") { }\n')
+                                '      kprobe.function("untraced") { }\n')
     assert [f.rule for f in gone.findings] == ["KP411"]
     assert taken.verdict.registers and "KP411" not in taken.fired
     assert unused.verdict.registers is None and "not used" in unused.findings[0].message
@@ -53,7 +33,7 @@ def test_systemtap_first_resolving_alternative_is_taken(build_kernel, tmp_path):
 
 def test_alternatives_without_a_resolving_point_take_the_last(build_kernel, tmp_path):
     gone, last = check(build_kernel, tmp_path, "t.stp",
-                       'probe kprobe.function("gone") !, kprobe.function("other") { }\n')
+                       'probe kprobe.function("gone") !, kprobe.function("traced") { }\n')
     assert [f.rule for f in gone.findings] == ["KP411"] and last.verdict.registers and "KP411" not in last.fired
 
 
