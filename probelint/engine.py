@@ -61,6 +61,7 @@ KERNEL_ORDER = (
 # register_kprobe() (SystemTap, a kernel module) never meets: with it a non-unique name is simply
 # the first kallsyms match, and a notrace function is probed like any other.
 FRONTEND_ONLY = frozenset({"KP102", "KP105"})
+_DIRECT_ORDER = tuple(r for r in KERNEL_ORDER if r not in FRONTEND_ONLY)  # register_kprobe() alone
 _REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
 _NEED_SYMBOL = frozenset({Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO})
 _AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
@@ -113,7 +114,7 @@ def kernel_order(kernel: Kernel, path: str = KPROBE_EVENTS) -> tuple[str, ...]:
     validates the symbol (`validate_probe_symbol`, count 0 or > 1 -> -EINVAL) before the
     return-probe entry test; register_kprobe() alone never runs the front end's tests."""
     if path == REGISTER_KPROBE:
-        return tuple(r for r in KERNEL_ORDER if r not in FRONTEND_ONLY)
+        return _DIRECT_ORDER
     if not kernel.at_least(6, 12):
         return KERNEL_ORDER
     early = ("KP102", "KP101")
@@ -158,7 +159,13 @@ Plan = dict[str, list[_Step]]  # the steps of each registration path
 
 
 def _plans(kernel: Kernel, select: frozenset[str] | None) -> Plan:
-    return {path: _plan(kernel_order(kernel, path), select, path) for path in (KPROBE_EVENTS, REGISTER_KPROBE)}
+    return _plans_for(kernel_order(kernel), select)
+
+
+@cache
+def _plans_for(order: tuple[str, ...], select: frozenset[str] | None) -> Plan:
+    """Read only: the probe map asks for it once per boundary."""
+    return {KPROBE_EVENTS: _plan(order, select), REGISTER_KPROBE: _plan(_DIRECT_ORDER, select, REGISTER_KPROBE)}
 
 
 def _rules_with(hook: str, *stages: Stage) -> list[Rule]:
