@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                         "kernel refuses; 'warning' also fails on probes that will not be jump-optimized)")
     p.add_argument("--select", metavar="IDS", help="comma-separated rule ids or prefixes to report (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated rule ids or prefixes not to report")
+    p.add_argument("--show-info", action="store_true",
+                   help="list info findings in text and github output (default: counted in the summary, unless "
+                        "their rule is selected; json and sarif always list them)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say which kernel version, build options (and why) and CPU profile the verdicts assume")
     p.add_argument("--source-type", choices=("auto", *KINDS), default="auto",
@@ -123,6 +126,7 @@ def _settings(args: argparse.Namespace) -> Config:
         config.fail_level = Severity.parse(args.fail_level)
     config.select = _split(getattr(args, "select", None)) or config.select
     config.ignore = _split(getattr(args, "ignore", None)) or config.ignore
+    config.show_info = getattr(args, "show_info", False) or config.show_info
     config.kernel = getattr(args, "kernel", None) or config.kernel
     source_type = getattr(args, "source_type", "auto")
     config.source_type = None if source_type == "auto" else source_type

@@ -45,6 +45,9 @@ class Config:
         self.cpu_profile = DEFAULT_PROFILE.value
         self.severity: dict[str, Severity] = {}
         self.hints = "auto"  # HINTS
+        # text and GitHub output show info findings (KP201 on every entry probe...) one by one;
+        # otherwise they are counted in the summary, unless their rule is selected by name or prefix
+        self.show_info = False
         self.jobs = 1  # processes checking a large probe set (the command line: one per CPU)
         self.source_type: str | None = None  # how to read probe files (None: by extension and content)
         self.cache = True  # keep whole-file facts in a build-id index
@@ -74,6 +77,15 @@ class Config:
 
         chosen = rule_ids(self.select, self.source or "--select") if self.select else set(all_rules())
         return frozenset(chosen - rule_ids(self.ignore, self.source or "--ignore"))
+
+    def shows(self, severity: Severity, rule: str) -> bool:
+        """Whether the human-facing formats list a finding (JSON and SARIF list them all)."""
+        if severity > Severity.INFO or self.show_info:
+            return True
+        chosen = self.__dict__.get("_named")
+        if chosen is None:
+            chosen = self.__dict__["_named"] = frozenset(rule_ids(self.select, self.source or "--select"))
+        return rule in chosen
 
     def wants_hints(self, probes: int) -> bool:
         return self.hints == "always" or (self.hints == "auto" and probes <= HINTS_AUTO_LIMIT)

@@ -19,7 +19,7 @@ from probelint.findings import Verdict
 from probelint.gate import Gate
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
-from probelint.readers.spec import ParseProblem, ProbeSpec
+from probelint.readers.spec import KPROBE_EVENTS, REGISTER_KPROBE, ParseProblem, ProbeSpec
 
 __all__ = ["all_rules", "check_alone", "check_probes", "gate_for"]
 
@@ -57,6 +57,11 @@ KERNEL_ORDER = (
     "KP207",  # copy_optimized_instructions: copy + can_boost
     "KP208",  #   ... reserved text (-EBUSY)
 )
+# The kprobe_events / perf PMU front end's own tests (trace_kprobe.c), which a caller of
+# register_kprobe() (SystemTap, a kernel module) never meets: with it a non-unique name is simply
+# the first kallsyms match, and a notrace function is probed like any other.
+FRONTEND_ONLY = frozenset({"KP102", "KP105"})
+_DIRECT_ORDER = tuple(r for r in KERNEL_ORDER if r not in FRONTEND_ONLY)  # register_kprobe() alone
 _REGISTRATION_STAGES = frozenset({Stage.FRONTEND, Stage.RESOLVE, Stage.ADDRESS, Stage.INSN})
 _NEED_SYMBOL = frozenset({Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO})
 _AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
@@ -104,9 +109,12 @@ def _resolve(ctx: ProbeContext) -> None:
         ctx.on_func_entry = True
 
 
-def kernel_order(kernel: Kernel) -> tuple[str, ...]:
-    """KERNEL_ORDER for this kernel's version: from 6.12 kprobe_events validates the symbol
-    (`validate_probe_symbol`, count 0 or > 1 -> -EINVAL) before the return-probe entry test."""
+def kernel_order(kernel: Kernel, path: str = KPROBE_EVENTS) -> tuple[str, ...]:
+    """KERNEL_ORDER for this kernel's version and registration path: from 6.12 kprobe_events
+    validates the symbol (`validate_probe_symbol`, count 0 or > 1 -> -EINVAL) before the
+    return-probe entry test; register_kprobe() alone never runs the front end's tests."""
+    if path == REGISTER_KPROBE:
+        return _DIRECT_ORDER
     if not kernel.does("validate-probe-symbol"):
         return KERNEL_ORDER
     early = ("KP102", "KP101")
@@ -139,9 +147,25 @@ def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
 
 
 @cache
-def _plan(order: tuple[str, ...], select: frozenset[str] | None) -> list[_Step]:
-    """The steps to run: information rules nobody will read never change the verdict, so they go."""
-    return [step for step in _rule_order(order) if not step.info or select is None or step.rule.id in select]
+def _plan(order: tuple[str, ...], select: frozenset[str] | None, path: str = KPROBE_EVENTS) -> list[_Step]:
+    """The steps to run: information rules nobody will read never change the verdict, so they go,
+    and so do the front end's tests on a path that does not pass it."""
+    skipped = FRONTEND_ONLY if path == REGISTER_KPROBE else frozenset()
+    return [step for step in _rule_order(order) if (not step.info or select is None or step.rule.id in select)
+            and step.rule.id not in skipped]
+
+
+Plan = dict[str, list[_Step]]  # the steps of each registration path
+
+
+def _plans(kernel: Kernel, select: frozenset[str] | None) -> Plan:
+    return _plans_for(kernel_order(kernel), select)
+
+
+@cache
+def _plans_for(order: tuple[str, ...], select: frozenset[str] | None) -> Plan:
+    """Read only: the probe map asks for it once per boundary."""
+    return {KPROBE_EVENTS: _plan(order, select), REGISTER_KPROBE: _plan(_DIRECT_ORDER, select, REGISTER_KPROBE)}
 
 
 def _rules_with(hook: str, *stages: Stage) -> list[Rule]:
@@ -154,7 +178,7 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem], gate: G
     findings are reported (not the verdict: the kernel applies all of its tests whatever the user
     asked to see). With `jobs` > 1 a large set is split between forked processes."""
     gate = gate or gate_for()
-    steps = _plan(kernel_order(kernel), gate.select)
+    steps = _plans(kernel, gate.select)
     contexts = [ProbeContext(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
     probes = [k for k, c in enumerate(contexts) if isinstance(c, ProbeContext)]
     checked = _check_forked(kernel, contexts, probes, steps, gate, jobs)
@@ -190,7 +214,7 @@ _PROBES_PER_JOB = 250  # below this a forked worker costs more than it saves (~5
 
 
 def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], probes: list[int],
-                  steps: list[_Step], gate: Gate, jobs: int) -> dict[int, ProbeResult]:
+                  steps: Plan, gate: Gate, jobs: int) -> dict[int, ProbeResult]:
     """`_check_one` for each of `probes` (indexes into `contexts`), in `jobs` processes at most.
 
     Probes are independent until the set check, so contiguous runs of them (neighbouring probes
@@ -272,7 +296,7 @@ def _prepared(kernel: Kernel, contexts: list[ProbeContext | ParseProblem],
     return prepared
 
 
-def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], run: list[int], steps: list[_Step],
+def _fork_checker(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], run: list[int], steps: Plan,
                   gate: Gate) -> tuple[int, int] | None:
     """(pid, read end of a pipe) of a child checking `run`, or None if it cannot be started."""
     try:
@@ -309,11 +333,12 @@ def check_alone(kernel: Kernel, spec: ProbeSpec, *, findings: bool = False) -> P
     """One probe as the only probe of its set (the probe map): its verdict, and its findings only
     when asked for (they cost more than the verdict)."""
     gate = gate_for(None if findings else frozenset())
-    return _check_one(_resolved(spec, kernel), _plan(kernel_order(kernel), gate.select), gate)
+    return _check_one(_resolved(spec, kernel), _plans(kernel, gate.select), gate)
 
 
-def _check_one(ctx: ProbeContext, steps: list[_Step], gate: Gate) -> ProbeResult:
+def _check_one(ctx: ProbeContext, plan: Plan, gate: Gate) -> ProbeResult:
     result = ProbeResult(ctx.spec, ctx.verdict, context=ctx)
+    steps = plan[ctx.spec.origin.path]
     verdict = ctx.verdict
     resolved = ctx.symbol is not None
     on_ftrace_site = ctx.on_ftrace_site

@@ -40,7 +40,8 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         pattern = item.symbol or ""
         matches = sorted({n for n, mod in names if fnmatch.fnmatchcase(n, pattern) and item.module in (None, mod)})
         if not matches:
-            out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function"))
+            out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function",
+                                    origin=item.origin))
             continue
         checked = max(1, min(len(matches), MAX_WILDCARD, spare + 1))  # each wildcard keeps one, for its findings
         spare -= checked - 1
@@ -76,24 +77,28 @@ def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache
             continue
         if lines is None:
             out.append(ParseProblem(item.text, item.location, "perf source-line probes need the vmlinux (with DWARF)",
-                                    unsupported=True))
+                                    unsupported=True, origin=item.origin))
             continue
         found = lines.resolve(item.point)
         if found.error is not None and item.tool == "systemtap":  # perf's words, not SystemTap's: not checked
             out.append(ParseProblem(item.text, item.location, f"SystemTap's DWARF lookup is modelled with perf's, "
-                                    f"which places no probe here ({found.error})", unsupported=True))
+                                    f"which places no probe here ({found.error})", unsupported=True,
+                                    origin=item.origin))
             continue
         if found.error is not None:
-            out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported))
+            out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported,
+                                    origin=item.origin))
             continue
         for address in found.addresses:
             sym = image.symbols.lookup(address) if image is not None else None
             if sym is None:
-                out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol"))
+                out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol",
+                                        origin=item.origin))
                 continue
             offset = address - sym.address
             target = f"{sym.name}+{offset:#x}" if offset else sym.name
-            out.append(ProbeSpec(f"{item.text} -> {target}", item.location, False, sym.name, None, offset, None))
+            out.append(ProbeSpec(f"{item.text} -> {target}", item.location, False, sym.name, None, offset, None,
+                                 origin=item.origin))
     if lines is not None:
         lines.save()
     return out

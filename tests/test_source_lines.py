@@ -141,7 +141,8 @@ def test_systemtap_probe_points():
         ("vfs_read", False, False), ("vfs_*", True, True), ("vfs_write", True, False)]
     assert (items[0].location.line, items[0].location.column) == (3, 24)
     stap_write = PerfPoint("vfs_write", None, every_instance=True)  # SystemTap keeps every inlined copy
-    assert items[3] == SourceLineProbe("vfs_write", items[3].location, stap_write, "systemtap")
+    assert items[3] == SourceLineProbe("vfs_write", items[3].location, stap_write, "systemtap", items[3].origin)
+    assert {i.origin.path for i in items} == {"register_kprobe"}  # SystemTap calls register_kprobe() itself
     assert isinstance(items[4], SourceLineProbe) and items[4].point == PerfPoint(None, "fs/read_write.c", 470)
     assert isinstance(items[5], ParseProblem) and items[5].unsupported
 

@@ -71,7 +71,7 @@ def test_tree_through_the_cli():
                           capture_output=True, text=True, cwd=ROOT)
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
-    assert files == {"trace.bt", "prog.bpf.c", "setup.sh"}
+    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -142,3 +142,48 @@ def test_a_python_tool_on_the_command_line_is_one_error_line(tmp_path):
     walked = subprocess.run([sys.executable, "-m", "probelint", "--format", "json", str(DEMO / "demo.elf"),
                              str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert [p["file"] for p in json.loads(walked.stdout)["probes"]] == [str(tmp_path / "trace.bt")]
+
+
+def test_each_tool_states_its_registration_path():
+    paths = {(p.location.file.rsplit("/", 1)[-1], p.origin.tool, p.origin.path)
+             for name in ("trace.bt", "prog.bpf.c", "setup.sh", "portable.stp") for p in probes(name)}
+    assert paths == {("trace.bt", "bpftrace", "kprobe_events"), ("prog.bpf.c", "libbpf", "kprobe_events"),
+                     ("setup.sh", "kprobe_events", "kprobe_events"), ("setup.sh", "perf", "kprobe_events"),
+                     ("setup.sh", "bpftrace", "kprobe_events"), ("portable.stp", "SystemTap", "register_kprobe")}
+
+
+def test_systemtap_optional_and_alternative_points():
+    found = probes("portable.stp")
+    assert [(p.text, where(p), p.origin.sufficient, p.origin.optional is not None) for p in found] == [
+        ("demo_read_iter", (6, 24), True, True), ("demo_read", (7, 24), False, False),
+        ("demo_fsync", (12, 24), False, True), ("demo_notrace", (14, 24), False, False)]
+    assert found[0].origin.alternatives == found[1].origin.alternatives is not None
+    assert found[2].origin.alternatives is None and found[2].is_return  # "{%d}" in a string opens no block
+
+
+def test_bpftrace_config_block_makes_missing_probes_optional():
+    found = probes("portable.bt")
+    assert [p.text for p in found] == ["demo_read", "demo_read_iter", "demo_notrace"]
+    assert all(p.origin.optional == "config missing_probes = ignore" for p in found)
+    assert all(p.origin.optional is None for p in probes("trace.bt"))
+
+
+def test_a_tree_whose_tools_skip_what_is_missing_has_no_error():
+    """Every probe the tools skip on purpose is information; the path is stated per probe."""
+    args = [sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "portable.stp"),
+            str(DATA / "portable.bt")]
+    proc = subprocess.run([*args, "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout
+    data = {(p["file"].rsplit(".", 1)[-1], p["spec"]): p for p in json.loads(proc.stdout)["probes"]}
+    assert {p["path"] for (kind, _), p in data.items() if kind == "stp"} == {"register_kprobe"}
+    assert {p["path"] for (kind, _), p in data.items() if kind == "bt"} == {"kprobe_events"}
+    assert data["stp", "demo_notrace"]["verdict"]["registers"]  # no notrace test on register_kprobe()
+    assert data["bt", "demo_notrace"]["verdict"]["errno"] == "EINVAL"
+    assert data["stp", "demo_read"]["verdict"]["registers"] is True
+    assert [f["rule"] for f in data["bt", "demo_notrace"]["findings"]] == ["KP411"]
+    assert all(f["severity"] == "info" for p in data.values() for f in p["findings"])
+    text = subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout
+    assert text.splitlines()[-1].endswith("via kprobe_events 3, register_kprobe 4]")
+    assert "info not shown: " in text and "[KP411]" not in text
+    shown = subprocess.run([*args, "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "SystemTap skips this probe where it cannot be placed (an optional point: ?)" in shown

@@ -1,11 +1,23 @@
-"""KP101: the symbol is not in kallsyms, or the address lies in no kallsyms symbol."""
+"""KP101: the symbol is not in kallsyms, or the address lies in no kallsyms symbol.
+
+Did you mean: a function gcc renamed (``finish_task_switch`` -> ``finish_task_switch.isra.0``:
+its specialised copies, never the ``.cold`` piece, which is no entry) and a system call named by
+its ``sys_`` name (the x86-64 entry point is ``__x64_sys_NAME``, under ARCH_HAS_SYSCALL_WRAPPER)
+are offered as an (unsafe) fix: the probe then observes the copy or wrapper.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from probelint.checks import Hit, ProbeContext, Rule, Stage
-from probelint.findings import Severity
+from probelint.findings import Fix, Severity
+from probelint.readers.spec import KPROBE_EVENTS
+
+if TYPE_CHECKING:
+    from probelint.image.kernel import Image
 
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
@@ -21,11 +33,46 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         if any(m.has_init_symbol(spec.symbol) for m in images):
             notes.append(f"{spec.symbol} is in the module's init text, freed (with its symbols) once the module "
                          "is live")
-        # >= 6.12 kprobe_events refuses a plain unknown symbol while parsing (validate_probe_symbol)
-        errno = "EINVAL" if spec.module is None and ctx.kernel.does("validate-probe-symbol") else None
-        yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes), errno=errno)
+        # >= 6.12 kprobe_events refuses a plain unknown symbol while parsing (validate_probe_symbol);
+        # register_kprobe() itself answers ENOENT (_kprobe_addr)
+        validates = spec.module is None and spec.origin.path == KPROBE_EVENTS
+        errno = "EINVAL" if validates and ctx.kernel.does("validate-probe-symbol") else None
+        fix = None
+        names = _did_you_mean(ctx, images)
+        if names:
+            notes.append(f"did you mean {' or '.join(names)}? ({_why(spec.symbol, names[0])})")
+            if len(names) == 1 and spec.text.startswith((spec.symbol, f"{spec.module}:{spec.symbol}")):
+                fix = Fix(spec.text.replace(spec.symbol, names[0], 1), False, f"probe {names[0]} instead")
+        yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes), errno=errno, fix=fix)
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")
+
+
+_SYSCALL = re.compile(r"(?:__(?:se|do)_)?sys_(\w+)")
+_CLONE = re.compile(r"\.(?:isra|constprop|part|llvm|lto_priv)\.?\d*(?:\.(?:isra|constprop|part)\.\d+)*")
+
+
+def _did_you_mean(ctx: ProbeContext, images: list[Image]) -> list[str]:
+    """Names in this kernel the user probably meant."""
+    spec = ctx.spec
+    assert spec.symbol is not None
+    scope = images if spec.module else ctx.kernel.images
+    clones = sorted({sym.name for image in scope for sym in image.symbols.pieces_of(spec.symbol)
+                     if _CLONE.fullmatch(sym.name[len(spec.symbol):])})
+    if clones:
+        return clones[:3]
+    syscall = _SYSCALL.fullmatch(spec.symbol)
+    if syscall and spec.module is None:
+        wrapper = f"__x64_sys_{syscall.group(1)}"
+        if ctx.kernel.lookup_name(wrapper) is not None:
+            return [wrapper]
+    return []
+
+
+def _why(symbol: str, name: str) -> str:
+    if name.startswith("__x64_sys_"):
+        return f"on x86-64 the system call's entry point is {name}, which the syscall table calls"
+    return f"gcc renamed its copy of {symbol} (an IPA clone); kallsyms holds only the new name"
 
 
 RULE = Rule(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from probelint.readers.spec import Parsed, parse_target
+from probelint.readers.spec import Origin, Parsed, parse_target, with_origin
 from probelint.readers.text import Lines, blank
 
 __all__ = ["read"]
@@ -23,6 +23,23 @@ _PROBE = re.compile(rf"(?<![\w$@])(kprobe|kretprobe|kr|k):({_NAME}(?::{_NAME})?(
 _NOT_CODE = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:\\.|[^"\\])*(?:"|\Z)', re.S)
 
 
+# the config block (bpftrace docs/language.md "Config Block"): `missing_probes` (also spelt
+# MISSING_PROBES, BPFTRACE_MISSING_PROBES) = error (the default: bpftrace fails), warn or ignore
+# (it skips a probe that does not exist or cannot be attached)
+_CONFIG = re.compile(r"\bconfig\s*=\s*\{[^{}]*\}")
+_MISSING_PROBES = re.compile(r"""\b(?:BPFTRACE_)?missing_probes\s*=\s*(["']?)(\w+)\1""", re.I)
+
+
+def origin(text: str, code: str) -> Origin:
+    """How bpftrace treats the probes of this program (`code`: `text` without comments and strings)."""
+    block = _CONFIG.search(code)
+    setting = _MISSING_PROBES.search(text, block.start(), block.end()) if block else None
+    if setting is not None and setting.group(2).lower() in ("warn", "ignore"):
+        value = setting.group(2).lower()
+        return Origin(tool="bpftrace", optional=f"config missing_probes = {value}")
+    return Origin(tool="bpftrace")
+
+
 def _code_only(text: str) -> str:
     """Comments and string literals blanked out, positions kept."""
     return _NOT_CODE.sub(blank, text)
@@ -33,6 +50,7 @@ def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Ite
     (``bpftrace -e``) starts at `base` in it, whose `lines` the locations count in."""
     lines = Lines(file, text) if lines is None else lines
     code = _code_only(text)
+    tool = origin(text, code)
     depth, scanned = 0, 0  # brace depth at `scanned`, advanced from one header to the next
     for m in _PROBE.finditer(code):
         depth += code.count("{", scanned, m.start()) - code.count("}", scanned, m.start())
@@ -40,4 +58,5 @@ def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Ite
         if depth != 0:
             continue
         where = lines.location(base + m.start(2))
-        yield parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"), allow_glob=True)
+        yield with_origin(parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"),
+                                       allow_glob=True), tool)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from probelint.findings import Location
 from probelint.readers.bpftrace import read as read_bpftrace
 from probelint.readers.perf import probe_command
-from probelint.readers.spec import Parsed, parse_line
+from probelint.readers.spec import Origin, Parsed, parse_line, with_origin
 from probelint.readers.text import Lines
 
 __all__ = ["read"]
@@ -22,6 +22,10 @@ __all__ = ["read"]
 _KPROBE_EVENTS_ECHO = re.compile(r"""echo\s+(?:-\w+\s+)*(['"])([pr][^'"]*)\1\s*>>?\s*\S*kprobe_events""")
 _PERF_PROBE = re.compile(r"""\bperf\s+probe\b((?:'[^'\n]*'|"[^"\n]*"|[^\n;|&'"])*)""")
 _BPFTRACE_E = re.compile(r"""\bbpftrace\b[^\n]*?\s-e\s+(['"])(.*?)\1""", re.S)
+
+
+_ECHO = Origin(tool="kprobe_events")
+_PERF = Origin(tool="perf")
 
 
 def read(text: str, file: str) -> Iterator[Parsed]:
@@ -38,13 +42,13 @@ def _echoes(text: str, file: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:
         parsed = parse_line(m.group(2), file, where.line, kprobe_events=True)
         if parsed is not None:  # columns counted in the echoed text, moved to the file's
             moved = Location(file, where.line, parsed.location.column + where.column - 1)
-            yield m.start(), parsed._replace(location=moved)
+            yield m.start(), parsed._replace(location=moved, origin=_ECHO)
 
 
 def _perf_probes(text: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:
     for m in _PERF_PROBE.finditer(text):
         for probe in probe_command(m.group(1), m.start(1), lines):
-            yield m.start(), probe
+            yield m.start(), with_origin(probe, _PERF)
 
 
 def _one_liners(text: str, file: str, lines: Lines) -> Iterator[tuple[int, Parsed]]:

@@ -23,13 +23,40 @@ from typing import NamedTuple
 
 from probelint.findings import Location
 
-__all__ = ["ParseProblem", "Parsed", "PerfPoint", "ProbeSpec", "SourceLineProbe", "parse_line", "parse_text"]
+__all__ = ["KPROBE_EVENTS", "REGISTER_KPROBE", "Origin", "ParseProblem", "Parsed", "PerfPoint", "ProbeSpec",
+           "SourceLineProbe", "parse_line", "parse_text", "with_origin"]
 
 UINT_MAX = 0xFFFF_FFFF
 KRETPROBE_MAXACTIVE_MAX = 4096  # kernel/trace/trace_kprobe.c
 
 _EVENT_HEAD = re.compile(r"^(?P<kind>[pr])(?P<maxactive>[0-9][0-9a-fA-FxX]*)?(?::(?P<event>\S*))?$")
 _BPFTRACE_HEAD = re.compile(r"^(?P<kind>kprobe|kretprobe|k|kr):(?P<rest>\S+)$")
+
+
+# How a tool hands a probe to the kernel. kprobe_events, the perf kprobe PMU (perf, bpftrace,
+# libbpf, bcc) go through kernel/trace/trace_kprobe.c, whose front end refuses notrace functions
+# (within_notrace_func) and validates the symbol before register_kprobe(); SystemTap and kernel
+# modules call register_kprobe() themselves (systemtap runtime/linux/kprobes.c) and skip those tests.
+KPROBE_EVENTS = "kprobe_events"
+REGISTER_KPROBE = "register_kprobe"
+
+
+class Origin(NamedTuple):
+    """Whose probe it is: the registration path its verdict assumes, and what the tool does when
+    the probe cannot be placed."""
+
+    path: str = KPROBE_EVENTS
+    tool: str = "kprobe_events"  # for the messages: "bpftrace", "SystemTap", ...
+    # why the tool skips the probe instead of failing when it cannot be placed (None: it fails):
+    # SystemTap ``A ?``, bpftrace ``config = { missing_probes = ignore }``
+    optional: str | None = None
+    # SystemTap ``A !, B``: the offset of the probe statement whose points are alternatives, the
+    # first that resolves taken (None: not part of such a list); `sufficient` marks ``A !``
+    alternatives: int | None = None
+    sufficient: bool = False
+
+
+DEFAULT_ORIGIN = Origin()
 
 
 class ProbeSpec(NamedTuple):
@@ -47,6 +74,7 @@ class ProbeSpec(NamedTuple):
     disabled: bool = False  # ``# probelint: disabled``: registered but not enabled (never armed)
     expanded_from: ProbeSpec | None = None  # the wildcard this probe is one match of
     matches: int = 0  # of that wildcard: how many functions it matched (more than are checked past a cap)
+    origin: Origin = DEFAULT_ORIGIN
 
     @property
     def is_glob(self) -> bool:
@@ -82,6 +110,7 @@ class ParseProblem(NamedTuple):
     location: Location
     message: str
     unsupported: bool = False  # valid syntax probelint cannot check yet (KP407), not a mistake (KP001)
+    origin: Origin = DEFAULT_ORIGIN
 
 
 class SourceLineProbe(NamedTuple):
@@ -92,9 +121,15 @@ class SourceLineProbe(NamedTuple):
     location: Location
     point: PerfPoint
     tool: str = "perf"  # whose probe it is, for the messages
+    origin: Origin = DEFAULT_ORIGIN
 
 
 Parsed = ProbeSpec | ParseProblem | SourceLineProbe  # what a reader gives for each probe it finds
+
+
+def with_origin(parsed: Parsed, origin: Origin) -> Parsed:
+    """`parsed` as a probe of the tool `origin` describes."""
+    return parsed._replace(origin=origin)
 
 _NUMBER = re.compile(r"\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
 

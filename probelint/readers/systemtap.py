@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import heapq
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 
 from probelint.findings import Location
-from probelint.readers.spec import Parsed, ParseProblem, PerfPoint, SourceLineProbe, parse_target
+from probelint.readers.spec import (
+    REGISTER_KPROBE,
+    Origin,
+    Parsed,
+    ParseProblem,
+    PerfPoint,
+    SourceLineProbe,
+    parse_target,
+    with_origin,
+)
 from probelint.readers.text import Lines, blank
 
 __all__ = ["BLOCKLIST", "BLOCKLIST_RETURN", "read"]
@@ -33,6 +43,11 @@ BLOCKLIST_RETURN = re.compile(r"do_exit|sys_exit|sys_exit_group")
 
 _PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
 _MODULE = re.compile(r"""\b(?:kprobe\.)?module\(\s*"[^"]*"\s*\)\.(?:function|statement)\(\s*"([^"]*)"\s*\)""")
+# the tokens that delimit probe statements: strings (a brace in "vfs_{read,write}" is no block),
+# braces, and the keyword that starts a statement
+_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
+_STATEMENT_TOKEN = re.compile(rf'{_STRING.pattern}|[{{}}]|\bprobe\b')
+_FLAGS = re.compile(r"\s*([?!])")
 # an unclosed /* runs to the end: searched to the end from each one, blanking was quadratic
 _COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.S)
 
@@ -50,15 +65,54 @@ def read(text: str, file: str) -> Iterator[Parsed]:
       redundant (stap 4.8 searches prologues only in unoptimized code; 23 of 23 sampled functions
       give the same set of addresses as ``stap -p2``); ``.call``/``.inline``, lines and wildcards
       in F, and ``.statement`` forms with wildcards or ranges are not checked (KP407);
-    * names on stap's own blocklist are refused as stap refuses them (KP001)."""
+    * names on stap's own blocklist are refused as stap refuses them (KP001).
+
+    SystemTap registers each point with register_kprobe() itself (runtime/linux/kprobes.c): the
+    kprobe_events front end's tests do not apply. ``POINT ?`` is optional (skipped where it does
+    not resolve; its registration failure is not reported either), ``POINT !`` optional and
+    sufficient: once it resolves, the points after it in the same statement are not used."""
     # comments blanked; string literals kept whole (a '#' in one starts no comment)
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
     lines = Lines(file, text)
-    modules = ((m.start(1), ParseProblem(m.group(1), lines.location(m.start(1)),
-                                         "SystemTap module(...) probes are not checked", unsupported=True))
+    headers = _statements(code)
+    modules = ((m.start(1), with_origin(ParseProblem(m.group(1), lines.location(m.start(1)),
+                                                     "SystemTap module(...) probes are not checked", unsupported=True),
+                                        _origin(code, m.end(), m.start(), headers)))
                for m in _MODULE.finditer(code))
-    points = ((m.start(2), _point(m, text, lines)) for m in _PROBE.finditer(code))
+    points = ((m.start(2), with_origin(_point(m, text, lines), _origin(code, m.end(), m.start(), headers)))
+              for m in _PROBE.finditer(code))
     return (probe for _, probe in heapq.merge(modules, points, key=lambda found: found[0]))
+
+
+def _statements(code: str) -> list[tuple[int, int, bool]]:
+    """(start, end, has a ``!`` point) of each probe statement's header: from ``probe`` at brace
+    depth 0 to the ``{`` of its body. One pass over the text."""
+    out: list[tuple[int, int, bool]] = []
+    depth, start = 0, None
+    for m in _STATEMENT_TOKEN.finditer(code):
+        token = m.group()
+        if token == "probe" and depth == 0 and start is None:
+            start = m.start()
+        elif token == "{":
+            if depth == 0 and start is not None:
+                header = _STRING.sub("", code[start : m.start()])
+                out.append((start, m.start(), "!" in header))
+                start = None
+            depth += 1
+        elif token == "}":
+            depth = max(0, depth - 1)
+    return out
+
+
+def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]]) -> Origin:
+    """The origin of the point that ends at `end`: its ``?``/``!`` flag and its statement's alternatives."""
+    flag = _FLAGS.match(code, end)
+    mark = flag.group(1) if flag else ""
+    k = bisect_right(headers, (start, len(code) + 1)) - 1  # the last header starting at or before the point
+    statement = headers[k] if k >= 0 and start < headers[k][1] else None
+    alternatives = statement[0] if statement is not None and statement[2] else None
+    optional = f"an optional point: {mark}" if mark else None
+    return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!")
 
 
 def _point(m: re.Match[str], text: str, lines: Lines) -> Parsed:

@@ -29,6 +29,8 @@ def render(report: Report) -> str:
     lines = [f"::notice title=probelint::verdicts assume cpu profile {report.cpu_profile} (--cpu-profile)"]
     for result in report:
         for f in result.findings:
+            if not report.config.shows(f.severity, f.rule):
+                continue  # counted in no summary here: --show-info lists them
             loc = f.location
             body = "\n".join((f.message, *f.notes))
             lines.append(f"::{_LEVEL[f.severity]} file={_prop(loc.file)},line={loc.line},col={loc.column},"

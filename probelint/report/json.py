@@ -27,6 +27,8 @@ def _probe(result: ProbeResult) -> dict[str, Any]:
         "line": spec.location.line,
         "column": spec.location.column,
         "kind": None if isinstance(spec, ParseProblem) else ("kretprobe" if spec.is_return else "kprobe"),
+        "path": spec.origin.path,
+        "tool": spec.origin.tool,
         "address": address,
         "module": ctx.image.name if located and ctx and ctx.image and ctx.image.is_module else None,
         "symbol": ctx.symbol.name if located and ctx and ctx.symbol else None,

@@ -18,3 +18,31 @@ def test_known_symbol_and_address_resolve(lint):
     by_name, by_address = lint(SOURCE, "f", "0xffffffff81000000")
     assert by_name.verdict.registers and by_address.context.symbol.name == "f"
     assert "KP101" not in rules_fired(by_address)
+
+
+RENAMED = """
+    .text
+FUNC __fentry__
+    ret
+    .p2align 4
+    .type finish_switch.isra.0, @function
+finish_switch.isra.0:
+    FENTRY
+    ret
+    .p2align 4
+    .type finish_switch.cold, @function
+finish_switch.cold:
+    ud2
+    .p2align 4
+FUNC __x64_sys_read
+    FENTRY
+    ret
+"""
+
+
+def test_did_you_mean_a_compiler_clone_or_a_syscall_wrapper(lint):
+    clone, syscall, plain = lint(RENAMED, "finish_switch+4", "sys_read", "vfs_read")
+    assert rules_fired(clone) == ["KP101"] and "did you mean finish_switch.isra.0?" in clone.findings[0].notes[0]
+    assert clone.findings[0].fix.replacement == "finish_switch.isra.0+4" and not clone.findings[0].fix.safe
+    assert syscall.findings[0].fix.replacement == "__x64_sys_read"
+    assert plain.findings[0].fix is None and not plain.findings[0].notes

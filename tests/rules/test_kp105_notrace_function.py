@@ -36,3 +36,15 @@ def test_traced_function_and_its_cold_piece_pass(lint):
     traced, cold = lint(SOURCE, "traced+5", "traced.cold")
     assert "KP105" not in rules_fired(traced) and traced.verdict.registers
     assert "KP105" not in rules_fired(cold) and cold.verdict.registers  # base name fallback
+
+
+def test_register_kprobe_callers_skip_the_front_end(lint, build_kernel, tmp_path):
+    """SystemTap calls register_kprobe() itself: the notrace test of kprobe_events is not met."""
+    import probelint
+
+    script = tmp_path / "t.stp"
+    script.write_text('probe kprobe.function("untraced") { }\n')
+    listed, stap = probelint.check([build_kernel(SOURCE)], ["untraced"], files=[script], hints="never")
+    assert rules_fired(listed) == ["KP105"] and listed.spec.origin.path == "kprobe_events"
+    assert "KP105" not in rules_fired(stap) and stap.verdict.registers
+    assert stap.spec.origin.path == "register_kprobe"
