@@ -86,6 +86,19 @@ def _symbol(name: str, what: str) -> Detector:
     return detect
 
 
+def _gone(name: str, what: str) -> Detector:
+    """The change removed `name`: carried iff the vmlinux (with kprobes) no longer defines it."""
+    present = _symbol(name, what)
+
+    def detect(image: KernelImage) -> Evidence | None:
+        found = present(image)
+        if found is None:
+            return None
+        return Evidence(not found.value, found.reason + (": the older code" if found.value else ""))
+
+    return detect
+
+
 def _rodata(needle: bytes, what: str) -> Detector:
     def detect(image: KernelImage) -> Evidence | None:
         sec = None if image.is_module else image.elf.section(".rodata")
@@ -136,6 +149,19 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
     Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (6, 0),
            "with IBT, SYM+0 and SYM+4 of a function starting with ENDBR are the same probe at +4 "
            "(arch_adjust_kprobe_addr)", ("KP201",), _symbol("arch_adjust_kprobe_addr", "kernel/kprobes.c")),
+    Change("static-nops", "x86: Remove dynamic NOP selection", "", (5, 13),
+           "every NOP boot patching writes is one of the fixed x86_nops (0f 1f ...); before, ideal_nops was "
+           "chosen per CPU (arch_init_ideal_nops): k8_nops (66 66 90 ...: a 5..8-byte pad is two "
+           "instructions) on AMD family <= 0xf such as qemu64, p6_nops elsewhere; moves the boundaries inside "
+           "patched paravirt and alternative sites (KP104) and what a jump window holds", ("KP104", "KP207"),
+           _gone("ideal_nops", "arch/x86/kernel/alternative.c arch_init_ideal_nops")),
+    Change("paravirt-alternatives", "x86/paravirt: switch functions with custom code to ALTERNATIVE", "", (5, 13),
+           "paravirt sites are patched with a direct call (or NOPs) only; before, apply_paravirt called "
+           "native_patch, which writes the native instruction for the irq, cr2/cr3, wbinvd and native "
+           "spinlock ops (sti, cli, pushf; pop %rax, movb $0,(%rdi), ...), mov %rdi,%rax for "
+           "_paravirt_ident_64, ud2 for an empty op: a window over such a site can be boosted (KP207) and "
+           "its boundaries differ (KP104)", ("KP104", "KP207"),
+           _gone("native_patch", "arch/x86/kernel/paravirt_patch.c")),
     Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
            "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
            ("KP110", "KP207", "KP208"), _alt_entry_size),
