@@ -235,7 +235,9 @@ KNOWN_SECTIONS = frozenset((
     ".fixup", ".gnu.warning", ".note.gnu.build-id", ".note.Linux", ".note.Xen", ".init.rodata",
     "__start_rodata", ".rodata1", ".data.once", ".data..ro_after_init", ".tm_clone_table", ".eh_frame",
 ))
-_IGNORED_PREFIXES = (".debug_", ".rela", ".rel.", "runtime_ptr_", "runtime_shift_", ".note")
+# runtime_{ptr,shift,mask}_SYM: runtime_const_fixup() rewrites an immediate (asm/runtime-const.h; mask from
+# 7.3), never an instruction's length: boundaries and windows are the file's
+_IGNORED_PREFIXES = (".debug_", ".rela", ".rel.", "runtime_ptr_", "runtime_shift_", "runtime_mask_", ".note")
 
 
 def _unknown_sections(image: KernelImage) -> list[str]:
