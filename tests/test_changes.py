@@ -59,3 +59,15 @@ def test_one_warning_outside_the_validated_kernels() -> None:
     unknown = assumptions(_image({}, (".text", ".new_patch_sites", ".debug_info")), parse_version("6.1.192"))
     assert len(unknown) == 1 and ".new_patch_sites" in unknown[0] and ".debug_info" not in unknown[0]
     assert assumptions(None, None) == []  # fixtures without a banner: -v says what they are taken as
+
+
+def test_bug_entry_format_layout() -> None:
+    # 7.2/7.3 x86-64: bug_entry::format after bug_addr, 16-byte entries; 6.12: 12 bytes
+    from probelint.image.tables import TABLES, layout_for
+
+    newer = _image({"register_kprobe": 1, "__warn_args": 2})
+    newer.vmlinux = newer
+    assert layout_for(TABLES["bug_table"], newer, parse_version("6.12.117")).entry_size == 16
+    older = _image({"register_kprobe": 1})
+    older.vmlinux = older
+    assert layout_for(TABLES["bug_table"], older, parse_version("7.3.0")).entry_size == 12

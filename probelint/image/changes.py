@@ -33,7 +33,7 @@ __all__ = [
 BASE_VERSION = (6, 1, 192)  # what an image without a version string is taken to be (Debian's 6.1)
 
 # Series checked against a booted kernel with `probelint vmtest` (docs/validation*.md).
-VALIDATED = ((6, 1), (6, 12), (7, 2))  # 5.10: docs/linux-versions.md lists what still disagrees
+VALIDATED = ((5, 10), (6, 1), (6, 12), (7, 2))  # sample sizes per series: docs/linux-versions.md
 
 
 class KernelVersion(Protocol):
@@ -95,6 +95,17 @@ def _gone(name: str, what: str) -> Detector:
         if found is None:
             return None
         return Evidence(not found.value, found.reason + (": the older code" if found.value else ""))
+
+    return detect
+
+
+def _vmlinux_symbol(name: str, what: str) -> Detector:
+    """As `_symbol`, asked of a module's vmlinux too (a table layout both share)."""
+    present = _symbol(name, what)
+
+    def detect(image: KernelImage) -> Evidence | None:
+        kernel = image.vmlinux if image.is_module else image
+        return present(kernel) if kernel is not None else None
 
     return detect
 
@@ -162,6 +173,12 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
            "_paravirt_ident_64, ud2 for an empty op: a window over such a site can be boosted (KP207) and "
            "its boundaries differ (KP104)", ("KP104", "KP207"),
            _gone("native_patch", "arch/x86/kernel/paravirt_patch.c")),
+    Change("bug-entry-format", "x86/bug: bug_entry::format (HAVE_ARCH_BUG_FORMAT, WARN arguments)", "", (6, 19),
+           "struct bug_entry gains a format rel32 after bug_addr: 16-byte __bug_table entries (with "
+           "DEBUG_BUGVERBOSE); read as 12-byte ones, most BUG/WARN sites are lost and the kernel's find_bug "
+           "EINVAL is taken for an unprobeable ud2 (KP116) or a plain instruction (not in 6.12.117, in 7.2.13 "
+           "and 7.3; first release not confirmed)", ("KP109", "KP116"),
+           _vmlinux_symbol("__warn_args", "lib/bug.c HAVE_ARCH_BUG_FORMAT_ARGS")),
     Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
            "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
            ("KP110", "KP207", "KP208"), _alt_entry_size),
