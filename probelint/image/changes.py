@@ -33,7 +33,7 @@ __all__ = [
 BASE_VERSION = (6, 1, 192)  # what an image without a version string is taken to be (Debian's 6.1)
 
 # Series checked against a booted kernel with `probelint vmtest` (docs/validation*.md).
-VALIDATED = ((5, 10), (6, 1), (6, 12), (7, 2))  # sample sizes per series: docs/linux-versions.md
+VALIDATED = ((5, 10), (6, 1), (6, 12), (7, 2), (7, 3))  # sample sizes per series: docs/linux-versions.md
 
 
 class KernelVersion(Protocol):
