@@ -50,10 +50,24 @@ def test_detector_wins_over_version() -> None:
 
 def test_one_warning_outside_the_validated_kernels() -> None:
     assert assumptions(_image({}, (".text", ".altinstructions")), parse_version("6.12.117")) == []
-    newer = assumptions(None, parse_version("7.3.0"))
-    assert len(newer) == 1 and "newer than every validated" in newer[0] and "7.2" in newer[0]
+    # 7.3's runtime_const_mask_32 patches an immediate only
+    assert assumptions(_image({}, (".text", "runtime_mask___futex_mask")), parse_version("6.12.117")) == []
+    newer = assumptions(None, parse_version("7.4.0"))
+    assert len(newer) == 1 and "newer than every validated" in newer[0] and "7.3" in newer[0]
     older = assumptions(None, parse_version("5.4.0"))
     assert "older than every validated" in older[0]
     unknown = assumptions(_image({}, (".text", ".new_patch_sites", ".debug_info")), parse_version("6.1.192"))
     assert len(unknown) == 1 and ".new_patch_sites" in unknown[0] and ".debug_info" not in unknown[0]
     assert assumptions(None, None) == []  # fixtures without a banner: -v says what they are taken as
+
+
+def test_bug_entry_format_layout() -> None:
+    # 7.2/7.3 x86-64: bug_entry::format after bug_addr, 16-byte entries; 6.12: 12 bytes
+    from probelint.image.tables import TABLES, layout_for
+
+    newer = _image({"register_kprobe": 1, "__warn_args": 2})
+    newer.vmlinux = newer
+    assert layout_for(TABLES["bug_table"], newer, parse_version("6.12.117")).entry_size == 16
+    older = _image({"register_kprobe": 1})
+    older.vmlinux = older
+    assert layout_for(TABLES["bug_table"], older, parse_version("7.3.0")).entry_size == 12

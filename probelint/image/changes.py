@@ -33,7 +33,7 @@ __all__ = [
 BASE_VERSION = (6, 1, 192)  # what an image without a version string is taken to be (Debian's 6.1)
 
 # Series checked against a booted kernel with `probelint vmtest` (docs/validation*.md).
-VALIDATED = ((6, 1), (6, 12), (7, 2))  # 5.10: docs/linux-versions.md lists what still disagrees
+VALIDATED = ((5, 10), (6, 1), (6, 12), (7, 2), (7, 3))  # sample sizes per series: docs/linux-versions.md
 
 
 class KernelVersion(Protocol):
@@ -82,6 +82,30 @@ def _symbol(name: str, what: str) -> Detector:
         if image.raw_symbol("register_kprobe") is None:
             return None  # no kprobes in this image: its absence says nothing
         return Evidence(False, f"register_kprobe is there, {name} is not")
+
+    return detect
+
+
+def _gone(name: str, what: str) -> Detector:
+    """The change removed `name`: carried iff the vmlinux (with kprobes) no longer defines it."""
+    present = _symbol(name, what)
+
+    def detect(image: KernelImage) -> Evidence | None:
+        found = present(image)
+        if found is None:
+            return None
+        return Evidence(not found.value, found.reason + (": the older code" if found.value else ""))
+
+    return detect
+
+
+def _vmlinux_symbol(name: str, what: str) -> Detector:
+    """As `_symbol`, asked of a module's vmlinux too (a table layout both share)."""
+    present = _symbol(name, what)
+
+    def detect(image: KernelImage) -> Evidence | None:
+        kernel = image.vmlinux if image.is_module else image
+        return present(kernel) if kernel is not None else None
 
     return detect
 
@@ -136,6 +160,25 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
     Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (6, 0),
            "with IBT, SYM+0 and SYM+4 of a function starting with ENDBR are the same probe at +4 "
            "(arch_adjust_kprobe_addr)", ("KP201",), _symbol("arch_adjust_kprobe_addr", "kernel/kprobes.c")),
+    Change("static-nops", "x86: Remove dynamic NOP selection", "", (5, 13),
+           "every NOP boot patching writes is one of the fixed x86_nops (0f 1f ...); before, ideal_nops was "
+           "chosen per CPU (arch_init_ideal_nops): k8_nops (66 66 90 ...: a 5..8-byte pad is two "
+           "instructions) on AMD family <= 0xf such as qemu64, p6_nops elsewhere; moves the boundaries inside "
+           "patched paravirt and alternative sites (KP104) and what a jump window holds", ("KP104", "KP207"),
+           _gone("ideal_nops", "arch/x86/kernel/alternative.c arch_init_ideal_nops")),
+    Change("paravirt-alternatives", "x86/paravirt: switch functions with custom code to ALTERNATIVE", "", (5, 13),
+           "paravirt sites are patched with a direct call (or NOPs) only; before, apply_paravirt called "
+           "native_patch, which writes the native instruction for the irq, cr2/cr3, wbinvd and native "
+           "spinlock ops (sti, cli, pushf; pop %rax, movb $0,(%rdi), ...), mov %rdi,%rax for "
+           "_paravirt_ident_64, ud2 for an empty op: a window over such a site can be boosted (KP207) and "
+           "its boundaries differ (KP104)", ("KP104", "KP207"),
+           _gone("native_patch", "arch/x86/kernel/paravirt_patch.c")),
+    Change("bug-entry-format", "x86/bug: bug_entry::format (HAVE_ARCH_BUG_FORMAT, WARN arguments)", "", (6, 19),
+           "struct bug_entry gains a format rel32 after bug_addr: 16-byte __bug_table entries (with "
+           "DEBUG_BUGVERBOSE); read as 12-byte ones, most BUG/WARN sites are lost and the kernel's find_bug "
+           "EINVAL is taken for an unprobeable ud2 (KP116) or a plain instruction (not in 6.12.117, in 7.2.13 "
+           "and 7.3; first release not confirmed)", ("KP109", "KP116"),
+           _vmlinux_symbol("__warn_args", "lib/bug.c HAVE_ARCH_BUG_FORMAT_ARGS")),
     Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
            "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
            ("KP110", "KP207", "KP208"), _alt_entry_size),
@@ -209,7 +252,9 @@ KNOWN_SECTIONS = frozenset((
     ".fixup", ".gnu.warning", ".note.gnu.build-id", ".note.Linux", ".note.Xen", ".init.rodata",
     "__start_rodata", ".rodata1", ".data.once", ".data..ro_after_init", ".tm_clone_table", ".eh_frame",
 ))
-_IGNORED_PREFIXES = (".debug_", ".rela", ".rel.", "runtime_ptr_", "runtime_shift_", ".note")
+# runtime_{ptr,shift,mask}_SYM: runtime_const_fixup() rewrites an immediate (asm/runtime-const.h; mask from
+# 7.3), never an instruction's length: boundaries and windows are the file's
+_IGNORED_PREFIXES = (".debug_", ".rela", ".rel.", "runtime_ptr_", "runtime_shift_", "runtime_mask_", ".note")
 
 
 def _unknown_sections(image: KernelImage) -> list[str]:

@@ -101,6 +101,10 @@ NEWER_LAYOUTS: dict[str, tuple[tuple[str, Table], ...]] = {
         "alt_instructions", "__alt_instructions", "__alt_instructions_end", ".altinstructions", 14,
         "instr:0:rel32 repl:4:rel32 cpuid:8:u16 flags:10:u16 instrlen:12:u8 replacementlen:13:u8",
         "arch/x86/kernel/alternative.c:apply_alternatives")),),
+    # x86/bug: bug_entry::format (asm/bug.h HAVE_ARCH_BUG_FORMAT on x86-64): a rel32 after bug_addr
+    "bug_table": (("bug-entry-format", _t(
+        "bug_table", "__start___bug_table", "__stop___bug_table", "__bug_table", 16,
+        "addr:0:rel32 format:4:rel32 file:8:rel32 line:12:u16 flags:14:u16", "lib/bug.c:find_bug")),),
 }
 _ALT_FLAG_NOT = 1 << 0  # 6.3+: flags bit 0; 6.1: ALTINSTR_FLAG_INV, bit 15 of cpuid
 

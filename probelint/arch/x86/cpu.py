@@ -63,12 +63,16 @@ class _Model(NamedTuple):
     synthetic: tuple[str, ...]  # unnamed features the setup code forces (UNNAMED_BITS)
     returns: str  # apply_returns(): "ret" (no RETHUNK), "thunk", or "its" (its_return_thunk)
     qemu: str  # the QEMU -cpu model (and kernel command line) it was measured on
+    # CPUID vendor, family and model of the QEMU model (target/i386/cpu.c): kernels before
+    # changes.py "static-nops" pick their NOPs from them (arch_init_ideal_nops)
+    cpuid: tuple[str, int, int]
 
 
 _QEMU64_FLAGS = ("fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht "
                  "syscall nx lm rep_good nopl cpuid extd_apicid pni cx16 hypervisor lahf_lm cmp_legacy svm "
                  "3dnowprefetch vmmcall")
 # qemu64 is an AMD family 15 CPU (QEMU's default vendor for it)
+_QEMU64_CPUID = ("AuthenticAMD", 15, 107)
 _AMD_K8 = ("ALWAYS",
            "SYSCALL32",  # amd.c:810 init_amd(), CONFIG_X86_64
            "LFENCE_RDTSC",  # amd.c:1232-1243 init_amd(), SSE2 present
@@ -79,11 +83,11 @@ _RETPOLINE = ("RETPOLINE", "RSB_CTXSW", "RSB_VMEXIT")
 
 _MODELS = {
     "qemu64": _Model(_QEMU64_FLAGS, "fxsave_leak sysret_ss_attrs null_seg swapgs_fence amd_e400 spectre_v1 spectre_v2",
-                     (*_AMD_K8, *_RETPOLINE), "ret", "qemu64"),
+                     (*_AMD_K8, *_RETPOLINE), "ret", "qemu64", _QEMU64_CPUID),
     # spectre_v2=off (also mitigations=off, and what eIBRS CPUs get: bugs.c:1922 SPECTRE_V2_EIBRS forces
     # no RETPOLINE): no RETPOLINE, so apply_retpolines() turns every thunk call into call/jmp *%reg
     "noretpoline": _Model(_QEMU64_FLAGS, "fxsave_leak sysret_ss_attrs null_seg swapgs_fence amd_e400 spectre_v1 "
-                          "spectre_v2", _AMD_K8, "ret", "qemu64 spectre_v2=off"),
+                          "spectre_v2", _AMD_K8, "ret", "qemu64 spectre_v2=off", _QEMU64_CPUID),
     "EPYC-Rome": _Model(
         "fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
         "mmxext pdpe1gb rdtscp lm rep_good nopl cpuid extd_apicid pni pclmulqdq monitor ssse3 fma cx16 sse4_1 "
@@ -100,7 +104,7 @@ _MODELS = {
         # Not derivable offline: the "ssbd" flag comes from amd.c:674 (LS_CFG_SSBD, if the LS_CFG MSR
         # reads back under TCG) or common.c (AMD_SSBD/VIRT_SSBD CPUID): LS_CFG_SSBD, AMD_SSBD and
         # MSR_SPEC_CTRL (9 alternative sites, all in spec-ctrl code) are taken as absent.
-        "thunk", "EPYC-Rome"),
+        "thunk", "EPYC-Rome", ("AuthenticAMD", 0x17, 49)),
     "Skylake-Client-v4": _Model(
         "fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
         "rdtscp lm constant_tsc rep_good nopl xtopology cpuid pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 movbe "
@@ -116,7 +120,7 @@ _MODELS = {
          # bugs.c:1266-1270 ITS aligned thunks: RETHUNK with its_return_thunk; INDIRECT_THUNK_ITS
          # only without RETPOLINE, so retpoline sites stay thunk calls here
          "RETHUNK"),
-        "its", "Skylake-Client-v4"),
+        "its", "Skylake-Client-v4", ("GenuineIntel", 6, 94)),
 }
 # the first profile names, kept: each is the QEMU model its return-site behaviour was measured on
 _ALIASES = {"ret": "qemu64", "rethunk": "EPYC-Rome", "its": "Skylake-Client-v4"}

@@ -14,11 +14,13 @@ depends on the CPU and its mitigations, so it is an explicit choice, `CpuProfile
 * paravirt call sites (``.parainstructions``, `apply_paravirt`): ``call *pv_ops+N(%rip)``
   becomes a direct ``call`` of the op's function padded with NOPs, or only NOPs when the op is
   `_paravirt_nop` (`paravirt_patch`), read from the statically initialised ``pv_ops`` (a kernel
-  booted bare or under plain QEMU keeps those);
+  booted bare or under plain QEMU keeps those); before changes.py "paravirt-alternatives" (5.10)
+  `native_patch` writes the native instruction of the irq/cr/wbinvd/spinlock ops instead;
 * alternatives (``.altinstructions``, `apply_alternatives`, in table order): a site whose feature
   test passes gets its replacement (short/near jmp recomputed as `recompute_jump` does, padded
   with 0x90), and every site then has its runs of 0x90 merged into long NOPs (`optimize_nops`).
   Which features a CPU has is the profile's (arch/x86/cpu.py `feature_bits`);
+* NOPs: the fixed x86_nops, or before changes.py "static-nops" (5.10) the CPU's `ideal_nops`;
 * ftrace sites are read back as a 5-byte NOP (`__recover_probed_insn`): same length as the ELF's
   call, so nothing to patch for decoding.
 
@@ -46,7 +48,26 @@ _RETURN_SITE_SIZE = 5
 # arch/x86/include/asm/nops.h, x86-64: x86_nops[n] for n = 1..ASM_NOP_MAX
 _NOPS = {1: "90", 2: "6690", 3: "0f1f00", 4: "0f1f4000", 5: "0f1f440000", 6: "660f1f440000",
          7: "0f1f8000000000", 8: "0f1f840000000000"}
+# before "static-nops": arch/x86/include/asm/nops.h of 5.10, the x86-64 tables arch_init_ideal_nops picks
+_K8_NOPS = {1: "90", 2: "6690", 3: "666690", 4: "66666690", 5: "6666906690", 6: "666690666690",
+            7: "66666690666690", 8: "6666669066666690"}
 ASM_NOP_MAX = 8
+NopTable = dict[int, str]
+# 5.10 paravirt_patch.c patch_data_xxl / patch_data_lock: native_patch() writes these for the op
+# whose pv_ops slot holds the named native function; paravirt_patch_default() the identity mov
+_NATIVE_PATCH = {
+    "native_irq_disable": "fa",  # cli
+    "native_irq_enable": "fb",  # sti
+    "native_save_fl": "9c58",  # pushf; pop %rax
+    "native_restore_fl": "579d",  # push %rdi; popfq
+    "native_read_cr2": "0f20d0",  # mov %cr2, %rax
+    "__native_read_cr3": "0f20d8",  # mov %cr3, %rax
+    "native_write_cr3": "0f22df",  # mov %rdi, %cr3
+    "native_wbinvd": "0f09",  # wbinvd
+    "__raw_callee_save___native_queued_spin_unlock": "c60700",  # movb $0, (%rdi)
+    "__raw_callee_save___native_vcpu_is_preempted": "31c0",  # xor %eax, %eax
+    "_paravirt_ident_64": "4889f8",  # mov %rdi, %rax
+}
 ALTINSTR_FLAG_INV = 1 << 15
 ALT_FLAG_DIRECT_CALL = 1 << 1  # >= 6.8 struct alt_instr flags (tables.py exposes "flags")
 _MAX_SITE = 64  # longest patch site considered when looking for sites overlapping a range
@@ -59,17 +80,34 @@ _ITS_PAGE = 0xFFFFFFFFA0000000
 
 
 
-def add_nops(length: int) -> bytes:
+def add_nops(length: int, nops: NopTable = _NOPS) -> bytes:
     """alternative.c add_nops(): the longest NOPs first, ASM_NOP_MAX bytes at most each."""
     out = b""
     while length > 0:
         n = min(length, ASM_NOP_MAX)
-        out += bytes.fromhex(_NOPS[n])
+        out += bytes.fromhex(nops[n])
         length -= n
     return out
 
 
-def optimize_nops(site: bytes) -> bytes:
+def nop_table(image: KernelImage, profile: CpuProfile) -> NopTable:
+    """The NOPs boot patching writes: x86_nops, or before "static-nops" 5.10's arch_init_ideal_nops()
+    choice for the profile's CPU (x86-64: k8_nops or p6_nops, which are x86_nops' bytes)."""
+    from probelint.image.changes import applies
+
+    kernel = image.vmlinux if image.vmlinux is not None else image
+    if applies("static-nops", kernel, kernel.config.version).value:
+        return _NOPS
+    vendor, family, model = profile.model.cpuid
+    if vendor == "GenuineIntel":
+        k8 = family == 6 and 0x0F <= model < 0x30 and model not in (0x1C, 0x26, 0x27)
+        return _K8_NOPS if k8 or "nopl" not in profile.model.flags.split() else _NOPS
+    if vendor == "HygonGenuine" or (vendor == "AuthenticAMD" and family > 0xF):
+        return _NOPS
+    return _K8_NOPS
+
+
+def optimize_nops(site: bytes, nops: NopTable = _NOPS) -> bytes:
     """alternative.c optimize_nops(): merge each run of single-byte NOPs into long NOPs."""
     buf = bytearray(site)
     pos = 0
@@ -82,19 +120,20 @@ def optimize_nops(site: bytes) -> bytes:
             while end < len(buf) and buf[end] == 0x90:
                 end += 1
             if end - pos > 1:
-                buf[pos:end] = add_nops(end - pos)
+                buf[pos:end] = add_nops(end - pos, nops)
             pos = end
         else:
             pos += insn.length
     return bytes(buf)
 
 
-def _alternative(image: KernelImage, entry: dict[str, int], features: frozenset[int], current: bytes) -> bytes:
+def _alternative(image: KernelImage, entry: dict[str, int], features: frozenset[int], current: bytes,
+                 nops: NopTable) -> bytes:
     """The bytes apply_alternatives() leaves at one site."""
     instr, length = entry["instr"], entry["instrlen"]
     feature, inverted = entry["cpuid"] & ~ALTINSTR_FLAG_INV, bool(entry["cpuid"] & ALTINSTR_FLAG_INV)
     if (feature in features) == inverted:  # apply_alternatives() patches iff has(feature) != inverted
-        return optimize_nops(current)  # the site as earlier entries left it (several entries share sites)
+        return optimize_nops(current, nops)  # the site as earlier entries left it (several entries share sites)
     original = image.read(instr, length)
     if entry.get("flags", 0) & ALT_FLAG_DIRECT_CALL:
         direct = _direct_call(image, instr, original)
@@ -108,12 +147,12 @@ def _alternative(image: KernelImage, entry: dict[str, int], features: frozenset[
         target = entry["repl"] + (5 if buf[0] == 0xE9 else 2) + disp
         n_dspl = target - instr
         if abs(n_dspl - 2) <= 127:
-            buf = bytearray(b"\xeb" + ((n_dspl - 2) & 0xFF).to_bytes(1, "little")) + add_nops(3)
+            buf = bytearray(b"\xeb" + ((n_dspl - 2) & 0xFF).to_bytes(1, "little")) + add_nops(3, nops)
             repl_len = 2
         else:
             buf = bytearray(b"\xe9" + ((n_dspl - 5) & 0xFFFFFFFF).to_bytes(4, "little"))
     buf = buf[:repl_len] + b"\x90" * max(0, length - repl_len)
-    return optimize_nops(bytes(buf[:length]))
+    return optimize_nops(bytes(buf[:length]), nops)
 
 
 def _direct_call(image: KernelImage, instr: int, original: bytes) -> bytes | None:
@@ -190,18 +229,36 @@ def _retpoline(image: KernelImage, site: int, features: frozenset[int], column: 
                            its_thunk=_ITS_PAGE if its else None)
 
 
-def _paravirt(image: KernelImage, entry: dict[str, int]) -> bytes | None:
+def _paravirt(image: KernelImage, entry: dict[str, int], nops: NopTable) -> bytes | None:
     """The bytes apply_paravirt() leaves at one site (None: left as it is)."""
     length = entry["len"]
     target = image.pv_op(entry["type"])
     if target is None:
         return None
     if target == 0:  # _paravirt_nop
-        return add_nops(length)
+        return add_nops(length, nops)
+    native = _native_patch(image, target)
+    if native is not None:
+        return native + add_nops(length - len(native), nops) if len(native) <= length else None
     if length < 5:
         return None  # paravirt_patch_call() cannot fit a call: the site stays
     rel = (target - (entry["instr"] + 5)) & 0xFFFFFFFF
-    return b"\xe8" + rel.to_bytes(4, "little") + add_nops(length - 5)
+    return b"\xe8" + rel.to_bytes(4, "little") + add_nops(length - 5, nops)
+
+
+def _native_patch(image: KernelImage, target: int) -> bytes | None:
+    """Before "paravirt-alternatives": native_patch()'s instruction for the op whose slot holds
+    `target` (None: a call, as paravirt_patch_default() writes for the other ops)."""
+    from probelint.image.changes import applies
+
+    vmlinux = image.vmlinux
+    if vmlinux is None or applies("paravirt-alternatives", vmlinux, vmlinux.config.version).value:
+        return None
+    sym = vmlinux.lookup(target)
+    if sym is None or sym.address != target:
+        return None
+    code = _NATIVE_PATCH.get(sym.name)
+    return bytes.fromhex(code) if code is not None else None
 
 
 def _overlay(buf: bytearray, address: int, site: int, patched: bytes) -> None:
@@ -229,9 +286,10 @@ def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuP
     end = address + len(data)
     buf = bytearray(data)
     features = feature_bits(image, profile)
+    nops = nop_table(image, profile)
     paravirt = image.table("parainstructions")
     for i in _sites(image.paravirt_sites, address, end):
-        patched = _paravirt(image, paravirt[i])
+        patched = _paravirt(image, paravirt[i], nops)
         if patched is not None:
             _overlay(buf, address, paravirt[i]["instr"], patched)
     sealed = image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
@@ -259,5 +317,5 @@ def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuP
         if entry["instrlen"]:
             site = bytearray(image.read(entry["instr"], entry["instrlen"]))
             _overlay(site, entry["instr"], address, bytes(buf))  # what is live there so far
-            _overlay(buf, address, entry["instr"], _alternative(image, entry, features, bytes(site)))
+            _overlay(buf, address, entry["instr"], _alternative(image, entry, features, bytes(site), nops))
     return bytes(buf)
