@@ -193,7 +193,7 @@ MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
 
 
 def _map(argv: list[str]) -> int:
-    """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
+    """probelint map IMAGE [MAP] [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
     |  probelint map IMAGE --function F --html OUT.html [--svg OUT.svg] [PROBES...]"""
     p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__, parents=[_kernel_options()])
     p.add_argument("path", metavar="IMAGE|MAP")
@@ -219,6 +219,11 @@ def _map(argv: list[str]) -> int:
         return 0
     from probelint.pipeline import load, read_sources, run
 
+    images = [args.path]
+    from probelint.image.symbol_map import is_symbol_map_file
+
+    if args.probes and os.path.isfile(args.probes[0]) and is_symbol_map_file(args.probes[0]):
+        images.append(args.probes.pop(0))  # a vmlinuz's symbols named after it, as the lint run takes them
     if picture and len(args.function) != 1:
         raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
     if args.probes and not picture:
@@ -226,7 +231,7 @@ def _map(argv: list[str]) -> int:
     if not _is_elf(args.path):
         raise InputError(args.path, "not an ELF file")
     config = _settings(args)
-    kernel = load(config, [args.path])
+    kernel = load(config, images)
     image = kernel.vmlinux
     if image is None:
         raise InputError(args.path, "map takes a vmlinux")
