@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
                "'probelint map IMAGE' classifies every boundary, "
                "'probelint vmtest' checks probes against a booted kernel.",
     )
+    p.add_argument("--live", action="store_true",
+                   help="the running kernel as it is (root): symbols from /proc/kallsyms, text from /proc/kcore, "
+                        "the blacklist and the probes already registered from debugfs; the tables from its image")
+    p.add_argument("--live-root", type=Path, default=Path("/"), metavar="DIR",
+                   help="where --live finds proc/ and sys/kernel/debug/ (default: /)")
     p.add_argument("paths", nargs="*", metavar="IMAGE|PROBES",
                    help="vmlinux and/or module .ko files, then probe files ('-' reads stdin)")
     p.add_argument("--kernel", action="append", default=[], metavar="IMAGE",
@@ -128,6 +133,8 @@ def _settings(args: argparse.Namespace) -> Config:
     config.ignore = _split(getattr(args, "ignore", None)) or config.ignore
     config.show_info = getattr(args, "show_info", False) or config.show_info
     config.kernel = getattr(args, "kernel", None) or config.kernel
+    config.live = getattr(args, "live", False)
+    config.live_root = getattr(args, "live_root", None) or config.live_root
     source_type = getattr(args, "source_type", "auto")
     config.source_type = None if source_type == "auto" else source_type
     # the unsafe fixes are the hints' offsets
@@ -186,7 +193,7 @@ MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
 
 
 def _map(argv: list[str]) -> int:
-    """probelint map IMAGE [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
+    """probelint map IMAGE [MAP] [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
     |  probelint map IMAGE --function F --html OUT.html [--svg OUT.svg] [PROBES...]"""
     p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__, parents=[_kernel_options()])
     p.add_argument("path", metavar="IMAGE|MAP")
@@ -212,6 +219,11 @@ def _map(argv: list[str]) -> int:
         return 0
     from probelint.pipeline import load, read_sources, run
 
+    images = [args.path]
+    from probelint.image.symbol_map import is_symbol_map_file
+
+    if args.probes and os.path.isfile(args.probes[0]) and is_symbol_map_file(args.probes[0]):
+        images.append(args.probes.pop(0))  # a vmlinuz's symbols named after it, as the lint run takes them
     if picture and len(args.function) != 1:
         raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
     if args.probes and not picture:
@@ -219,7 +231,7 @@ def _map(argv: list[str]) -> int:
     if not _is_elf(args.path):
         raise InputError(args.path, "not an ELF file")
     config = _settings(args)
-    kernel = load(config, [args.path])
+    kernel = load(config, images)
     image = kernel.vmlinux
     if image is None:
         raise InputError(args.path, "map takes a vmlinux")
@@ -358,6 +370,14 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("probelint", "no probe file given (use '-' to read probes from stdin)")
     images = config.kernel + [p for p in args.paths if _is_elf(p)]
     probe_files = [p for p in args.paths if p not in images]
+    if not images and config.live:
+        from probelint.live import live_images, read_live
+
+        found, why_not = live_images(read_live(config.live_root))
+        images = list(found)
+        for line in why_not if args.verbose else ():
+            print(printable(f"probelint: {line}"), file=sys.stderr)
+        print(printable(f"probelint: --live: the running kernel through {' with '.join(images)}"), file=sys.stderr)
     if not images:
         from probelint.discover import find_running_kernel
 

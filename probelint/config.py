@@ -55,6 +55,8 @@ class Config:
         self.dotconfig: Path | None = None  # the kernel's .config, overriding what is inferred
         self.modules: list[Path] = []  # where MOD.ko files are looked for
         self.loaded: list[str] = []  # modules assumed loaded (their symbols count for uniqueness)
+        self.live = False  # the running kernel as it is (live.py): its text, blacklist, registered probes
+        self.live_root = Path("/")  # where --live reads /proc and debugfs (tests, a guest's files)
         for name, value in settings.items():
             if not hasattr(self, name):
                 raise TypeError(f"Config has no setting {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+from collections.abc import Callable
 from functools import cache
 from typing import NamedTuple
 
@@ -173,10 +174,11 @@ def _rules_with(hook: str, *stages: Stage) -> list[Rule]:
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem], gate: Gate | None = None, *,
-                 jobs: int = 1) -> list[ProbeResult]:
+                 jobs: int = 1, observed: Callable[[list[ProbeResult]], None] | None = None) -> list[ProbeResult]:
     """Run every rule over every probe, then the set rules over the set; `gate` decides which
     findings are reported (not the verdict: the kernel applies all of its tests whatever the user
-    asked to see). With `jobs` > 1 a large set is split between forked processes."""
+    asked to see). With `jobs` > 1 a large set is split between forked processes. `observed`
+    sets what is known of some probes before the set rules run (--live: the registered ones)."""
     gate = gate or gate_for()
     steps = _plans(kernel, gate.select)
     contexts = [ProbeContext(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
@@ -185,6 +187,8 @@ def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem], gate: G
     input_rules = _rules_with("check_input", Stage.INPUT)
     results = [checked[k] if isinstance(item, ProbeContext) else _check_input(item, input_rules, gate)
                for k, item in enumerate(contexts)]
+    if observed is not None:
+        observed(results)
     for rule in _rules_with("check_set", Stage.SET):
         rule.check_set(results, gate.emit)  # type: ignore[misc]
     for result in results:  # the set left it an int3 probe: the jump's hazards do not apply

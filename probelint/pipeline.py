@@ -101,7 +101,12 @@ def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence
     kernel = images if isinstance(images, Kernel) else load(config, images, sources)
     placed = expand_globs(kernel, resolve_source_lines(kernel, list(sources), _lines_cache(config)))
     gate = gate_for(config.selected(), config.severity)
-    results = check_probes(kernel, placed, gate, jobs=config.jobs)
+    live = kernel.live
+    # --live: the probes already registered go first in the set (a new one is their duplicate,
+    # not they its), with what the kernel says of them; only the new ones are reported
+    existing = live.existing_probes() if live is not None else []
+    results = check_probes(kernel, [*existing, *placed], gate, jobs=config.jobs,
+                           observed=live.observe if live is not None else None)[len(existing):]
     if config.wants_hints(len(results)):
         from probelint.suggest import add_hints
 
@@ -114,9 +119,23 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
     `MOD:SYM` probes and `config.loaded` name found beside it."""
     from probelint.image.kernel import load_kernel
 
+    live = None
+    if config.live:
+        from probelint.image.symbol_map import is_symbol_map_file
+        from probelint.live import live_images, read_live
+
+        live = read_live(config.live_root)
+        if not images:
+            images, _ = live_images(live)
+        elif not any(is_symbol_map_file(p) for p in images):  # the image named, its symbols the running ones
+            images = [*images, str(live.kallsyms)]
+        sources = [*sources, *live.existing_probes()]  # their modules are wanted too
     paths = [str(p) for p in images]
-    return load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,
-                       dotconfig=config.dotconfig, cache_dir=config.cache_dir, cache=config.cache)
+    kernel = load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,
+                         dotconfig=config.dotconfig, cache_dir=config.cache_dir, cache=config.cache)
+    if live is not None:
+        live.attach(kernel)
+    return kernel
 
 
 def _lines_cache(config: Config) -> object | None:

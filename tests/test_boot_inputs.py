@@ -213,3 +213,19 @@ def test_debian_vmlinuz_agrees_with_the_dbg_vmlinux(debian, tmp_path):
         total, equal, differ = compare(reference, verdicts(kernel, names))
         assert equal == total and not differ and total > 500
         assert list(kernel.config.describe()) == list(reference_kernel.config.describe())
+
+
+def test_map_of_a_vmlinuz_takes_its_symbols_beside_it_or_named(tmp_path, demo_map):
+    (tmp_path / "boot").mkdir()
+    vmlinuz = tmp_path / "boot" / "vmlinuz-9.9.9-demo"
+    vmlinuz.write_bytes(bzimage(compressed(stripped(tmp_path), "gzip")))
+    dump = tmp_path / "kallsyms.txt"
+    dump.write_text(kallsyms_dump(demo_map.read_text(), SLIDE))
+    run = [sys.executable, "-m", "probelint", "map", "--no-cache", str(vmlinuz), "--function", "demo_read"]
+    named = subprocess.run([*run[:5], str(vmlinuz), str(dump), *run[6:], "-o", str(tmp_path / "a.gz")],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert named.returncode == 0, named.stderr
+    (tmp_path / "boot" / "System.map-9.9.9-demo").write_text(demo_map.read_text())
+    beside = subprocess.run([*run, "-o", str(tmp_path / "b.gz")], capture_output=True, text=True, cwd=ROOT)
+    assert beside.returncode == 0, beside.stderr
+    assert named.stdout == beside.stdout and "10 instruction boundaries" in named.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 from probelint.arch.x86 import decode as x86
@@ -50,6 +50,9 @@ class ImageBase(ABC):
         self._tables: dict[str, list[dict[str, int]]] = {}
         self._indexed_tables: dict[str, tuple[list[str], list[Sequence[int]]]] = {}  # (fields, columns)
         self._sites: dict[str, list[tuple[int, int]]] = {}
+        # the running kernel's text (live.py, --live): (address, size) -> its bytes, None where
+        # it has none; they replace the CPU profile's model of the boot-time patching
+        self.live_text: Callable[[int, int], bytes | None] | None = None
 
     @property
     def profile(self) -> CpuProfile:
@@ -260,9 +263,12 @@ class ImageBase(ABC):
         if fn is None:
             # The last instruction may run past the symbol end: the kernel reads on.
             file_code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
-            facts = self._facts.get(self.profile.cache_key, sym.address, file_code) if self._facts is not None else None
-            code = facts.live(file_code) if facts is not None else patch_live_text(self, sym.address, file_code,
-                                                                                   self.profile)
+            live = self.live_text(sym.address, len(file_code)) if self.live_text is not None else None
+            # the fact store holds the model's text: a running kernel's is its own, never stored
+            store = self._facts if live is None else None
+            facts = store.get(self.profile.cache_key, sym.address, file_code) if store is not None else None
+            code = live if live is not None else facts.live(file_code) if facts is not None else \
+                patch_live_text(self, sym.address, file_code, self.profile)
             if facts is not None and not every_insn:
                 fn = Function(sym, facts, code)
             else:
@@ -273,8 +279,8 @@ class ImageBase(ABC):
                     insns.append(insn)
                 if facts is None:
                     facts = FunctionFacts.of(insns, file_code, code)
-                    if self._facts is not None:
-                        self._facts.put(self.profile.cache_key, sym.address, facts, file_code)
+                    if store is not None:
+                        store.put(self.profile.cache_key, sym.address, facts, file_code)
                 # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
                 fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[sym.address] = fn

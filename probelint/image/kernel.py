@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 from probelint.errors import InputError
@@ -40,6 +41,8 @@ class Kernel:
         self.profile = profile
         self._loaded_as: tuple[list[str | Path], DotConfig | None, IndexCache | None] | None = None
         self.thunk_range = vmlinux.thunk_range if vmlinux else None
+        # --live: the probelint.live.LiveSystem this kernel is (Any: live.py reads the checks' results)
+        self.live: Any = None
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,

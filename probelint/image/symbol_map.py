@@ -94,15 +94,21 @@ class SymbolMap:
                                         "CAP_SYSLOG; dump /proc/kallsyms as root")
         return out
 
-    def entries(self, text_start: int) -> list[tuple[int, str, str]]:
-        """(link-time address, name, nm type) of every vmlinux symbol, in the map's order; the
-        image's .text starts at `text_start`."""
+    def slide(self, text_start: int) -> int:
+        """The KASLR slide of the addresses (0 for a System.map): where ``_text`` (or ``_stext``)
+        is in the map, less where the image's .text starts."""
         lines = self._lines
         anchor = next((a for a, n, _ in lines if n == "_text"), None) or \
             next((a for a, n, _ in lines if n == "_stext"), None)
         if anchor is None:
             raise InputError(self.path, "no _text or _stext symbol: not a vmlinux symbol map")
-        slide = anchor - text_start
+        return anchor - text_start
+
+    def entries(self, text_start: int) -> list[tuple[int, str, str]]:
+        """(link-time address, name, nm type) of every vmlinux symbol, in the map's order; the
+        image's .text starts at `text_start`."""
+        lines = self._lines
+        slide = self.slide(text_start)
         # a dump gives per-CPU symbols as absolute (``__per_cpu_start`` too): offsets, never slid,
         # and data to the kallsyms rules (a System.map's own A symbols are absolute and stay so)
         percpu = any(n == "__per_cpu_start" and t == "A" for _, n, t in lines)

@@ -1,0 +1,263 @@
+"""`--live`: the running kernel as it is, read from the files root reads on the machine itself.
+
+* symbols: /proc/kallsyms (with addresses: root, or kptr_restrict off), slid back by the KASLR
+  slide worked out from ``_text`` (image/symbol_map.py);
+* the special tables and the link-time layout: the bzImage/vmlinux of ``uname -r`` (-dbg vmlinux,
+  else /boot's vmlinuz): a running kernel keeps no copy of them that can be read;
+* the text bytes as the CPU patched them: /proc/kcore, an ELF core file whose PT_LOAD headers
+  map kernel virtual addresses to file offsets (fs/proc/kcore.c), instead of the CPU-profile model
+  of the boot-time patching;
+* the kprobe blacklist: debugfs kprobes/blacklist (kernel/kprobes.c kprobe_blacklist_seq_show:
+  ``0xSTART-0xEND\\tSYM``, ``\\t[MOD]`` for a module's);
+* the probes already registered: debugfs kprobes/list (kernel/kprobes.c report_probe:
+  ``ADDR  k|r  SYM+0xOFF  [MOD] [GONE][DISABLED][OPTIMIZED][FTRACE]``): checked with the new
+  probes as one set, so that a new probe in or around an optimized one is reported as the kernel
+  will treat it (KP301/KP302), the existing probe named as the list names it;
+* loaded modules: /proc/modules (their names).
+
+A registered kprobe has replaced the bytes at its address (int3, or a 5-byte jump when
+optimized): those bytes are the model's again before the text is decoded, as the kernel's own
+copy of the original instruction would give them.
+
+All paths are under `root` (``--live-root``, for tests and for a guest's files seen from outside).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from probelint.errors import InputError
+from probelint.fileio import read_regular
+
+if TYPE_CHECKING:
+    from probelint.checks import ProbeResult
+    from probelint.image.kernel import Kernel
+    from probelint.image.vmlinux import Vmlinux
+    from probelint.readers.spec import ProbeSpec
+
+__all__ = ["Kcore", "LiveSystem", "Registered", "parse_blacklist", "parse_probe_list", "read_live"]
+
+KALLSYMS = "proc/kallsyms"
+KCORE = "proc/kcore"
+MODULES = "proc/modules"
+OSRELEASE = "proc/sys/kernel/osrelease"
+DEBUGFS = "sys/kernel/debug"
+PROBE_LIST = f"{DEBUGFS}/kprobes/list"
+BLACKLIST = f"{DEBUGFS}/kprobes/blacklist"
+MAX_LIST = 64 << 20
+MAX_PHDRS = 1 << 16  # a kcore has one PT_LOAD per memory range: hundreds at most
+JMP32_INSN_SIZE = 5  # an optimized probe's jump (arch/x86/include/asm/text-patching.h)
+
+_LIST_LINE = re.compile(r"([0-9a-fA-F]+)\s+([kr])\s+(\S+?)\+0x([0-9a-fA-F]+)"  # ADDR k|r SYM+0xOFF
+                        r"(?:\s+([^\s[]\S*))?\s*((?:\[[A-Z]+\])*)\s*$")  # [MOD] [FLAGS]
+_BLACKLIST_LINE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\t(\S+)(?:\t\[(\S+)\])?")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One line of kprobes/list."""
+
+    line: int
+    address: int  # run-time (slid); 0 when the reader may not see addresses
+    is_return: bool
+    symbol: str
+    offset: int
+    module: str | None
+    flags: frozenset[str]  # GONE, DISABLED, OPTIMIZED, FTRACE
+
+    @property
+    def name(self) -> str:
+        """The probe as the list names it."""
+        head = f"{self.module}:{self.symbol}" if self.module else self.symbol
+        return f"{head}+{self.offset:#x}"
+
+
+def parse_probe_list(text: str, where: str) -> list[Registered]:
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _LIST_LINE.fullmatch(line.strip())
+        if match is None:
+            raise InputError(f"{where}:{number}", "not a kprobes/list line (ADDR  k|r  SYM+0xOFF  [MOD] [FLAGS])")
+        flags = frozenset(re.findall(r"\[([A-Z]+)\]", match[6]))
+        out.append(Registered(number, int(match[1], 16), match[2] == "r", match[3], int(match[4], 16),
+                              match[5], flags))
+    return out
+
+
+def parse_blacklist(text: str, where: str) -> list[tuple[int, int, str]]:
+    """(start, end, symbol) of the vmlinux's entries (a module's are its own image's)."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _BLACKLIST_LINE.fullmatch(line.rstrip("\n"))
+        if match is None:
+            raise InputError(f"{where}:{number}", "not a kprobes/blacklist line (0xSTART-0xEND<TAB>SYM)")
+        if match[4] is None:
+            out.append((int(match[1], 16), int(match[2], 16), match[3]))
+    return out
+
+
+class Kcore:
+    """/proc/kcore: kernel virtual memory through its PT_LOAD program headers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InputError(self.path, f"cannot read: {exc.strerror}") from None
+        head = os.pread(self._fd, 64, 0)
+        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            raise InputError(self.path, "not a 64-bit little-endian ELF core file")
+        phoff, = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        if phentsize < 56 or phnum > MAX_PHDRS:
+            raise InputError(self.path, "program headers out of bounds")
+        table = os.pread(self._fd, phentsize * phnum, phoff)
+        self._loads = []
+        for k in range(len(table) // phentsize):
+            p_type, _, offset, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", table, k * phentsize)
+            if p_type == 1 and filesz:  # PT_LOAD
+                self._loads.append((vaddr, vaddr + filesz, offset))
+
+    def read(self, address: int, size: int) -> bytes:
+        """The bytes at kernel virtual `address`, as far as one PT_LOAD holds them."""
+        for start, end, offset in self._loads:
+            if start <= address < end:
+                return os.pread(self._fd, min(size, end - address), offset + address - start)
+        return b""
+
+
+@dataclass
+class LiveSystem:
+    """What `read_live` found under `root`."""
+
+    root: Path
+    release: str
+    kallsyms: Path
+    kcore: Kcore
+    blacklist: list[tuple[int, int, str]]
+    registered: list[Registered]
+    modules: list[str]
+    notes: list[str] = field(default_factory=list)  # what -v says
+
+    @property
+    def probe_list(self) -> str:
+        return str(self.root / PROBE_LIST)
+
+    def existing_probes(self) -> list[ProbeSpec]:
+        """The registered probes as probes of the set (a [GONE] one no longer exists)."""
+        from probelint.findings import Location
+        from probelint.readers.spec import ProbeSpec
+
+        return [ProbeSpec(r.name, Location(self.probe_list, r.line, 1), r.is_return, r.symbol, r.module, r.offset,
+                          None, disabled="DISABLED" in r.flags)
+                for r in self.registered if "GONE" not in r.flags]
+
+    def observe(self, results: list[ProbeResult]) -> None:
+        """The registered probes (the first results of the set) as the list shows them: armed
+        unless disabled, optimized or ftrace-based as it says."""
+        live = [r for r in self.registered if "GONE" not in r.flags]
+        for reg, result in zip(live, results, strict=False):
+            result.verdict.registers = True
+            result.verdict.errno = None
+            result.verdict.optimized = "OPTIMIZED" in reg.flags
+            result.verdict.ftrace = "FTRACE" in reg.flags
+
+    def attach(self, kernel: Kernel) -> None:
+        """Make the loaded kernel the running one: live text, live blacklist."""
+        from probelint.image.blacklist import Blacklist
+
+        vmlinux = kernel.vmlinux
+        if vmlinux is None or vmlinux.symbol_map is None:
+            raise InputError("--live", "the running kernel's image must take its symbols from /proc/kallsyms")
+        text = vmlinux.elf.section(".text")
+        slide = vmlinux.symbol_map.slide(text.address if text is not None else 0)
+        armed = sorted((r.address - slide, JMP32_INSN_SIZE if "OPTIMIZED" in r.flags else 1)
+                       for r in self.registered if r.address and not r.flags & {"GONE", "DISABLED", "FTRACE"})
+        vmlinux.live_text = _LiveText(vmlinux, self.kcore, slide, armed)
+        ranges = [(s - slide, e - slide, f"the running kernel's kprobe blacklist ({sym})")
+                  for s, e, sym in self.blacklist]
+        vmlinux.__dict__["blacklist"] = Blacklist.of_ranges(ranges)
+        kernel.live = self
+
+
+class _LiveText:
+    """The text as the running kernel holds it, the bytes registered probes replaced put back."""
+
+    def __init__(self, vmlinux: Vmlinux, kcore: Kcore, slide: int, armed: list[tuple[int, int]]) -> None:
+        self.vmlinux, self.kcore, self.slide, self.armed = vmlinux, kcore, slide, armed
+
+    def __call__(self, address: int, size: int) -> bytes | None:
+        data = self.kcore.read(address + self.slide, size)
+        if len(data) < size:
+            return None  # not in kcore: the model's bytes
+        buf = bytearray(data)
+        for at, length in self.armed:
+            if address <= at < address + size:
+                from probelint.arch.x86.patching import patch_live_text
+
+                model = patch_live_text(self.vmlinux, at, self.vmlinux.read(at, length), self.vmlinux.profile)
+                buf[at - address : at - address + len(model)] = model[: address + size - at]
+        return bytes(buf[:size])
+
+
+def read_live(root: Path = Path("/")) -> LiveSystem:
+    """The running system's files under `root`; one line naming what is missing otherwise."""
+    from probelint.discover import _shows_addresses
+
+    missing = []
+    kallsyms = root / KALLSYMS
+    if not kallsyms.is_file():
+        missing.append(f"{kallsyms} (no procfs?)")
+    elif not _shows_addresses(kallsyms):
+        missing.append(f"the addresses of {kallsyms} (kptr_restrict hides them: run as root)")
+    kcore = root / KCORE
+    if not os.access(kcore, os.R_OK):
+        missing.append(f"{kcore} ({'run as root' if kcore.exists() else 'CONFIG_PROC_KCORE off'})")
+    debugfs = root / DEBUGFS
+    lists = [root / PROBE_LIST, root / BLACKLIST]
+    if not all(os.access(p, os.R_OK) for p in lists):
+        if not (debugfs / "kprobes").exists():
+            missing.append(f"{debugfs}/kprobes (mount debugfs as root: mount -t debugfs none {debugfs}; "
+                           "or CONFIG_KPROBES off)")
+        else:
+            missing.append(f"{debugfs}/kprobes/list and blacklist (run as root)")
+    if missing:
+        raise InputError("--live", "cannot read the running kernel: no " + "; no ".join(missing))
+    release = _text(root / OSRELEASE, 256).strip() if (root / OSRELEASE).is_file() else os.uname().release
+    registered = parse_probe_list(_text(lists[0], MAX_LIST), str(lists[0]))
+    if any(not r.address for r in registered):
+        raise InputError(str(lists[0]), "addresses shown as 0: read it as root")
+    modules = [line.split()[0] for line in _text(root / MODULES, MAX_LIST).splitlines() if line.strip()] \
+        if (root / MODULES).is_file() else []
+    return LiveSystem(root, release, kallsyms, Kcore(kcore), parse_blacklist(_text(lists[1], MAX_LIST), str(lists[1])),
+                      registered, modules)
+
+
+def _text(path: Path, limit: int) -> str:
+    # proc and debugfs files stat as empty regular files: read up to the limit
+    return read_regular(path, limit, "a kernel status file").decode("utf-8", "replace")
+
+
+def live_images(live: LiveSystem) -> tuple[list[str], list[str]]:
+    """(the image of the running kernel with /proc/kallsyms as its symbols, why other places were
+    not taken). The tables are the image's: without one, nothing can be checked."""
+    from probelint.discover import candidates, vmlinuz_candidates
+
+    why = []
+    for image in [*candidates(live.release, live.root), *vmlinuz_candidates(live.release, live.root)]:
+        if image.is_file():
+            return [str(image), str(live.kallsyms)], why
+        why.append(f"no {image}")
+    raise InputError("--live", f"no image of the running kernel {live.release} (its special tables: jump labels, "
+                               "static calls, exception table, ftrace sites are only in the vmlinux or vmlinuz; "
+                               "install linux-image-" + live.release + " or name the image)")

@@ -1,0 +1,160 @@
+"""--live: the running kernel from /proc and debugfs, on fixture files under --live-root (this
+machine has no /proc/kcore nor kprobes): a kcore ELF core file holding the demo kernel's text
+KASLR-slid, its kallsyms, a kprobes/list and blacklist."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import probelint
+from probelint.arch.x86.cpu import DEFAULT_PROFILE
+from probelint.arch.x86.patching import patch_live_text
+from probelint.errors import InputError
+from probelint.image.kernel import open_image
+from tests.test_boot_inputs import DEMO, ROOT, SLIDE, bzimage, compressed, kallsyms_dump, stripped, system_map
+
+RELEASE = "9.9.9-demo"
+
+
+def kcore(segments: list[tuple[int, bytes]]) -> bytes:
+    """An ELF64 core file (fs/proc/kcore.c): a PT_LOAD per (virtual address, bytes)."""
+    phoff, phentsize = 64, 56
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", header, 16, 4, 62, 1, 0, phoff, 0, 0, 64, phentsize, len(segments), 0, 0, 0)
+    offset = phoff + phentsize * len(segments)
+    table, body = b"", b""
+    for vaddr, data in segments:
+        table += struct.pack("<IIQQQQQQ", 1, 7, offset + len(body), vaddr, 0, len(data), len(data), 0x1000)
+        body += data
+    return bytes(header) + table + body
+
+
+def model_text() -> tuple[int, bytearray]:
+    """The demo's .text as the CPU-profile model says the running kernel holds it."""
+    image = open_image(DEMO / "demo.elf")
+    text = image.elf.section(".text")
+    assert text is not None
+    return text.address, bytearray(patch_live_text(image, text.address, image.read(text.address, text.size),
+                                                   DEFAULT_PROFILE))
+
+
+def address(name: str) -> int:
+    sym = open_image(DEMO / "demo.elf").symbols.lookup_name(name)
+    assert sym is not None
+    return sym.address
+
+
+@pytest.fixture
+def live_root(tmp_path: Path) -> Path:
+    """A running demo kernel booted SLIDE bytes up, with nothing registered."""
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / f"vmlinuz-{RELEASE}").write_bytes(bzimage(compressed(stripped(tmp_path), "gzip")))
+    (root / "proc" / "sys" / "kernel").mkdir(parents=True)
+    (root / "proc" / "sys" / "kernel" / "osrelease").write_text(RELEASE + "\n")
+    (root / "proc" / "kallsyms").write_text(kallsyms_dump(system_map(DEMO / "demo.elf"), SLIDE))
+    (root / "proc" / "modules").write_text("")
+    write_kcore(root)
+    (root / "sys" / "kernel" / "debug" / "kprobes").mkdir(parents=True)
+    registered(root, "")
+    # the blacklist as the booted kernel lists it: the image's own, slid
+    image = open_image(DEMO / "demo.elf")
+    blacklisted(root, "".join(f"0x{s + SLIDE:016x}-0x{e + SLIDE:016x}\t{image.describe(s).split('+')[0]}\n"
+                              for s, e, _ in image.blacklist.ranges))
+    return root
+
+
+def write_kcore(root: Path, patches: dict[int, bytes] | None = None) -> None:
+    start, text = model_text()
+    for at, data in (patches or {}).items():
+        text[at - start : at - start + len(data)] = data
+    (root / "proc" / "kcore").write_bytes(kcore([(0xFFFF888000000000, bytes(64)), (start + SLIDE, bytes(text))]))
+
+
+def registered(root: Path, text: str) -> None:
+    (root / "sys" / "kernel" / "debug" / "kprobes" / "list").write_text(text)
+
+
+def blacklisted(root: Path, text: str) -> None:
+    (root / "sys" / "kernel" / "debug" / "kprobes" / "blacklist").write_text(text)
+
+
+def check(root: Path, probes: list[str]) -> list:
+    return list(probelint.check([], probes, live=True, live_root=root, hints="never", cache=False))
+
+
+def summary(results: list) -> list[tuple]:
+    return [(r.verdict.registers, r.verdict.optimized, sorted(f.rule for f in r.findings)) for r in results]
+
+
+def demo_probes() -> list[str]:
+    lines = [line.split("#")[0].strip() for line in (DEMO / "probes.txt").read_text().splitlines()]
+    return [p for p in lines if p]
+
+
+def test_live_text_as_the_model_gives_the_image_verdicts(live_root):
+    expected = probelint.check([DEMO / "demo.elf"], demo_probes(), hints="never", cache=False)
+    assert summary(check(live_root, demo_probes())) == summary(list(expected))
+
+
+def test_text_is_read_from_kcore(live_root):
+    # the 3-byte instruction at demo_read+0x6 is three NOPs in the running kernel: +0x8 is a boundary
+    assert summary(check(live_root, ["demo_read+0x8"]))[0][0] is False
+    write_kcore(live_root, {address("demo_read") + 6: b"\x90\x90\x90"})
+    assert summary(check(live_root, ["demo_read+0x8"]))[0][0] is True
+
+
+def test_new_probe_inside_a_registered_optimized_probe(live_root):
+    base = address("demo_read") + SLIDE
+    registered(live_root, f"{base + 5:016x}  k  demo_read+0x5    [OPTIMIZED]\n")
+    # the optimized probe's jump is in the live text: the original bytes are decoded
+    write_kcore(live_root, {base - SLIDE + 5: b"\xe9\x00\x10\x00\x00"})
+    result = check(live_root, ["demo_read+0x9"])[0]
+    assert result.verdict.registers
+    [finding] = [f for f in result.findings if f.rule == "KP302"]
+    assert "demo_read+0x5" in finding.message and "kprobes/list:1" in finding.message
+    # the same probe left an int3 probe (debug.kprobes-optimization off...): the list says so
+    registered(live_root, f"{base + 5:016x}  k  demo_read+0x5    \n")
+    write_kcore(live_root, {base - SLIDE + 5: b"\xcc"})
+    assert summary(check(live_root, ["demo_read+0x9"])) == [(True, True, [])]
+
+
+def test_new_probe_whose_window_covers_a_registered_probe(live_root):
+    assert summary(check(live_root, ["demo_read+0x5"])) == [(True, True, [])]
+    base = address("demo_read") + SLIDE
+    registered(live_root, f"{base + 9:016x}  k  demo_read+0x9    \n")
+    write_kcore(live_root, {base - SLIDE + 9: b"\xcc"})
+    result = check(live_root, ["demo_read+0x5"])[0]
+    assert (result.verdict.registers, result.verdict.optimized) == (True, False)
+    assert any(f.rule == "KP301" and "kprobes/list:1" in f.message for f in result.findings)
+    # a disabled probe is disarmed (its byte put back): it blocks nothing
+    registered(live_root, f"{base + 9:016x}  k  demo_read+0x9    [DISABLED]\n")
+    write_kcore(live_root)
+    assert summary(check(live_root, ["demo_read+0x5"])) == [(True, True, [])]
+
+
+def test_blacklist_from_debugfs(live_root):
+    start = address("demo_write") + SLIDE
+    blacklisted(live_root, f"0x{start:016x}-0x{start + 0x10:016x}\tdemo_write\n")
+    result = check(live_root, ["demo_write+0x5"])[0]
+    assert result.verdict.registers is False and any(f.rule == "KP106" for f in result.findings)
+
+
+def test_what_is_missing_is_one_line(live_root, tmp_path):
+    (live_root / "proc" / "kcore").unlink()
+    (live_root / "sys" / "kernel" / "debug" / "kprobes" / "list").unlink()
+    with pytest.raises(InputError, match=r"no .*proc/kcore.*; no .*kprobes/list and blacklist \(run as root\)"):
+        check(live_root, ["demo_read"])
+    hidden = tmp_path / "hidden"
+    (hidden / "proc").mkdir(parents=True)
+    (hidden / "proc" / "kallsyms").write_text(f"{0:016x} T _text\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", "--live", "--live-root", str(hidden), "-"],
+                          input="demo_read\n", capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "kptr_restrict hides them: run as root" in proc.stderr and "mount debugfs" in proc.stderr
