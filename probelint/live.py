@@ -55,7 +55,8 @@ JMP32_INSN_SIZE = 5  # an optimized probe's jump (arch/x86/include/asm/text-patc
 
 _LIST_LINE = re.compile(r"([0-9a-fA-F]+)\s+([kr])\s+(\S+?)\+0x([0-9a-fA-F]+)"  # ADDR k|r SYM+0xOFF
                         r"(?:\s+([^\s[]\S*))?\s*((?:\[[A-Z]+\])*)\s*$")  # [MOD] [FLAGS]
-_BLACKLIST_LINE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\t(\S+)(?:\t\[(\S+)\])?")
+# kprobe_blacklist_seq_show: "0x%px-0x%px\t%ps\n"; %ps of a module's symbol is "SYM [MOD]"
+_BLACKLIST_LINE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\t(\S+)(?: \[(\S+)\])?")
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,13 @@ def test_what_is_missing_is_one_line(live_root, tmp_path):
                           input="demo_read\n", capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "kptr_restrict hides them: run as root" in proc.stderr and "mount debugfs" in proc.stderr
+
+
+def test_blacklist_lines_as_the_kernel_prints_them():
+    """kprobe_blacklist_seq_show prints "0x%px-0x%px\\t%ps": a module's symbol as "SYM [MOD]"
+    (its entries belong to the module's image, not the vmlinux's)."""
+    from probelint.live import parse_blacklist
+
+    text = ("0xffffffff81001000-0xffffffff81001040\tdo_int3\n"
+            "0xffffffffc0a01000-0xffffffffc0a01020\tkvm_spurious_fault [kvm]\n")
+    assert parse_blacklist(text, "blacklist") == [(0xFFFFFFFF81001000, 0xFFFFFFFF81001040, "do_int3")]
