@@ -55,7 +55,8 @@ class Module(ImageBase):
         return RelocTable(self.elf, self.layout.section_address, resolve_import)
 
     def _relocated(self, data: bytes, start: int, sec: ElfSection) -> bytes:
-        return apply_relocations(data, start, self.section_address(sec), self.relocations.for_section(sec.index))
+        relocs = self.relocations.within(sec.index, start, start + len(data))
+        return apply_relocations(data, start, self.section_address(sec), relocs) if relocs else data
 
     def table_source(self, start: str, stop: str, section: str) -> TableSource | None:
         sec = self.elf.section(section)

@@ -10,6 +10,7 @@ does not implement R_X86_64_PC64, which every `__jump_table` key uses; see docs/
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Callable
 from typing import NamedTuple
@@ -38,6 +39,7 @@ class RelocTable:
     def __init__(self, elf: ElfFile, section_address: dict[int, int],
                  resolve_import: Callable[[str], int | None] = lambda name: None) -> None:
         self._by_section: dict[int, list[Reloc]] = {}
+        self._offsets: dict[int, list[int]] = {}  # each section's sorted relocation offsets, for bisecting
         symbols = elf.symbols()
         for sec in elf.sections:
             if sec.type != 4 or sec.info >= len(elf.sections):  # SHT_RELA
@@ -60,6 +62,14 @@ class RelocTable:
 
     def for_section(self, index: int) -> list[Reloc]:
         return self._by_section.get(index, [])
+
+    def within(self, index: int, start: int, end: int) -> list[Reloc]:
+        """The relocations of section `index` whose field starts in [start, end): a read of a few
+        bytes patches a few fields, not the thousands of a module's .text."""
+        offsets = self._offsets.get(index)
+        if offsets is None:
+            offsets = self._offsets[index] = [r.offset for r in self.for_section(index)]
+        return self.for_section(index)[bisect.bisect_left(offsets, start) : bisect.bisect_left(offsets, end)]
 
     def targets(self, index: int) -> dict[int, int | None]:
         """Section offset -> resolved target, for reading table fields."""
