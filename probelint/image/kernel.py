@@ -19,6 +19,7 @@ from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
 from probelint.image.kversion import KernelConfig, KernelVersion
 from probelint.image.module import Module
+from probelint.image.module_layout import MODULE_BASE
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
 
@@ -44,14 +45,19 @@ class Kernel:
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,
              dotconfig: DotConfig | None = None, cache: IndexCache | None = None) -> Kernel:
-        """The images at `paths` live together: modules are loaded into the vmlinux, each in the
-        module-area slot of its position in `paths`."""
+        """The images at `paths` live together: modules are loaded into the vmlinux, laid out one
+        after another in the module area in the order of `paths`."""
         elves = [ElfFile(p) for p in paths]
         vmlinuxes = [elf for elf in elves if not elf.is_relocatable]
         if len(vmlinuxes) > 1:
             raise InputError(vmlinuxes[1].path, "a second vmlinux in one kernel (the CLI checks several side by side)")
         vmlinux = Vmlinux(vmlinuxes[0], profile, cache, dotconfig) if vmlinuxes else None
-        modules = [Module(elf, profile, vmlinux, slot) for slot, elf in enumerate(elves) if elf.is_relocatable]
+        modules: list[Module] = []
+        base = MODULE_BASE
+        for elf in elves:
+            if elf.is_relocatable:
+                modules.append(Module(elf, profile, vmlinux, base, cache))
+                base = modules[-1].layout.end
         kernel = cls(vmlinux, modules, profile)
         kernel._loaded_as = (list(paths), dotconfig, cache)
         return kernel
@@ -120,11 +126,10 @@ class Kernel:
         return None
 
 
-def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: int = 0, *,
-               profile: CpuProfile = DEFAULT_PROFILE) -> Image:
+def open_image(path: str | Path, cache: IndexCache | None = None, *, profile: CpuProfile = DEFAULT_PROFILE) -> Image:
     """One image on its own: a module is not loaded into any vmlinux."""
     elf = ElfFile(path)
-    return Module(elf, profile, None, module_slot) if elf.is_relocatable else Vmlinux(elf, profile, cache)
+    return Module(elf, profile, None, MODULE_BASE, cache) if elf.is_relocatable else Vmlinux(elf, profile, cache)
 
 
 def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,

@@ -5,31 +5,54 @@ kallsyms those of kernel/module/kallsyms.c, its imported symbols resolved agains
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, module_areas
+from probelint.image.cache import IndexCache
+from probelint.image.cache_format import field
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.module_layout import MODULE_BASE, ModuleSymbols, is_init_section, layout_module
 from probelint.image.relocs import RelocTable, apply_relocations
 from probelint.image.view import KernelImage, TableSource
 
-__all__ = ["MODULE_SLOT_SIZE", "Module", "modinfo", "module_name"]
-
-MODULE_SLOT_SIZE = 0x1000_0000  # 256 MiB per module: far more than any module's layout
+__all__ = ["Module", "modinfo", "module_name"]
 
 
 class Module(ImageBase):
-    """One module, in the `slot`-th stretch of the module area (each module gets its own, as the
-    kernel's allocator gives it), loaded into `vmlinux` if known."""
+    """One module laid out from `base` in the module area, loaded into `vmlinux` if known. With
+    `cache`, its whole-file facts and decoded functions are kept in the build-id index under the
+    module's build-id, the vmlinux's and `base`: relocations resolve against both."""
 
     is_module = True
 
-    def __init__(self, elf: ElfFile, profile: CpuProfile, vmlinux: KernelImage | None = None, slot: int = 0) -> None:
-        self.layout = layout_module(elf, MODULE_BASE + slot * MODULE_SLOT_SIZE)
+    def __init__(self, elf: ElfFile, profile: CpuProfile, vmlinux: KernelImage | None = None,
+                 base: int = MODULE_BASE, cache: IndexCache | None = None) -> None:
+        self.layout = layout_module(elf, base)
         self.name = module_name(elf)
         self._vmlinux = vmlinux
         super().__init__(elf, profile)
+        if cache is not None:
+            self._use_index(cache, self._index_key())
+
+    _INDEXED = ("symbols", *ImageBase._INDEXED)
+
+    def _to_index(self) -> dict[str, Any]:
+        return {**super()._to_index(), "symbols": self.symbols.to_index()}
+
+    @classmethod
+    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+        indexed, sites, tables = super()._from_index(tree)
+        indexed["_symbols_index"] = field(tree, "symbols", dict)  # made a table once the layout is known
+        return indexed, sites, tables
+
+    def _index_key(self) -> str | None:
+        own = self.elf.build_id()
+        if own is None:
+            return None  # nothing tells this file from an edited one
+        kernel = self._vmlinux.elf.build_id() if isinstance(self._vmlinux, ImageBase) else None
+        return f"{own}{kernel or '0'}{self.layout.text_start:x}"
 
     def _run_time_address(self, sec: ElfSection) -> int | None:
         return self.layout.section_address.get(sec.index)
@@ -43,7 +66,8 @@ class Module(ImageBase):
 
     @cached_property
     def symbols(self) -> ModuleSymbols:
-        return ModuleSymbols(self.elf, self.layout)
+        kept = self.__dict__.pop("_symbols_index", None)
+        return ModuleSymbols(self.elf, self.layout) if kept is None else ModuleSymbols.from_index(kept, self.layout)
 
     def raw_symbol(self, name: str) -> int | None:
         """Linker-script markers are the vmlinux's: a module has none."""
@@ -93,8 +117,8 @@ def modinfo(elf: ElfFile) -> dict[str, str]:
     """The ``key=value`` fields of a module's .modinfo (the first value of a repeated key)."""
     sec = elf.section(".modinfo")
     info: dict[str, str] = {}
-    for field in elf.section_bytes(sec).split(b"\0") if sec is not None else []:
-        key, eq, value = field.decode(errors="replace").partition("=")
+    for entry in elf.section_bytes(sec).split(b"\0") if sec is not None else []:
+        key, eq, value = entry.decode(errors="replace").partition("=")
         if eq:
             info.setdefault(key, value)
     return info

@@ -11,6 +11,7 @@ does not implement R_X86_64_PC64, which every `__jump_table` key uses; see docs/
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from array import array
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class RelocTable:
                                                  f"not a whole number of {_RELA.size}-byte relocations")
             words = array("Q", data)
             offsets, infos, addends = words[0::3], words[1::3], array("q", words[2::3].tobytes())
-            if any(a > b for a, b in zip(offsets, offsets[1:])):  # ld writes them in order; a stable sort if not
+            if any(a > b for a, b in itertools.pairwise(offsets)):  # ld writes them in order; a stable sort if not
                 order = sorted(range(len(offsets)), key=offsets.__getitem__)
                 offsets, infos = array("Q", (offsets[k] for k in order)), array("Q", (infos[k] for k in order))
                 addends = array("q", (addends[k] for k in order))
