@@ -4,20 +4,29 @@ kallsyms those of kernel/module/kallsyms.c, its imported symbols resolved agains
 
 from __future__ import annotations
 
+import bisect
 from functools import cached_property
 from typing import Any
 
-from probelint.arch.x86.cpu import CpuProfile
+from probelint.arch.x86.cpu import CpuProfile, feature_bits
+from probelint.arch.x86.patching import patch_live_text, patches_retpolines
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, module_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import field
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.module_layout import MODULE_BASE, ModuleSymbols, is_init_section, layout_module
-from probelint.image.relocs import RelocTable, apply_relocations
+from probelint.image.relocs import R_X86_64_PC32, R_X86_64_PLT32, RelocTable, apply_relocations
 from probelint.image.view import KernelImage, TableSource
 
 __all__ = ["Module", "modinfo", "module_name"]
+
+_PC32 = (R_X86_64_PC32, R_X86_64_PLT32)
+# What 6.1's [__indirect_thunk_start, __indirect_thunk_end] holds (arch/x86/lib/retpoline.S,
+# .text..__x86.indirect_thunk and .text..__x86.return_thunk): a jump there is an indirect jump to
+# insn_is_indirect_jump, which only the vmlinux's bounds tell.
+_THUNKS = ("__x86_indirect_", "__x86_return_thunk", "its_return_thunk", "retbleed_", "srso_", "entry_untrain_ret",
+           "zen_untrain_ret")
 
 
 class Module(ImageBase):
@@ -95,6 +104,39 @@ class Module(ImageBase):
     @cached_property
     def version(self) -> str | None:
         return modinfo(self.elf).get("vermagic") or None
+
+    def needs_vmlinux(self, start: int, end: int) -> str | None:
+        """What in [start, end) of this module's text the kernel's own image decides, when no
+        vmlinux is loaded with it; None if nothing. Boot-time patching of module text
+        (module_finalize: apply_paravirt reads pv_ops, apply_retpolines the thunk array) needs the
+        vmlinux for instruction boundaries, and a jump left in the live text to a retpoline or
+        return thunk is an indirect jump to insn_is_indirect_jump only within the vmlinux's
+        thunk range."""
+        pv = self.paravirt_sites
+        pos = bisect.bisect_left(pv, (start - 15, -1))  # a site begins at most one instruction before
+        for site, _ in pv[pos : bisect.bisect_left(pv, (end, -1))]:
+            if site + 5 > start:
+                return f"a paravirt call site at {self.describe(site)}"
+        if patches_retpolines(self, feature_bits(self, self.profile)):
+            sites = self.retpoline_sites
+            for site in sites[bisect.bisect_left(sites, start - 5) : bisect.bisect_left(sites, end)]:
+                return f"a retpoline site at {self.describe(site)}"
+        sec = self.section_at(start)
+        if sec is None:
+            return None
+        base = self.section_address(sec)
+        file_code = self.read(start, end - start)
+        live = patch_live_text(self, start, file_code, self.profile)
+        for reloc in self.relocations.within(sec.index, start - base + 1, end - base):
+            at = base + reloc.offset - start  # the field's offset in the function
+            unpatched = live[at : at + 4] == file_code[at : at + 4]
+            if not reloc.symbol.startswith(_THUNKS) or reloc.type not in _PC32 or not unpatched:
+                continue  # not a thunk, not a rel32, or patched away (a return thunk made ``ret``)
+            jcc = at >= 2 and live[at - 2] == 0x0F and 0x80 <= live[at - 1] <= 0x8F
+            if jcc or live[at - 1] == 0xE9:
+                insn = start + at - (2 if jcc else 1)
+                return f"a jump to {reloc.symbol} at {self.describe(insn)}"
+        return None
 
     def has_init_symbol(self, name: str) -> bool:
         """A symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""

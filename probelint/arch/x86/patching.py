@@ -36,7 +36,8 @@ from probelint.arch.x86.cpu import UNNAMED_BITS, CpuProfile, feature_bits, featu
 if TYPE_CHECKING:
     from probelint.image.view import KernelImage
 
-__all__ = ["ALTINSTR_FLAG_INV", "add_nops", "optimize_nops", "patch_live_text", "patch_retpoline"]
+__all__ = ["ALTINSTR_FLAG_INV", "add_nops", "optimize_nops", "patch_live_text", "patch_retpoline",
+           "patches_retpolines"]
 
 _RET_INT3 = b"\xc3\xcc\xcc\xcc\xcc"
 _SEAL_POISON = b"\x66\x0f\x1f\x00"  # asm/ibt.h gen_endbr_poison(): osp nopl (%rax)
@@ -215,6 +216,13 @@ def _sites(sorted_sites: list[tuple[int, int]], address: int, end: int) -> list[
     return sorted(i for _, i in sorted_sites[lo:hi])
 
 
+def patches_retpolines(image: KernelImage, features: frozenset[int]) -> bool:
+    """apply_retpolines() rewrites the sites only without RETPOLINE, or with its LFENCE variant."""
+    column = feature_column(image)
+    retpoline, lfence = (UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
+    return lfence or not retpoline
+
+
 def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuProfile) -> bytes:
     """`data` (the ELF bytes at `address`) as the running kernel holds them under `profile`."""
     end = address + len(data)
@@ -228,10 +236,8 @@ def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuP
     for site in image.sealed_endbrs[bisect.bisect_left(image.sealed_endbrs, address - 3):
                                     bisect.bisect_left(image.sealed_endbrs, end)]:
         _overlay(buf, address, site, _SEAL_POISON)  # apply_seal_endbr(): unused ENDBRs poisoned
-    # apply_retpolines(): only without RETPOLINE, or with its LFENCE variant (patch_retpoline())
     column = feature_column(image)
-    retpoline, lfence = (UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
-    if lfence or not retpoline:
+    if patches_retpolines(image, features):
         sites = image.retpoline_sites
         for site in sites[bisect.bisect_left(sites, address - 5) : bisect.bisect_left(sites, end)]:
             patched = _retpoline(image, site, features, column)

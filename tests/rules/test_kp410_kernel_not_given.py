@@ -1,0 +1,37 @@
+from tests.conftest import rules_fired
+
+SOURCE = """
+    .text
+FUNC thunked
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    jmp __x86_indirect_thunk_rax
+FUNC tail_call
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    jmp kfree
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+
+
+def test_jump_to_a_thunk_is_not_checked_without_the_vmlinux(lint):
+    """6.1 insn_is_indirect_jump: a jump into [__indirect_thunk_start, __indirect_thunk_end] is an
+    indirect jump, and only the vmlinux says where that range is."""
+    (result,) = lint(SOURCE, "mymod:thunked+0x5", module=True)
+    assert rules_fired(result) == ["KP410"] and result.verdict.registers is None
+    assert "__x86_indirect_thunk_rax" in result.findings[0].message
+
+
+def test_tail_call_into_the_kernel_is_checked(lint):
+    (result,) = lint(SOURCE, "mymod:tail_call+0x5", module=True)
+    assert "KP410" not in rules_fired(result) and result.verdict.registers and result.verdict.optimized
+
+
+def test_plain_symbol_uniqueness_needs_the_vmlinux(lint):
+    (result,) = lint(SOURCE, "tail_call+0x5", module=True)
+    assert rules_fired(result) == ["KP410"] and "unique" in result.findings[0].message
