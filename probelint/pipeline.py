@@ -108,8 +108,30 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
     from probelint.image.kernel import load_kernel
 
     paths = [str(p) for p in images]
-    return load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,
-                       dotconfig=config.dotconfig, cache_dir=config.cache_dir, cache=config.cache)
+    return load_kernel(_vmlinux_of_modules(paths) + paths + _module_images(config, paths, sources),
+                       profile=config.profile, dotconfig=config.dotconfig, cache_dir=config.cache_dir,
+                       cache=config.cache)
+
+
+def _vmlinux_of_modules(images: list[str]) -> list[str]:
+    """Modules given without a vmlinux: the one they were built for, when it is found (said on
+    stderr); otherwise none, and KP410 reports what only the vmlinux decides."""
+    from probelint.discover import vmlinux_for_module
+    from probelint.errors import printable
+    from probelint.image.elf import ElfFile
+    from probelint.image.module import modinfo
+
+    elves = [ElfFile(p) for p in images]
+    if not elves or not all(elf.is_relocatable for elf in elves):
+        return []
+    for path, elf in zip(images, elves, strict=True):
+        release = modinfo(elf).get("vermagic", "").split(" ", 1)[0]
+        found = vmlinux_for_module(path, release) if release else None
+        if found is not None:
+            print(printable(f"probelint: no vmlinux given: using {found}, the kernel {path} was built for"),
+                  file=sys.stderr)
+            return [str(found)]
+    return []
 
 
 def _lines_cache(config: Config) -> object | None:
