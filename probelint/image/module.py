@@ -42,6 +42,7 @@ class Module(ImageBase):
         self.name = module_name(elf)
         self._vmlinux = vmlinux
         super().__init__(elf, profile)
+        self.relocations  # noqa: B018 -- checked when opened: a torn .rela section is an input error
         if cache is not None:
             self._use_index(cache, self._index_key())
 

@@ -47,6 +47,10 @@ class RelocTable:
         self._resolve_import = resolve_import
         self._rela = {sec.info: sec for sec in elf.sections
                       if sec.type == 4 and sec.info < len(elf.sections)}  # SHT_RELA, by patched section
+        for sec in self._rela.values():  # a torn file is an error when opened, not when a read reaches it
+            if sec.size % _RELA.size:
+                raise InputError(elf.path, f"corrupt ELF: section {sec.name} holds {sec.size} bytes, "
+                                           f"not a whole number of {_RELA.size}-byte relocations")
         self._raw: dict[int, tuple[array, array, array]] = {}  # (offsets, infos, addends), by offset
         self._by_section: dict[int, list[Reloc]] = {}
         self._imports: dict[str, int | None] = {}
@@ -56,9 +60,6 @@ class RelocTable:
         if raw is None:
             sec = self._rela.get(index)
             data = self._elf.section_bytes(sec) if sec is not None else b""
-            if len(data) % _RELA.size:
-                raise InputError(self._elf.path, f"corrupt ELF: section {sec.name} holds {len(data)} bytes, "
-                                                 f"not a whole number of {_RELA.size}-byte relocations")
             words = array("Q", data)
             offsets, infos, addends = words[0::3], words[1::3], array("q", words[2::3].tobytes())
             if any(a > b for a, b in itertools.pairwise(offsets)):  # ld writes them in order; a stable sort if not
