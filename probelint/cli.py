@@ -219,39 +219,46 @@ def _map(argv: list[str]) -> int:
         return 0
     from probelint.pipeline import load, read_sources, run
 
-    images = [args.path]
-    from probelint.image.symbol_map import is_symbol_map_file
-
-    if args.probes and os.path.isfile(args.probes[0]) and is_symbol_map_file(args.probes[0]):
-        images.append(args.probes.pop(0))  # a vmlinuz's symbols named after it, as the lint run takes them
-    if picture and len(args.function) != 1:
-        raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
-    if args.probes and not picture:
-        raise InputError(args.probes[0], "probe files are marked on a picture: add --html or --svg")
     if not _is_elf(args.path):
         raise InputError(args.path, "not an ELF file")
+    # IMAGE [MODULE.ko ...] [MAP] [PROBES ...]: with modules, their functions are mapped; a
+    # vmlinuz's symbols (System.map, kallsyms dump) named after it, as the lint run takes them
+    images = [args.path, *(p for p in args.probes if _is_elf(p))]
+    probe_files = [p for p in args.probes if p not in images]
+    if picture and len(args.function) != 1:
+        raise InputError(args.path, "--html/--svg draw one function: name it with --function F")
+    if probe_files and not picture:
+        raise InputError(probe_files[0], "probe files are marked on a picture: add --html or --svg")
     config = _settings(args)
     kernel = load(config, images)
-    image = kernel.vmlinux
-    if image is None:
+    mapped = kernel.modules or ([kernel.vmlinux] if kernel.vmlinux is not None else [])
+    if not mapped:
         raise InputError(args.path, "map takes a vmlinux")
+    image = mapped[-1]
     if args.function:
         syms = []
         for name in args.function:
-            sym = image.symbols.lookup_name(name)
-            if sym is None:
+            module, _, bare = name.rpartition(":")
+            found = kernel.lookup_name(bare, module or None)
+            if found is None:
                 raise InputError(args.path, f"unknown function {name}")
+            image, sym = found
             if not (image.is_core_text(sym.address) or image.is_init_text(sym.address)):
                 # data (jiffies, ...) would be decoded and drawn as instructions
                 raise InputError(args.path, f"{name} is not a function: it is not in kernel text")
-            if (count := image.symbols.count(name)) > 1:
-                print(f"probelint: note: {count} symbols are named {name}; mapping the lowest-addressed one, "
+            if (count := image.symbols.count(bare)) > 1:
+                print(f"probelint: note: {count} symbols are named {bare}; mapping the lowest-addressed one, "
                       f"at {sym.address:#x}, as kallsyms_lookup_name() resolves the name", file=sys.stderr)
             syms.append(sym)
     else:
-        stext, etext = image.marker("_stext"), image.marker("_etext")
+        from probelint.image.module import Module
+
+        if isinstance(image, Module):
+            stext, etext = image.layout.text_start, image.layout.text_end
+        else:
+            stext, etext = image.marker("_stext") or 0, image.marker("_etext") or 0
         # functions, not the linker-script markers whose kallsyms "size" spans a whole gap
-        syms = [s for s in image.symbols.symbols_in(stext or 0, etext or 0)
+        syms = [s for s in image.symbols.symbols_in(stext, etext)
                 if s.type in "tTwW" and 0 < s.size <= MAX_FUNCTION_SIZE and not looks_linker_provided(s.name)]
     if picture:
         from probelint import picture as drawing
@@ -260,14 +267,14 @@ def _map(argv: list[str]) -> int:
         if not 0 < sym.size <= MAX_FUNCTION_SIZE:
             raise InputError(args.path, f"{args.function[0]}: a symbol of {sym.size} bytes is no function to draw")
         config.hints = "never"
-        report = run(config, kernel, read_sources(args.probes))
-        drawn = drawing.build(kernel, sym, report.results)
+        report = run(config, kernel, read_sources(probe_files))
+        drawn = drawing.build(kernel, sym, report.results, image)
         for path in drawing.write(drawn, args.path, html=args.html, svg=args.svg):
             print(printable(f"picture of {sym.name} written to {path}"), file=sys.stderr)
         if args.output is None:
             return 0  # a picture was asked for, not a map file
-    output = args.output or Path(Path(args.path).name + ".probemap.gz")
-    counts = probemap.map_kernel(kernel, syms, output, args.jobs)
+    output = args.output or Path(Path(image.path).name + ".probemap.gz")
+    counts = probemap.map_kernel(kernel, syms, output, args.jobs, image)
     sys.stdout.write(probemap.summary(counts))
     print(printable(f"map written to {output} [cpu profile: {kernel.profile.value}]"), file=sys.stderr)
     return 0
@@ -436,10 +443,11 @@ def _kernels(images: list[str]) -> list[list[str]]:
     """One group per vmlinux (several kernels are checked side by side, in parallel), each with
     the modules built for it (matched by release: vermagic against the banner); modules alone
     form one group. Only the ELF header is read unless there are several vmlinux images."""
+    from probelint.image.elf import is_module_file
     from probelint.image.symbol_map import is_symbol_map_file
 
     maps = {p: is_symbol_map_file(p) for p in images}
-    vmlinuxes = [p for p in images if not maps[p] and not _is_module_file(p)]
+    vmlinuxes = [p for p in images if not maps[p] and not is_module_file(p)]
     if len(vmlinuxes) <= 1:
         return [images]
     from probelint.image.kernel import open_image
@@ -455,16 +463,6 @@ def _kernels(images: list[str]) -> list[list[str]]:
         mine = [p for p, vermagic in modules if not release or not vermagic or vermagic.split()[0] == release[0]]
         groups.append([path, *own_maps, *mine])
     return groups
-
-
-def _is_module_file(path: str) -> bool:
-    """ET_REL (a .ko), from the ELF header alone; compressed images are modules."""
-    if re.search(r"\.ko\.(xz|gz|zst)$", path):
-        return True
-    with open(path, "rb") as fh:
-        header = fh.read(18)
-    # a bzImage's bytes 16-17 are boot code: only an ELF header says ET_REL
-    return len(header) == 18 and header[:4] == b"\x7fELF" and int.from_bytes(header[16:18], "little") == 1
 
 
 Job = tuple[argparse.Namespace, "Config", list[str], list["Parsed"]]

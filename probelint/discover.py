@@ -9,7 +9,8 @@ from pathlib import Path
 
 from probelint.errors import InputError
 
-__all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinuz_candidates"]
+__all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinux_for_module",
+           "vmlinuz_candidates"]
 
 
 def candidates(release: str, root: Path = Path("/")) -> list[Path]:
@@ -81,6 +82,31 @@ def _shows_addresses(kallsyms: Path) -> bool:
     except OSError:
         return False
     return first[:16].strip(b"0") != b""
+
+
+def vmlinux_for_module(module: str | Path, release: str) -> Path | None:
+    """The vmlinux a module of kernel `release` (its vermagic) is loaded into: in the tree the
+    module lies in (an unpacked -dbg package: ROOT/usr/lib/debug/lib/modules/RELEASE/... ->
+    ROOT/usr/lib/debug/boot/vmlinux-RELEASE, and perf's other places under ROOT), then on this
+    machine. Only an ELF file counts (/boot/vmlinux-R may be a compressed image)."""
+    roots = []
+    parts = Path(module).absolute().parts
+    for k in range(len(parts) - 2):
+        if parts[k : k + 3] == ("lib", "modules", release):
+            top = Path(*parts[:k])  # ROOT/usr/lib/debug (a -dbg package) or ROOT (a modules tree)
+            roots.append(top.parent.parent.parent if top.parts[-3:] == ("usr", "lib", "debug") else top)
+            break
+    roots.append(Path("/"))
+    for root in roots:
+        for path in candidates(release, root):
+            try:
+                if path.is_file():  # never opened otherwise: a FIFO would block
+                    with open(path, "rb") as fh:
+                        if fh.read(4) == b"\x7fELF":
+                            return path
+            except OSError:
+                continue
+    return None
 
 
 def default_module_dirs(vmlinux: str) -> list[Path]:

@@ -33,6 +33,7 @@ KERNEL_ORDER = (
     "KP113",  # __trace_kprobe_create: kprobe_on_func_entry for return probes
     "KP102",  #   ... number_of_same_symbols
     "KP402",  #   ... MOD:SYM of a module not loaded: deferred
+    "KP412",  #   ... a module without its vmlinux: what the kernel's image decides is unknown
     "KP105",  # __register_trace_kprobe: within_notrace_func
     "KP101",  # register_k(ret)probe -> _kprobe_addr
     "KP115",  # register_kretprobe: kretprobe_blacklist

@@ -78,6 +78,8 @@ class Marked:
     kind: str
     window: tuple[int, int] | None  # [start, end) offsets of the engine's jump window
     blockers: tuple[tuple[int, int], ...]  # (branch offset, target offset) into P+1..P+5
+    # branches of the function's .cold/.part pieces into P+1..P+5: can_optimize does not see them (KP405)
+    piece_blockers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +90,24 @@ class Picture:
     probes: tuple[Marked, ...]
     branches: tuple[tuple[int, int], ...]  # (source, target) offsets of every branch within the function
     elsewhere: int  # probes of the input files that land in other functions (or nowhere)
+    # (source as PIECE+0xOFF, target offset) of the branches of .cold/.part pieces into the function
+    piece_branches: tuple[tuple[str, int], ...] = ()
 
 
-def build(kernel: Kernel, sym: KSym, results: list[ProbeResult]) -> Picture:
-    """Classify every boundary of `sym` and place the probes of `results` (checked as one set)."""
+def build(kernel: Kernel, sym: KSym, results: list[ProbeResult], image: Image | None = None) -> Picture:
+    """Classify every boundary of `sym` (a function of `image`: default the vmlinux) and place the
+    probes of `results` (checked as one set)."""
     from probelint.probemap import boundary_class, check_boundaries
 
-    image = kernel.vmlinux
+    image = image or kernel.vmlinux
     assert image is not None
     fn = image.function(sym)
+    pieces = tuple((image.describe(insn.address).split(":", 1)[-1], target - sym.address)
+                   for piece in image.symbols.pieces_of(sym.name.split(".", 1)[0]) if piece.address != sym.address
+                   for target, insn in image.function(piece).branches if sym.address <= target < sym.end)
     by_address = {i.address: i for i in fn.insns}
     cells = []
-    for offset, alone in check_boundaries(kernel, sym, findings=True):
+    for offset, alone in check_boundaries(kernel, sym, findings=True, image=image):
         cls, reason = boundary_class(alone.verdict)
         rule, _, errno = reason.partition(":")
         kind = KINDS[cls]
@@ -122,10 +130,12 @@ def build(kernel: Kernel, sym: KSym, results: list[ProbeResult]) -> Picture:
             insns = ctx.window()
             window = (ctx.offset, insns[-1].end - sym.address) if insns else None
             blockers = tuple((i.address - sym.address, t - sym.address) for t, i in blocking_branches(fn, ctx.address))
-        marked.append(Marked(len(marked) + 1, result, ctx.offset, kind, window, blockers))
+        # KP405: a piece's branch into P+1..P+5 of a probe the kernel optimizes anyway
+        into = tuple((src, t) for src, t in pieces if ctx.offset < t < ctx.offset + 5) if v.optimized else ()
+        marked.append(Marked(len(marked) + 1, result, ctx.offset, kind, window, blockers, into))
     branches = tuple(sorted((i.address - sym.address, t - sym.address) for t, i in fn.branches
                             if sym.address <= t < sym.end))
-    return Picture(image, sym, tuple(cells), tuple(marked), branches, len(results) - len(marked))
+    return Picture(image, sym, tuple(cells), tuple(marked), branches, len(results) - len(marked), tuple(sorted(pieces)))
 
 
 # ---------------------------------------------------------------------------------------------- SVG
@@ -184,6 +194,8 @@ svg.picture text { fill: #222; }
 .arc { fill: none; }
 .arc.blocker { stroke: #c0182b; stroke-width: 1.8; }
 .arc.all { stroke: #7a7a7a; stroke-width: 1; opacity: 0.45; display: none; }
+.arc.piece { stroke: #7a4fb0; stroke-width: 1.2; stroke-dasharray: 4 2; }
+.arc.blocker.piece { stroke: #c0182b; stroke-width: 1.8; }
 svg.all-arcs .arc.all { display: inline; }
 .legend text { font-size: 11px; }
 .title { font-size: 14px; font-weight: bold; }
@@ -241,15 +253,18 @@ def render_svg(p: Picture, *, standalone: bool = True) -> str:
         out.append(f'<text class="rowlabel" x="{LEFT - 8}" y="{y}" text-anchor="end">+{row * grid.per_row:#05x}</text>')
     for cell in p.cells:
         out += _insn(grid, cell)
-    targets: dict[int, list[int]] = {}
+    targets: dict[int, list[str]] = {}
     for source, target in p.branches:
-        targets.setdefault(target, []).append(source)
+        targets.setdefault(target, []).append(f"+{source:#x}")
+    for where, target in p.piece_branches:
+        targets.setdefault(target, []).append(where)
     for target, sources in targets.items():
         x, y = grid.x(target), grid.top(target)
-        what = ", ".join(f"+{s:#x}" for s in sources)
+        what = ", ".join(sources)
         out.append(f'<path class="target" data-offset="{target:#x}" d="M{x - 4},{y - 7} l8,0 l-4,6 z">'
                    f"<title>branch target +{target:#x}, from {what}</title></path>")
     out += [_arc(grid, s, t, "arc all", f"branch +{s:#x} -> +{t:#x}") for s, t in p.branches]
+    out += [_piece_arc(grid, where, t, "arc piece", f"branch {where} -> +{t:#x}") for where, t in p.piece_branches]
     lanes: list[int] = []  # end of the last window in each lane: overlapping windows nest, not coincide
     for probe in sorted(p.probes, key=lambda m: m.window or (0, 0)):
         if probe.window is None:
@@ -260,6 +275,9 @@ def render_svg(p: Picture, *, standalone: bool = True) -> str:
     for probe in p.probes:
         out += [_arc(grid, s, t, "arc blocker", f"+{s:#x} branches to +{t:#x}, inside the 5 bytes probe "
                      f"{probe.number}'s jump would overwrite", probe=probe.number) for s, t in probe.blockers]
+        out += [_piece_arc(grid, where, t, "arc blocker piece", f"{where} branches to +{t:#x}, inside the 5 bytes "
+                           f"probe {probe.number}'s jump overwrites: the kernel checks only this function and "
+                           f"optimizes it anyway (KP405)", probe=probe.number) for where, t in probe.piece_blockers]
     stacked: dict[int, int] = {}
     for probe in p.probes:
         out += _pin(grid, probe, stacked)
@@ -293,6 +311,16 @@ def _arc(grid: _Grid, source: int, target: int, cls: str, title: str, probe: int
     data = f' data-probe="{probe}"' if probe is not None else ""
     return (f'<path class="{cls}"{data} data-source="{source:#x}" data-target="{target:#x}" '
             f'd="M{x0:.1f},{y0:.1f} {shape}" marker-end="url(#arrow)"><title>{escape(title)}</title></path>')
+
+
+def _piece_arc(grid: _Grid, where: str, target: int, cls: str, title: str, probe: int | None = None) -> str:
+    """A branch from another symbol (a .cold/.part piece): it comes in from the left margin."""
+    x1, y1 = grid.x(target), grid.top(target) - 7
+    x0, y0 = LEFT - 36, y1 - (TOP_BAND - 4)
+    data = f' data-probe="{probe}"' if probe is not None else ""
+    return (f'<path class="{cls}"{data} data-source="{escape(where)}" data-target="{target:#x}" '
+            f'd="M{x0:.1f},{y0:.1f} Q{x1:.1f},{y0:.1f} {x1:.1f},{y1:.1f}" marker-end="url(#arrow)">'
+            f"<title>{escape(title)}</title></path>")
 
 
 def _window(grid: _Grid, probe: Marked, lane: int) -> list[str]:

@@ -131,11 +131,33 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
             images = [*images, str(live.kallsyms)]
         sources = [*sources, *live.existing_probes()]  # their modules are wanted too
     paths = [str(p) for p in images]
-    kernel = load_kernel(paths + _module_images(config, paths, sources), profile=config.profile,
-                         dotconfig=config.dotconfig, cache_dir=config.cache_dir, cache=config.cache)
+    kernel = load_kernel(_vmlinux_of_modules(paths) + paths + _module_images(config, paths, sources),
+                         profile=config.profile, dotconfig=config.dotconfig, cache_dir=config.cache_dir,
+                         cache=config.cache)
     if live is not None:
         live.attach(kernel)
     return kernel
+
+
+def _vmlinux_of_modules(images: list[str]) -> list[str]:
+    """Modules given without a vmlinux: the one they were built for, when it is found (said on
+    stderr); otherwise none, and KP412 reports what only the vmlinux decides."""
+    from probelint.discover import vmlinux_for_module
+    from probelint.errors import printable
+    from probelint.image.elf import ElfFile, is_module_file
+    from probelint.image.module import modinfo
+
+    if not images or not all(is_module_file(p) for p in images):  # a symbol map or bzImage: a vmlinux is there
+        return []
+    for path in images:
+        elf = ElfFile(path)
+        release = modinfo(elf).get("vermagic", "").split(" ", 1)[0]
+        found = vmlinux_for_module(path, release) if release else None
+        if found is not None:
+            print(printable(f"probelint: no vmlinux given: using {found}, the kernel {path} was built for"),
+                  file=sys.stderr)
+            return [str(found)]
+    return []
 
 
 def _lines_cache(config: Config) -> object | None:

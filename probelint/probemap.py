@@ -27,24 +27,30 @@ if TYPE_CHECKING:
     from probelint.checks import ProbeResult
     from probelint.findings import Verdict
     from probelint.image.kallsyms import KSym
-    from probelint.image.kernel import Kernel
+    from probelint.image.kernel import Image, Kernel
 
 __all__ = ["boundary_class", "check_boundaries", "classify_function", "map_kernel", "query", "summary"]
 
 _KERNEL: Kernel | None = None  # inherited by forked workers
+_IMAGE: Image | None = None  # the image mapped: the vmlinux or a module
 
 
-def check_boundaries(kernel: Kernel, sym: KSym, *, findings: bool = False) -> Iterator[tuple[int, ProbeResult]]:
-    """(offset, result) of a probe ``SYM+OFF`` alone at every instruction boundary of `sym`."""
+def check_boundaries(kernel: Kernel, sym: KSym, *, findings: bool = False,
+                     image: Image | None = None) -> Iterator[tuple[int, ProbeResult]]:
+    """(offset, result) of a probe ``SYM+OFF`` alone at every instruction boundary of `sym`, a
+    function of `image` (default: the vmlinux; a module's as ``MOD:SYM+OFF``)."""
     from probelint.engine import check_alone
     from probelint.findings import Location
     from probelint.readers.spec import ProbeSpec
 
-    image = kernel.vmlinux
+    image = image or kernel.vmlinux
     assert image is not None
+    prefix = f"{image.name}:" if image.is_module else ""
     for insn in image.function(sym, every_insn=True).insns:
         offset = insn.address - sym.address
-        spec = ProbeSpec(f"{sym.name}+{offset:#x}", Location("<map>", 1, 1), False, None, None, 0, insn.address)
+        # by address: a name kallsyms holds twice would resolve to its first holder
+        spec = ProbeSpec(f"{prefix}{sym.name}+{offset:#x}", Location("<map>", 1, 1), False, None, None, 0,
+                         insn.address)
         yield offset, check_alone(kernel, spec, findings=findings)
 
 
@@ -59,33 +65,36 @@ def boundary_class(v: Verdict) -> tuple[str, str]:
     return "I", v.reasons[0] if v.reasons else ""
 
 
-def classify_function(kernel: Kernel, sym: KSym) -> dict[str, Any]:
-    boundaries = [[offset, *boundary_class(result.verdict)] for offset, result in check_boundaries(kernel, sym)]
+def classify_function(kernel: Kernel, sym: KSym, image: Image | None = None) -> dict[str, Any]:
+    boundaries = [[offset, *boundary_class(result.verdict)]
+                  for offset, result in check_boundaries(kernel, sym, image=image)]
     return {"f": sym.name, "a": sym.address, "s": sym.size, "b": boundaries}
 
 
 def _worker(syms: list[KSym]) -> tuple[bytes, Counter[str]]:
     """A run of functions classified, as one gzip member of the map, and its counts: workers
     compress in parallel and the parent only concatenates (gzip readers take several members)."""
-    assert _KERNEL is not None and _KERNEL.vmlinux is not None
+    assert _KERNEL is not None and _IMAGE is not None
     counts: Counter[str] = Counter()
     lines = []
     for sym in syms:
-        record = classify_function(_KERNEL, sym)
+        record = classify_function(_KERNEL, sym, _IMAGE)
         lines.append(json.dumps(record, separators=(",", ":")) + "\n")
         for _, cls, rule in record["b"]:
             counts[cls] += 1
             if rule:
                 counts[f"{cls} {rule}"] += 1
-    _KERNEL.vmlinux.save_facts()  # a mapped kernel is warm for every later run
-    _KERNEL.vmlinux.forget_functions()  # each function is mapped once: keep memory flat
+    _IMAGE.save_facts()  # a mapped kernel is warm for every later run
+    _IMAGE.forget_functions()  # each function is mapped once: keep memory flat
     return gzip.compress("".join(lines).encode(), compresslevel=6), counts  # 9 costs 3x the time for 1 %
 
 
-def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: int | None = None) -> Counter[str]:
-    """Classify every boundary of `functions` (in parallel), write the map, return the counts."""
-    global _KERNEL
-    _KERNEL = kernel
+def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: int | None = None,
+               image: Image | None = None) -> Counter[str]:
+    """Classify every boundary of `functions` of `image` (default: the vmlinux) in parallel, write
+    the map, return the counts."""
+    global _KERNEL, _IMAGE
+    _KERNEL, _IMAGE = kernel, image or kernel.vmlinux
     syms = sorted(functions, key=lambda sym: sym.address)
     jobs = max(1, jobs or os.cpu_count() or 1)
     # Contiguous runs, so the members come out in address order; many of them, to balance the load.

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark probelint against binutils on one kernel image, in one run on one machine.
 
-    python3 scripts/benchmark.py [VMLINUX] [--repeat 3]
+    python3 scripts/benchmark.py [VMLINUX] [--module KO] [--repeat 3]
 
 Times (median of --repeat runs, wall clock) and peak RSS of: `nm -n`, `objdump -d -j .text`,
 probelint cold (no index yet), warm (index and the probed functions' decode facts present: the
 pre-commit case, the same probe file again) and "warm index, new probes" (functions never seen
 before) with 10, 1,000 and 10,000 probes drawn from the image's instruction boundaries, and prints
-ratios against the binutils baselines. The
+ratios against the binutils baselines. Module rows: the vmlinux with a module (default xfs.ko of the
+same -dbg package), cold and warm with 1,000 ``MOD:SYM+OFF`` probes and warm with one. The
 default image is the Debian 6.1 cloud vmlinux (downloaded into the cache if needed). Figures go in
 docs/performance.md; they are never asserted in tests (machines are shared and noisy).
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import probelint
-from probelint.image.kernel import Image
+from probelint.image.kernel import Image, Module
 
 SIZES = (10, 1_000, 10_000)
 
@@ -58,23 +59,29 @@ def median_run(cmd: list[str], repeat: int, *, before: list[str] | None = None,
 
 
 def sample_probes(image: Image, count: int, seed: int = 1) -> list[str]:
-    stext, etext = image.marker("_stext"), image.marker("_etext")
+    """`count` instruction boundaries of the image's core text (``MOD:SYM+OFF`` in a module)."""
+    if isinstance(image, Module):
+        stext, etext = image.layout.text_start, image.layout.text_end
+    else:
+        stext, etext = image.marker("_stext"), image.marker("_etext")
     funcs = [s for s in image.symbols.symbols_in(stext, etext) if s.type in "tT" and s.size > 5]
+    prefix = f"{image.name}:" if image.is_module else ""
     rng = random.Random(seed)
     out: list[str] = []
     while len(out) < count:
         sym = rng.choice(funcs)
         insns = image.function(sym).insns
         insn = rng.choice(insns)
-        out.append(f"{sym.name}+{insn.address - sym.address:#x}")
+        out.append(f"{prefix}{sym.name}+{insn.address - sym.address:#x}")
     return out
 
 
-def write_samples(vmlinux: Path, files: list[tuple[Path, int, int]]) -> None:
-    """Write each (file, count, seed) sample. Run in a spawned process: a parent that has loaded
-    the kernel would inflate every child's peak RSS (ru_maxrss counts the pages a forked child
-    shares with its parent before exec)."""
-    image = probelint.load_kernel([vmlinux]).vmlinux
+def write_samples(vmlinux: Path, files: list[tuple[Path, int, int]], module: Path | None = None) -> None:
+    """Write each (file, count, seed) sample (of the module's text when `module` is given). Run
+    in a spawned process: a parent that has loaded the kernel would inflate every child's peak
+    RSS (ru_maxrss counts the pages a forked child shares with its parent before exec)."""
+    kernel = probelint.load_kernel([vmlinux, *([module] if module else [])])
+    image = kernel.modules[0] if module else kernel.vmlinux
     assert image is not None
     for path, count, seed in files:
         path.write_text("\n".join(sample_probes(image, count, seed)) + "\n")
@@ -83,6 +90,7 @@ def write_samples(vmlinux: Path, files: list[tuple[Path, int, int]]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("vmlinux", nargs="?", type=Path)
+    ap.add_argument("--module", type=Path, help="a .ko of the same kernel (default: its xfs.ko)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     # probelint is timed as installed, its bytecode cached (pip compiles it at install time); with
@@ -94,22 +102,30 @@ def main() -> int:
         from probelint.vmtest.download import ensure_debug_vmlinux
 
         vmlinux = ensure_debug_vmlinux("linux-image-6.1.0-56-cloud-amd64")
+    module = args.module
+    if module is None:
+        release = vmlinux.name.removeprefix("vmlinux-")
+        found = sorted(vmlinux.parent.parent.glob(f"lib/modules/{release}/kernel/fs/xfs/xfs.ko"))
+        module = found[0] if found else None
     rows: list[tuple[str, float, int]] = []
     tmp = tempfile.TemporaryDirectory()
     work = Path(tmp.name)
     samples = [(work / f"probes-{size}-{seed}.txt", size, seed) for size in SIZES
                for seed in (1, *range(100, 100 + args.repeat))]
+    module_samples = [(work / f"module-{size}.txt", size, 1) for size in (1, 1_000)]
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pool.submit(write_samples, vmlinux, samples).result()
+        if module is not None:
+            pool.submit(write_samples, vmlinux, module_samples, module).result()
     nm = median_run(["nm", "-n", str(vmlinux)], args.repeat)
     rows.append(("nm -n", *nm))
     objdump = median_run(["objdump", "-d", "-j", ".text", str(vmlinux)], args.repeat)
     rows.append(("objdump -d -j .text", *objdump))
     cache = work / "cache"
 
-    def probelint_cmd(probes: Path, image: Path = vmlinux) -> list[str]:
+    def probelint_cmd(probes: Path, *images: Path) -> list[str]:
         return [sys.executable, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
-                str(image), str(probes)]
+                *map(str, images or (vmlinux,)), str(probes)]
 
     for size in SIZES:
         probes = work / f"probes-{size}-1.txt"
@@ -129,6 +145,17 @@ def main() -> int:
         cold = median_run(probelint_cmd(work / "probes-1000-1.txt", image), args.repeat,
                           before=["rm", "-rf", str(cache)])
         rows.append((f"probelint cold, 1000 probes, {name} ({image.stat().st_size / 1e6:.0f} MB)", *cold))
+    if module is not None:
+        # a module's facts are indexed under its build-id, the vmlinux's and its load address
+        probes = work / "module-1000.txt"
+        cold = median_run(probelint_cmd(probes, vmlinux, module), args.repeat, before=["rm", "-rf", str(cache)])
+        rows.append((f"probelint cold, 1000 {module.name} probes", *cold))
+        rows.append((f"probelint warm, 1000 {module.name} probes", *median_run(probelint_cmd(probes, vmlinux, module),
+                                                                             args.repeat)))
+        one = work / "module-1.txt"
+        median_run(probelint_cmd(one, vmlinux, module), 1)  # its function's facts stored
+        rows.append((f"probelint warm, 1 {module.name} probe", *median_run(probelint_cmd(one, vmlinux, module),
+                                                                          args.repeat)))
     tmp.cleanup()
     print(f"image: {vmlinux} ({vmlinux.stat().st_size / 1e6:.0f} MB), median of {args.repeat} runs, "
           f"{os.cpu_count()} CPUs")

@@ -16,9 +16,9 @@ import pytest
 
 from probelint.vmtest import HarnessUnavailable, errno_name, parse_list_line, parse_spec, run_probes
 from probelint.vmtest import runner as vmrunner
-from probelint.vmtest.cli import read_probe_file
 from probelint.vmtest.download import KernelBundle, kernel_abi
 from probelint.vmtest.initramfs import CpioEntry, GuestProbe, build_initramfs, read_newc, write_newc
+from probelint.vmtest.sampler import read_probes
 from probelint.vmtest.vm import BootResult
 
 # ------------------------------------------------------------------ kprobes/list parsing
@@ -94,11 +94,31 @@ def test_kernel_abi() -> None:
     assert kernel_abi("linux-image-6.1.0-56-cloud-amd64-unsigned") == "6.1.0-56-cloud-amd64"
 
 
-def test_read_probe_file_phases() -> None:
-    specs, phases = read_probe_file("# c\nvfs_read  # ftrace\n\nvfs_read+0x5\n---\nvfs_read+0x7\n")
-    assert specs == ["vfs_read", "vfs_read+0x5", "vfs_read+0x7"]
+def test_read_probes_phases(tmp_path) -> None:
+    probes = tmp_path / "p.txt"
+    probes.write_text("# c\nvfs_read  # entry [vmlinux:0x1] a note\n\nvfs_read+0x5\n---\nvfs_read+0x7\n")
+    samples, phases = read_probes([str(probes)])
+    assert [s.spec for s in samples] == ["vfs_read", "vfs_read+0x5", "vfs_read+0x7"]
+    assert (samples[0].category, samples[0].function, samples[0].note) == ("entry", "vmlinux:0x1", "a note")
     assert phases == [[0, 1], [2]]
-    assert read_probe_file("a\nb\n")[1] is None
+    probes.write_text("a\nb\n")
+    assert read_probes([str(probes)])[1] is None
+
+
+def test_read_probes_registers_the_canonical_target(tmp_path) -> None:
+    """Every syntax the linter reads becomes the kprobe_events target the kernel is asked about
+    (written as they were, the first three were refused or misplaced by the guest)."""
+    probes = tmp_path / "p.txt"
+    probes.write_text("p:grp/ev kfree+0x3 ptr=%di\nr:ev vfs_read\nkprobe:ext4_file_write_iter\nr:vfs_read+0x5\n"
+                      "xfs:xfs_file_read_iter+011\n")
+    script = tmp_path / "t.bt"
+    script.write_text("kretprobe:vfs_write { @n = count(); }\nkprobe:xfs:xfs_file_read_iter+5 {}\n")
+    skipped = []
+    samples, _ = read_probes([str(probes), str(script)], skipped=skipped.append)
+    assert [s.spec for s in samples] == ["kfree+0x3", "vfs_read%return", "ext4_file_write_iter", "r:vfs_read+0x5",
+                                         "xfs:xfs_file_read_iter+0x9", "vfs_write%return",
+                                         "xfs:xfs_file_read_iter+0x5"]
+    assert not skipped
 
 
 # ------------------------------------------------------------------ cpio writer

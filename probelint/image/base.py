@@ -6,22 +6,34 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
+from array import array
 from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from probelint.arch.x86 import decode as x86
 from probelint.arch.x86.cpu import CpuProfile
 from probelint.arch.x86.patching import patch_live_text
+from probelint.image.blacklist import Blacklist
+from probelint.image.cache_format import IndexFormatError, field, typed_array
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.facts import FactStore, FunctionFacts
 from probelint.image.function import Function
 from probelint.image.kallsyms import KSym, SymbolTable
 from probelint.image.kversion import KernelConfig
-from probelint.image.tables import TABLES, read_table
+from probelint.image.tables import NEWER_LAYOUTS, TABLES, read_table
 from probelint.image.version import infer_config
 from probelint.image.view import KernelImage, TableSource
+from probelint.progress import progress
+
+if TYPE_CHECKING:
+    from probelint.image.cache import IndexCache
 
 __all__ = ["ImageBase"]
+
+_ADDRESS_LISTS = ("ftrace_sites", "return_sites", "extable", "sealed_endbrs")
+_SITES = ("jump_table", "static_call_sites")
+_TABLES = ("parainstructions", "alt_instructions", "jump_table")
 
 
 class ImageBase(ABC):
@@ -29,6 +41,8 @@ class ImageBase(ABC):
 
     is_module: bool
     name: str
+    # the cached properties a cold run computes for the build-id index (image/cache.py)
+    _INDEXED: tuple[str, ...] = (*_ADDRESS_LISTS, "bug_sites", "blacklist")
 
     def __init__(self, elf: ElfFile, profile: CpuProfile) -> None:
         self.elf = elf
@@ -111,6 +125,79 @@ class ImageBase(ABC):
     def _relocated(self, data: bytes, start: int, sec: ElfSection) -> bytes:
         """`data` (from offset `start` of `sec`) with the relocations the loader applies."""
         return data
+
+    @property
+    @abstractmethod
+    def blacklist(self) -> Blacklist: ...
+
+    # ------------------------------------------------------------------ the build-id index
+
+    def _use_index(self, cache: IndexCache, key: str | None) -> None:
+        """Take the whole-file facts from the index under `key`, or compute and store them."""
+        self._facts = cache.fact_store(key)
+        tree = cache.load(key)
+        if tree is not None:
+            try:
+                indexed, sites, tables = self._from_index(tree)
+            except IndexFormatError as exc:
+                cache.discard(key, str(exc))
+            else:
+                self.__dict__.update(indexed)
+                self._sites.update(sites)
+                self._indexed_tables = tables
+                return
+        for name in progress(self._INDEXED, len(self._INDEXED), f"indexing {self.path} (first run)", minimum=1):
+            getattr(self, name)
+        cache.store(key, self._to_index())
+
+    def _to_index(self) -> dict[str, Any]:
+        """What every image keeps, in the index's plain types (image/cache_format.py)."""
+        blacklist = self.blacklist.ranges
+        reasons = sorted({why for _, _, why in blacklist})
+        at = {why: k for k, why in enumerate(reasons)}
+        return {
+            # sorted address lists stay arrays when loaded: bisected in place, never rebuilt int by int
+            **{name: array("Q", getattr(self, name)) for name in _ADDRESS_LISTS},
+            "bug_sites": array("Q", sorted(self.bug_sites)),
+            "blacklist": {"starts": array("Q", (r[0] for r in blacklist)),
+                          "ends": array("Q", (r[1] for r in blacklist)),
+                          "reasons": reasons, "reason_of": array("I", (at[r[2]] for r in blacklist))},
+            "sites": {name: {"starts": array("Q", (s for s, _ in sites)), "ends": array("Q", (e for _, e in sites))}
+                      for name in _SITES for sites in [self.reserved_sites(name)]},
+            # the tables live-text patching and jump-label targets read, rebuilt when first read
+            # (a warm run whose functions' live text is in the fact store reads none of the first two)
+            "tables": {name: _table_to_index(self.table(name)) for name in _TABLES},
+        }
+
+    @classmethod
+    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+        """The cached properties, reserved sites and special tables kept by `_to_index`, each
+        checked for its type and bounds; IndexFormatError otherwise (the index is then rebuilt)."""
+        if not isinstance(tree, dict):
+            raise IndexFormatError("not a tree")
+        indexed: dict[str, Any] = {name: typed_array(tree, name, "Q") for name in _ADDRESS_LISTS}
+        indexed["bug_sites"] = frozenset(typed_array(tree, "bug_sites", "Q"))
+        black = field(tree, "blacklist", dict)
+        starts = typed_array(black, "starts", "Q")
+        ends = typed_array(black, "ends", "Q", len(starts))
+        reason_of = typed_array(black, "reason_of", "I", len(starts))
+        reasons = field(black, "reasons", list)
+        if not all(isinstance(r, str) for r in reasons) or (reason_of and max(reason_of) >= len(reasons)):
+            raise IndexFormatError("blacklist: reasons")
+        indexed["blacklist"] = Blacklist.of_ranges([(s, e, reasons[k]) for s, e, k in zip(starts, ends, reason_of,
+                                                                                          strict=True)])
+        sites = {}
+        for name, data in field(tree, "sites", dict).items():
+            if name not in _SITES:
+                raise IndexFormatError(f"sites: {name}")
+            lo = typed_array(data, "starts", "Q")
+            sites[name] = list(zip(lo, typed_array(data, "ends", "Q", len(lo)), strict=True))
+        tables = {}
+        for name, data in field(tree, "tables", dict).items():
+            if name not in _TABLES:
+                raise IndexFormatError(f"tables: {name}")
+            tables[name] = _table_from_index(name, data)
+        return indexed, sites, tables
 
     # ------------------------------------------------------------------ shared
 
@@ -309,3 +396,21 @@ class ImageBase(ABC):
             return f"{address:#x}"
         prefix = f"{self.name}:" if self.is_module else ""
         return f"{prefix}{sym.name}+{address - sym.address:#x}"
+
+
+def _table_to_index(entries: list[dict[str, int]]) -> dict[str, Any]:
+    fields = list(entries[0]) if entries else []
+    columns = [[e[f] for e in entries] for f in fields]
+    # pointers need all 64 bits unsigned; only s32 fields go below zero
+    return {"fields": fields, "columns": [array("q" if min(c) < 0 else "Q", c) for c in columns]}
+
+
+def _table_from_index(name: str, data: dict[str, Any]) -> tuple[list[str], list[array]]:
+    fields, columns = field(data, "fields", list), field(data, "columns", list)
+    layouts = {tuple(f.name for f in t.fields) for t in (TABLES[name], *(t for _, t in NEWER_LAYOUTS.get(name, ())))}
+    if fields and tuple(fields) not in layouts:
+        raise IndexFormatError(f"{name}: not a layout of the table")
+    if len(columns) != len(fields) or not all(isinstance(c, array) and c.typecode in "qQ" for c in columns) \
+            or len({len(c) for c in columns}) > 1:
+        raise IndexFormatError(f"{name}: columns of the wrong type or length")
+    return fields, columns

@@ -87,6 +87,16 @@ MAX_SYMBOLS = 1 << 21
 COMPRESSED_SUFFIXES = {".xz": "xz", ".gz": "gzip", ".zst": "zstd"}  # modules as distributions install them
 
 
+def is_module_file(path: str) -> bool:
+    """ET_REL (a .ko), from the ELF header alone; compressed images are modules."""
+    if path.endswith(tuple(f".ko{suffix}" for suffix in COMPRESSED_SUFFIXES)):
+        return True
+    with open(path, "rb") as fh:
+        header = fh.read(18)
+    # a bzImage's bytes 16-17 are boot code: only an ELF header says ET_REL
+    return len(header) == 18 and header[:4] == b"\x7fELF" and int.from_bytes(header[16:18], "little") == 1
+
+
 def _chunks(fh: BinaryIO) -> Iterator[bytes]:
     while chunk := fh.read(1 << 20):
         yield chunk

@@ -21,6 +21,7 @@ from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
 from probelint.image.kversion import MAX_KCONFIG, KernelConfig, KernelVersion
 from probelint.image.module import Module
+from probelint.image.module_layout import MODULE_BASE
 from probelint.image.symbol_map import SymbolMap, beside, is_symbol_map_file
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
@@ -47,8 +48,8 @@ class Kernel:
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,
              dotconfig: DotConfig | None = None, cache: IndexCache | None = None) -> Kernel:
-        """The images at `paths` live together: modules are loaded into the vmlinux, each in the
-        module-area slot of its position in `paths`."""
+        """The images at `paths` live together: modules are loaded into the vmlinux, laid out one
+        after another in the module area in the order of `paths`."""
         maps = [p for p in paths if is_symbol_map_file(p)]
         elves = [ElfFile(p, cache.root if cache is not None else None) for p in paths if p not in maps]
         vmlinuxes = [elf for elf in elves if not elf.is_relocatable]
@@ -58,7 +59,12 @@ class Kernel:
             raise InputError(str(maps[-1]), "a symbol map is for one vmlinux or vmlinuz, given with it")
         symbol_map = _symbol_map(vmlinuxes[0], maps) if vmlinuxes else None
         vmlinux = Vmlinux(vmlinuxes[0], profile, cache, dotconfig, symbol_map) if vmlinuxes else None
-        modules = [Module(elf, profile, vmlinux, slot) for slot, elf in enumerate(elves) if elf.is_relocatable]
+        modules: list[Module] = []
+        base = MODULE_BASE
+        for elf in elves:
+            if elf.is_relocatable:
+                modules.append(Module(elf, profile, vmlinux, base, cache))
+                base = modules[-1].layout.end
         kernel = cls(vmlinux, modules, profile)
         kernel._loaded_as = (list(paths), dotconfig, cache)
         return kernel
@@ -155,13 +161,13 @@ def _symbol_map(elf: ElfFile, given: list[str | Path]) -> SymbolMap | None:
                                "(Debian: the -dbg package)")
 
 
-def open_image(path: str | Path, cache: IndexCache | None = None, module_slot: int = 0, *,
-               profile: CpuProfile = DEFAULT_PROFILE, symbol_map: str | Path | None = None) -> Image:
+def open_image(path: str | Path, cache: IndexCache | None = None, *, profile: CpuProfile = DEFAULT_PROFILE,
+               symbol_map: str | Path | None = None) -> Image:
     """One image on its own: a module is not loaded into any vmlinux; a vmlinux without .symtab
     takes its symbols from `symbol_map` or the System.map installed beside it."""
     elf = ElfFile(path, cache.root if cache is not None else None)
     if elf.is_relocatable:
-        return Module(elf, profile, None, module_slot)
+        return Module(elf, profile, None, MODULE_BASE, cache)
     return Vmlinux(elf, profile, cache, symbol_map=_symbol_map(elf, [symbol_map] if symbol_map else []))
 
 

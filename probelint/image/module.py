@@ -4,32 +4,65 @@ kallsyms those of kernel/module/kallsyms.c, its imported symbols resolved agains
 
 from __future__ import annotations
 
+import bisect
 from functools import cached_property
+from typing import Any
 
-from probelint.arch.x86.cpu import CpuProfile
+from probelint.arch.x86.cpu import CpuProfile, feature_bits
+from probelint.arch.x86.patching import patch_live_text, patches_retpolines
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, module_areas
+from probelint.image.cache import IndexCache
+from probelint.image.cache_format import field
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.module_layout import MODULE_BASE, ModuleSymbols, is_init_section, layout_module
-from probelint.image.relocs import RelocTable, apply_relocations
+from probelint.image.relocs import R_X86_64_PC32, R_X86_64_PLT32, RelocTable, apply_relocations
 from probelint.image.view import KernelImage, TableSource
 
-__all__ = ["MODULE_SLOT_SIZE", "Module", "modinfo", "module_name"]
+__all__ = ["Module", "modinfo", "module_name"]
 
-MODULE_SLOT_SIZE = 0x1000_0000  # 256 MiB per module: far more than any module's layout
+_PC32 = (R_X86_64_PC32, R_X86_64_PLT32)
+# What 6.1's [__indirect_thunk_start, __indirect_thunk_end] holds (arch/x86/lib/retpoline.S,
+# .text..__x86.indirect_thunk and .text..__x86.return_thunk): a jump there is an indirect jump to
+# insn_is_indirect_jump, which only the vmlinux's bounds tell.
+_THUNKS = ("__x86_indirect_", "__x86_return_thunk", "its_return_thunk", "retbleed_", "srso_", "entry_untrain_ret",
+           "zen_untrain_ret")
 
 
 class Module(ImageBase):
-    """One module, in the `slot`-th stretch of the module area (each module gets its own, as the
-    kernel's allocator gives it), loaded into `vmlinux` if known."""
+    """One module laid out from `base` in the module area, loaded into `vmlinux` if known. With
+    `cache`, its whole-file facts and decoded functions are kept in the build-id index under the
+    module's build-id, the vmlinux's and `base`: relocations resolve against both."""
 
     is_module = True
 
-    def __init__(self, elf: ElfFile, profile: CpuProfile, vmlinux: KernelImage | None = None, slot: int = 0) -> None:
-        self.layout = layout_module(elf, MODULE_BASE + slot * MODULE_SLOT_SIZE)
+    def __init__(self, elf: ElfFile, profile: CpuProfile, vmlinux: KernelImage | None = None,
+                 base: int = MODULE_BASE, cache: IndexCache | None = None) -> None:
+        self.layout = layout_module(elf, base)
         self.name = module_name(elf)
         self._vmlinux = vmlinux
         super().__init__(elf, profile)
+        self.relocations  # noqa: B018 -- checked when opened: a torn .rela section is an input error
+        if cache is not None:
+            self._use_index(cache, self._index_key())
+
+    _INDEXED = ("symbols", *ImageBase._INDEXED)
+
+    def _to_index(self) -> dict[str, Any]:
+        return {**super()._to_index(), "symbols": self.symbols.to_index()}
+
+    @classmethod
+    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+        indexed, sites, tables = super()._from_index(tree)
+        indexed["_symbols_index"] = field(tree, "symbols", dict)  # made a table once the layout is known
+        return indexed, sites, tables
+
+    def _index_key(self) -> str | None:
+        own = self.elf.build_id()
+        if own is None:
+            return None  # nothing tells this file from an edited one
+        kernel = self._vmlinux.elf.build_id() if isinstance(self._vmlinux, ImageBase) else None
+        return f"{own}{kernel or '0'}{self.layout.text_start:x}"
 
     def _run_time_address(self, sec: ElfSection) -> int | None:
         return self.layout.section_address.get(sec.index)
@@ -43,7 +76,8 @@ class Module(ImageBase):
 
     @cached_property
     def symbols(self) -> ModuleSymbols:
-        return ModuleSymbols(self.elf, self.layout)
+        kept = self.__dict__.pop("_symbols_index", None)
+        return ModuleSymbols(self.elf, self.layout) if kept is None else ModuleSymbols.from_index(kept, self.layout)
 
     def raw_symbol(self, name: str) -> int | None:
         """Linker-script markers are the vmlinux's: a module has none."""
@@ -55,7 +89,8 @@ class Module(ImageBase):
         return RelocTable(self.elf, self.layout.section_address, resolve_import)
 
     def _relocated(self, data: bytes, start: int, sec: ElfSection) -> bytes:
-        return apply_relocations(data, start, self.section_address(sec), self.relocations.for_section(sec.index))
+        relocs = self.relocations.within(sec.index, start, start + len(data))
+        return apply_relocations(data, start, self.section_address(sec), relocs) if relocs else data
 
     def table_source(self, start: str, stop: str, section: str) -> TableSource | None:
         sec = self.elf.section(section)
@@ -70,6 +105,39 @@ class Module(ImageBase):
     @cached_property
     def version(self) -> str | None:
         return modinfo(self.elf).get("vermagic") or None
+
+    def needs_vmlinux(self, start: int, end: int) -> str | None:
+        """What in [start, end) of this module's text the kernel's own image decides, when no
+        vmlinux is loaded with it; None if nothing. Boot-time patching of module text
+        (module_finalize: apply_paravirt reads pv_ops, apply_retpolines the thunk array) needs the
+        vmlinux for instruction boundaries, and a jump left in the live text to a retpoline or
+        return thunk is an indirect jump to insn_is_indirect_jump only within the vmlinux's
+        thunk range."""
+        pv = self.paravirt_sites
+        pos = bisect.bisect_left(pv, (start - 15, -1))  # a site begins at most one instruction before
+        for site, _ in pv[pos : bisect.bisect_left(pv, (end, -1))]:
+            if site + 5 > start:
+                return f"a paravirt call site at {self.describe(site)}"
+        if patches_retpolines(self, feature_bits(self, self.profile)):
+            sites = self.retpoline_sites
+            for site in sites[bisect.bisect_left(sites, start - 5) : bisect.bisect_left(sites, end)]:
+                return f"a retpoline site at {self.describe(site)}"
+        sec = self.section_at(start)
+        if sec is None:
+            return None
+        base = self.section_address(sec)
+        file_code = self.read(start, end - start)
+        live = patch_live_text(self, start, file_code, self.profile)
+        for reloc in self.relocations.within(sec.index, start - base + 1, end - base):
+            at = base + reloc.offset - start  # the field's offset in the function
+            unpatched = live[at : at + 4] == file_code[at : at + 4]
+            if not reloc.symbol.startswith(_THUNKS) or reloc.type not in _PC32 or not unpatched:
+                continue  # not a thunk, not a rel32, or patched away (a return thunk made ``ret``)
+            jcc = at >= 2 and live[at - 2] == 0x0F and 0x80 <= live[at - 1] <= 0x8F
+            if jcc or live[at - 1] == 0xE9:
+                insn = start + at - (2 if jcc else 1)
+                return f"a jump to {reloc.symbol} at {self.describe(insn)}"
+        return None
 
     def has_init_symbol(self, name: str) -> bool:
         """A symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""
@@ -92,8 +160,8 @@ def modinfo(elf: ElfFile) -> dict[str, str]:
     """The ``key=value`` fields of a module's .modinfo (the first value of a repeated key)."""
     sec = elf.section(".modinfo")
     info: dict[str, str] = {}
-    for field in elf.section_bytes(sec).split(b"\0") if sec is not None else []:
-        key, eq, value = field.decode(errors="replace").partition("=")
+    for entry in elf.section_bytes(sec).split(b"\0") if sec is not None else []:
+        key, eq, value = entry.decode(errors="replace").partition("=")
         if eq:
             info.setdefault(key, value)
     return info

@@ -16,8 +16,10 @@ boot to boot, which is why probes in modules are reported as ``MOD:SYM+OFF``.
 from __future__ import annotations
 
 import bisect
-from typing import NamedTuple
+from array import array
+from typing import Any, NamedTuple
 
+from probelint.image.cache_format import IndexFormatError, field, typed_array
 from probelint.image.elf import SHN_LORESERVE, SHN_UNDEF, ElfFile, ElfSection
 from probelint.image.kallsyms import KSym, SymbolTable, nm_type
 
@@ -50,6 +52,7 @@ class ModuleLayout(NamedTuple):
     text_end: int  # page-aligned end of core text: the cap on the last function's size
     init_text_start: int
     init_text_end: int
+    end: int  # page-aligned end of the init part: where the next module's layout may begin
 
 
 def _place(elf: ElfFile, placed: dict[int, int], base: int, init: bool) -> tuple[int, int]:
@@ -75,8 +78,9 @@ def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
     placed: dict[int, int] = {}
     core_size, core_text = _place(elf, placed, base, init=False)
     init_base = _align(base + core_size, PAGE_SIZE)
-    _, init_text = _place(elf, placed, init_base, init=True)
-    return ModuleLayout(placed, base, base + core_text, init_base, init_base + init_text)
+    init_size, init_text = _place(elf, placed, init_base, init=True)
+    return ModuleLayout(placed, base, base + core_text, init_base, init_base + init_text,
+                        _align(init_base + init_size, PAGE_SIZE))
 
 
 class ModuleSymbols(SymbolTable):
@@ -99,12 +103,33 @@ class ModuleSymbols(SymbolTable):
         self.addresses = [e[0] for e in entries]
         self.names = [e[2] for e in entries]
         self.types = [e[3] for e in entries]
-        self._first_by_name: dict[str, tuple[int, int]] = {}
+        first: dict[str, tuple[int, int]] = {}
         for pos, (_, index, name, _) in enumerate(entries):
-            best = self._first_by_name.get(name)
+            best = first.get(name)
             if best is None or index < best[0]:
-                self._first_by_name[name] = (index, pos)
+                first[name] = (index, pos)
+        self._first_by_name = {name: pos for name, (_, pos) in first.items()}
         self._index()
+
+    def to_index(self) -> dict[str, Any]:
+        return {"names": "\0".join(self.names), "addresses": array("Q", self.addresses), "types": "".join(self.types),
+                "first": array("I", self._first_by_name.values())}
+
+    @classmethod
+    def from_index(cls, data: dict[str, Any], layout: ModuleLayout) -> ModuleSymbols:
+        """The table as `to_index` kept it; IndexFormatError unless every part fits the others."""
+        self = cls.__new__(cls)
+        self.layout = layout
+        names = field(data, "names", str)
+        self.names = names.split("\0") if names else []
+        self.addresses = typed_array(data, "addresses", "Q", len(self.names))
+        self.types = field(data, "types", str)
+        first = typed_array(data, "first", "I")
+        if len(self.types) != len(self.names) or (first and max(first) >= len(self.names)):
+            raise IndexFormatError("module symbols: parts of different lengths")
+        self._first_by_name = {self.names[pos]: pos for pos in first}
+        self._index()
+        return self
 
     def lookup(self, address: int) -> KSym | None:
         """find_kallsyms_symbol() for an address in the module's core text."""
@@ -120,8 +145,8 @@ class ModuleSymbols(SymbolTable):
         return KSym(self.names[pos], start, max(end - start, 0), self.types[pos])
 
     def lookup_name(self, name: str) -> KSym | None:
-        found = self._first_by_name.get(name)
-        if found is None:
+        pos = self._first_by_name.get(name)
+        if pos is None:
             return None
-        sym = self._first_alias(found[1])
-        return KSym(name, sym.address, sym.size, self.types[found[1]])
+        sym = self._first_alias(pos)
+        return KSym(name, sym.address, sym.size, self.types[pos])

@@ -3,7 +3,6 @@ init text and the kernel's areas, its banner, and the whole-file facts kept in t
 
 from __future__ import annotations
 
-from array import array
 from functools import cached_property
 from typing import Any
 
@@ -12,14 +11,12 @@ from probelint.errors import InputError
 from probelint.image.base import ImageBase
 from probelint.image.blacklist import Blacklist, vmlinux_areas
 from probelint.image.cache import IndexCache
-from probelint.image.cache_format import IndexFormatError, field, typed_array
+from probelint.image.cache_format import IndexFormatError, field
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.kallsyms import Kallsyms, NameMap, kallsyms_from_nm, nm_entries
 from probelint.image.kversion import ConfigInference, KernelConfig, KernelVersion, with_config_file
 from probelint.image.symbol_map import SymbolMap
-from probelint.image.tables import NEWER_LAYOUTS, TABLES
 from probelint.image.view import TableSource
-from probelint.progress import progress
 
 __all__ = ["DotConfig", "Vmlinux"]
 
@@ -33,6 +30,7 @@ class Vmlinux(ImageBase):
 
     is_module = False
     name = "vmlinux"
+    _INDEXED = ("_raw_symbols", "symbols", *ImageBase._INDEXED, "inferred_config")
 
     def __init__(self, elf: ElfFile, profile: CpuProfile, cache: IndexCache | None = None,
                  dotconfig: DotConfig | None = None, symbol_map: SymbolMap | None = None) -> None:
@@ -40,54 +38,31 @@ class Vmlinux(ImageBase):
         self._dotconfig = dotconfig
         self.symbol_map = symbol_map
         if cache is not None:
-            self._use_index(cache)
-
-    def _use_index(self, cache: IndexCache) -> None:
-        """Take the whole-file facts from the build-id index, or compute and store them."""
-        build_id = self.elf.build_id()
-        if build_id is not None and self.symbol_map is not None:
-            build_id += self.symbol_map.digest  # the symbols are the map's: its own index
-        self._facts = cache.fact_store(build_id)
-        tree = cache.load(build_id)
-        if tree is not None:
-            try:
-                indexed, sites, tables = _from_index(tree)
-            except IndexFormatError as exc:
-                cache.discard(build_id, str(exc))
-            else:
-                self.__dict__.update(indexed)
-                self._sites.update(sites)
-                self._indexed_tables = tables
-                return
-        for name in progress(_INDEXED, len(_INDEXED), f"indexing {self.path} (first run)", minimum=1):
-            getattr(self, name)
-        cache.store(build_id, self._to_index())
+            build_id = self.elf.build_id()
+            if build_id is not None and self.symbol_map is not None:
+                build_id += self.symbol_map.digest  # the symbols are the map's: its own index
+            self._use_index(cache, build_id)
 
     def _to_index(self) -> dict[str, Any]:
         """The whole-file facts the rules consult, in the index's plain types (image/cache_format.py)."""
-        blacklist = self.blacklist.ranges
-        reasons = sorted({why for _, _, why in blacklist})
-        at = {why: k for k, why in enumerate(reasons)}
         config = self.inferred_config
         version = config.version
         return {
+            **super()._to_index(),
             "raw_symbols": self._raw_symbols.to_index(),
             "symbols": self.symbols.to_index(),
-            # sorted address lists stay arrays when loaded: bisected in place, never rebuilt int by int
-            **{name: array("Q", getattr(self, name)) for name in _ADDRESS_LISTS},
-            "bug_sites": array("Q", sorted(self.bug_sites)),
-            "blacklist": {"starts": array("Q", (r[0] for r in blacklist)),
-                          "ends": array("Q", (r[1] for r in blacklist)),
-                          "reasons": reasons, "reason_of": array("I", (at[r[2]] for r in blacklist))},
             "config": {"version": None if version is None else [version.major, version.minor, version.patch,
                                                                  version.debian_version, version.release, version.raw],
                        "options": [list(inf) for inf in config.options.values()], "embedded": config.embedded},
-            "sites": {name: {"starts": array("Q", (s for s, _ in sites)), "ends": array("Q", (e for _, e in sites))}
-                      for name in _SITES for sites in [self.reserved_sites(name)]},
-            # the tables live-text patching and jump-label targets read, rebuilt when first read
-            # (a warm run whose functions' live text is in the fact store reads none of the first two)
-            "tables": {name: _table_to_index(self.table(name)) for name in _TABLES},
         }
+
+    @classmethod
+    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+        indexed, sites, tables = super()._from_index(tree)
+        indexed["_raw_symbols"] = NameMap.from_index(field(tree, "raw_symbols", dict))
+        indexed["symbols"] = Kallsyms.from_index(field(tree, "symbols", dict))
+        indexed["inferred_config"] = _config_from_index(field(tree, "config", dict))
+        return indexed, sites, tables
 
     def _run_time_address(self, sec: ElfSection) -> int | None:
         # per-CPU data is linked at 0: it is not kernel text or data at run time
@@ -204,62 +179,6 @@ class Vmlinux(ImageBase):
     def is_init_text(self, address: int) -> bool:
         lo, hi = self.marker("_sinittext"), self.marker("_einittext")
         return lo is not None and hi is not None and lo <= address < hi
-
-
-_ADDRESS_LISTS = ("ftrace_sites", "return_sites", "extable", "sealed_endbrs")
-_SITES = ("jump_table", "static_call_sites")
-_TABLES = ("parainstructions", "alt_instructions", "jump_table")
-_INDEXED = ("_raw_symbols", "symbols", *_ADDRESS_LISTS, "bug_sites", "blacklist", "inferred_config")
-
-
-def _table_to_index(entries: list[dict[str, int]]) -> dict[str, Any]:
-    fields = list(entries[0]) if entries else []
-    columns = [[e[f] for e in entries] for f in fields]
-    # pointers need all 64 bits unsigned; only s32 fields go below zero
-    return {"fields": fields, "columns": [array("q" if min(c) < 0 else "Q", c) for c in columns]}
-
-
-def _table_from_index(name: str, data: dict[str, Any]) -> tuple[list[str], list[array]]:
-    fields, columns = field(data, "fields", list), field(data, "columns", list)
-    layouts = {tuple(f.name for f in t.fields) for t in (TABLES[name], *(t for _, t in NEWER_LAYOUTS.get(name, ())))}
-    if fields and tuple(fields) not in layouts:
-        raise IndexFormatError(f"{name}: not a layout of the table")
-    if len(columns) != len(fields) or not all(isinstance(c, array) and c.typecode in "qQ" for c in columns) \
-            or len({len(c) for c in columns}) > 1:
-        raise IndexFormatError(f"{name}: columns of the wrong type or length")
-    return fields, columns
-
-
-def _from_index(tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
-    """The cached properties, reserved sites and special tables kept by `Vmlinux._to_index`, each
-    checked for its type and bounds; IndexFormatError otherwise (the index is then rebuilt)."""
-    if not isinstance(tree, dict):
-        raise IndexFormatError("not a tree")
-    indexed: dict[str, Any] = {name: typed_array(tree, name, "Q") for name in _ADDRESS_LISTS}
-    indexed["_raw_symbols"] = NameMap.from_index(field(tree, "raw_symbols", dict))
-    indexed["symbols"] = Kallsyms.from_index(field(tree, "symbols", dict))
-    indexed["bug_sites"] = frozenset(typed_array(tree, "bug_sites", "Q"))
-    black = field(tree, "blacklist", dict)
-    starts = typed_array(black, "starts", "Q")
-    ends, reason_of = typed_array(black, "ends", "Q", len(starts)), typed_array(black, "reason_of", "I", len(starts))
-    reasons = field(black, "reasons", list)
-    if not all(isinstance(r, str) for r in reasons) or (reason_of and max(reason_of) >= len(reasons)):
-        raise IndexFormatError("blacklist: reasons")
-    ranges = [(s, e, reasons[k]) for s, e, k in zip(starts, ends, reason_of, strict=True)]
-    indexed["blacklist"] = Blacklist.of_ranges(ranges)
-    indexed["inferred_config"] = _config_from_index(field(tree, "config", dict))
-    sites = {}
-    for name, data in field(tree, "sites", dict).items():
-        if name not in _SITES:
-            raise IndexFormatError(f"sites: {name}")
-        lo = typed_array(data, "starts", "Q")
-        sites[name] = list(zip(lo, typed_array(data, "ends", "Q", len(lo)), strict=True))
-    tables = {}
-    for name, data in field(tree, "tables", dict).items():
-        if name not in _TABLES:
-            raise IndexFormatError(f"tables: {name}")
-        tables[name] = _table_from_index(name, data)
-    return indexed, sites, tables
 
 
 def _config_from_index(data: dict[str, Any]) -> KernelConfig:

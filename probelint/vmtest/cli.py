@@ -28,22 +28,6 @@ if TYPE_CHECKING:
 MAX_REPORT = 256 << 20  # a --json report of 10,000 probes on three CPUs is ~20 MiB
 
 
-def read_probe_file(text: str) -> tuple[list[str], list[list[int]] | None]:
-    """Parse a probe file: one spec per line, ``#`` comments; a ``---`` line starts a new phase."""
-    specs: list[str] = []
-    phases: list[list[int]] = [[]]
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line == "---":
-            phases.append([])
-            continue
-        phases[-1].append(len(specs))
-        specs.append(line)
-    return specs, (phases if len(phases) > 1 else None)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``probelint vmtest`` (also ``python -m probelint.vmtest``)."""
     p = argparse.ArgumentParser(
@@ -148,7 +132,7 @@ def _compare(args: argparse.Namespace, say) -> int:
     import probelint
 
     from .compare import debug_images, run_comparison, to_json
-    from .sampler import draw_sample, format_sample_file, parse_sample_file, plan_batches
+    from .sampler import draw_sample, format_sample_file, plan_batches, read_probes
 
     if args.vmlinux:
         images = [args.vmlinux, *args.ko]
@@ -162,9 +146,7 @@ def _compare(args: argparse.Namespace, say) -> int:
         samples = plan_batches(samples, args.batch_size)
         source = f"--sample {args.sample} --seed {args.seed}"
     else:
-        text = _probe_text(args)
-        samples = parse_sample_file(text)
-        _specs, phases = read_probe_file(text)
+        samples, phases = read_probes(args.probes, kernel, skipped=say)
         source = ", ".join(args.probes)
     say(f"{len(samples)} probes")
     if args.save_sample:
@@ -223,16 +205,11 @@ def _from_json(args: argparse.Namespace) -> int:
     return _report(args, runs, meta, data, per_probe=args.per_probe)
 
 
-def _probe_text(args: argparse.Namespace) -> str:
-    """The probe files named, as one text: read as the lint command reads them (regular files only)."""
-    from probelint.pipeline import read_probe_file as read_text
-
-    return "".join(read_text(f) for f in args.probes)
-
-
 def _kernel_only(args: argparse.Namespace) -> int:
-    text = _probe_text(args)
-    specs, phases = read_probe_file(text)
+    from .sampler import read_probes
+
+    samples, phases = read_probes(args.probes, skipped=lambda m: print(f"vmtest: {m}", file=sys.stderr))
+    specs = [s.spec for s in samples]
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     try:
         report = run_probes_report(

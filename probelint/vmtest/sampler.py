@@ -27,6 +27,7 @@ from probelint.arch.x86.patching import ALTINSTR_FLAG_INV
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
     from probelint.image.kernel import Function, Image, Kernel
+    from probelint.readers.spec import ProbeSpec
 
 T = TypeVar("T")
 
@@ -35,8 +36,10 @@ __all__ = [
     "Sample",
     "draw_sample",
     "format_sample_file",
+    "kernel_target",
     "parse_sample_file",
     "plan_batches",
+    "read_probes",
 ]
 
 # name -> (weight in the draw, what the category probes); drawn in this order, so an address
@@ -610,3 +613,54 @@ def parse_sample_file(text: str) -> list[Sample]:
         cat = m.group("cat") if m.group("cat") in CATEGORIES else "-"
         out.append(Sample(spec, cat, m.group("fn") or spec, (m.group("note") or "").strip()))
     return out
+
+
+_PHASE_BREAK = re.compile(r"(?m)^[ \t]*---[ \t]*(?:#.*)?$")
+
+
+def kernel_target(spec: ProbeSpec) -> str:
+    """The probe as a kprobe_events body both sides read alike: the reader's canonical target
+    (``p:grp/ev kfree+0x3 ptr=%di`` -> ``kfree+0x3``, ``kprobe:ext4_file_write_iter`` ->
+    ``ext4_file_write_iter``), a return probe at an offset as ``r:SYM+OFF`` (``%return`` takes no
+    offset in the canonical form)."""
+    if spec.is_return and spec.offset and spec.symbol is not None:
+        head = f"{spec.module}:{spec.symbol}" if spec.module else spec.symbol
+        return f"r:{head}+{spec.offset:#x}"
+    return spec.canonical
+
+
+def read_probes(paths: list[str], kernel: Kernel | None = None, source_type: str | None = None,
+                skipped: Callable[[str], None] | None = None) -> tuple[list[Sample], list[list[int]] | None]:
+    """The probes of probe files read as the linter reads them (probelint.readers: every syntax
+    and file kind it takes), each as its kprobe_events target (`kernel_target`); a saved sample's
+    ``# category [function] note`` is kept, and ``---`` lines split a plain list into phases.
+    Wildcards and perf source lines are placed against `kernel` (left out without one); what no
+    reader places is left out, told to `skipped`."""
+    from probelint.pipeline import read_texts
+    from probelint.readers import extract
+    from probelint.readers.spec import ProbeSpec
+    from probelint.resolve import expand_globs, resolve_source_lines
+
+    samples: list[Sample] = []
+    phases: list[list[int]] = [[]]
+    for path, text in read_texts(paths).items():
+        for n, chunk in enumerate(_PHASE_BREAK.split(text)):
+            if n:
+                phases.append([])
+            parsed = list(extract(path, chunk, source_type))
+            if kernel is not None:
+                parsed = expand_globs(kernel, resolve_source_lines(kernel, parsed))
+            lines = chunk.splitlines()
+            for item in parsed:
+                if not isinstance(item, ProbeSpec) or item.is_glob:
+                    if skipped is not None:
+                        skipped(f"{path}: {getattr(item, 'text', item)!s}: not a probe the kernel can be asked about")
+                    continue
+                line = item.location.line
+                m = _LINE_RE.match(lines[line - 1].strip()) if 0 < line <= len(lines) else None
+                cat = m.group("cat") if m is not None and m.group("cat") in CATEGORIES else "-"
+                target = kernel_target(item)
+                fn = (m.group("fn") if m is not None else None) or target
+                phases[-1].append(len(samples))
+                samples.append(Sample(target, cat, fn, ((m.group("note") or "") if m is not None else "").strip()))
+    return samples, (phases if len(phases) > 1 else None)

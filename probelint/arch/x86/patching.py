@@ -38,7 +38,8 @@ from probelint.arch.x86.cpu import UNNAMED_BITS, CpuProfile, feature_bits, featu
 if TYPE_CHECKING:
     from probelint.image.view import KernelImage
 
-__all__ = ["ALTINSTR_FLAG_INV", "add_nops", "optimize_nops", "patch_live_text", "patch_retpoline"]
+__all__ = ["ALTINSTR_FLAG_INV", "add_nops", "optimize_nops", "patch_live_text", "patch_retpoline",
+           "patches_retpolines"]
 
 _RET_INT3 = b"\xc3\xcc\xcc\xcc\xcc"
 # asm/ibt.h gen_endbr_poison(): osp nopl (%rax); from changes.py "endbr-poison-udb" nopl -42(%rax)
@@ -281,6 +282,13 @@ def _seal_poison(image: KernelImage) -> bytes:
     return _SEAL_POISON_UDB if applies("endbr-poison-udb", kernel, kernel.config.version).value else _SEAL_POISON
 
 
+def patches_retpolines(image: KernelImage, features: frozenset[int]) -> bool:
+    """apply_retpolines() rewrites the sites only without RETPOLINE, or with its LFENCE variant."""
+    column = feature_column(image)
+    retpoline, lfence = (UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
+    return lfence or not retpoline
+
+
 def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuProfile) -> bytes:
     """`data` (the ELF bytes at `address`) as the running kernel holds them under `profile`."""
     end = address + len(data)
@@ -300,8 +308,7 @@ def patch_live_text(image: KernelImage, address: int, data: bytes, profile: CpuP
             _overlay(buf, address, site, poison)  # apply_seal_endbr(): unused ENDBRs poisoned
     # apply_retpolines(): only without RETPOLINE, or with its LFENCE variant (patch_retpoline())
     column = feature_column(image)
-    retpoline, lfence = (UNNAMED_BITS[f][column] in features for f in ("RETPOLINE", "RETPOLINE_LFENCE"))
-    if lfence or not retpoline:
+    if patches_retpolines(image, features):
         sites = image.retpoline_sites
         for site in sites[bisect.bisect_left(sites, address - 5) : bisect.bisect_left(sites, end)]:
             patched = _retpoline(image, site, features, column)

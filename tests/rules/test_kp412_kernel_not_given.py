@@ -1,0 +1,63 @@
+from tests.conftest import rules_fired
+
+SOURCE = """
+    .text
+FUNC thunked
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    jmp __x86_indirect_thunk_rax
+FUNC tail_call
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    jmp kfree
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+
+
+def test_jump_to_a_thunk_is_not_checked_without_the_vmlinux(lint):
+    """6.1 insn_is_indirect_jump: a jump into [__indirect_thunk_start, __indirect_thunk_end] is an
+    indirect jump, and only the vmlinux says where that range is."""
+    (result,) = lint(SOURCE, "mymod:thunked+0x5", module=True)
+    assert rules_fired(result) == ["KP412"] and result.verdict.registers is None
+    assert "__x86_indirect_thunk_rax" in result.findings[0].message
+
+
+def test_tail_call_into_the_kernel_is_checked(lint):
+    (result,) = lint(SOURCE, "mymod:tail_call+0x5", module=True)
+    assert "KP412" not in rules_fired(result) and result.verdict.registers and result.verdict.optimized
+
+
+def test_plain_symbol_uniqueness_needs_the_vmlinux(lint):
+    (result,) = lint(SOURCE, "tail_call+0x5", module=True)
+    assert rules_fired(result) == ["KP412"] and "unique" in result.findings[0].message
+
+
+def test_a_module_alone_brings_its_vmlinux_from_its_debug_tree(build_kernel, tmp_path):
+    """ROOT/usr/lib/debug/lib/modules/R/...ko is loaded into ROOT/usr/lib/debug/boot/vmlinux-R."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    release = "6.1.0-99-test"
+    tree = tmp_path / "usr" / "lib" / "debug"
+    (tree / "boot").mkdir(parents=True)
+    (tree / "lib" / "modules" / release / "kernel").mkdir(parents=True)
+    shutil.copy(build_kernel(".text\nFUNC kfree\n    FENTRY\n    ret\n"), tree / "boot" / f"vmlinux-{release}")
+    ko = tree / "lib" / "modules" / release / "kernel" / "mymod.ko"
+    shutil.copy(build_kernel(SOURCE + f'\n    .asciz "vermagic={release} SMP mod_unload"\n', module=True), ko)
+    probes = tmp_path / "p.txt"
+    probes.write_text("tail_call+0x5\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", "--cache-dir", str(tmp_path / "c"), "--format", "json",
+                           str(ko), str(probes)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert f"using {tree / 'boot' / f'vmlinux-{release}'}" in proc.stderr
+    (probe,) = json.loads(proc.stdout)["probes"]
+    assert probe["verdict"]["registers"] and not any(f["rule"] == "KP412" for f in probe["findings"])
