@@ -187,3 +187,39 @@ def test_a_tree_whose_tools_skip_what_is_missing_has_no_error():
     assert "info not shown: " in text and "[KP411]" not in text
     shown = subprocess.run([*args, "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
     assert "SystemTap skips this probe where it cannot be placed (an optional point: ?)" in shown
+
+
+def test_bcc_tool_read_as_text():
+    """attach_* calls, event_re, kprobe__ functions in the C text, syscall names as bcc spells
+    them; a run-time event is not checked, at its expression."""
+    found = probes("snoop.py")
+    assert [(type(p).__name__, p.text, where(p), getattr(p, "is_return", None)) for p in found] == [
+        ("ProbeSpec", "demo_write", (8, 13), False),
+        ("ProbeSpec", "sys_read -> __x64_sys_read", (9, 16), True),
+        ("ProbeSpec", "demo_read", (13, 12), True),  # READ_FN's only literal
+        ("ParseProblem", "fn", (17, 27), None),  # a parameter: known only at run time
+        ("ProbeSpec", "demo_notrace", (21, 24), False),
+        ("ProbeSpec", "openat -> __x64_sys_openat", (23, 45), False),
+        ("ProbeSpec", "^demo_.*e$", (24, 28), False),
+        ("ProbeSpec", "demo_read, event_off=7 -> demo_read+0x7", (25, 24), False)]
+    assert found[3].unsupported and found[6].regex and found[7].offset == 7
+    assert {p.origin.tool for p in found} == {"bcc"} and found[6].origin.optional
+    assert detect_kind("tools/opensnoop", "#!/usr/bin/python3\nb.attach_kprobe(event='x')\n") == "bcc"
+    assert detect_kind("setup.py", "import setuptools\n") == "list"  # refused by extract, as before
+
+
+def test_bcc_event_re_matches_whole_names():
+    kernel = probelint.load_kernel([DEMO / "demo.elf"])
+    regex = [p for p in probes("snoop.py") if getattr(p, "regex", False)]
+    assert [p.symbol for p in expand_globs(kernel, regex)] == ["demo_write"]  # demo_notrace: no ftrace site
+    none = expand_globs(kernel, [regex[0]._replace(symbol="demo_")])  # a prefix is no match: re.fullmatch
+    assert [p.message for p in none] == ["event_re demo_ matches no traceable function"]
+
+
+def test_tetragon_policy_located_at_its_nodes():
+    found = probes("policy.yaml")
+    assert [(p.text, where(p), getattr(p, "is_return", None), p.origin.tool) for p in found] == [
+        ("demo_read", (8, 12), False, "Tetragon"), ("sys_write -> __x64_sys_write", (13, 11), False, "Tetragon"),
+        ("demo_notrace", (15, 11), True, "Tetragon"), ("list:demo-calls", (21, 12), None, "Tetragon")]
+    assert found[1].symbol == "__x64_sys_write" and found[3].unsupported
+    assert detect_kind("ci.yaml", "name: ci\non: push\n") == "list"  # refused by extract, as before

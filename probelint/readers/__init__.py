@@ -5,6 +5,9 @@
 * shell (``.sh``, or a sh/bash shebang): kprobe_events ``echo`` lines, ``perf probe`` commands
   (`probelint.readers.perf`) and ``bpftrace -e`` one-liners: `probelint.readers.shell`;
 * SystemTap (``.stp``, or a stap shebang): `probelint.readers.systemtap`;
+* bcc (a Python program, ``.py`` or a python shebang, that calls ``attach_kprobe`` or defines
+  ``kprobe__FN``): `probelint.readers.bcc`, read as text, never imported or run;
+* Tetragon (a ``.yaml``/``.yml`` TracingPolicy): `probelint.readers.tetragon`;
 * anything else: a probe list, one probe per line (`probelint.readers.spec.parse_text`).
 
 Each reader parses the probe points it finds with the kprobe_events grammar
@@ -21,12 +24,12 @@ import re
 from pathlib import Path
 
 from probelint.errors import InputError, warn
-from probelint.readers import bpftrace, libbpf, shell, systemtap
+from probelint.readers import bcc, bpftrace, libbpf, shell, systemtap, tetragon
 from probelint.readers.spec import Parsed, SourceLineProbe, parse_text
 
 __all__ = ["KINDS", "MAX_PROBES", "Parsed", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
 
-KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
+KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap", "bcc", "tetragon")
 BOM = "\ufeff"  # some Windows editors start a UTF-8 file with it: not part of line 1
 
 # Probes checked in one run, wildcard matches included: a bound on memory and time (~1 KB and
@@ -44,6 +47,11 @@ def detect_kind(path: str, text: str) -> str:
         return "systemtap"
     if path.endswith((".sh", ".bash")) or (first.startswith("#!") and re.search(r"\b(ba|da|z|k)?sh\b", first)):
         return "shell"
+    python = path.endswith(".py") or (first.startswith("#!") and re.search(r"\bpython[0-9.]*\b", first))
+    if python and bcc.looks_like_bcc(text):
+        return "bcc"
+    if path.endswith((".yaml", ".yml")) and tetragon.looks_like_policy(text):
+        return "tetragon"
     return "list"
 
 
@@ -93,7 +101,8 @@ def extract(path: str, text: str, kind: str | None = None, limit: int = MAX_PROB
                                    "(--source-type list reads it as a probe list)")
     if text.startswith(BOM):  # a blank in its place keeps the columns of line 1 those of the file
         text = " " + text[1:]
-    readers = {"bpftrace": bpftrace.read, "libbpf": libbpf.read, "shell": shell.read, "systemtap": systemtap.read}
+    readers = {"bpftrace": bpftrace.read, "libbpf": libbpf.read, "shell": shell.read, "systemtap": systemtap.read,
+               "bcc": bcc.read, "tetragon": tetragon.read}
     probes = list(itertools.islice(readers.get(kind, parse_text)(text, path), limit + 1))
     if len(probes) > limit:
         raise InputError(path, f"more than {MAX_PROBES} probes in one run: probelint checks probes that are live "
