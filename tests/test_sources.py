@@ -71,7 +71,7 @@ def test_tree_through_the_cli():
                           capture_output=True, text=True, cwd=ROOT)
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
-    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt"}
+    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -223,3 +223,20 @@ def test_tetragon_policy_located_at_its_nodes():
         ("demo_notrace", (15, 11), True, "Tetragon"), ("list:demo-calls", (21, 12), None, "Tetragon")]
     assert found[1].symbol == "__x64_sys_write" and found[3].unsupported
     assert detect_kind("ci.yaml", "name: ci\non: push\n") == "list"  # refused by extract, as before
+
+
+def test_a_tree_walk_takes_scripts_by_their_content(tmp_path):
+    """Extensionless scripts by their #! line, bcc tools and Tetragon policies by what they hold;
+    other programs, YAML and unreadable files are left out."""
+    from probelint.readers import tree_files
+
+    (tmp_path / "kprobe").write_text("#!/bin/bash\necho 'p:demo demo_read' >> kprobe_events\n")
+    (tmp_path / "demosnoop").write_text((DATA / "snoop.py").read_text())
+    (tmp_path / "policy.yaml").write_text((DATA / "policy.yaml").read_text())
+    (tmp_path / "Makefile").write_text("all:\n\ttrue\n")
+    (tmp_path / "tool").write_text("#!/usr/bin/python3\nprint('no probes')\n")
+    (tmp_path / "setup.py").write_text("import setuptools\n")
+    (tmp_path / "ci.yml").write_text("on: push\n")
+    (tmp_path / "blob").write_bytes(b"#!\xff\xfe")
+    (tmp_path / "other").symlink_to(tmp_path / "kprobe")  # a link is followed only by a probe name
+    assert [p.name for p in tree_files(tmp_path)] == ["demosnoop", "kprobe", "policy.yaml"]

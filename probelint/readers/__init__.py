@@ -114,7 +114,8 @@ _PROBE_SUFFIXES = (".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes", "probes.
 
 
 def tree_files(root: Path) -> list[Path]:
-    """The files of a tree that hold probes (by name), in path order, hidden entries left out.
+    """The files of a tree that hold probes (by name, else by content: `_sniff`), in path order,
+    hidden entries left out.
     The walk stays in the tree: a symbolic link is followed only to a file inside it (a link out
     of it, planted or not, is reported on stderr and not read); a directory it cannot list is an
     error (its probes would go unchecked). Files that are not regular (a FIFO named x.bt) are
@@ -145,7 +146,36 @@ def tree_files(root: Path) -> list[Path]:
                 out.append(path)
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(path)
-            elif entry.name.endswith(_PROBE_SUFFIXES):
+            elif entry.name.endswith(_PROBE_SUFFIXES) or (
+                    Path(entry.name).suffix in _SNIFFED and entry.is_file(follow_symlinks=False) and _sniff(path)):
                 out.append(path)
         pending.extend(reversed(subdirs))
     return sorted(out, key=lambda p: p.parts)
+
+
+# Names that may hold probes by content: a script without extension (perf-tools' kprobe, bcc's
+# installed tools) by its #! line, a Python program by its bcc calls, YAML by its TracingPolicy head
+_SNIFFED = ("", ".py", ".yaml", ".yml")
+_SNIFF_LIMIT = 1 << 20  # read no more of a file to decide; a larger one is not taken
+
+
+def _sniff(path: Path) -> bool:
+    """Whether a file a walk meets holds probes by its content. Regular files only, never through
+    a link at its name (`open_regular`); one that cannot be read is reported and left out."""
+    from probelint.fileio import open_regular
+
+    try:
+        with open_regular(path, follow=False, verb="read") as fh:
+            head = fh.read(2)
+            if not path.suffix and head != b"#!":
+                return False  # a Makefile, a README: no need to read on
+            data = head + fh.read(_SNIFF_LIMIT)
+    except (InputError, OSError) as exc:
+        warn(str(path), f"{exc.detail if isinstance(exc, InputError) else exc}: not read for probes")
+        return False
+    if len(data) > _SNIFF_LIMIT:
+        return False
+    try:
+        return detect_kind(str(path), data.decode()) != "list"
+    except UnicodeDecodeError:
+        return False
