@@ -71,7 +71,8 @@ def test_tree_through_the_cli():
                           capture_output=True, text=True, cwd=ROOT)
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
-    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml"}
+    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml",
+                     "modules.stp"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -240,3 +241,15 @@ def test_a_tree_walk_takes_scripts_by_their_content(tmp_path):
     (tmp_path / "blob").write_bytes(b"#!\xff\xfe")
     (tmp_path / "other").symlink_to(tmp_path / "kprobe")  # a link is followed only by a probe name
     assert [p.name for p in tree_files(tmp_path)] == ["demosnoop", "kprobe", "policy.yaml"]
+
+
+def test_systemtap_module_functions_call_and_literal_braces():
+    found = probes("modules.stp")
+    assert [(type(p).__name__, p.text, where(p)) for p in found] == [
+        ("ProbeSpec", "xfs_file_read_iter -> xfs:xfs_file_read_iter", (3, 31)),
+        ("ProbeSpec", "xfs_file_write_iter -> xfs:xfs_file_write_iter", (4, 38)),
+        ("ParseProblem", "ext4_file_read_iter@fs/ext4/file.c:10", (5, 33)),
+        ("ProbeSpec", "demo_read", (6, 24)),
+        ("ParseProblem", "demo_{read,write}", (7, 24))]
+    assert (found[0].module, found[0].is_return, found[0].origin.optional is not None) == ("xfs", True, True)
+    assert found[2].unsupported and not found[4].unsupported and "no match" in found[4].message
