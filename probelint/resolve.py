@@ -4,6 +4,7 @@ functions, and source lines / SystemTap functions through the vmlinux's DWARF (p
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import TYPE_CHECKING
 
 from probelint import readers
@@ -38,15 +39,18 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         if names is None:
             names = _traceable_names(kernel)
         pattern = item.symbol or ""
-        matches = sorted({n for n, mod in names if fnmatch.fnmatchcase(n, pattern) and item.module in (None, mod)})
+        regex = re.compile(pattern) if item.regex else None
+        matches = sorted({n for n, mod in names if item.module in (None, mod)
+                          and (regex.fullmatch(n) if regex else fnmatch.fnmatchcase(n, pattern))})
         if not matches:
-            out.append(ParseProblem(item.text, item.location, f"wildcard {pattern} matches no traceable function",
+            what = "event_re" if item.regex else "wildcard"
+            out.append(ParseProblem(item.text, item.location, f"{what} {pattern} matches no traceable function",
                                     origin=item.origin))
             continue
         checked = max(1, min(len(matches), MAX_WILDCARD, spare + 1))  # each wildcard keeps one, for its findings
         spare -= checked - 1
         glob = item._replace(matches=len(matches))
-        out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob)
+        out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob, regex=False)
                 for name in matches[:checked]]
     return out
 

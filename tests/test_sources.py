@@ -71,7 +71,8 @@ def test_tree_through_the_cli():
                           capture_output=True, text=True, cwd=ROOT)
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
-    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt"}
+    assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml",
+                     "modules.stp"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -187,3 +188,68 @@ def test_a_tree_whose_tools_skip_what_is_missing_has_no_error():
     assert "info not shown: " in text and "[KP411]" not in text
     shown = subprocess.run([*args, "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
     assert "SystemTap skips this probe where it cannot be placed (an optional point: ?)" in shown
+
+
+def test_bcc_tool_read_as_text():
+    """attach_* calls, event_re, kprobe__ functions in the C text, syscall names as bcc spells
+    them; a run-time event is not checked, at its expression."""
+    found = probes("snoop.py")
+    assert [(type(p).__name__, p.text, where(p), getattr(p, "is_return", None)) for p in found] == [
+        ("ProbeSpec", "demo_write", (8, 13), False),
+        ("ProbeSpec", "sys_read -> __x64_sys_read", (9, 16), True),
+        ("ProbeSpec", "demo_read", (13, 12), True),  # READ_FN's only literal
+        ("ParseProblem", "fn", (17, 27), None),  # a parameter: known only at run time
+        ("ProbeSpec", "demo_notrace", (21, 24), False),
+        ("ProbeSpec", "openat -> __x64_sys_openat", (23, 45), False),
+        ("ProbeSpec", "^demo_.*e$", (24, 28), False),
+        ("ProbeSpec", "demo_read, event_off=7 -> demo_read+0x7", (25, 24), False)]
+    assert found[3].unsupported and found[6].regex and found[7].offset == 7
+    assert {p.origin.tool for p in found} == {"bcc"} and found[6].origin.optional
+    assert detect_kind("tools/opensnoop", "#!/usr/bin/python3\nb.attach_kprobe(event='x')\n") == "bcc"
+    assert detect_kind("setup.py", "import setuptools\n") == "list"  # refused by extract, as before
+
+
+def test_bcc_event_re_matches_whole_names():
+    kernel = probelint.load_kernel([DEMO / "demo.elf"])
+    regex = [p for p in probes("snoop.py") if getattr(p, "regex", False)]
+    assert [p.symbol for p in expand_globs(kernel, regex)] == ["demo_write"]  # demo_notrace: no ftrace site
+    none = expand_globs(kernel, [regex[0]._replace(symbol="demo_")])  # a prefix is no match: re.fullmatch
+    assert [p.message for p in none] == ["event_re demo_ matches no traceable function"]
+
+
+def test_tetragon_policy_located_at_its_nodes():
+    found = probes("policy.yaml")
+    assert [(p.text, where(p), getattr(p, "is_return", None), p.origin.tool) for p in found] == [
+        ("demo_read", (8, 12), False, "Tetragon"), ("sys_write -> __x64_sys_write", (13, 11), False, "Tetragon"),
+        ("demo_notrace", (15, 11), True, "Tetragon"), ("list:demo-calls", (21, 12), None, "Tetragon")]
+    assert found[1].symbol == "__x64_sys_write" and found[3].unsupported
+    assert detect_kind("ci.yaml", "name: ci\non: push\n") == "list"  # refused by extract, as before
+
+
+def test_a_tree_walk_takes_scripts_by_their_content(tmp_path):
+    """Extensionless scripts by their #! line, bcc tools and Tetragon policies by what they hold;
+    other programs, YAML and unreadable files are left out."""
+    from probelint.readers import tree_files
+
+    (tmp_path / "kprobe").write_text("#!/bin/bash\necho 'p:demo demo_read' >> kprobe_events\n")
+    (tmp_path / "demosnoop").write_text((DATA / "snoop.py").read_text())
+    (tmp_path / "policy.yaml").write_text((DATA / "policy.yaml").read_text())
+    (tmp_path / "Makefile").write_text("all:\n\ttrue\n")
+    (tmp_path / "tool").write_text("#!/usr/bin/python3\nprint('no probes')\n")
+    (tmp_path / "setup.py").write_text("import setuptools\n")
+    (tmp_path / "ci.yml").write_text("on: push\n")
+    (tmp_path / "blob").write_bytes(b"#!\xff\xfe")
+    (tmp_path / "other").symlink_to(tmp_path / "kprobe")  # a link is followed only by a probe name
+    assert [p.name for p in tree_files(tmp_path)] == ["demosnoop", "kprobe", "policy.yaml"]
+
+
+def test_systemtap_module_functions_call_and_literal_braces():
+    found = probes("modules.stp")
+    assert [(type(p).__name__, p.text, where(p)) for p in found] == [
+        ("ProbeSpec", "xfs_file_read_iter -> xfs:xfs_file_read_iter", (3, 31)),
+        ("ProbeSpec", "xfs_file_write_iter -> xfs:xfs_file_write_iter", (4, 38)),
+        ("ParseProblem", "ext4_file_read_iter@fs/ext4/file.c:10", (5, 33)),
+        ("ProbeSpec", "demo_read", (6, 24)),
+        ("ParseProblem", "demo_{read,write}", (7, 24))]
+    assert (found[0].module, found[0].is_return, found[0].origin.optional is not None) == ("xfs", True, True)
+    assert found[2].unsupported and not found[4].unsupported and "no match" in found[4].message

@@ -5,6 +5,9 @@
 * shell (``.sh``, or a sh/bash shebang): kprobe_events ``echo`` lines, ``perf probe`` commands
   (`probelint.readers.perf`) and ``bpftrace -e`` one-liners: `probelint.readers.shell`;
 * SystemTap (``.stp``, or a stap shebang): `probelint.readers.systemtap`;
+* bcc (a Python program, ``.py`` or a python shebang, that calls ``attach_kprobe`` or defines
+  ``kprobe__FN``): `probelint.readers.bcc`, read as text, never imported or run;
+* Tetragon (a ``.yaml``/``.yml`` TracingPolicy): `probelint.readers.tetragon`;
 * anything else: a probe list, one probe per line (`probelint.readers.spec.parse_text`).
 
 Each reader parses the probe points it finds with the kprobe_events grammar
@@ -21,12 +24,12 @@ import re
 from pathlib import Path
 
 from probelint.errors import InputError, warn
-from probelint.readers import bpftrace, libbpf, shell, systemtap
+from probelint.readers import bcc, bpftrace, libbpf, shell, systemtap, tetragon
 from probelint.readers.spec import Parsed, SourceLineProbe, parse_text
 
 __all__ = ["KINDS", "MAX_PROBES", "Parsed", "SourceLineProbe", "detect_kind", "extract", "tree_files"]
 
-KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap")
+KINDS = ("list", "bpftrace", "libbpf", "shell", "systemtap", "bcc", "tetragon")
 BOM = "\ufeff"  # some Windows editors start a UTF-8 file with it: not part of line 1
 
 # Probes checked in one run, wildcard matches included: a bound on memory and time (~1 KB and
@@ -44,6 +47,11 @@ def detect_kind(path: str, text: str) -> str:
         return "systemtap"
     if path.endswith((".sh", ".bash")) or (first.startswith("#!") and re.search(r"\b(ba|da|z|k)?sh\b", first)):
         return "shell"
+    python = path.endswith(".py") or (first.startswith("#!") and re.search(r"\bpython[0-9.]*\b", first))
+    if python and bcc.looks_like_bcc(text):
+        return "bcc"
+    if path.endswith((".yaml", ".yml")) and tetragon.looks_like_policy(text):
+        return "tetragon"
     return "list"
 
 
@@ -93,7 +101,8 @@ def extract(path: str, text: str, kind: str | None = None, limit: int = MAX_PROB
                                    "(--source-type list reads it as a probe list)")
     if text.startswith(BOM):  # a blank in its place keeps the columns of line 1 those of the file
         text = " " + text[1:]
-    readers = {"bpftrace": bpftrace.read, "libbpf": libbpf.read, "shell": shell.read, "systemtap": systemtap.read}
+    readers = {"bpftrace": bpftrace.read, "libbpf": libbpf.read, "shell": shell.read, "systemtap": systemtap.read,
+               "bcc": bcc.read, "tetragon": tetragon.read}
     probes = list(itertools.islice(readers.get(kind, parse_text)(text, path), limit + 1))
     if len(probes) > limit:
         raise InputError(path, f"more than {MAX_PROBES} probes in one run: probelint checks probes that are live "
@@ -105,7 +114,8 @@ _PROBE_SUFFIXES = (".bt", ".bpf.c", ".sh", ".bash", ".stp", ".kprobes", "probes.
 
 
 def tree_files(root: Path) -> list[Path]:
-    """The files of a tree that hold probes (by name), in path order, hidden entries left out.
+    """The files of a tree that hold probes (by name, else by content: `_sniff`), in path order,
+    hidden entries left out.
     The walk stays in the tree: a symbolic link is followed only to a file inside it (a link out
     of it, planted or not, is reported on stderr and not read); a directory it cannot list is an
     error (its probes would go unchecked). Files that are not regular (a FIFO named x.bt) are
@@ -136,7 +146,36 @@ def tree_files(root: Path) -> list[Path]:
                 out.append(path)
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(path)
-            elif entry.name.endswith(_PROBE_SUFFIXES):
+            elif entry.name.endswith(_PROBE_SUFFIXES) or (
+                    Path(entry.name).suffix in _SNIFFED and entry.is_file(follow_symlinks=False) and _sniff(path)):
                 out.append(path)
         pending.extend(reversed(subdirs))
     return sorted(out, key=lambda p: p.parts)
+
+
+# Names that may hold probes by content: a script without extension (perf-tools' kprobe, bcc's
+# installed tools) by its #! line, a Python program by its bcc calls, YAML by its TracingPolicy head
+_SNIFFED = ("", ".py", ".yaml", ".yml")
+_SNIFF_LIMIT = 1 << 20  # read no more of a file to decide; a larger one is not taken
+
+
+def _sniff(path: Path) -> bool:
+    """Whether a file a walk meets holds probes by its content. Regular files only, never through
+    a link at its name (`open_regular`); one that cannot be read is reported and left out."""
+    from probelint.fileio import open_regular
+
+    try:
+        with open_regular(path, follow=False, verb="read") as fh:
+            head = fh.read(2)
+            if not path.suffix and head != b"#!":
+                return False  # a Makefile, a README: no need to read on
+            data = head + fh.read(_SNIFF_LIMIT)
+    except (InputError, OSError) as exc:
+        warn(str(path), f"{exc.detail if isinstance(exc, InputError) else exc}: not read for probes")
+        return False
+    if len(data) > _SNIFF_LIMIT:
+        return False
+    try:
+        return detect_kind(str(path), data.decode()) != "list"
+    except UnicodeDecodeError:
+        return False

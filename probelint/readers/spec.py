@@ -75,11 +75,13 @@ class ProbeSpec(NamedTuple):
     expanded_from: ProbeSpec | None = None  # the wildcard this probe is one match of
     matches: int = 0  # of that wildcard: how many functions it matched (more than are checked past a cap)
     origin: Origin = DEFAULT_ORIGIN
+    regex: bool = False  # `symbol` is a regular expression matched whole (bcc's event_re), not a glob
 
     @property
     def is_glob(self) -> bool:
-        """A wildcard (bpftrace, kprobe.multi): expanded against the kernel's traceable functions."""
-        return self.symbol is not None and any(c in self.symbol for c in "*?[")
+        """A wildcard (bpftrace, kprobe.multi) or a bcc event_re: expanded against the kernel's
+        traceable functions."""
+        return self.symbol is not None and (self.regex or any(c in self.symbol for c in "*?["))
 
     @property
     def canonical(self) -> str:

@@ -42,7 +42,7 @@ BLOCKLIST = re.compile(
 BLOCKLIST_RETURN = re.compile(r"do_exit|sys_exit|sys_exit_group")
 
 _PROBE = re.compile(r"""\b(kprobe\.function|kernel\.function|kernel\.statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
-_MODULE = re.compile(r"""\b(?:kprobe\.)?module\(\s*"[^"]*"\s*\)\.(?:function|statement)\(\s*"([^"]*)"\s*\)""")
+_MODULE = re.compile(r"""\b(kprobe\.)?module\(\s*"([^"]*)"\s*\)\.(function|statement)\(\s*"([^"]*)"\s*\)((?:\.\w+)*)""")
 # the tokens that delimit probe statements: strings (a brace in "vfs_{read,write}" is no block),
 # braces, and the keyword that starts a statement
 _STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
@@ -75,13 +75,26 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
     lines = Lines(file, text)
     headers = _statements(code)
-    modules = ((m.start(1), with_origin(ParseProblem(m.group(1), lines.location(m.start(1)),
-                                                     "SystemTap module(...) probes are not checked", unsupported=True),
-                                        _origin(code, m.end(), m.start(), headers)))
+    modules = ((m.start(4), with_origin(_module_point(m, text, lines), _origin(code, m.end(), m.start(), headers)))
                for m in _MODULE.finditer(code))
-    points = ((m.start(2), with_origin(_point(m, text, lines), _origin(code, m.end(), m.start(), headers)))
+    points = ((m.start(2), with_origin(_point(m.group(1), text[m.start(2) : m.end(2)], m.group(3),
+                                              lines.location(m.start(2))), _origin(code, m.end(), m.start(), headers)))
               for m in _PROBE.finditer(code))
     return (probe for _, probe in heapq.merge(modules, points, key=lambda found: found[0]))
+
+
+def _module_point(m: re.Match[str], text: str, lines: Lines) -> Parsed:
+    """``[kprobe.]module("M").function("F")[.call|.return]``: a probe at M:F's entry, as
+    kprobe_events spells it. Statements, and functions with a file, line or other suffix, are not
+    checked; a kernel-style function's inlined copies in the module are not placed."""
+    module, kind, suffix = m.group(2), m.group(3), m.group(5)
+    name, where = text[m.start(4) : m.end(4)], lines.location(m.start(4))
+    plain = re.fullmatch(r"[A-Za-z_*?\[][\w.*?\[\]]*", name) is not None and re.fullmatch(r"\w+", module) is not None
+    if kind != "function" or suffix not in ("", ".call", ".return") or not plain:
+        return ParseProblem(name, where, f"SystemTap module(...).{kind}(\"{name}\"){suffix} is not checked",
+                            unsupported=True)
+    parsed = parse_target(f"{module}:{name}", where, is_return=suffix == ".return", allow_glob=True)
+    return parsed._replace(text=f"{name} -> {module}:{name}")  # the literal names no module: no fix rewrites it
 
 
 def _statements(code: str) -> list[tuple[int, int, bool]]:
@@ -115,11 +128,16 @@ def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]
     return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!")
 
 
-def _point(m: re.Match[str], text: str, lines: Lines) -> Parsed:
+def _point(kind: str, arg: str, suffix: str, where: Location) -> Parsed:
     """One ``kprobe.function``, ``kernel.function`` or ``kernel.statement`` probe point."""
-    kind, arg, suffix = m.group(1), text[m.start(2) : m.end(2)], m.group(3)
-    where = lines.location(m.start(2))
     is_return = suffix == ".return"
+    if re.search(r"\{[^}]*,[^}]*\}", arg):
+        return ParseProblem(arg, where, f"SystemTap 4.8 reads the braces in \"{arg}\" literally: no function matches "
+                                        "(stap: \"semantic error: no match\"); alternatives are written "
+                                        "kernel.{function(\"A\"),function(\"B\")} or as a list of points")
+    if kind == "kernel.function" and suffix == ".call" and re.fullmatch(r"[A-Za-z_]\w*", arg):
+        # the out-of-line function only, not its inlined copies: its entry, as for kprobe.function
+        return parse_target(arg, where)
     if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
         return ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True)
     if kind == "kprobe.function":

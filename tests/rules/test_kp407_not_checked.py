@@ -11,7 +11,8 @@ FUNC f
 
 def test_forms_not_modelled_are_not_checked(build_kernel, tmp_path):
     script = tmp_path / "t.stp"
-    script.write_text('probe module("ext4").function("ext4_file_open") { }\nprobe kprobe.function("f") { }\n')
+    script.write_text('probe module("ext4").statement("ext4_file_open@fs/ext4/file.c:1") { }\n'
+                      'probe kprobe.function("f") { }\n')
     report = probelint.check([build_kernel(SOURCE)], files=[script], hints="never")
     unchecked, checked = report
     assert rules_fired(unchecked) == ["KP407"] and unchecked.verdict.registers is None

@@ -1,0 +1,200 @@
+"""bcc Python tools (``.py`` or a python shebang, with ``attach_kprobe`` calls or ``kprobe__FN``
+functions): read as text with `ast.parse`, never imported or run.
+
+* ``attach_kprobe(event="F", event_off=N)``, ``attach_kretprobe(event="F")`` (or the event as the
+  first positional argument): a probe at F;
+* ``event_re="RE"``: every traceable function RE matches whole (bcc's `get_kprobe_functions`,
+  `re.fullmatch`), expanded like a wildcard; bcc skips a match that fails to attach and fails
+  only when none attaches, so each match is optional;
+* the event computed by ``get_syscall_fnname("x")`` (bcc's x86-64 prefix ``__x64_sys_``), or a
+  variable assigned one string literal in the file: resolved; anything else is computed at run
+  time: not checked (KP407), located at the expression;
+* ``kprobe__F`` / ``kretprobe__F`` functions in the embedded C text: bcc attaches them itself,
+  to ``fix_syscall_fnname(F)`` (``sys_x`` becomes ``__x64_sys_x``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from probelint.findings import Location
+from probelint.readers.spec import Origin, Parsed, ParseProblem, ProbeSpec, parse_target, with_origin
+from probelint.readers.text import Lines
+
+__all__ = ["SYSCALL_PREFIX", "looks_like_bcc", "read"]
+
+# bcc's get_syscall_prefix(): the first of its prefixes whose `bpf` syscall exists; x86-64 kernels
+# since 4.17 (ARCH_HAS_SYSCALL_WRAPPER) have __x64_sys_bpf, and probelint models x86-64 only
+SYSCALL_PREFIX = "__x64_sys_"
+_SYSCALL_PREFIXES = ("sys_", "__x64_sys_", "__x32_compat_sys_", "__ia32_compat_sys_")
+
+_ATTACH = ("attach_kprobe", "attach_kretprobe")
+_MARKERS = re.compile(r"\battach_k(?:ret)?probe\b|\bk(?:ret)?probe__\w")
+_AUTOLOAD = re.compile(r"\b(kprobe|kretprobe)__(\w+)\s*\(")
+
+_BCC = Origin(tool="bcc")  # through the perf kprobe PMU (bpf_attach_kprobe): trace_kprobe's tests apply
+_EACH_MATCH = Origin(tool="bcc", optional="event_re: bcc skips a match it cannot attach (it fails only when none "
+                                          "attaches)")
+
+
+def looks_like_bcc(text: str) -> bool:
+    """A Python program that attaches kprobes with bcc."""
+    return _MARKERS.search(text) is not None
+
+
+def read(text: str, file: str) -> Iterator[Parsed]:
+    lines = Lines(file, text)
+    try:
+        tree = ast.parse(text, file)
+    except (SyntaxError, ValueError) as exc:  # Python 2 tools; a NUL byte
+        line, column = getattr(exc, "lineno", None) or 1, getattr(exc, "offset", None) or 1
+        yield ParseProblem(text.split("\n")[line - 1].strip()[:60] if text else "", Location(file, line, column),
+                           f"not Python 3 (bcc tools are read with Python's own parser): {getattr(exc, 'msg', exc)}")
+        return
+    offsets = _Offsets(text)
+    strings = [(offsets.start(n), offsets.end(n)) for n in ast.walk(tree)
+               if isinstance(n, ast.Constant | ast.JoinedStr) and isinstance(getattr(n, "value", ""), str)]
+    assigned = _assigned_strings(tree)
+    found: list[tuple[int, Parsed]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ATTACH:
+            found += _attach(node, node.func.attr == "attach_kretprobe", text, offsets, lines, assigned)
+    for m in _AUTOLOAD.finditer(text):
+        if any(start <= m.start() < end for start, end in strings):
+            name = _fix_syscall_fnname(m.group(2))
+            spec = parse_target(name, lines.location(m.start(2)), is_return=m.group(1) == "kretprobe")
+            if name != m.group(2) and isinstance(spec, ProbeSpec):
+                spec = spec._replace(text=m.group(2) + " -> " + name)
+            found.append((m.start(), with_origin(spec, _BCC)))
+    # in the order of the probe tokens (an event named through a variable is at its literal)
+    yield from sorted((probe for _, probe in found), key=lambda p: (p.location.line, p.location.column))
+
+
+class _Offsets:
+    """Text offsets of ast nodes (whose columns count UTF-8 bytes)."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.split("\n")
+        self._starts = [0]
+        for line in self._lines:
+            self._starts.append(self._starts[-1] + len(line) + 1)
+
+    def _at(self, line: int, byte: int) -> int:
+        return self._starts[line - 1] + len(self._lines[line - 1].encode()[:byte].decode(errors="ignore"))
+
+    def start(self, node: ast.AST) -> int:
+        return self._at(node.lineno, node.col_offset)  # type: ignore[attr-defined]
+
+    def end(self, node: ast.AST) -> int:
+        return self._at(node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
+
+
+def _assigned_strings(tree: ast.AST) -> dict[str, ast.Constant | None]:
+    """Names assigned a string literal, each with its only literal (None: assigned more than once
+    or something else as well: its value is known only at run time)."""
+    out: dict[str, ast.Constant | None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):  # a parameter: whatever the caller passes
+            out[node.arg] = None
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign | ast.AugAssign | ast.For | ast.NamedExpr) else []
+        value = getattr(node, "value", None) if not isinstance(node, ast.AugAssign | ast.For) else None
+        for target in targets:
+            if isinstance(target, ast.Name):
+                literal = value if isinstance(value, ast.Constant) and isinstance(value.value, str | bytes) else None
+                out[target.id] = literal if target.id not in out else None
+    return out
+
+
+def _fix_syscall_fnname(name: str) -> str:
+    """bcc's fix_syscall_fnname: a name with any syscall prefix gets this kernel's."""
+    prefix = next((p for p in _SYSCALL_PREFIXES if name.startswith(p)), None)
+    return SYSCALL_PREFIX + name[len(prefix):] if prefix else name
+
+
+def _literal_start(node: ast.Constant, text: str, offsets: _Offsets) -> int:
+    """Offset of a string literal's first character (past its prefix and quotes)."""
+    start = offsets.start(node)
+    m = re.compile(r"[rRbBuU]*('''|\"\"\"|'|\")").match(text, start)
+    return m.end() if m else start
+
+
+def _attach(call: ast.Call, is_return: bool, text: str, offsets: _Offsets, lines: Lines,
+            assigned: dict[str, ast.Constant | None]) -> Iterator[tuple[int, Parsed]]:
+    args = {k.arg: k.value for k in call.keywords if k.arg}
+    if call.args and "event" not in args:
+        args["event"] = call.args[0]
+    offset = args.get("event_off")
+    regex = args.get("event_re")
+    if regex is not None:
+        literal = _string(regex, assigned)
+        if literal is None:
+            yield offsets.start(regex), _dynamic(regex, "event_re", text, offsets, lines)
+            return
+        where = lines.location(_literal_start(literal, text, offsets))
+        pattern = _text(literal)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            yield offsets.start(regex), with_origin(ParseProblem(pattern, where, f"bcc cannot compile event_re: {exc}"),
+                                                    _BCC)
+            return
+        yield offsets.start(regex), ProbeSpec(pattern, where, is_return, pattern, None, 0, None, regex=True,
+                                              origin=_EACH_MATCH)
+        return
+    event = args.get("event")
+    if event is None:
+        return
+    name, literal = _event(event, assigned)
+    if name is None or literal is None:
+        yield offsets.start(event), _dynamic(event, "event", text, offsets, lines)
+        return
+    where = lines.location(_literal_start(literal, text, offsets))
+    spec = parse_target(name, where, is_return=is_return)
+    if isinstance(offset, ast.Constant) and isinstance(offset.value, int) and isinstance(spec, ProbeSpec):
+        if offset.value:  # the literal names only the function: no fix may rewrite it to FN+OFF
+            spec = spec._replace(offset=offset.value, text=f"{name}, event_off={offset.value} -> "
+                                                           f"{name}+{offset.value:#x}")
+    elif offset is not None and isinstance(spec, ProbeSpec):
+        yield offsets.start(offset), _dynamic(offset, "event_off", text, offsets, lines)
+        return
+    if isinstance(spec, ProbeSpec) and name != _text(literal):
+        spec = spec._replace(text=f"{_text(literal)} -> {name}")
+    yield offsets.start(event), with_origin(spec, _BCC)
+
+
+def _text(node: ast.Constant) -> str:
+    value = node.value
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _string(node: ast.expr, assigned: dict[str, ast.Constant | None]) -> ast.Constant | None:
+    """The string literal `node` is, or the only one its variable is assigned."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+        return node
+    if isinstance(node, ast.Name):
+        return assigned.get(node.id)
+    return None
+
+
+def _event(node: ast.expr, assigned: dict[str, ast.Constant | None]) -> tuple[str | None, ast.Constant | None]:
+    """The function an ``event=`` argument names, and the literal it comes from."""
+    literal = _string(node, assigned)
+    if literal is not None:
+        return _text(literal), literal
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and len(node.args) == 1
+            and node.func.attr in ("get_syscall_fnname", "fix_syscall_fnname")):
+        literal = _string(node.args[0], assigned)
+        if literal is not None:
+            name = _text(literal)
+            fixed = SYSCALL_PREFIX + name if node.func.attr == "get_syscall_fnname" else _fix_syscall_fnname(name)
+            return fixed, literal
+    return None, None
+
+
+def _dynamic(node: ast.expr, what: str, text: str, offsets: _Offsets, lines: Lines) -> Parsed:
+    source = text[offsets.start(node) : offsets.end(node)]
+    return with_origin(ParseProblem(source[:80], lines.location(offsets.start(node)),
+                                    f"bcc computes {what}= at run time", unsupported=True), _BCC)
