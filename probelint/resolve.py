@@ -39,7 +39,12 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         if names is None:
             names = _traceable_names(kernel)
         pattern = item.symbol or ""
-        regex = re.compile(pattern) if item.regex else None
+        regex = None
+        if item.regex:
+            regex, why = _event_re(pattern)
+            if regex is None:
+                out.append(ParseProblem(item.text, item.location, why, origin=item.origin))
+                continue
         matches = sorted({n for n, mod in names if item.module in (None, mod)
                           and (regex.fullmatch(n) if regex else fnmatch.fnmatchcase(n, pattern))})
         if not matches:
@@ -53,6 +58,24 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob, regex=False)
                 for name in matches[:checked]]
     return out
+
+
+# A quantified group that itself holds a quantifier, as in (a+)+ or (\w*x)*: Python's matcher
+# may backtrack exponentially on such a pattern, and every traceable name is tried
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)(?:[*+]|\{\d*,)")
+MAX_EVENT_RE = 1000  # characters: bcc tools' patterns are a few dozen
+
+
+def _event_re(pattern: str) -> tuple[re.Pattern[str] | None, str]:
+    """bcc's event_re compiled, or None and why it is not run: a syntax error (bcc's own
+    re.compile fails) or a shape that can take exponential time against ~50k names."""
+    if len(pattern) > MAX_EVENT_RE or _NESTED_QUANTIFIER.search(pattern):
+        return None, (f"event_re {pattern[:60]!r} is not run: a quantifier over a group that holds one can take "
+                      "exponential time (rewrite it without the nested repetition)")
+    try:
+        return re.compile(pattern), ""
+    except re.error as exc:
+        return None, f"event_re {pattern[:60]!r} is not a regular expression ({exc}): bcc's re.compile fails too"
 
 
 def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:

@@ -149,3 +149,14 @@ def test_huge_settings_file(tmp_path):
     probes.write_text("x\n")
     result = run(["--no-cache", DEMO_ELF, str(probes)], memory_mib=1024, seconds=20, cwd=tmp_path)
     one_error(result, "probelint.toml", "larger than 1 MiB")
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(", "(\\\\w*_)*x$"])
+def test_bcc_event_re_that_cannot_run_is_a_finding_not_a_hang(tmp_path, pattern):
+    """bcc's event_re is matched against every traceable name: a pattern with nested repetition
+    may backtrack exponentially, and one that is no regular expression fails bcc's re.compile."""
+    tool = tmp_path / "tool.py"
+    tool.write_text(f'from bcc import BPF\nb = BPF(text="")\nb.attach_kprobe(event_re=r"{pattern}", fn_name="f")\n')
+    result = run(["--no-cache", "--format", "json", DEMO_ELF, str(tool)], memory_mib=1024, seconds=20)
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr[-500:]
+    assert "is not run" in result.stdout or "is not a regular expression" in result.stdout
