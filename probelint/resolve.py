@@ -67,15 +67,16 @@ MAX_EVENT_RE = 1000  # characters: bcc tools' patterns are a few dozen
 
 
 def _event_re(pattern: str) -> tuple[re.Pattern[str] | None, str]:
-    """bcc's event_re compiled, or None and why it is not run: a syntax error (bcc's own
-    re.compile fails) or a shape that can take exponential time against ~50k names."""
+    """bcc's event_re compiled, or None and why it is not run: a shape that can take exponential
+    time against ~50k names (the bcc reader has refused syntax errors already; a pattern given
+    otherwise gets the same words)."""
     if len(pattern) > MAX_EVENT_RE or _NESTED_QUANTIFIER.search(pattern):
         return None, (f"event_re {pattern[:60]!r} is not run: a quantifier over a group that holds one can take "
                       "exponential time (rewrite it without the nested repetition)")
     try:
         return re.compile(pattern), ""
     except re.error as exc:
-        return None, f"event_re {pattern[:60]!r} is not a regular expression ({exc}): bcc's re.compile fails too"
+        return None, f"bcc cannot compile event_re: {exc}: {pattern[:60]!r}"
 
 
 def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
