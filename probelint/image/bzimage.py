@@ -17,7 +17,6 @@ kept in its last 4 bytes, is checked on each use so that a damaged file is rebui
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mmap
 import os
 import struct
@@ -61,6 +60,8 @@ def payload(path: str, data: bytes) -> tuple[str, memoryview]:
 def vmlinux_of(path: str, data: bytes, cache_root: Path | None) -> bytes | mmap.mmap:
     """The vmlinux ELF inside the bzImage `data` (read from `path`): from the cache when there."""
     directory = CacheDir.open(cache_root, _SUB) if cache_root is not None else None
+    import hashlib  # a bzImage's key: kept off the start-up of a vmlinux run
+
     name = hashlib.sha256(data).hexdigest() + ".elf"
     if directory is not None:
         cached = _cached(directory, name)

@@ -9,8 +9,6 @@ that a bomb cannot exhaust memory.
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +47,8 @@ def decompress(where: str, chunks: Iterator[bytes], kind: str, what: str = "a ke
     of the stream (the 4-byte size the kernel build appends to its payload) is ignored."""
     if kind == "lz4":
         return _unlz4_legacy(where, b"".join(chunks), what, limit)
+    import lzma  # imported when something is decompressed: every run reads this module's magics
+
     decomp = _decompressor(where, kind)
     out = bytearray()
     try:
@@ -88,6 +88,9 @@ def _pieces(decomp: Any, kind: str, data: bytes) -> Iterator[bytes]:
 
 
 def _decompressor(where: str, kind: str) -> Any:
+    import bz2
+    import lzma
+
     if kind == "xz":
         return lzma.LZMADecompressor(lzma.FORMAT_XZ)
     if kind == "lzma":

@@ -14,7 +14,6 @@ sizing and ordering rules are the same code.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
@@ -73,6 +72,8 @@ class SymbolMap:
     @cached_property
     def digest(self) -> str:
         """Part of the index key: the same image indexed with another map is another index."""
+        import hashlib  # only a map's own index key: kept off the start-up of a vmlinux run
+
         return hashlib.sha256(self._data).hexdigest()[:16]
 
     @cached_property
