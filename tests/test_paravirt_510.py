@@ -1,6 +1,6 @@
 """5.10's boot patching (changes.py "paravirt-alternatives", "static-nops"): native_patch() writes the
 native instruction at a paravirt site, and the NOPs are the CPU's ideal_nops. Checked on the booted 5.10.223
-cloud kernel (docs/validation-5.10.md: dax_finish_sync_fault+0x228 EILSEQ, paravirt windows optimized)."""
+cloud kernel (docs/linux-versions.md: dax_finish_sync_fault+0x228 EILSEQ, paravirt windows optimized)."""
 
 from __future__ import annotations
 

@@ -110,6 +110,21 @@ def _vmlinux_symbol(name: str, what: str) -> Detector:
     return detect
 
 
+def _any_symbol(names: tuple[str, ...], what: str) -> Detector:
+    """As `_symbol`, for a change whose function later kernels renamed (or the compiler may inline)."""
+    tests = [_symbol(name, what) for name in names]
+
+    def detect(image: KernelImage) -> Evidence | None:
+        found = None
+        for test in tests:
+            found = test(image)
+            if found is None or found.value:
+                return found
+        return found
+
+    return detect
+
+
 def _rodata(needle: bytes, what: str) -> Detector:
     def detect(image: KernelImage) -> Evidence | None:
         sec = None if image.is_module else image.elf.section(".rodata")
@@ -182,6 +197,14 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
     Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
            "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
            ("KP110", "KP207", "KP208"), _alt_entry_size),
+    Change("alt-jmp-int3-pad", "x86/alternative: Support relocations in alternatives (apply_relocation)", "",
+           (6, 5),
+           "a replacement's jmp rel32 shortened to jmp rel8 is followed by int3s (memset INT3_INSN_OPCODE), not "
+           "recompute_jump()'s NOPs: the bytes after the short jmp of a static_cpu_has() or other alternative "
+           "site are int3s, which can_probe refuses (KP116, EILSEQ) where a NOP was a probeable boundary",
+           ("KP116", "KP104"),
+           _any_symbol(("__apply_relocation", "apply_relocation", "text_poke_apply_relocation"),
+                       "arch/x86/kernel/alternative.c")),
     Change("optprobe-indirect-jump-skip",
            "x86/retpoline,kprobes: Skip optprobe check for indirect jumps with retpolines and IBT", "", (6, 6),
            "with RETPOLINE or IBT configured the indirect-jump test (and the thunk-range test) is gone",

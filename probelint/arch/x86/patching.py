@@ -148,8 +148,14 @@ def _alternative(image: KernelImage, entry: dict[str, int], features: frozenset[
         target = entry["repl"] + (5 if buf[0] == 0xE9 else 2) + disp
         n_dspl = target - instr
         if abs(n_dspl - 2) <= 127:
-            buf = bytearray(b"\xeb" + ((n_dspl - 2) & 0xFF).to_bytes(1, "little")) + add_nops(3, nops)
-            repl_len = 2
+            from probelint.image.changes import applies
+
+            kernel = image.vmlinux if image.vmlinux is not None else image
+            short = b"\xeb" + ((n_dspl - 2) & 0xFF).to_bytes(1, "little")
+            if buf[0] == 0xE9 and applies("alt-jmp-int3-pad", kernel, kernel.config.version).value:
+                buf, repl_len = bytearray(short + b"\xcc" * 3), 5  # __apply_relocation: int3 after the jmp8
+            else:
+                buf, repl_len = bytearray(short) + add_nops(3, nops), 2
         else:
             buf = bytearray(b"\xe9" + ((n_dspl - 5) & 0xFFFFFFFF).to_bytes(4, "little"))
     buf = buf[:repl_len] + b"\x90" * max(0, length - repl_len)
