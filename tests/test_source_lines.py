@@ -218,15 +218,9 @@ def _stap_pcs(stap_output: str) -> set[int]:
             if line.startswith("probe ") and " pc=0x" in line}
 
 
-@pytest.mark.kernel
-def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
-    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux) probes
-    kernel.function("F") at exactly the addresses probelint checks: F's entry and its inlined
-    copies (43 of 43 sampled functions agreed when this was written)."""
-    if shutil.which("stap") is None:
-        pytest.skip("SystemTap (Debian's systemtap) is not installed")
-    import random
-
+@pytest.fixture
+def stap_build(debian, tmp_path):
+    """A build tree holding only the -dbg vmlinux, as `stap -r` takes one (pass 2 needs no more)."""
     from probelint.vmtest.download import kernel_abi
     from tests.conftest import KERNEL_PACKAGE
 
@@ -236,6 +230,19 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
     (build / ".config").write_text("")
     (build / "Module.symvers").write_text("")
     (build / "vmlinux").symlink_to(debian.vmlinux)
+    return build
+
+
+@pytest.mark.kernel
+def test_systemtap_function_agrees_with_stap(stap_build, debian_kernel):
+    """SystemTap itself (pass 2 against a build tree holding only the -dbg vmlinux) probes
+    kernel.function("F") at exactly the addresses probelint checks: F's entry and its inlined
+    copies (43 of 43 sampled functions agreed when this was written)."""
+    if shutil.which("stap") is None:
+        pytest.skip("SystemTap (Debian's systemtap) is not installed")
+    import random
+
+    build = stap_build
     image = debian_kernel.vmlinux
     stext, etext = image.marker("_stext"), image.marker("_etext")
     funcs = [s for s in image.symbols.symbols_in(stext, etext)
@@ -258,20 +265,12 @@ def test_systemtap_function_agrees_with_stap(debian, debian_kernel, tmp_path):
 
 
 @pytest.mark.kernel
-def test_systemtap_call_and_braces_agree_with_stap(debian, debian_kernel, tmp_path):
+def test_systemtap_call_and_braces_agree_with_stap(stap_build, debian_kernel):
     """`.call` is the out-of-line entry alone; braces inside a name are literal to stap 4.8 (no
     match), while braces around probe point components are its alternation."""
     if shutil.which("stap") is None:
         pytest.skip("SystemTap (Debian's systemtap) is not installed")
-    from probelint.vmtest.download import kernel_abi
-    from tests.conftest import KERNEL_PACKAGE
-
-    build = tmp_path / "build"
-    (build / "include" / "config").mkdir(parents=True)
-    (build / "include" / "config" / "kernel.release").write_text(kernel_abi(KERNEL_PACKAGE) + "\n")
-    (build / ".config").write_text("")
-    (build / "Module.symvers").write_text("")
-    (build / "vmlinux").symlink_to(debian.vmlinux)
+    build = stap_build
 
     def stap(probe: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["stap", "-vvv", "-p2", "-r", str(build), "-e", f"probe {probe} {{ next }}"],
