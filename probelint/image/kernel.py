@@ -44,6 +44,7 @@ class Kernel:
         self.thunk_range = vmlinux.thunk_range if vmlinux else None
         # --live: the probelint.live.LiveSystem this kernel is (Any: live.py reads the checks' results)
         self.live: Any = None
+        self._changes: dict[str, Evidence] = {}  # rules ask per probe: answered once per kernel
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,
@@ -98,8 +99,11 @@ class Kernel:
 
     def change(self, change: str) -> Evidence:
         """The answer for `change` with its evidence: the vmlinux's detector, else the version."""
-        return applies(change, self.vmlinux if self.vmlinux is not None else next(iter(self.images), None),
-                       self.version)
+        found = self._changes.get(change)
+        if found is None:
+            image = self.vmlinux if self.vmlinux is not None else next(iter(self.images), None)
+            found = self._changes[change] = applies(change, image, self.version)
+        return found
 
     @cached_property
     def assumptions(self) -> list[str]:
