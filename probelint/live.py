@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from probelint.image.vmlinux import Vmlinux
     from probelint.readers.spec import ProbeSpec
 
-__all__ = ["Kcore", "LiveSystem", "Registered", "parse_blacklist", "parse_probe_list", "read_live"]
+__all__ = ["Kcore", "ListEntry", "LiveSystem", "Registered", "parse_blacklist", "parse_list_line", "parse_probe_list",
+           "read_live"]
 
 KALLSYMS = "proc/kallsyms"
 KCORE = "proc/kcore"
@@ -53,10 +54,49 @@ MAX_LIST = 64 << 20
 MAX_PHDRS = 1 << 16  # a kcore has one PT_LOAD per memory range: hundreds at most
 JMP32_INSN_SIZE = 5  # an optimized probe's jump (arch/x86/include/asm/text-patching.h)
 
-_LIST_LINE = re.compile(r"([0-9a-fA-F]+)\s+([kr])\s+(\S+?)\+0x([0-9a-fA-F]+)"  # ADDR k|r SYM+0xOFF
-                        r"(?:\s+([^\s[]\S*))?\s*((?:\[[A-Z]+\])*)\s*$")  # [MOD] [FLAGS]
 # kprobe_blacklist_seq_show: "0x%px-0x%px\t%ps\n"; %ps of a module's symbol is "SYM [MOD]"
 _BLACKLIST_LINE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\t(\S+)(?: \[(\S+)\])?")
+
+
+@dataclass
+class ListEntry:
+    """One line of ``/sys/kernel/debug/kprobes/list`` (kernel/kprobes.c `report_probe`: ``%px  %s
+    %s+0x%x  %s `` then the flags; the vmtest harness reads booted kernels' lists with it too)."""
+
+    address: int
+    kind: str  # "k" or "r"
+    symbol: str
+    offset: int
+    module: str | None
+    flags: frozenset[str]
+    line: str
+
+
+_FLAG_RE = re.compile(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]")
+
+
+def parse_list_line(line: str) -> ListEntry | None:
+    """Parse ``ffffffff8134cc50  k  vfs_read+0x0  [FTRACE]`` (module optional); None if not a probe."""
+    toks = line.split()
+    if len(toks) < 3 or toks[1] not in ("k", "r"):
+        return None
+    try:
+        addr = int(toks[0], 16)
+    except ValueError:
+        return None
+    symoff = toks[2].split("/")[0]
+    sym, _, off = symoff.rpartition("+")
+    try:
+        offset = int(off, 16)
+    except ValueError:
+        sym, offset = symoff, 0
+    flags = frozenset(_FLAG_RE.findall(" ".join(toks[3:])))
+    module = None
+    for tok in toks[3:]:
+        rest = _FLAG_RE.sub("", tok)
+        if rest:
+            module = rest.strip("[]")
+    return ListEntry(addr, toks[1], sym, offset, module, flags, line)
 
 
 @dataclass(frozen=True)
@@ -83,12 +123,11 @@ def parse_probe_list(text: str, where: str) -> list[Registered]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        match = _LIST_LINE.fullmatch(line.strip())
-        if match is None:
+        entry = parse_list_line(line)
+        if entry is None:
             raise InputError(f"{where}:{number}", "not a kprobes/list line (ADDR  k|r  SYM+0xOFF  [MOD] [FLAGS])")
-        flags = frozenset(re.findall(r"\[([A-Z]+)\]", match[6]))
-        out.append(Registered(number, int(match[1], 16), match[2] == "r", match[3], int(match[4], 16),
-                              match[5], flags))
+        out.append(Registered(number, entry.address, entry.kind == "r", entry.symbol, entry.offset, entry.module,
+                              entry.flags))
     return out
 
 

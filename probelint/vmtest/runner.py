@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probelint.live import ListEntry, parse_list_line
+
 from .download import HarnessUnavailable, ensure_busybox, ensure_kernel
 from .initramfs import GuestProbe, build_initramfs
 from .vm import DEFAULT_CPU, BootResult, boot
@@ -204,46 +206,6 @@ def errno_name(text: str) -> str | None:
         if msg in text and (best is None or len(msg) > best[0]):
             best = (len(msg), name)
     return best[1] if best else None
-
-
-@dataclass
-class ListEntry:
-    """One line of ``/sys/kernel/debug/kprobes/list``."""
-
-    address: int
-    kind: str  # "k" or "r"
-    symbol: str
-    offset: int
-    module: str | None
-    flags: frozenset[str]
-    line: str
-
-
-_FLAG_RE = re.compile(r"\[(GONE|DISABLED|OPTIMIZED|FTRACE)\]")
-
-
-def parse_list_line(line: str) -> ListEntry | None:
-    """Parse ``ffffffff8134cc50  k  vfs_read+0x0  [FTRACE]`` (module optional); None if not a probe."""
-    toks = line.split()
-    if len(toks) < 3 or toks[1] not in ("k", "r"):
-        return None
-    try:
-        addr = int(toks[0], 16)
-    except ValueError:
-        return None
-    symoff = toks[2].split("/")[0]
-    sym, _, off = symoff.rpartition("+")
-    try:
-        offset = int(off, 16)
-    except ValueError:
-        sym, offset = symoff, 0
-    flags = frozenset(_FLAG_RE.findall(" ".join(toks[3:])))
-    module = None
-    for tok in toks[3:]:
-        rest = _FLAG_RE.sub("", tok)
-        if rest:
-            module = rest.strip("[]")
-    return ListEntry(addr, toks[1], sym, offset, module, flags, line)
 
 
 def parse_kallsyms_line(line: str) -> tuple[int, str, str, str | None] | None:
