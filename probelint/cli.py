@@ -11,7 +11,6 @@ import argparse
 import atexit
 import gc
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,12 +150,13 @@ def _is_elf(path: str) -> bool:
         return False
     from probelint.fileio import open_regular
     from probelint.image.bzimage import is_bzimage
+    from probelint.image.elf import MODULE_SUFFIXES
     from probelint.image.symbol_map import is_symbol_map
 
     with open_regular(path) as fh:
         head = fh.read(0x210)
     magic = head[:4]
-    if magic == b"\x7fELF" or re.search(r"\.ko\.(xz|gz|zst)$", path) or is_bzimage(head) or is_symbol_map(head):
+    if magic == b"\x7fELF" or path.endswith(MODULE_SUFFIXES[1:]) or is_bzimage(head) or is_symbol_map(head):
         return True
     if path.endswith(".ko"):
         raise InputError(path, "not an ELF file (a .ko is a kernel module)" if magic

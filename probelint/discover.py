@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from probelint.errors import InputError
+from probelint.image.elf import MODULE_SUFFIXES
 
 __all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinux_for_module",
            "vmlinuz_candidates"]
@@ -136,7 +137,7 @@ def find_modules(names: set[str], dirs: list[Path]) -> dict[str, Path]:
     for top in dirs:
         for dirpath, _dirs, files in os.walk(top):
             for file in files:
-                if file.endswith((".ko", ".ko.xz", ".ko.gz", ".ko.zst")):
+                if file.endswith(MODULE_SUFFIXES):
                     name = file.split(".ko", 1)[0].replace("-", "_")
                     if name in wanted and name not in found:
                         found[name] = Path(dirpath) / file

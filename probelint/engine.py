@@ -249,7 +249,7 @@ def _check_forked(kernel: Kernel, contexts: list[ProbeContext | ParseProblem], p
 
 class _Sent(NamedTuple):
     """What a forked checker sends back of one probe: where it resolved (images by index), its
-    verdict, findings and fired rules, where an optimized probe's window ends, the child's pid."""
+    verdict, findings and fired rules, and where an optimized probe's window ends."""
 
     image: int | None
     symbol: object
@@ -261,7 +261,6 @@ class _Sent(NamedTuple):
     findings: list[object]
     fired: set[str]
     window_end: int | None
-    pid: int
 
     @classmethod
     def pack(cls, result: ProbeResult, index: dict[int, int]) -> _Sent:
@@ -269,7 +268,7 @@ class _Sent(NamedTuple):
         assert ctx is not None
         return cls(index.get(id(ctx.image)), ctx.symbol, ctx.address, ctx.named, index.get(id(ctx.named_image)),
                    ctx.on_func_entry, (v.registers, v.errno, v.optimized, v.ftrace, v.reasons), result.findings,
-                   result.fired, ctx.window_end() if v.optimized else None, os.getpid())
+                   result.fired, ctx.window_end() if v.optimized else None)
 
     def restore(self, ctx: ProbeContext, kernel: Kernel) -> ProbeResult:
         images = kernel.images
@@ -282,7 +281,6 @@ class _Sent(NamedTuple):
         ctx._window_end = self.window_end
         result = ProbeResult(ctx.spec, v, self.findings, ctx)  # type: ignore[arg-type]
         result.fired = self.fired
-        result.checked_by = self.pid
         return result
 
 

@@ -160,10 +160,9 @@ class ProbeContext:
 
 class ProbeResult:
     """One probe's outcome: the spec (or the parse problem), verdict and findings. `fired` holds
-    every rule that fired on it, reported or not (suppressed, not selected): KP403 reads it.
-    `checked_by` is the pid of the forked checker that checked it (None: this process)."""
+    every rule that fired on it, reported or not (suppressed, not selected): KP403 reads it."""
 
-    __slots__ = ("checked_by", "context", "findings", "fired", "spec", "verdict")
+    __slots__ = ("context", "findings", "fired", "spec", "verdict")
 
     def __init__(self, spec: ProbeSpec | ParseProblem, verdict: Verdict, findings: list[Finding] | None = None,
                  context: ProbeContext | None = None) -> None:
@@ -172,7 +171,6 @@ class ProbeResult:
         self.findings: list[Finding] = findings if findings is not None else []
         self.fired: set[str] = set()
         self.context = context
-        self.checked_by: int | None = None
 
     def __repr__(self) -> str:
         return f"ProbeResult({self.spec.text!r}, {self.verdict!r}, {len(self.findings)} findings)"

@@ -85,11 +85,12 @@ MAX_SECTIONS = 0xFFFF
 MAX_SYMBOLS = 1 << 21
 
 COMPRESSED_SUFFIXES = {".xz": "xz", ".gz": "gzip", ".zst": "zstd"}  # modules as distributions install them
+MODULE_SUFFIXES = (".ko", *(f".ko{suffix}" for suffix in COMPRESSED_SUFFIXES))
 
 
 def is_module_file(path: str) -> bool:
     """ET_REL (a .ko), from the ELF header alone; compressed images are modules."""
-    if path.endswith(tuple(f".ko{suffix}" for suffix in COMPRESSED_SUFFIXES)):
+    if path.endswith(MODULE_SUFFIXES[1:]):  # compressed: the header is not ELF
         return True
     with open(path, "rb") as fh:
         header = fh.read(18)
