@@ -22,6 +22,7 @@ from probelint.errors import InputError
 
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
+    from probelint.image.cache import IndexCache
     from probelint.image.kernel import Kernel
     from probelint.readers import Parsed
 
@@ -160,7 +161,7 @@ def _vmlinux_of_modules(images: list[str]) -> list[str]:
     return []
 
 
-def _lines_cache(config: Config) -> object | None:
+def _lines_cache(config: Config) -> IndexCache | None:
     if not config.cache:
         return None
     from probelint.image.cache import IndexCache, default_cache_dir
