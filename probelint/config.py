@@ -109,7 +109,7 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
             path = directory / name
             if not path.exists():
                 continue
-            data = _read(path)
+            data = _read(path, name == "pyproject.toml")
             tool = data.get("tool", {})
             own = data if name == "probelint.toml" else None  # probelint.toml may hold the table bare
             table = tool.get("probelint", own) if isinstance(tool, dict) else None
@@ -120,12 +120,16 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _read(path: Path) -> dict[str, Any]:
-    import tomllib  # only when there is a file to read: a warm run without one skips the import
-
+def _read(path: Path, only_if_named: bool = False) -> dict[str, Any]:
+    """The TOML file at `path`; with `only_if_named`, {} for a file that never names probelint
+    (most projects' pyproject.toml: its parsing, and tomllib's import, are skipped)."""
     from probelint.fileio import read_regular
 
     data = read_regular(path, MAX_CONFIG_FILE, "a configuration file")  # a FIFO, /dev/zero: one line
+    if only_if_named and b"probelint" not in data:
+        return {}
+    import tomllib
+
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from probelint.errors import InputError
 
-__all__ = ["file_kind", "open_regular", "read_regular", "replacing"]
+__all__ = ["file_kind", "open_regular", "read_regular", "replacing", "rewrite_in_place"]
 
 
 def file_kind(mode: int) -> str | None:
@@ -39,10 +39,12 @@ def _refuse(where: str, mode: int) -> None:
         raise InputError(where, f"{kind}, not a regular file: not read")
 
 
-def open_regular(path: str | Path, *, follow: bool = True, verb: str = "open") -> BinaryIO:
+def open_regular(path: str | Path, *, follow: bool = True, verb: str = "open", inside: str | None = None) -> BinaryIO:
     """`path` opened for reading in binary, if it is a regular file; else one line (InputError,
     "cannot `verb`: ..." if it cannot be opened). `follow=False`: a symbolic link at the last
-    component is refused, not followed."""
+    component is refused, not followed. `inside`: the file opened must lie in that directory (a
+    walked tree), checked on the open file itself, so a directory swapped for a link since the
+    walk cannot lead the read out of the tree."""
     where = str(path)
     try:
         _refuse(where, (os.stat(path) if follow else os.lstat(path)).st_mode)
@@ -51,6 +53,8 @@ def open_regular(path: str | Path, *, follow: bool = True, verb: str = "open") -
         raise InputError(where, f"cannot {verb}: {exc.strerror or exc}") from None
     try:
         _refuse(where, os.fstat(fd).st_mode)  # swapped since the stat
+        if inside is not None and not _opened_inside(fd, path, inside):
+            raise InputError(where, f"now leads out of {inside} (a link swapped in since the walk): not read")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -58,9 +62,20 @@ def open_regular(path: str | Path, *, follow: bool = True, verb: str = "open") -
     return os.fdopen(fd, "rb")
 
 
-def read_regular(path: str | Path, limit: int, what: str, *, follow: bool = True) -> bytes:
+def _opened_inside(fd: int, path: str | Path, directory: str) -> bool:
+    """Whether the file open at `fd` lies in `directory` (a real path), by the name the kernel
+    gives the open file; where /proc is not mounted, by `path`'s real path."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(path)
+    return os.path.commonpath([directory, real]) == directory
+
+
+def read_regular(path: str | Path, limit: int, what: str, *, follow: bool = True,
+                 inside: str | None = None) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; a larger one is refused as not `what`."""
-    with open_regular(path, follow=follow, verb="read") as fh:
+    with open_regular(path, follow=follow, verb="read", inside=inside) as fh:
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
@@ -107,3 +122,31 @@ def replacing(target: str | Path, *, mode: int | None = None, owner: tuple[int, 
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def rewrite_in_place(target: str, data: bytes, status: os.stat_result) -> None:
+    """Overwrite the file `target` (the one `status` describes: a link swapped in since is refused)
+    with `data`, keeping its inode and so every hard link to it. Not atomic: if the write fails
+    the old bytes are put back, and an OSError is one line naming the target."""
+    try:
+        fd = os.open(target, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise InputError(target, f"cannot rewrite: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "r+b") as fh:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (status.st_dev, status.st_ino) or not stat.S_ISREG(now.st_mode):
+            raise InputError(target, "replaced while probelint ran: not rewritten")
+        old = fh.read()
+        try:
+            fh.seek(0)
+            fh.write(data)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.write(old)
+                fh.truncate()
+                fh.flush()
+            raise InputError(target, f"cannot rewrite: {exc.strerror or exc}") from None

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.errors import InputError
-from probelint.fileio import replacing
+from probelint.fileio import replacing, rewrite_in_place
 from probelint.readers import detect_kind
 from probelint.readers.spec import ProbeSpec
 
@@ -212,8 +212,13 @@ def _writable(path: str, before: str) -> tuple[str, os.stat_result]:
 
 
 def _write(path: str, found: tuple[str, os.stat_result], text: str) -> None:
-    """Replace the file atomically, keeping its mode and owner; on failure it is untouched."""
+    """Replace the file atomically, keeping its mode and owner; on failure it is untouched. A
+    file with other hard links is rewritten in place instead (vim's `backupcopy=auto`): a rename
+    would leave the other names holding the old text."""
     target, status = found
+    if status.st_nlink > 1:
+        rewrite_in_place(target, text.encode("utf-8"), status)
+        return
     with replacing(target, mode=stat.S_IMODE(status.st_mode), owner=(status.st_uid, status.st_gid),
                    verb="rewrite") as fh:
         fh.write(text.encode("utf-8"))

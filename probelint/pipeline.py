@@ -199,24 +199,29 @@ def read_sources(paths: Sequence[str | Path], source_type: str | None = None) ->
 
 def read_texts(paths: Sequence[str | Path]) -> dict[str, str]:
     """The text of each probe file named or in a directory named, in order, each file once
-    however often it is named (FILE FILE, DIR and DIR/FILE, a symlink and its target): read
-    twice, each of its probes would be a duplicate of itself."""
+    however often it is named (FILE FILE, DIR and DIR/FILE, a symlink and its target, hard
+    links): read twice, each of its probes would be a duplicate of itself."""
     from probelint.readers import tree_files
 
-    files: list[tuple[str, bool]] = []  # (file, follow a link at its name)
+    files: list[tuple[str, bool, str | None]] = []  # (file, follow a link at its name, the tree it must stay in)
     for name in map(str, paths):
         if name != "-" and os.path.isdir(name):
             # a walked file was no link when the walk met it: one planted since is not followed
-            files += [(str(f), f.is_symlink()) for f in tree_files(Path(name))]
+            top = os.path.realpath(name)
+            files += [(str(f), f.is_symlink(), top) for f in tree_files(Path(name))]
         else:
-            files.append((name, True))
+            files.append((name, True, None))
     texts: dict[str, str] = {}
-    seen: set[str] = set()
-    for file, follow in files:
+    seen: set[object] = set()
+    for file, follow, tree in files:
         real = file if file == "-" else os.path.realpath(file)
-        if real not in seen:
-            seen.add(real)
-            texts[file] = read_probe_file(file, follow=follow)
+        try:
+            inode: object = (st.st_dev, st.st_ino) if file != "-" and (st := os.stat(real)).st_nlink > 1 else real
+        except OSError:
+            inode = real  # reading it says why it cannot be read
+        if inode not in seen:
+            seen.add(inode)
+            texts[file] = read_probe_file(file, follow=follow, inside=tree)
     return texts
 
 
@@ -230,7 +235,7 @@ def parse_texts(texts: dict[str, str], source_type: str | None = None) -> list[P
     return probes
 
 
-def read_probe_file(path: str, *, follow: bool = True) -> str:
+def read_probe_file(path: str, *, follow: bool = True, inside: str | None = None) -> str:
     """A probe file's text ('-': standard input), refused with one line if it is not text, or
     not a regular file (a FIFO would block the run, a device read without end)."""
     from probelint.fileio import read_regular
@@ -242,7 +247,8 @@ def read_probe_file(path: str, *, follow: bool = True) -> str:
                 raise InputError(path, f"larger than {MAX_PROBE_FILE >> 20} MiB: not a probe list")
         else:
             # decoded as stored (CRLF kept, no newline translation), so that --fix rewrites what was read
-            text = read_regular(path, MAX_PROBE_FILE, "a probe list", follow=follow).decode("utf-8", errors="strict")
+            data = read_regular(path, MAX_PROBE_FILE, "a probe list", follow=follow, inside=inside)
+            text = data.decode("utf-8", errors="strict")
         if "\0" in text:
             raise InputError(path, "not a text file (it contains NUL bytes)")
         return text

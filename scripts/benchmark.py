@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not an installed copy
 
 import probelint
 from probelint.image.kernel import Image, Module
@@ -35,10 +35,18 @@ from probelint.image.kernel import Image, Module
 SIZES = (10, 1_000, 10_000)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# Every command runs in an empty directory (a probelint.toml or pyproject.toml in the caller's
+# directory would be read as the run's configuration) with this checkout first on the path.
+WORKDIR: str | None = None  # set by main: an empty directory of its own
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def measure(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run of `cmd` (output discarded)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or ENV,
+                            cwd=WORKDIR)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) not in (0, 1):
@@ -110,6 +118,9 @@ def main() -> int:
     rows: list[tuple[str, float, int]] = []
     tmp = tempfile.TemporaryDirectory()
     work = Path(tmp.name)
+    global WORKDIR
+    WORKDIR = str(work / "cwd")
+    os.mkdir(WORKDIR)
     samples = [(work / f"probes-{size}-{seed}.txt", size, seed) for size in SIZES
                for seed in (1, *range(100, 100 + args.repeat))]
     module_samples = [(work / f"module-{size}.txt", size, 1) for size in (1, 1_000)]
@@ -121,6 +132,8 @@ def main() -> int:
     rows.append(("nm -n", *nm))
     objdump = median_run(["objdump", "-d", "-j", ".text", str(vmlinux)], args.repeat)
     rows.append(("objdump -d -j .text", *objdump))
+    # the floor under every probelint row: the interpreter starting (site-packages' .pth hooks included)
+    rows.append(("python3 -c pass (interpreter start)", *median_run([sys.executable, "-c", "pass"], args.repeat)))
     cache = work / "cache"
 
     def probelint_cmd(probes: Path, *images: Path) -> list[str]:

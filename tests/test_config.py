@@ -64,3 +64,16 @@ def test_subcommands_take_the_projects_cpu_profile(tmp_path):
                                                   "demo_read+0x7").stdout
     mapped = run(proj, "map", "demo.elf", "--function", "demo_read", "-o", "m.gz")
     assert mapped.returncode == 0 and "[cpu profile: EPYC-Rome]" in mapped.stderr
+
+
+def test_a_pyproject_that_never_names_probelint_is_not_parsed(tmp_path):
+    """Most projects' pyproject.toml has nothing for probelint: it is not parsed (nor tomllib
+    imported), so not even a broken one stops the run; the search goes on to the parents."""
+    proj = project(tmp_path, 'kernel = "demo.elf"\nfail-level = "warning"\n')
+    sub = proj / "sub"
+    sub.mkdir()
+    (sub / "pyproject.toml").write_text("[project\nname = 'other'\n")  # invalid, and not ours
+    shown = run(sub, "--show-config").stdout
+    assert str(proj / "pyproject.toml") in shown and 'fail-level = "warning"' in shown
+    (sub / "pyproject.toml").write_text("[project\nname = 'probelint-demo'\n")  # names it: read, and refused
+    assert "invalid TOML" in run(sub, "--show-config").stderr

@@ -146,3 +146,24 @@ def test_removing_a_duplicate_keeps_the_syntax():
     assert without("echo 'p:e a' >> kprobe_events\n", 1, 11, "a", "shell") == "echo 'p:e a' >> kprobe_events\n"
     assert without("b\na   # again\n", 2, 1, "a", "list") == "b\n"
     assert without("b\np:ev a %di\n", 2, 6, "a", "list") == "b\np:ev a %di\n"  # an event definition, not only a probe
+
+
+def test_a_hard_linked_file_is_fixed_in_place(tmp_path):
+    probes = tmp_path / "probes.txt"
+    probes.write_text("demo_read+0x5\ndemo_write+010\n")
+    other = tmp_path / "elsewhere.txt"
+    os.link(probes, other)
+    inode = probes.stat().st_ino
+    proc = run("--unsafe-fixes", str(probes))
+    assert "applied 1 fix\n" in proc.stderr
+    # a rename over `probes` would have left `elsewhere.txt` holding the old text
+    assert other.read_text() == probes.read_text() == "demo_read+0x5\ndemo_write+0x9\n"
+    assert probes.stat().st_ino == inode and probes.stat().st_nlink == 2
+
+
+def test_hard_links_to_one_file_are_read_once(tmp_path):
+    probes = tmp_path / "probes.txt"
+    probes.write_text("demo_read+0x5\n")
+    os.link(probes, tmp_path / "again.txt")
+    assert "KP409" not in run("--select", "KP409", str(tmp_path)).stdout
+    assert "KP409" not in run("--select", "KP409", str(probes), str(tmp_path / "again.txt")).stdout

@@ -145,3 +145,21 @@ def test_command_exit_runs_exit_handlers(tmp_path):
     (store,) = (tmp_path / "index").glob("*.facts.sqlite")
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM facts").fetchone()[0] >= 1
+
+
+
+def test_table_columns_from_the_index_match_the_table(tmp_path, build_kernel):
+    """A warm run reads single fields of the indexed tables as columns, never building a dict per
+    entry; the columns are the table's fields, in its order, before and after the table is built."""
+    from tests.rules.test_kp404_kp405_runtime_branches import SOURCE
+
+    elf = build_kernel(SOURCE + "    JUMP_LABEL 2b\n")
+    probelint.load_kernel([elf], cache_dir=tmp_path, cache=True)  # writes the index
+    image = probelint.load_kernel([elf], cache_dir=tmp_path, cache=True).vmlinux
+    assert len(image._indexed_tables["jump_table"][1][0]) == 2  # the two jump labels, indexed as columns
+    codes, targets = image.table_columns("jump_table", "code", "target")
+    assert "jump_table" not in image._tables  # answered from the columns
+    entries = image.table("jump_table")
+    assert list(codes) == [e["code"] for e in entries] and list(targets) == [e["target"] for e in entries]
+    assert [list(c) for c in image.table_columns("jump_table", "code", "target")] == [list(codes), list(targets)]
+    assert image.jump_label_target(codes[1]) == targets[1]

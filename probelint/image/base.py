@@ -204,6 +204,18 @@ class ImageBase(ABC):
     def marker(self, name: str) -> int | None:
         return self.raw_symbol(name)
 
+    def table_columns(self, name: str, *fields: str) -> list[Sequence[int]]:
+        """The `fields` of a special section's entries, a sequence each: read straight from the
+        index's columns when the table has not been materialized (a warm run wants one or two
+        fields of a table, not a dict per entry)."""
+        packed = self._indexed_tables.get(name) if name not in self._tables else None
+        if packed is not None:
+            names, columns = packed
+            if all(f in names for f in fields):
+                return [columns[names.index(f)] for f in fields]
+        entries = self.table(name)
+        return [[e[f] for e in entries] for f in fields]
+
     def table(self, name: str) -> list[dict[str, int]]:
         """A kernel special section's entries (image/tables.py), read once."""
         cached = self._tables.get(name)
@@ -219,15 +231,15 @@ class ImageBase(ABC):
 
     @cached_property
     def return_sites(self) -> list[int]:
-        return sorted(e["addr"] for e in self.table("return_sites"))
+        return sorted(self.table_columns("return_sites", "addr")[0])
 
     @cached_property
     def retpoline_sites(self) -> list[int]:
-        return sorted(e["addr"] for e in self.table("retpoline_sites"))
+        return sorted(self.table_columns("retpoline_sites", "addr")[0])
 
     @cached_property
     def sealed_endbrs(self) -> list[int]:
-        return sorted(e["addr"] for e in self.table("ibt_endbr_seal"))
+        return sorted(self.table_columns("ibt_endbr_seal", "addr")[0])
 
     @cached_property
     def paravirt_sites(self) -> list[tuple[int, int]]:
@@ -256,7 +268,7 @@ class ImageBase(ABC):
     @cached_property
     def extable(self) -> list[int]:
         """Sorted faulting-instruction addresses of __ex_table (search_exception_tables)."""
-        return sorted({e["insn"] for e in self.table("ex_table")})
+        return sorted(set(self.table_columns("ex_table", "insn")[0]))
 
     def in_extable(self, address: int) -> bool:
         pos = bisect.bisect_left(self.extable, address)
@@ -281,7 +293,8 @@ class ImageBase(ABC):
         """The branch target of the jump-label site at `code` (`__jump_table` target field)."""
         targets = self.__dict__.get("_jump_targets")
         if targets is None:
-            targets = self.__dict__["_jump_targets"] = {e["code"]: e["target"] for e in self.table("jump_table")}
+            targets = self.__dict__["_jump_targets"] = dict(zip(*self.table_columns("jump_table", "code", "target"),
+                                                                strict=True))
         return targets.get(code)
 
     def site_overlapping(self, name: str, start: int, end: int) -> int | None:
@@ -296,13 +309,13 @@ class ImageBase(ABC):
 
     @cached_property
     def bug_sites(self) -> frozenset[int]:
-        return frozenset(e["addr"] for e in self.table("bug_table"))
+        return frozenset(self.table_columns("bug_table", "addr")[0])
 
     @cached_property
     def ftrace_sites(self) -> list[int]:
         """Sorted fentry call sites of a running kernel: __mcount_loc minus zero entries (skipped by
         ftrace_process_locs) and init-text sites (freed by ftrace_free_init_mem after boot)."""
-        return sorted({e["addr"] for e in self.table("mcount_loc") if e["addr"] and not self.is_init_text(e["addr"])})
+        return sorted({a for a in self.table_columns("mcount_loc", "addr")[0] if a and not self.is_init_text(a)})
 
     def ftrace_site_in(self, start: int, end: int) -> int | None:
         """ftrace_location_range(start, end - 1): the first site whose 5 bytes overlap."""

@@ -155,7 +155,7 @@ def tree_files(root: Path) -> list[Path]:
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(path)
             elif entry.name.endswith(_PROBE_SUFFIXES) or (
-                    Path(entry.name).suffix in _SNIFFED and entry.is_file(follow_symlinks=False) and _sniff(path)):
+                    Path(entry.name).suffix in _SNIFFED and entry.is_file(follow_symlinks=False) and _sniff(path, top)):
                 out.append(path)
         pending.extend(reversed(subdirs))
     return sorted(out, key=lambda p: p.parts)
@@ -167,13 +167,13 @@ _SNIFFED = ("", ".py", ".yaml", ".yml")
 _SNIFF_LIMIT = 1 << 20  # read no more of a file to decide; a larger one is not taken
 
 
-def _sniff(path: Path) -> bool:
+def _sniff(path: Path, tree: str) -> bool:
     """Whether a file a walk meets holds probes by its content. Regular files only, never through
     a link at its name (`open_regular`); one that cannot be read is reported and left out."""
     from probelint.fileio import open_regular
 
     try:
-        with open_regular(path, follow=False, verb="read") as fh:
+        with open_regular(path, follow=False, verb="read", inside=tree) as fh:
             head = fh.read(2)
             if not path.suffix and head != b"#!":
                 return False  # a Makefile, a README: no need to read on

@@ -184,3 +184,29 @@ def _umask() -> int:
 
 def test_map_query_of_a_fifo_is_refused(fifo: Path) -> None:
     one_error(probelint("map", "--query", "demo_read+5", fifo, timeout=20), "a FIFO")
+
+
+def test_a_directory_swapped_for_a_link_after_the_walk_is_not_read_through(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk met tree/sub as a directory; before the read it becomes a link out of the tree
+    (a race an attacker who can write the tree can win): the open file is checked, not the name."""
+    import probelint.readers as readers
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.kprobes").write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "x.kprobes").write_text("demo_read\n")
+    walk = readers.tree_files
+
+    def walk_then_swap(root: Path) -> list[Path]:
+        found = walk(root)
+        shutil.rmtree(tree / "sub")
+        (tree / "sub").symlink_to(outside)
+        return found
+
+    monkeypatch.setattr(readers, "tree_files", walk_then_swap)
+    with pytest.raises(InputError, match=r"now leads out of .*a link swapped in since the walk") as caught:
+        read_texts([tree])
+    assert "SECRET" not in str(caught.value)
