@@ -14,6 +14,7 @@ import json
 import struct
 import zlib
 from array import array
+from mmap import mmap
 from typing import Any
 
 __all__ = ["IndexFormatError", "decode", "encode", "field", "typed_array"]
@@ -68,8 +69,9 @@ def encode(tree: Any) -> bytes:
     return _HEADER.pack(_MAGIC, zlib.crc32(rest), len(head), size)[:20] + rest
 
 
-def decode(data: bytes) -> Any:
-    """The tree of an index file; IndexFormatError for anything but what `encode` writes."""
+def decode(data: bytes | mmap) -> Any:
+    """The tree of an index file (its bytes, or the file mapped); IndexFormatError for anything
+    but what `encode` writes. Nothing returned refers to `data`: arrays and strings are copies."""
     if len(data) < _HEADER.size:
         raise IndexFormatError("shorter than its header")
     magic, crc, head_len, blob_len = _HEADER.unpack_from(data)

@@ -147,9 +147,13 @@ def test_wrong_index_values_are_rebuilt_not_a_crash(clean, capsys):
 
 # ------------------------------------------------------------------ corruption: every flip is caught
 
-def test_every_byte_flip_of_the_index_is_caught(clean, capsys):
+@pytest.mark.parametrize("mapped", [False, True], ids=["read", "mapped"])
+def test_every_byte_flip_of_the_index_is_caught(clean, capsys, monkeypatch, mapped):
     """Every byte of the header, then every 7th byte of the rest (the demo index is ~6 KB; each run
-    loads the kernel again): the run rebuilds with one line, or gives exactly the clean output."""
+    loads the kernel again): the run rebuilds with one line, or gives exactly the clean output.
+    Read as a small file is, and mapped as a real kernel's index (megabytes) is."""
+    if mapped:
+        monkeypatch.setattr("probelint.image.cachefs._MAP_FROM", 0)
     expected, cache = clean
     index = index_file(cache)
     good = index.read_bytes()
