@@ -68,6 +68,8 @@ def test_warm_module_run_takes_symbols_and_facts_from_the_index(build_kernel, tm
 
     monkeypatch.setattr(ModuleSymbols, "__init__", fail)
     monkeypatch.setattr(FunctionFacts, "of", fail)
+    # the relocated text comes from the facts: no relocation resolved (nor the .symtab parsed)
+    monkeypatch.setattr(RelocTable, "within", fail)
     kernel = probelint.load_kernel(images, cache_dir=tmp_path / "cache", cache=True)
     assert _verdicts(probelint.check(kernel, PROBES)) == _verdicts(cold)
     fn = kernel.modules[0].function(kernel.modules[0].symbols.lookup_name("mod_read"))

@@ -335,12 +335,21 @@ class ImageBase(ABC):
         return None
 
     def read(self, address: int, size: int) -> bytes:
-        """Bytes at `address`, as far as one section holds them (shorter at a section end)."""
+        """Bytes at `address`, as far as one section holds them (shorter at a section end), with
+        the loader's relocations applied."""
         sec = self.section_at(address)
         if sec is None:
             return b""
         start = address - self.section_address(sec)
-        return self._relocated(self.elf.section_bytes(sec, start, min(size, sec.size - start)), start, sec)
+        return self._relocated(self.read_unrelocated(address, size), start, sec)
+
+    def read_unrelocated(self, address: int, size: int) -> bytes:
+        """`read` before relocation: the file's own bytes (the same for a vmlinux)."""
+        sec = self.section_at(address)
+        if sec is None:
+            return b""
+        start = address - self.section_address(sec)
+        return self.elf.section_bytes(sec, start, min(size, sec.size - start))
 
     @cached_property
     def inferred_config(self) -> KernelConfig:
@@ -361,14 +370,17 @@ class ImageBase(ABC):
         decoded when read unless `every_insn` (a caller that reads them all keeps the walk's)."""
         fn = self._functions.get(sym.address)
         if fn is None:
-            # The last instruction may run past the symbol end: the kernel reads on.
-            file_code = self.read(sym.address, sym.size + x86.MAX_INSN_SIZE)
+            # The last instruction may run past the symbol end: the kernel reads on. The facts are
+            # tied to the file's bytes before relocation and keep the relocated, patched text as
+            # differences from them: a warm module run applies no relocation (the index is keyed
+            # by the module's build-id and its vmlinux's, which fix every relocation's value).
+            file_code = self.read_unrelocated(sym.address, sym.size + x86.MAX_INSN_SIZE)
             live = self.live_text(sym.address, len(file_code)) if self.live_text is not None else None
             # the fact store holds the model's text: a running kernel's is its own, never stored
             store = self._facts if live is None else None
             facts = store.get(self.profile.cache_key, sym.address, file_code) if store is not None else None
             code = live if live is not None else facts.live(file_code) if facts is not None else \
-                patch_live_text(self, sym.address, file_code, self.profile)
+                patch_live_text(self, sym.address, self.read(sym.address, len(file_code)), self.profile)
             if facts is not None and not every_insn:
                 fn = Function(sym, facts, code)
             else:

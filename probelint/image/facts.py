@@ -69,12 +69,19 @@ class FunctionFacts(NamedTuple):
         return bytes(buf)
 
 
+_MAX_RUNS = 4  # more differing runs are kept as one: a module function has a relocated field every few instructions
+
+
 def _differences(old: bytes, new: bytes) -> tuple[tuple[int, bytes], ...]:
-    """Runs of `new` that differ from `old` (same length), found by C-speed XOR and regex."""
+    """Runs of `new` that differ from `old` (same length), found by C-speed XOR and regex; many
+    runs as the one span from the first to the last (each run costs a warm read a loop step)."""
     if old == new:
         return ()
     xor = (int.from_bytes(old, "little") ^ int.from_bytes(new, "little")).to_bytes(len(old), "little")
-    return tuple((m.start(), new[m.start() : m.end()]) for m in _CHANGED.finditer(xor))
+    runs = [m.span() for m in _CHANGED.finditer(xor)]
+    if len(runs) > _MAX_RUNS:
+        runs = [(runs[0][0], runs[-1][1])]
+    return tuple((start, new[start:end]) for start, end in runs)
 
 
 def _signed(address: int) -> int:
