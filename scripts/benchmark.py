@@ -54,16 +54,24 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float
     return elapsed, usage.ru_maxrss
 
 
+NEIGHBOUR: list[str] = []  # set by main: `nm -n` on the image, run beside every measured run
+
+
 def median_run(cmd: list[str], repeat: int, *, before: list[str] | None = None,
-               env: dict[str, str] | None = None) -> tuple[float, int]:
-    times, rss = [], 0
+               env: dict[str, str] | None = None) -> tuple[float, int, float]:
+    """Median wall seconds and peak RSS of `cmd` over `repeat` runs, and the median of `nm -n`
+    run just before each of them: a shared machine's load changes over minutes, and a ratio
+    against an `nm -n` timed at the start would carry that drift."""
+    times, beside, rss = [], [], 0
     for _ in range(repeat):
+        if NEIGHBOUR:
+            beside.append(measure(NEIGHBOUR)[0])
         if before:
             subprocess.run(before, check=True)
         t, r = measure(cmd, env=env)
         times.append(t)
         rss = max(rss, r)
-    return statistics.median(times), rss
+    return statistics.median(times), rss, statistics.median(beside) if beside else statistics.median(times)
 
 
 def sample_probes(image: Image, count: int, seed: int = 1) -> list[str]:
@@ -115,7 +123,7 @@ def main() -> int:
         release = vmlinux.name.removeprefix("vmlinux-")
         found = sorted(vmlinux.parent.parent.glob(f"lib/modules/{release}/kernel/fs/xfs/xfs.ko"))
         module = found[0] if found else None
-    rows: list[tuple[str, float, int]] = []
+    rows: list[tuple[str, float, int, float]] = []
     tmp = tempfile.TemporaryDirectory()
     work = Path(tmp.name)
     global WORKDIR
@@ -130,6 +138,7 @@ def main() -> int:
             pool.submit(write_samples, vmlinux, module_samples, module).result()
     nm = median_run(["nm", "-n", str(vmlinux)], args.repeat)
     rows.append(("nm -n", *nm))
+    NEIGHBOUR[:] = ["nm", "-n", str(vmlinux)]
     objdump = median_run(["objdump", "-d", "-j", ".text", str(vmlinux)], args.repeat)
     rows.append(("objdump -d -j .text", *objdump))
     # the floor under every probelint row: the interpreter starting (site-packages' .pth hooks included)
@@ -147,9 +156,9 @@ def main() -> int:
         warm = median_run(probelint_cmd(probes), args.repeat)
         rows.append((f"probelint warm, {size} probes", *warm))
         # The index is warm but the probes are new: their functions are decoded for the first time.
-        fresh = [measure(probelint_cmd(work / f"probes-{size}-{100 + run}.txt")) for run in range(args.repeat)]
-        rows.append((f"probelint warm index, {size} new probes", statistics.median(t for t, _ in fresh),
-                     max(r for _, r in fresh)))
+        fresh = [median_run(probelint_cmd(work / f"probes-{size}-{100 + run}.txt"), 1) for run in range(args.repeat)]
+        rows.append((f"probelint warm index, {size} new probes", statistics.median(t for t, _, _ in fresh),
+                     max(r for _, r, _ in fresh), statistics.median(n for _, _, n in fresh)))
     # DWARF is never read on the lint path: a copy without it (same build-id, a fresh index) must
     # cost the same as the full file, though it is a tenth of the size.
     stripped = work / "vmlinux.nodebug"
@@ -172,9 +181,10 @@ def main() -> int:
     tmp.cleanup()
     print(f"image: {vmlinux} ({vmlinux.stat().st_size / 1e6:.0f} MB), median of {args.repeat} runs, "
           f"{os.cpu_count()} CPUs")
+    print("x nm -n: against `nm -n` timed beside the row's own runs (the first row's figure is the start's)")
     print(f"{'command':56} {'seconds':>8} {'peak RSS MB':>12} {'x nm -n':>8} {'x objdump':>10}")
-    for name, seconds, rss in rows:
-        print(f"{name:56} {seconds:8.3f} {rss / 1024:12.0f} {seconds / nm[0]:8.2f} {seconds / objdump[0]:10.3f}")
+    for name, seconds, rss, beside in rows:
+        print(f"{name:56} {seconds:8.3f} {rss / 1024:12.0f} {seconds / beside:8.2f} {seconds / objdump[0]:10.3f}")
     return 0
 
 
