@@ -31,6 +31,7 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
     besides one per wildcard (KP410 reports the cut)."""
     out: list[Parsed] = []
     names: list[tuple[str, str | None]] | None = None
+    bcc_names: list[tuple[str, str | None]] | None = None
     spare = readers.MAX_PROBES - len(parsed)
     for item in parsed:
         if not isinstance(item, ProbeSpec) or not item.is_glob:
@@ -45,7 +46,10 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
             if regex is None:
                 out.append(ParseProblem(item.text, item.location, why, origin=item.origin))
                 continue
-        matches = sorted({n for n, mod in names if item.module in (None, mod)
+            if bcc_names is None:
+                bcc_names = _bcc_kprobe_functions(kernel, names)
+        matches = sorted({n for n, mod in (bcc_names if regex and bcc_names is not None else names)
+                          if item.module in (None, mod)
                           and (regex.fullmatch(n) if regex else fnmatch.fnmatchcase(n, pattern))})
         if not matches:
             what = "event_re" if item.regex else "wildcard"
@@ -87,6 +91,25 @@ def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
             if sym.type in "tTwW" and image.ftrace_site_in(sym.address, sym.end) is not None:
                 out.append((sym.name, image.name if image.is_module else None))
     return out
+
+
+# Names bcc's get_kprobe_functions leaves out of every event_re match, whatever the kernel says
+# (src/python/bcc/__init__.py): perf's own functions, static-call trampolines, gcc's .cold pieces
+_BCC_SKIPS = re.compile(r"(?:_kbl_addr_|__perf|perf_|__SCT__).*|.*\.cold(?:\.\d+)?")
+
+
+def _bcc_kprobe_functions(kernel: Kernel, names: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """What bcc's get_kprobe_functions lists of the traceable functions (the newest bcc's, which
+    also keeps to available_filter_functions): neither on the kprobe blacklist nor in init text,
+    nor named as bcc skips them (`_BCC_SKIPS`)."""
+    keep = {(n, m) for n, m in names if not _BCC_SKIPS.fullmatch(n)}
+    for image in kernel.images:
+        mod = image.name if image.is_module else None
+        for sym in image.symbols.symbols_in(0, 1 << 64):
+            if (sym.name, mod) in keep and (image.blacklist.reason(sym.address) is not None
+                                            or image.is_init_text(sym.address)):
+                keep.discard((sym.name, mod))
+    return [(n, m) for n, m in names if (n, m) in keep]
 
 
 def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:
