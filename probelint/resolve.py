@@ -52,9 +52,7 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
                           if item.module in (None, mod)
                           and (regex.fullmatch(n) if regex else fnmatch.fnmatchcase(n, pattern))})
         if not matches:
-            what = "event_re" if item.regex else "wildcard"
-            out.append(ParseProblem(item.text, item.location, f"{what} {pattern} matches no traceable function",
-                                    origin=item.origin))
+            out.append(_matches_nothing(item, pattern))
             continue
         checked = max(1, min(len(matches), MAX_WILDCARD, spare + 1))  # each wildcard keeps one, for its findings
         spare -= checked - 1
@@ -62,6 +60,26 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob, regex=False)
                 for name in matches[:checked]]
     return out
+
+
+def _matches_nothing(item: ProbeSpec, pattern: str) -> ParseProblem:
+    """A wildcard or event_re that matches no traceable function, with what its tool does then."""
+    origin, what = item.origin, "event_re" if item.regex else "wildcard"
+    message = f"{what} {pattern} matches no traceable function"
+    if item.regex:  # bcc's attach_kprobe raises when no match attaches, none included
+        message += ": bcc raises (\"Failed to attach BPF program\")"
+        origin = origin._replace(optional=None)
+    elif origin.tool == "bpftrace" and origin.siblings:
+        # every bpftrace drops an attach point whose wildcard matches nothing (0.17 bpftrace.cpp
+        # add_probe; >= 0.24 ap_probe_expansion.cpp): the probe keeps its other attach points
+        origin = origin._replace(optional=origin.optional or f"bpftrace drops a wildcard that matches nothing; its "
+                                                             f"probe keeps its {origin.siblings} other attach point"
+                                                             f"{'s' if origin.siblings > 1 else ''}")
+    elif origin.tool == "bpftrace":
+        message += (": bpftrace >= 0.24 refuses the program (\"Probe has no valid attach points\", unless config "
+                    "missing_probes = warn or ignore); 0.17 to 0.23 drop it and fail only when no probe is left "
+                    "in the program (\"No probes to attach\")")
+    return ParseProblem(item.text, item.location, message, origin=origin)
 
 
 # A quantified group that itself holds a quantifier, as in (a+)+ or (\w*x)*: Python's matcher

@@ -72,7 +72,7 @@ def test_tree_through_the_cli():
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
     assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml",
-                     "modules.stp", "demostat.py", "demostat.c"}
+                     "modules.stp", "demostat.py", "demostat.c", "lookups.bt"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -214,7 +214,9 @@ def test_bcc_event_re_matches_whole_names():
     regex = [p for p in probes("snoop.py") if getattr(p, "regex", False)]
     assert [p.symbol for p in expand_globs(kernel, regex)] == ["demo_write"]  # demo_notrace: no ftrace site
     none = expand_globs(kernel, [regex[0]._replace(symbol="demo_")])  # a prefix is no match: re.fullmatch
-    assert [p.message for p in none] == ["event_re demo_ matches no traceable function"]
+    assert [p.message for p in none] == ['event_re demo_ matches no traceable function: bcc raises ("Failed to '
+                                         'attach BPF program")']
+    assert none[0].origin.optional is None  # each match is optional, but bcc fails where there is none
 
 
 def test_tetragon_policy_located_at_its_nodes():
@@ -310,3 +312,20 @@ def test_bcc_event_re_skips_what_get_kprobe_functions_skips(build_kernel):
     glob = regex._replace(symbol="*io*", regex=False)
     assert [p.symbol for p in expand_globs(kernel, [glob])] == [
         "__perf_io", "io_guarded", "io_start", "io_start.cold", "perf_io_event"]
+
+
+def test_bpftrace_wildcard_that_matches_nothing():
+    """bpftrace drops a wildcard that matches nothing from a probe that keeps other attach points
+    (information); the only attach point of a probe fails the program (bpftrace >= 0.24)."""
+    found = probes("lookups.bt")
+    assert [(p.text, where(p), p.origin.siblings) for p in found] == [
+        ("demo_read", (9, 8), 1), ("demo_read.constprop.*", (10, 8), 1), ("demo_gone_*", (16, 8), 0)]
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "lookups.bt"),
+                           "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    rules = [[(f["rule"], f["severity"]) for f in p["findings"] if f["rule"] != "KP201"]
+             for p in json.loads(proc.stdout)["probes"]]
+    assert rules == [[], [("KP411", "info")], [("KP001", "error")]]
+    text = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "lookups.bt"),
+                           "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "bpftrace drops a wildcard that matches nothing; its probe keeps its 1 other attach point" in text
+    assert '"Probe has no valid attach points"' in text and '"No probes to attach"' in text

@@ -83,7 +83,9 @@ def check_set(results: list[ProbeResult], emit: Emit) -> None:
             continue
         result.findings = [f for f in result.findings if f not in deciding]
         why = "; ".join(f"{f.message} [{f.rule}]" for f in deciding) or ", ".join(result.verdict.reasons)
-        outcome = "the kernel would refuse it" if result.verdict.registers is False else "probelint cannot check it"
+        outcome = ("nothing is placed" if isinstance(result.spec, ParseProblem) and "KP001" in result.verdict.reasons
+                   else "the kernel would refuse it" if result.verdict.registers is False
+                   else "probelint cannot check it")
         emit(result, "KP411", f"{origin.tool} skips this probe where it cannot be placed ({origin.optional}); "
                               f"{outcome}: {why}")
 

@@ -60,6 +60,9 @@ class Origin(NamedTuple):
     # `decided_by` (empty: registers at all, as a try body must)
     arm: int | None = None
     decided_by: tuple[str, ...] = ("KP101",)
+    # bpftrace: the other attach points of the probe's block (a wildcard that matches nothing is
+    # dropped from a block that keeps others)
+    siblings: int = 0
 
 
 DEFAULT_ORIGIN = Origin()
