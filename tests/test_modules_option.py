@@ -97,7 +97,7 @@ def test_a_function_of_an_unloaded_module_is_named_with_its_module(build_kernel,
         assert "did you mean mymod:mod_only? (mod_only is in module mymod (mymod.ko)" in hit["notes"][0]
         assert "--loaded mymod" in hit["notes"][0]
         assert not miss["notes"]
-    assert [p.name for p in (tmp_path / "cache" / "module-names").iterdir()][0].endswith(".index")
+    assert next(p.name for p in (tmp_path / "cache" / "module-names").iterdir()).endswith(".index")
     diff = subprocess.run([sys.executable, "-m", "probelint", *args, "--diff", "--unsafe-fixes"], capture_output=True,
                           text=True, cwd=ROOT).stdout
     assert "+mymod:mod_only\n" in diff and "+mymod:not_anywhere" not in diff

@@ -307,7 +307,7 @@ def test_bcc_event_re_skips_what_get_kprobe_functions_skips(build_kernel):
     """bcc leaves blacklisted functions, perf's own and .cold pieces out of an event_re's
     matches; a bpftrace wildcard keeps them (the kernel refuses the blacklisted one)."""
     kernel = probelint.load_kernel([build_kernel(BCC_SKIPS)])
-    regex = [p for p in probes("snoop.py") if getattr(p, "regex", False)][0]
+    regex = next(p for p in probes("snoop.py") if getattr(p, "regex", False))
     assert [p.symbol for p in expand_globs(kernel, [regex._replace(symbol=".*io.*")])] == ["io_start"]
     glob = regex._replace(symbol="*io*", regex=False)
     assert [p.symbol for p in expand_globs(kernel, [glob])] == [
