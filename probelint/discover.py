@@ -5,6 +5,7 @@ shows addresses); and the modules that go with an image."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from probelint.errors import InputError
@@ -130,17 +131,21 @@ def default_module_dirs(vmlinux: str) -> list[Path]:
     return []
 
 
+def module_files(dirs: list[Path]) -> Iterator[Path]:
+    """The module files (``.ko``, compressed or not) under `dirs`, tree by tree."""
+    for top in dirs:
+        for dirpath, _dirs, files in os.walk(top):
+            yield from (Path(dirpath) / file for file in files if file.endswith(MODULE_SUFFIXES))
+
+
 def find_modules(names: set[str], dirs: list[Path]) -> dict[str, Path]:
     """`MOD.ko` files under `dirs` for the module names wanted (``-`` and ``_`` are the same)."""
     wanted = {n.replace("-", "_") for n in names}
     found: dict[str, Path] = {}
-    for top in dirs:
-        for dirpath, _dirs, files in os.walk(top):
-            for file in files:
-                if file.endswith(MODULE_SUFFIXES):
-                    name = file.split(".ko", 1)[0].replace("-", "_")
-                    if name in wanted and name not in found:
-                        found[name] = Path(dirpath) / file
+    for path in module_files(dirs):
+        name = path.name.split(".ko", 1)[0].replace("-", "_")
+        if name in wanted and name not in found:
+            found[name] = path
             if len(found) == len(wanted):
-                return found
+                break
     return found

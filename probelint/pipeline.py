@@ -137,7 +137,26 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
                          cache=config.cache)
     if live is not None:
         live.attach(kernel)
+    dirs = _module_dirs(config, paths)
+    if dirs:
+        from probelint.discover import module_files
+        from probelint.image.cache import IndexCache, default_cache_dir
+        from probelint.image.module_index import ModuleNames
+
+        names = IndexCache(config.cache_dir or default_cache_dir(), "module-names") if config.cache else None
+        kernel.module_tree = ModuleNames(lambda: list(module_files(dirs)), names)
     return kernel
+
+
+def _module_dirs(config: Config, images: list[str]) -> list[Path]:
+    """Where modules are looked for: --modules, else the module tree beside the first image that has one."""
+    from probelint.discover import default_module_dirs
+
+    dirs = list(config.modules)
+    for image in images:
+        if not dirs:
+            dirs = default_module_dirs(image)
+    return dirs
 
 
 def _vmlinux_of_modules(images: list[str]) -> list[str]:
@@ -171,7 +190,7 @@ def _lines_cache(config: Config) -> IndexCache | None:
 
 def _module_images(config: Config, images: list[str], sources: Sequence[Parsed]) -> list[str]:
     """.ko files for MOD:SYM probes and loaded modules that are not among `images`."""
-    from probelint.discover import default_module_dirs, find_modules
+    from probelint.discover import find_modules
     from probelint.readers.spec import ProbeSpec
 
     loaded = {m.strip() for m in config.loaded if m.strip()}
@@ -180,10 +199,7 @@ def _module_images(config: Config, images: list[str], sources: Sequence[Parsed])
     wanted = {m for m in wanted if m.replace("-", "_") not in given}
     if not wanted:
         return []
-    dirs = list(config.modules)
-    for image in images:
-        if not dirs:
-            dirs = default_module_dirs(image)
+    dirs = _module_dirs(config, images)
     found = find_modules(wanted, dirs)
     missing = sorted(m for m in loaded if m.replace("-", "_") not in found)
     if missing:

@@ -31,6 +31,7 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
     besides one per wildcard (KP410 reports the cut)."""
     out: list[Parsed] = []
     names: list[tuple[str, str | None]] | None = None
+    bcc_names: list[tuple[str, str | None]] | None = None
     spare = readers.MAX_PROBES - len(parsed)
     for item in parsed:
         if not isinstance(item, ProbeSpec) or not item.is_glob:
@@ -45,12 +46,13 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
             if regex is None:
                 out.append(ParseProblem(item.text, item.location, why, origin=item.origin))
                 continue
-        matches = sorted({n for n, mod in names if item.module in (None, mod)
+            if bcc_names is None:
+                bcc_names = _bcc_kprobe_functions(kernel, names)
+        matches = sorted({n for n, mod in (bcc_names if regex and bcc_names is not None else names)
+                          if item.module in (None, mod)
                           and (regex.fullmatch(n) if regex else fnmatch.fnmatchcase(n, pattern))})
         if not matches:
-            what = "event_re" if item.regex else "wildcard"
-            out.append(ParseProblem(item.text, item.location, f"{what} {pattern} matches no traceable function",
-                                    origin=item.origin))
+            out.append(_matches_nothing(item, pattern))
             continue
         checked = max(1, min(len(matches), MAX_WILDCARD, spare + 1))  # each wildcard keeps one, for its findings
         spare -= checked - 1
@@ -58,6 +60,26 @@ def expand_globs(kernel: Kernel, parsed: list[Parsed]) -> list[Parsed]:
         out += [item._replace(symbol=name, text=f"{item.text} -> {name}", expanded_from=glob, regex=False)
                 for name in matches[:checked]]
     return out
+
+
+def _matches_nothing(item: ProbeSpec, pattern: str) -> ParseProblem:
+    """A wildcard or event_re that matches no traceable function, with what its tool does then."""
+    origin, what = item.origin, "event_re" if item.regex else "wildcard"
+    message = f"{what} {pattern} matches no traceable function"
+    if item.regex:  # bcc's attach_kprobe raises when no match attaches, none included
+        message += ": bcc raises (\"Failed to attach BPF program\")"
+        origin = origin._replace(optional=None)
+    elif origin.tool == "bpftrace" and origin.siblings:
+        # every bpftrace drops an attach point whose wildcard matches nothing (0.17 bpftrace.cpp
+        # add_probe; >= 0.24 ap_probe_expansion.cpp): the probe keeps its other attach points
+        origin = origin._replace(optional=origin.optional or f"bpftrace drops a wildcard that matches nothing; its "
+                                                             f"probe keeps its {origin.siblings} other attach point"
+                                                             f"{'s' if origin.siblings > 1 else ''}")
+    elif origin.tool == "bpftrace":
+        message += (": bpftrace >= 0.24 refuses the program (\"Probe has no valid attach points\", unless config "
+                    "missing_probes = warn or ignore); 0.17 to 0.23 drop it and fail only when no probe is left "
+                    "in the program (\"No probes to attach\")")
+    return ParseProblem(item.text, item.location, message, origin=origin)
 
 
 # A quantified group that itself holds a quantifier, as in (a+)+ or (\w*x)*: Python's matcher
@@ -87,6 +109,25 @@ def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
             if sym.type in "tTwW" and image.ftrace_site_in(sym.address, sym.end) is not None:
                 out.append((sym.name, image.name if image.is_module else None))
     return out
+
+
+# Names bcc's get_kprobe_functions leaves out of every event_re match, whatever the kernel says
+# (src/python/bcc/__init__.py): perf's own functions, static-call trampolines, gcc's .cold pieces
+_BCC_SKIPS = re.compile(r"(?:_kbl_addr_|__perf|perf_|__SCT__).*|.*\.cold(?:\.\d+)?")
+
+
+def _bcc_kprobe_functions(kernel: Kernel, names: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """What bcc's get_kprobe_functions lists of the traceable functions (the newest bcc's, which
+    also keeps to available_filter_functions): neither on the kprobe blacklist nor in init text,
+    nor named as bcc skips them (`_BCC_SKIPS`)."""
+    keep = {(n, m) for n, m in names if not _BCC_SKIPS.fullmatch(n)}
+    for image in kernel.images:
+        mod = image.name if image.is_module else None
+        for sym in image.symbols.symbols_in(0, 1 << 64):
+            if (sym.name, mod) in keep and (image.blacklist.reason(sym.address) is not None
+                                            or image.is_init_text(sym.address)):
+                keep.discard((sym.name, mod))
+    return [(n, m) for n, m in names if (n, m) in keep]
 
 
 def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:

@@ -76,3 +76,30 @@ def test_compressed_modules(build_kernel, tmp_path):
     (tmp_path / "bad.ko.xz").write_bytes(b"not xz at all")
     proc = run(str(tmp_path / "bad.ko.xz"), str(probes))
     assert proc.returncode == 2 and "cannot decompress" in proc.stderr
+
+
+def test_a_function_of_an_unloaded_module_is_named_with_its_module(build_kernel, tmp_path):
+    """KP101 on a function only a module of the tree defines says which .ko, offers MOD:SYM (and
+    --loaded); the tree's names are read once and kept in the cache, as data."""
+    import json
+
+    mods = tmp_path / "mods" / "kernel" / "fs"
+    mods.mkdir(parents=True)
+    shutil.copy(build_kernel(MODULE, module=True), mods / "mymod.ko")
+    probes = tmp_path / "p.txt"
+    probes.write_text("mod_only\nnot_anywhere\n")
+    args = [str(build_kernel(VMLINUX)), str(probes), "--modules", str(tmp_path / "mods"), "--cache-dir",
+            str(tmp_path / "cache")]
+    for _ in range(2):  # built, then read back from the cache
+        found = json.loads(run(*args).stdout)["probes"]
+        hit, miss = (p["findings"][0] for p in found)
+        assert hit["rule"] == miss["rule"] == "KP101"
+        assert "did you mean mymod:mod_only? (mod_only is in module mymod (mymod.ko)" in hit["notes"][0]
+        assert "--loaded mymod" in hit["notes"][0]
+        assert not miss["notes"]
+    assert next(p.name for p in (tmp_path / "cache" / "module-names").iterdir()).endswith(".index")
+    diff = subprocess.run([sys.executable, "-m", "probelint", *args, "--diff", "--unsafe-fixes"], capture_output=True,
+                          text=True, cwd=ROOT).stdout
+    assert "+mymod:mod_only\n" in diff and "+mymod:not_anywhere" not in diff
+    probes.write_text("mymod:mod_only\n")  # as offered: checked in the module
+    assert json.loads(run(*args).stdout)["probes"][0]["verdict"]["registers"]

@@ -72,7 +72,7 @@ def test_tree_through_the_cli():
     data = json.loads(proc.stdout)
     files = {p["file"].rsplit("/", 1)[-1] for p in data["probes"]}
     assert files == {"trace.bt", "prog.bpf.c", "setup.sh", "portable.stp", "portable.bt", "snoop.py", "policy.yaml",
-                     "modules.stp"}
+                     "modules.stp", "demostat.py", "demostat.c", "lookups.bt"}
     kp406 = [f["message"] for p in data["probes"] for f in p["findings"] if f["rule"] == "KP406"]
     assert any("demo_* matches 3 traceable functions; 1 would fail: demo_nmi_handler" in m for m in kp406)
 
@@ -214,7 +214,9 @@ def test_bcc_event_re_matches_whole_names():
     regex = [p for p in probes("snoop.py") if getattr(p, "regex", False)]
     assert [p.symbol for p in expand_globs(kernel, regex)] == ["demo_write"]  # demo_notrace: no ftrace site
     none = expand_globs(kernel, [regex[0]._replace(symbol="demo_")])  # a prefix is no match: re.fullmatch
-    assert [p.message for p in none] == ["event_re demo_ matches no traceable function"]
+    assert [p.message for p in none] == ['event_re demo_ matches no traceable function: bcc raises ("Failed to '
+                                         'attach BPF program")']
+    assert none[0].origin.optional is None  # each match is optional, but bcc fails where there is none
 
 
 def test_tetragon_policy_located_at_its_nodes():
@@ -253,3 +255,77 @@ def test_systemtap_module_functions_call_and_literal_braces():
         ("ParseProblem", "demo_{read,write}", (7, 24))]
     assert (found[0].module, found[0].is_return, found[0].origin.optional is not None) == ("xfs", True, True)
     assert found[2].unsupported and not found[4].unsupported and "no match" in found[4].message
+
+
+def test_bcc_guarded_attaches_are_alternatives():
+    """A function the tool attaches only where bcc finds it (get_kprobe_functions, ksymname, a
+    try/except) is information, the branch it does not take is not used; an unguarded one fails."""
+    found = probes("demostat.py")
+    assert [(p.text, p.location.file.rsplit("/", 1)[-1], where(p), p.origin.arm, p.origin.sufficient)
+            for p in found] == [
+        ("__demo_read_start", "demostat.py", (8, 28), 0, True), ("demo_read", "demostat.py", (10, 28), 1, False),
+        ("demo_write", "demostat.py", (12, 31), 0, True), ("demo_write", "demostat.py", (13, 28), 0, True),
+        ("demo_old_write", "demostat.py", (15, 28), 1, True), ("demo_flush", "demostat.py", (17, 31), 0, True),
+        ("__demo_vfs_read", "demostat.py", (19, 28), 0, True), ("demo_read", "demostat.py", (22, 31), 1, False),
+        ("demo_gone", "demostat.py", (23, 24), None, False),
+        ("demo_write", "demostat.c", (4, 13), None, False)]  # src_file: the C file beside the script
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "demostat.py"),
+                           "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    rules = [(p["line"], [(f["rule"], f["severity"]) for f in p["findings"] if f["rule"] not in ("KP201", "KP409")])
+             for p in json.loads(proc.stdout)["probes"] if p["file"].endswith(".py")]
+    assert rules == [(8, [("KP411", "info")]), (10, []), (12, []), (13, []), (15, [("KP411", "info")]),
+                     (17, [("KP411", "info")]), (19, [("KP411", "info")]), (22, []), (23, [("KP101", "error")])]
+    text = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "demostat.py"),
+                           "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "not used: bcc takes the branch at" in text and '`BPF.get_kprobe_functions(b"demo_flush")` holds' in text
+
+
+BCC_SKIPS = """
+    .text
+FUNC io_start
+    FENTRY
+    ret
+FUNC io_guarded
+    FENTRY
+    ret
+NOKPROBE io_guarded
+FUNC perf_io_event
+    FENTRY
+    ret
+FUNC __perf_io
+    FENTRY
+    ret
+    .p2align 4
+    .type io_start.cold, @function
+io_start.cold:
+    FENTRY
+    ret
+"""
+
+
+def test_bcc_event_re_skips_what_get_kprobe_functions_skips(build_kernel):
+    """bcc leaves blacklisted functions, perf's own and .cold pieces out of an event_re's
+    matches; a bpftrace wildcard keeps them (the kernel refuses the blacklisted one)."""
+    kernel = probelint.load_kernel([build_kernel(BCC_SKIPS)])
+    regex = next(p for p in probes("snoop.py") if getattr(p, "regex", False))
+    assert [p.symbol for p in expand_globs(kernel, [regex._replace(symbol=".*io.*")])] == ["io_start"]
+    glob = regex._replace(symbol="*io*", regex=False)
+    assert [p.symbol for p in expand_globs(kernel, [glob])] == [
+        "__perf_io", "io_guarded", "io_start", "io_start.cold", "perf_io_event"]
+
+
+def test_bpftrace_wildcard_that_matches_nothing():
+    """bpftrace drops a wildcard that matches nothing from a probe that keeps other attach points
+    (information); the only attach point of a probe fails the program (bpftrace >= 0.24)."""
+    found = probes("lookups.bt")
+    assert [(p.text, where(p), p.origin.siblings) for p in found] == [
+        ("demo_read", (9, 8), 1), ("demo_read.constprop.*", (10, 8), 1), ("demo_gone_*", (16, 8), 0)]
+    proc = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "lookups.bt"),
+                           "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    rules = [[(f["rule"], f["severity"]) for f in p["findings"] if f["rule"] != "KP201"]
+             for p in json.loads(proc.stdout)["probes"]]
+    assert rules == [[], [("KP411", "info")], [("KP001", "error")]]
+    text = subprocess.run([sys.executable, "-m", "probelint", str(DEMO / "demo.elf"), str(DATA / "lookups.bt"),
+                           "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
+    assert "bpftrace drops a wildcard that matches nothing; its probe keeps its 1 other attach point" in text
+    assert '"Probe has no valid attach points"' in text and '"No probes to attach"' in text

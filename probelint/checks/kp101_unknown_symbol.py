@@ -3,7 +3,9 @@
 Did you mean: a function gcc renamed (``finish_task_switch`` -> ``finish_task_switch.isra.0``:
 its specialised copies, never the ``.cold`` piece, which is no entry) and a system call named by
 its ``sys_`` name (the x86-64 entry point is ``__x64_sys_NAME``, under ARCH_HAS_SYSCALL_WRAPPER)
-are offered as an (unsafe) fix: the probe then observes the copy or wrapper.
+are offered as an (unsafe) fix: the probe then observes the copy or wrapper. A function of a
+module of the tree beside the kernel (the -dbg tree, or --modules) is named with its module:
+``MOD:SYM`` (offered as a fix where the tool spells it so) or ``--loaded MOD``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             notes.append(f"did you mean {' or '.join(names)}? ({_why(spec.symbol, names[0])})")
             if len(names) == 1 and spec.text.startswith((spec.symbol, f"{spec.module}:{spec.symbol}")):
                 fix = Fix(spec.text.replace(spec.symbol, names[0], 1), False, f"probe {names[0]} instead")
+        elif spec.module is None and (found := _in_module(ctx)):
+            where = " or ".join(f"{name} ({path.rsplit('/', 1)[-1]})" for name, path in found[:3])
+            name = found[0][0]
+            notes.append(f"did you mean {name}:{spec.symbol}? ({spec.symbol} is in module {where}, which this run "
+                         f"does not load: probe {name}:{spec.symbol} and probelint checks it in that module, or "
+                         f"run with --loaded {name})")
+            if (len(found) == 1 and spec.text.startswith(spec.symbol) and spec.origin.path == KPROBE_EVENTS
+                    and spec.origin.tool in _MOD_SYM_TOOLS):
+                fix = Fix(f"{name}:{spec.text}", False, f"probe {name}:{spec.symbol}, in that module")
         yield Hit(f"unknown symbol {spec.symbol}: not in {scope}", tuple(notes), errno=errno, fix=fix)
     elif ctx.address is not None:
         yield Hit(f"address {ctx.address:#x} is not inside any kallsyms symbol")
@@ -67,6 +78,20 @@ def _did_you_mean(ctx: ProbeContext, images: list[Image]) -> list[str]:
         if ctx.kernel.lookup_name(wrapper) is not None:
             return [wrapper]
     return []
+
+
+# tools that spell a module's function MOD:SYM (kprobe_events, bpftrace's kprobe:MOD:SYM)
+_MOD_SYM_TOOLS = ("kprobe_events", "bpftrace")
+
+
+def _in_module(ctx: ProbeContext) -> list[tuple[str, str]]:
+    """(module, path) of the modules of the tree beside the kernel that define the function the
+    given images lack (those given are searched already)."""
+    tree, symbol = ctx.kernel.module_tree, ctx.spec.symbol
+    if tree is None or symbol is None:
+        return []
+    given = {m.name for m in ctx.kernel.modules}
+    return [(name, path) for name, path in tree.modules_with(symbol) if name not in given]
 
 
 def _why(symbol: str, name: str) -> str:

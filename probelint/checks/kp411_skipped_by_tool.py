@@ -5,6 +5,10 @@ never registers): what the tool will do, at info level, instead of an error.
   resolve is dropped while translating (tapsets.cxx), and a registration failure of an optional
   probe is not even warned about (runtime/linux/kprobes.c `stapkp_register_probes`, `optional_p`);
   in ``A !, B`` the first point that resolves is taken and the later ones are not used;
+* bcc ``if BPF.get_kprobe_functions(b"F"): attach F, else: attach G`` (or ``ksymname(F) != -1``),
+  and try/except around an attach: the tool attaches a branch only where its guard holds (F is
+  a kallsyms function bcc may trace), the except branch only where the try body failed; the
+  probes of the branches it does not take are not used (or skipped, with the guard named);
 * bpftrace ``config = { missing_probes = ignore }`` (or ``warn``): a probe that does not exist or
   cannot be attached is skipped instead of failing the program.
 
@@ -15,53 +19,73 @@ become this one finding, which quotes them.
 from __future__ import annotations
 
 from probelint.checks import Emit, ProbeResult, Rule, Stage
-from probelint.findings import Location, Severity
+from probelint.findings import Severity
 from probelint.readers.spec import ParseProblem
 
 
 def _resolves(results: list[ProbeResult]) -> bool:
-    """A SystemTap point resolves (pass 2) where it names something: not a parse problem, not an
-    unknown symbol."""
-    return any(not isinstance(r.spec, ParseProblem) and "KP101" not in r.verdict.reasons for r in results)
+    """A branch's deciding points are placed: SystemTap's point resolves (pass 2) where it names
+    something; bcc's guard holds where its function is found (not refused for any of
+    `decided_by`), its try body where every attach succeeds."""
+    decided_by = results[0].spec.origin.decided_by
+    if not decided_by:
+        return all(r.verdict.registers is True for r in results)
+    return any(not isinstance(r.spec, ParseProblem) and not set(decided_by) & set(r.verdict.reasons)
+               for r in results)
 
 
-def _alternatives(results: list[ProbeResult], emit: Emit) -> set[int]:
-    """``A !, B``: the points after the first sufficient one that resolves are not used (their
-    results are returned, by id, with their findings replaced by this rule's)."""
-    statements: dict[tuple[str, int], dict[Location, list[ProbeResult]]] = {}
+def _alternatives(results: list[ProbeResult], emit: Emit) -> tuple[set[int], set[int]]:
+    """``A !, B`` and bcc's guarded branches: the branches after the first whose deciding points
+    are placed are not used (their results, by id, first: their findings replaced by this rule's);
+    the probes of a bcc branch taken are required whatever their guard (second)."""
+    statements: dict[tuple[str, int], dict[object, list[ProbeResult]]] = {}
     for result in results:
         origin = result.spec.origin
         if origin.alternatives is not None:
-            points = statements.setdefault((result.spec.location.file, origin.alternatives), {})
-            points.setdefault(result.spec.location, []).append(result)
+            branches = statements.setdefault((result.spec.location.file, origin.alternatives), {})
+            branches.setdefault(result.spec.location if origin.arm is None else origin.arm, []).append(result)
     unused: set[int] = set()
-    for points in statements.values():
-        taken: Location | None = None
-        for location, point in points.items():
+    required: set[int] = set()
+    for branches in statements.values():
+        taken: ProbeResult | None = None
+        for branch in branches.values():
             if taken is not None:
-                for result in point:
+                for result in branch:
                     unused.add(id(result))
                     result.findings = []
                     result.verdict.unchecked("KP411")
-                    emit(result, "KP411", f"not used: {result.spec.origin.tool} takes the point at {taken}, the "
-                                          f"first of this `!` list that resolves")
-            elif point[0].spec.origin.sufficient and _resolves(point):
-                taken = location
-    return unused
+                    emit(result, "KP411", _not_used(result, taken))
+                continue
+            deciding = [r for r in branch if r.spec.origin.sufficient]
+            if deciding and _resolves(deciding):
+                taken = deciding[0]
+            if branch[0].spec.origin.arm is not None and (taken is not None or not deciding):
+                required.update(id(r) for r in branch)  # the branch bcc runs (an else: once reached)
+    return unused, required
+
+
+def _not_used(result: ProbeResult, taken: ProbeResult) -> str:
+    tool = result.spec.origin.tool
+    if taken.spec.origin.arm is None:
+        return f"not used: {tool} takes the point at {taken.spec.location}, the first of this `!` list that resolves"
+    return f"not used: {tool} takes the branch at {taken.spec.location} instead ({taken.spec.origin.optional})"
 
 
 def check_set(results: list[ProbeResult], emit: Emit) -> None:
-    unused = _alternatives(results, emit)
+    unused, required = _alternatives(results, emit)
+    settled = unused | required
     for result in results:
         origin = result.spec.origin
-        if origin.optional is None or result.verdict.registers is True or id(result) in unused:
+        if origin.optional is None or result.verdict.registers is True or id(result) in settled:
             continue
         deciding = [f for f in result.findings if f.rule in result.verdict.reasons and f.severity > Severity.INFO]
         if not deciding and result.fired.isdisjoint(result.verdict.reasons):
             continue
         result.findings = [f for f in result.findings if f not in deciding]
         why = "; ".join(f"{f.message} [{f.rule}]" for f in deciding) or ", ".join(result.verdict.reasons)
-        outcome = "the kernel would refuse it" if result.verdict.registers is False else "probelint cannot check it"
+        outcome = ("nothing is placed" if isinstance(result.spec, ParseProblem) and "KP001" in result.verdict.reasons
+                   else "the kernel would refuse it" if result.verdict.registers is False
+                   else "probelint cannot check it")
         emit(result, "KP411", f"{origin.tool} skips this probe where it cannot be placed ({origin.optional}); "
                               f"{outcome}: {why}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 from probelint.errors import InputError
@@ -25,6 +25,9 @@ from probelint.image.module_layout import MODULE_BASE
 from probelint.image.symbol_map import SymbolMap, beside, is_symbol_map_file
 from probelint.image.version import detect_version
 from probelint.image.vmlinux import DotConfig, Vmlinux
+
+if TYPE_CHECKING:
+    from probelint.image.module_index import ModuleNames
 
 __all__ = ["Function", "Image", "Kernel", "LazyInsns", "Module", "Vmlinux", "open_image"]
 
@@ -45,6 +48,9 @@ class Kernel:
         # --live: the probelint.live.LiveSystem this kernel is (Any: live.py reads the checks' results)
         self.live: Any = None
         self._changes: dict[str, Evidence] = {}  # rules ask per probe: answered once per kernel
+        # the module tree beside the kernel: where a function the given images lack is defined
+        # (KP101's did-you-mean); None: no tree
+        self.module_tree: ModuleNames | None = None
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,

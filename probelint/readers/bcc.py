@@ -3,25 +3,36 @@ functions): read as text with `ast.parse`, never imported or run.
 
 * ``attach_kprobe(event="F", event_off=N)``, ``attach_kretprobe(event="F")`` (or the event as the
   first positional argument): a probe at F;
-* ``event_re="RE"``: every traceable function RE matches whole (bcc's `get_kprobe_functions`,
-  `re.fullmatch`), expanded like a wildcard; bcc skips a match that fails to attach and fails
-  only when none attaches, so each match is optional;
+* ``event_re="RE"``: every traceable function RE matches whole (the newest bcc's
+  `get_kprobe_functions`, `re.fullmatch`; Debian 12's bcc 0.26 uses `re.match`, which also
+  takes the names RE only begins), less those bcc leaves out (`probelint.resolve`: blacklisted,
+  init text, ``perf_``/``__perf``/``__SCT__`` names, ``.cold`` pieces), expanded like a
+  wildcard; bcc skips a match that fails to attach and fails only when none attaches, so each
+  match is optional;
 * the event computed by ``get_syscall_fnname("x")`` (bcc's x86-64 prefix ``__x64_sys_``), or a
   variable assigned one string literal in the file: resolved; anything else is computed at run
   time: not checked (KP407), located at the expression;
-* ``kprobe__F`` / ``kretprobe__F`` functions in the embedded C text: bcc attaches them itself,
-  to ``fix_syscall_fnname(F)`` (``sys_x`` becomes ``__x64_sys_x``).
+* ``kprobe__F`` / ``kretprobe__F`` functions in the embedded C text, or in the C file
+  ``BPF(src_file="x.c")`` names (beside the script, where bcc finds it): bcc attaches them
+  itself, to ``fix_syscall_fnname(F)`` (``sys_x`` becomes ``__x64_sys_x``);
+* guarded attaches, as tools that run on many kernels write them: ``if BPF.get_kprobe_functions(
+  b"F"):`` / ``elif`` / ``else`` (or ``BPF.ksymname("F") != -1``), and try/except around attach
+  calls. Each branch is an alternative (`Origin.arm`); KP411 says which one bcc takes and that
+  the others are not used, instead of an error for a function the tool skips on purpose.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator
 
+from probelint.errors import InputError
+from probelint.fileio import read_regular
 from probelint.findings import Location
 from probelint.readers.spec import Origin, Parsed, ParseProblem, ProbeSpec, parse_target, with_origin
-from probelint.readers.text import Lines
+from probelint.readers.text import Lines, blank
 
 __all__ = ["SYSCALL_PREFIX", "looks_like_bcc", "read"]
 
@@ -31,7 +42,7 @@ SYSCALL_PREFIX = "__x64_sys_"
 _SYSCALL_PREFIXES = ("sys_", "__x64_sys_", "__x32_compat_sys_", "__ia32_compat_sys_")
 
 _ATTACH = ("attach_kprobe", "attach_kretprobe")
-_MARKERS = re.compile(r"\battach_k(?:ret)?probe\b|\bk(?:ret)?probe__\w")
+_MARKERS = re.compile(r"\battach_k(?:ret)?probe\b|\bk(?:ret)?probe__\w|\bsrc_file\s*=")
 _AUTOLOAD = re.compile(r"\b(kprobe|kretprobe)__(\w+)\s*\(")
 
 _BCC = Origin(tool="bcc")  # through the perf kprobe PMU (bpf_attach_kprobe): trace_kprobe's tests apply
@@ -58,18 +69,151 @@ def read(text: str, file: str) -> Iterator[Parsed]:
                if isinstance(n, ast.Constant | ast.JoinedStr) and isinstance(getattr(n, "value", ""), str)]
     assigned = _assigned_strings(tree)
     found: list[tuple[int, Parsed]] = []
+    guarded = _guarded(tree, text, offsets, lines, assigned)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ATTACH:
-            found += _attach(node, node.func.attr == "attach_kretprobe", text, offsets, lines, assigned)
-    for m in _AUTOLOAD.finditer(text):
-        if any(start <= m.start() < end for start, end in strings):
-            name = _fix_syscall_fnname(m.group(2))
-            spec = parse_target(name, lines.location(m.start(2)), is_return=m.group(1) == "kretprobe")
-            if name != m.group(2) and isinstance(spec, ProbeSpec):
-                spec = spec._replace(text=m.group(2) + " -> " + name)
-            found.append((m.start(), with_origin(spec, _BCC)))
+            found += _attach(node, node.func.attr == "attach_kretprobe", text, offsets, lines, assigned,
+                             guarded.get(id(node), _BCC))
+        elif isinstance(node, ast.Call) and any(k.arg == "src_file" for k in node.keywords):
+            found += _src_file(next(k.value for k in node.keywords if k.arg == "src_file"), file, text, offsets,
+                               lines, assigned)
+    found += ((m.start(), probe) for m, probe in _autoload(text, lines)
+              if any(start <= m.start() < end for start, end in strings))
     # in the order of the probe tokens (an event named through a variable is at its literal)
-    yield from sorted((probe for _, probe in found), key=lambda p: (p.location.line, p.location.column))
+    yield from sorted((probe for _, probe in found), key=lambda p: (p.location.file != file, p.location.line,
+                                                                    p.location.column))
+
+
+def _autoload(text: str, lines: Lines) -> Iterator[tuple[re.Match[str], Parsed]]:
+    """The ``kprobe__F`` / ``kretprobe__F`` functions of C text, each a probe bcc attaches itself."""
+    for m in _AUTOLOAD.finditer(text):
+        name = _fix_syscall_fnname(m.group(2))
+        spec = parse_target(name, lines.location(m.start(2)), is_return=m.group(1) == "kretprobe")
+        if name != m.group(2) and isinstance(spec, ProbeSpec):
+            spec = spec._replace(text=m.group(2) + " -> " + name)
+        yield m, with_origin(spec, _BCC)
+
+
+_C_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+MAX_SRC_FILE = 1 << 20  # bytes: a BPF C file of bcc's tools is a few KiB
+
+
+def _src_file(node: ast.expr, file: str, text: str, offsets: _Offsets, lines: Lines,
+              assigned: dict[str, ast.Constant | None]) -> Iterator[tuple[int, Parsed]]:
+    """``BPF(src_file="x.c")``: the kprobe__ functions of that file, which bcc (`_find_file`)
+    looks for as given, then beside the script."""
+    literal = _string(node, assigned)
+    if literal is None:
+        yield offsets.start(node), _dynamic(node, "src_file", text, offsets, lines)
+        return
+    name = _text(literal)
+    here = os.path.dirname(file)
+    path = name if os.path.isabs(name) else os.path.join(here, name)
+    try:
+        c_text = read_regular(path, MAX_SRC_FILE, "a BPF C file").decode(errors="replace")
+    except InputError as exc:
+        where = lines.location(_literal_start(literal, text, offsets))
+        yield offsets.start(node), with_origin(ParseProblem(name, where, f"bcc's src_file is not read: {exc.detail}",
+                                                            unsupported=True), _BCC)
+        return
+    code = _C_COMMENT.sub(blank, c_text)
+    c_lines = Lines(path, c_text)
+    yield from ((offsets.start(node), probe) for _, probe in _autoload(code, c_lines))
+
+
+# bcc's tests of whether a function is there (its guard is true): get_kprobe_functions lists kallsyms
+# text symbols neither on the kprobe blacklist nor (bcc >= 0.29) missing from
+# available_filter_functions; ksymname any kallsyms name. The rules whose refusal makes it false:
+_GUARDS = {"get_kprobe_functions": ("KP101", "KP105", "KP106"), "ksymname": ("KP101",)}
+
+
+def _guard(test: ast.expr, assigned: dict[str, ast.Constant | None]) -> tuple[str, str] | None:
+    """(function, bcc call) of a test that holds where bcc finds a function: ``get_kprobe_functions(
+    b"F")`` (a plain name: bcc matches it as a regular expression), ``ksymname("F") != -1``."""
+    if (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.NotEq)
+            and _number(test.comparators[0]) == -1):
+        test = test.left
+    if (isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and test.func.attr in _GUARDS
+            and len(test.args) == 1):
+        literal = _string(test.args[0], assigned)
+        if literal is not None and re.fullmatch(r"\w+", _text(literal)):
+            return _text(literal), test.func.attr
+    return None
+
+
+def _number(node: ast.expr) -> object:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return None
+
+
+def _guarded(tree: ast.AST, text: str, offsets: _Offsets, lines: Lines,
+             assigned: dict[str, ast.Constant | None]) -> dict[int, Origin]:
+    """The origin of each attach call (by id) in a guarded chain: an if/elif/else whose tests are
+    bcc guards, or a try whose except branches attach instead. An inner chain wins over an outer."""
+    out: dict[int, Origin] = {}
+    elifs: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and id(node) not in elifs:
+            branches: list[tuple[list[ast.stmt], tuple[str, str] | None, str]] = []
+            at: ast.If | None = node
+            while at is not None:
+                where = lines.location(offsets.start(at.test))
+                condition = text[offsets.start(at.test) : offsets.end(at.test)]
+                branches.append((at.body, _guard(at.test, assigned), f"attached only where `{condition[:80]}` "
+                                 f"holds, line {where.line}"))
+                rest = at.orelse
+                at = rest[0] if len(rest) == 1 and isinstance(rest[0], ast.If) else None
+                if at is not None:
+                    elifs.add(id(at))
+                elif rest:
+                    branches.append((rest, None, f"attached only where `{condition[:80]}` does not hold, "
+                                                 f"line {where.line}"))
+            if any(guard for _, guard, _ in branches):
+                out.update(_chain(node, branches, offsets, assigned))
+        elif isinstance(node, ast.Try) and node.handlers:
+            handler = lines.location(offsets.start(node.handlers[0]))
+            why = f"in a try: where an attach fails, bcc raises and the except branch at line {handler.line} runs"
+            tried: list[tuple[list[ast.stmt], tuple[str, str] | None, str]] = [
+                (node.body + node.orelse, ("", "try"), why)]
+            tried += [(h.body, None, f"attached only where the try at line {lines.location(offsets.start(node)).line} "
+                                     "fails") for h in node.handlers]
+            if _calls(tried[0][0]) and any(_calls(body) for body, _, _ in tried[1:]):
+                out.update(_chain(node, tried, offsets, assigned))
+    return out
+
+
+def _calls(body: list[ast.stmt]) -> list[ast.Call]:
+    return [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr in _ATTACH]
+
+
+def _chain(node: ast.stmt, branches: list[tuple[list[ast.stmt], tuple[str, str] | None, str]], offsets: _Offsets,
+           assigned: dict[str, ast.Constant | None]) -> dict[int, Origin]:
+    """Origins of the attach calls of one chain's branches. A branch is decided by its attaches of
+    the guard's function (all of them in a try body); where a guarded branch attaches none (the
+    guard tests another function), which branch bcc takes is not modelled: each is optional."""
+    calls = [_calls(body) for body, _, _ in branches]
+    decided = [[c for c in found if guard is not None and (guard[1] == "try" or _event(
+        _event_arg(c), assigned)[0] == guard[0])] for found, (_, guard, _) in zip(calls, branches, strict=True)]
+    modelled = all(deciding or not found or guard is None
+                   for found, deciding, (_, guard, _) in zip(calls, decided, branches, strict=True))
+    out: dict[int, Origin] = {}
+    chain = offsets.start(node)
+    for arm, (found, deciding, (_, guard, why)) in enumerate(zip(calls, decided, branches, strict=True)):
+        for call in found:
+            if not modelled:
+                out[id(call)] = Origin(tool="bcc", optional=why)
+            else:
+                by = _GUARDS.get(guard[1], ()) if guard is not None else ("KP101",)
+                out[id(call)] = Origin(tool="bcc", optional=why if guard is not None else None, alternatives=chain,
+                                       sufficient=call in deciding, arm=arm, decided_by=by)
+    return out
+
+
+def _event_arg(call: ast.Call) -> ast.expr:
+    return next((k.value for k in call.keywords if k.arg == "event"), call.args[0] if call.args else ast.Constant(""))
 
 
 class _Offsets:
@@ -122,7 +266,7 @@ def _literal_start(node: ast.Constant, text: str, offsets: _Offsets) -> int:
 
 
 def _attach(call: ast.Call, is_return: bool, text: str, offsets: _Offsets, lines: Lines,
-            assigned: dict[str, ast.Constant | None]) -> Iterator[tuple[int, Parsed]]:
+            assigned: dict[str, ast.Constant | None], origin: Origin) -> Iterator[tuple[int, Parsed]]:
     args = {k.arg: k.value for k in call.keywords if k.arg}
     if call.args and "event" not in args:
         args["event"] = call.args[0]
@@ -149,7 +293,7 @@ def _attach(call: ast.Call, is_return: bool, text: str, offsets: _Offsets, lines
         return
     name, literal = _event(event, assigned)
     if name is None or literal is None:
-        yield offsets.start(event), _dynamic(event, "event", text, offsets, lines)
+        yield offsets.start(event), with_origin(_dynamic(event, "event", text, offsets, lines), origin)
         return
     where = lines.location(_literal_start(literal, text, offsets))
     spec = parse_target(name, where, is_return=is_return)
@@ -158,11 +302,11 @@ def _attach(call: ast.Call, is_return: bool, text: str, offsets: _Offsets, lines
             spec = spec._replace(offset=offset.value, text=f"{name}, event_off={offset.value} -> "
                                                            f"{name}+{offset.value:#x}")
     elif offset is not None and isinstance(spec, ProbeSpec):
-        yield offsets.start(offset), _dynamic(offset, "event_off", text, offsets, lines)
+        yield offsets.start(offset), with_origin(_dynamic(offset, "event_off", text, offsets, lines), origin)
         return
     if isinstance(spec, ProbeSpec) and name != _text(literal):
         spec = spec._replace(text=f"{_text(literal)} -> {name}")
-    yield offsets.start(event), with_origin(spec, _BCC)
+    yield offsets.start(event), with_origin(spec, origin)
 
 
 def _text(node: ast.Constant) -> str:

@@ -5,6 +5,7 @@ headers before one block, wildcards (expanded later against the kernel's traceab
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 
 from probelint.readers.spec import Origin, Parsed, parse_target, with_origin
@@ -51,6 +52,7 @@ def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Ite
     lines = Lines(file, text) if lines is None else lines
     code = _code_only(text)
     tool = origin(text, code)
+    headers = _headers(code)
     depth, scanned = 0, 0  # brace depth at `scanned`, advanced from one header to the next
     for m in _PROBE.finditer(code):
         depth += code.count("{", scanned, m.start()) - code.count("}", scanned, m.start())
@@ -58,5 +60,31 @@ def read(text: str, file: str, base: int = 0, lines: Lines | None = None) -> Ite
         if depth != 0:
             continue
         where = lines.location(base + m.start(2))
+        k = bisect_right(headers, (m.start(), len(code) + 1)) - 1
+        siblings = headers[k][1] - 1 if k >= 0 and m.start() < headers[k][0] + headers[k][2] else 0
         yield with_origin(parse_target(m.group(2), where, is_return=m.group(1) in ("kretprobe", "kr"),
-                                       allow_glob=True), tool)
+                                       allow_glob=True), tool._replace(siblings=siblings))
+
+
+_PREPROCESSOR = re.compile(r"^[ \t]*#[^\n]*", re.M)
+
+
+def _headers(code: str) -> list[tuple[int, int, int]]:
+    """(start, attach points, length) of each probe header: the text before a ``{`` at depth 0,
+    from the previous block's end (a preamble's ``#include`` lines and ``;`` statements left out),
+    cut at its predicate (``/.../``). One pass over the braces."""
+    out: list[tuple[int, int, int]] = []
+    depth, start = 0, 0
+    for m in re.finditer(r"[{}]", code):
+        if m.group() == "{":
+            if depth == 0:
+                header = _PREPROCESSOR.sub(lambda p: " " * len(p.group()), code[start : m.start()])
+                begin = header.rfind(";") + 1
+                points = header[begin:].split("/", 1)[0]
+                out.append((start + begin, sum(1 for p in points.split(",") if p.strip()), m.start() - start - begin))
+            depth += 1
+        else:
+            depth = max(0, depth - 1)
+            if depth == 0:
+                start = m.end()
+    return out

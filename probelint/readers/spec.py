@@ -54,6 +54,15 @@ class Origin(NamedTuple):
     # first that resolves taken (None: not part of such a list); `sufficient` marks ``A !``
     alternatives: int | None = None
     sufficient: bool = False
+    # bcc's `if get_kprobe_functions(b"F"): ... else: ...` and try/except around attach_kprobe:
+    # the branch of that chain the probe is in (None: each point is its own branch, as in SystemTap);
+    # a `sufficient` probe is one whose placing decides its branch is taken: not refused for any of
+    # `decided_by` (empty: registers at all, as a try body must)
+    arm: int | None = None
+    decided_by: tuple[str, ...] = ("KP101",)
+    # bpftrace: the other attach points of the probe's block (a wildcard that matches nothing is
+    # dropped from a block that keeps others)
+    siblings: int = 0
 
 
 DEFAULT_ORIGIN = Origin()
