@@ -45,6 +45,8 @@ class Kernel:
         # --live: the probelint.live.LiveSystem this kernel is (Any: live.py reads the checks' results)
         self.live: Any = None
         self._changes: dict[str, Evidence] = {}  # rules ask per probe: answered once per kernel
+        # modules known not to be loaded in the kernel the probes are for (KP413: held pending)
+        self.unloaded: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,
