@@ -162,10 +162,11 @@ def not_loaded(kernel: Kernel, boots: list[BootInfo]) -> dict[str, str]:
 
 def unloaded_verdicts(kernel: Kernel, specs: list[str], predicted: list[PredictedVerdict],
                       unloaded: Mapping[str, str] | set[str], log: Callable[[str], None] | None = None, *,
-                      plain: bool = False) -> list[PredictedVerdict]:
-    """`predicted`, with the probes on a module the guest did not load (with `plain`: the plain-SYM
-    probes instead) checked again as the kernel saw them: against the images without those
-    modules, known not to be loaded (a MOD:SYM probe is held pending, KP413)."""
+                      pending: bool = False) -> list[PredictedVerdict]:
+    """`predicted`, with the probes the modules the guest did not load bear on checked again as the
+    kernel saw them, against the images without those modules, known not to be loaded: plain-SYM
+    probes (counted without them) and, unless `pending` (defined before the load, they met their
+    module), the MOD:SYM probes on them (held pending, KP413)."""
     if not unloaded:
         return predicted
     from probelint.image.kernel import Kernel as _Kernel
@@ -178,7 +179,7 @@ def unloaded_verdicts(kernel: Kernel, specs: list[str], predicted: list[Predicte
     without.unloaded = frozenset(unloaded)
     targets = [parse_spec(spec) for spec in specs]
     mine = [i for i, t in enumerate(targets)
-            if (t.module is None and t.symbol is not None if plain else t.module in unloaded)]
+            if (t.module is None and t.symbol is not None) or (not pending and t.module in unloaded)]
     out = list(predicted)
     for i, verdict in zip(mine, probelint_verdicts(without, [specs[i] for i in mine]), strict=True):
         out[i] = verdict
@@ -245,7 +246,7 @@ def run_comparison(
             for name, why in not_loaded(kernel, rep.boots).items():
                 if log:
                     log(f"module {name} did not load: {why}")
-            predicted = unloaded_verdicts(kernel, specs, predicted, {m.name for m in kernel.modules}, plain=True)
+            predicted = unloaded_verdicts(kernel, specs, predicted, {m.name for m in kernel.modules}, pending=True)
         else:
             predicted = unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, rep.boots), log)
         mismatch = next((m for b in rep.boots if (m := flags_mismatch(profile, b))), None)
