@@ -32,7 +32,8 @@ KERNEL_ORDER = (
     "KP002",  # parse: traceprobe_split_symbol_offset (octal offsets)
     "KP113",  # __trace_kprobe_create: kprobe_on_func_entry for return probes
     "KP102",  #   ... number_of_same_symbols
-    "KP402",  #   ... MOD:SYM of a module not loaded: deferred
+    "KP402",  #   ... MOD:SYM of a module not given: not checked
+    "KP413",  #   ... MOD:SYM of a module known not loaded: accepted, held pending
     "KP412",  #   ... a module without its vmlinux: what the kernel's image decides is unknown
     "KP105",  # __register_trace_kprobe: within_notrace_func
     "KP101",  # register_k(ret)probe -> _kprobe_addr

@@ -210,6 +210,46 @@ def test_report_to_verdicts() -> None:
     assert info.settle == [(0, 6, 2)] and info.vulnerabilities == {"retbleed": "Not affected"}
 
 
+_PENDING_REPORT = """\
+T 0 registering 2.3
+R 0 OK
+R 1 OK
+R 2 OK
+T 0 enabled 2.4
+I aesni-intel.ko ERR insmod: can't insert '/lib/modules/aesni-intel.ko': No such device
+I xfs.ko OK
+Y xfs.ko [    5.52] trace_kprobe: Could not probe notrace function xfs:exit_xfs_fs
+Y xfs.ko [    5.52] trace_kprobe: Failed to re-register probe p1 on xfs: -22
+Y xfs.ko [    5.60] SGI XFS with ACLs, security attributes, realtime, quota, no debug enabled
+L 0 ffffffffc0a00010  k  xfs_fs_statfs+0x10  xfs [OPTIMIZED]
+K ffffffffc0a00000 t xfs_fs_statfs [xfs]
+DONE
+"""
+
+
+def test_pending_probes_are_graded_by_the_module_load() -> None:
+    """Defined before insmod: a probe the module's arrival refuses is told in dmesg only
+    (trace_kprobe_module_callback); one on a module that never loaded stays pending."""
+    specs = ["xfs:xfs_fs_statfs+0x10", "xfs:exit_xfs_fs", "aesni_intel:aesni_set_key+0x4"]
+    info = vmrunner.BootInfo([0, 1, 2], 1.0, True, False)
+    rep = vmrunner.parse_report(_PENDING_REPORT, info)
+    v = vmrunner._verdicts(specs, [parse_spec(s) for s in specs], [0, 0, 0], [0, 1, 2], rep)
+    assert v[0].registered and v[0].optimized and not v[0].pending
+    assert not v[1].registered and v[1].errno == "EINVAL" and "notrace function xfs:exit_xfs_fs" in v[1].message
+    assert v[2].registered and v[2].pending and not v[2].listed
+    assert vmrunner.loaded_modules(info) == {"xfs"} and len(info.module_log["xfs.ko"]) == 3
+
+
+def test_pending_initramfs_loads_the_modules_after_the_probes(tmp_path: Path) -> None:
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"")
+    for pending in (False, True):
+        blob = build_initramfs(bb, [GuestProbe(0, 0, "p", "xfs:xfs_fs_statfs")], [], pending=pending)
+        init = {e.name: e for e in read_newc(gzip.decompress(blob))}["init"].data.decode()
+        flag = "1" if pending else "0"  # the guest loads before defining unless pending, after otherwise
+        assert f"[ {flag} = 1 ] || load_modules" in init and f"[ {flag} = 1 ]; then load_modules" in init
+
+
 def test_crash_is_bisected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A probe that kills the guest is isolated; the others still get their verdicts."""
     bundle = KernelBundle("x", tmp_path / "bzImage")

@@ -320,6 +320,41 @@ def test_compare_and_render():
     assert md.startswith("<!-- GENERATED") and "| `mid_insn` | EILSEQ | EINVAL (KP105) | 1 | `c+0x1` |" in md
 
 
+MODULE = """
+    .text
+FUNC mod_fn
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    pop %rbp
+    ret
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+
+
+def test_a_module_the_guest_did_not_load_is_graded_pending(build_kernel):
+    """insmod failed (aesni_intel without AES-NI): the kernel holds MOD:SYM probes pending, and
+    probelint is asked about the kernel without that module (KP413), not the one it was given."""
+    from probelint.vmtest.compare import load_failures, not_loaded, probelint_verdicts, unloaded_verdicts
+    from probelint.vmtest.runner import BootInfo
+
+    kernel = probelint.load_kernel([build_kernel(UNITS), build_kernel(MODULE, module=True)])
+    specs = ["mymod:mod_fn+0x5", "mod_fn", "plain+0x4"]
+    predicted = probelint_verdicts(kernel, specs)
+    assert predicted[0].registers and predicted[0].optimized  # as if loaded
+    boot = BootInfo([0, 1, 2], 1.0, True, False, modules={"mymod.ko": "ERR insmod: can't insert: No such device"},
+                    module_log={"mymod.ko": ["[ 5.1] mymod: no device", "[ 5.1] trace_kprobe: x"]})
+    assert load_failures([boot]) == {"mymod.ko": "insmod: can't insert: No such device | [ 5.1] mymod: no device"}
+    graded = unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, [boot]))
+    assert (graded[0].registers, graded[0].optimized) == (True, False)
+    assert [f["rule"] for f in graded[0].findings] == ["KP413"]
+    assert predicted[1].registers and graded[1].errno == "ENOENT"  # a plain name counted without the module
+    assert graded[2] == predicted[2]
+    ok = BootInfo([0, 1, 2], 1.0, True, False, modules={"mymod.ko": "OK"})
+    assert unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, [ok])) == predicted
+
+
 def test_cli_dry_run(build_kernel, tmp_path, capsys):
     from probelint.cli import main
 

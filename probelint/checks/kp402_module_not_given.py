@@ -15,7 +15,7 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     module = ctx.spec.module
-    if module is not None and ctx.kernel.module(module) is None:
+    if module is not None and ctx.kernel.module(module) is None and module not in ctx.kernel.unloaded:
         yield Hit(
             f"module {module} is not among the images checked: the kernel defers this probe until "
             f"{module} loads, so it was not checked",

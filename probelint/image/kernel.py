@@ -51,6 +51,8 @@ class Kernel:
         # the module tree beside the kernel: where a function the given images lack is defined
         # (KP101's did-you-mean); None: no tree
         self.module_tree: ModuleNames | None = None
+        # modules known not to be loaded in the kernel the probes are for (KP413: held pending)
+        self.unloaded: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QEMU CPU model, repeatable or comma-separated "
                    "(default qemu64; EPYC-Rome, Skylake-Client-v4, ...)")
     p.add_argument("--module", action="append", default=[], help="module to insmod first (repeatable), e.g. xfs")
+    p.add_argument("--pending", action="store_true",
+                   help="define the probes (and enable them) before the --module's are loaded: module probes are "
+                        "held pending and registered as their module arrives")
     p.add_argument("--sample", type=int, metavar="N", help="draw about N probes from the kernel instead of probe files")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--category", action="append", default=[], help="limit --sample to these categories")
@@ -160,11 +163,12 @@ def _compare(args: argparse.Namespace, say) -> int:
     cpus = _cpus(args)
     runs = run_comparison(samples, kernel=kernel, kernel_package=args.kernel_package, cpus=cpus,
                           modules=args.module, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                          phases=phases, cmdline_extra=args.cmdline, log=say)
+                          phases=phases, cmdline_extra=args.cmdline, log=say, pending=args.pending)
     meta = {
         "date": datetime.date.today().isoformat(),
         "kernel_package": args.kernel_package,
         "modules": args.module,
+        "pending": args.pending,
         "probe_count": len(samples),
         "source": source,
         "seed": args.seed if args.sample is not None else None,
@@ -222,6 +226,7 @@ def _kernel_only(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             cmdline_extra=args.cmdline,
             log=log,
+            pending=args.pending,
         )
     except (HarnessUnavailable, GuestBootError) as exc:
         print(f"vmtest: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 from probelint.arch.x86.cpu import DEFAULT_PROFILE, CpuProfile
 
 from .download import ensure_deb, ensure_debug_vmlinux, extract_members, kernel_abi, list_members
-from .runner import CRASH_ERRNO, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, run_probes_report
+from .runner import (
+    CRASH_ERRNO,
+    DEFAULT_KERNEL_PACKAGE,
+    BootInfo,
+    KernelVerdict,
+    loaded_modules,
+    module_name,
+    run_probes_report,
+)
 from .sampler import CATEGORIES, Sample
 from .vm import DEFAULT_CPU
 
@@ -133,6 +141,51 @@ def profile_for(cpu: str, cmdline: str = "") -> CpuProfile:
     return max(fits, key=lambda f: f[0])[1] if fits else DEFAULT_PROFILE
 
 
+def load_failures(boots: list[BootInfo]) -> dict[str, str]:
+    """The module files a boot could not insmod, with why: insmod's error, then the module's own
+    dmesg lines (aesni_intel's init returns -ENODEV on a CPU without AES-NI)."""
+    out: dict[str, str] = {}
+    for boot in boots:
+        for file, status in boot.modules.items():
+            if status != "OK":
+                log = [line for line in boot.module_log.get(file, []) if "trace_kprobe:" not in line]
+                out[file] = " | ".join([status.removeprefix("ERR ").strip(), *log[-3:]])
+    return out
+
+
+def not_loaded(kernel: Kernel, boots: list[BootInfo]) -> dict[str, str]:
+    """`load_failures` of the modules probelint was given, by module name."""
+    loaded = set().union(*map(loaded_modules, boots)) if boots else set()
+    return {name: why for file, why in load_failures(boots).items()
+            if (name := module_name(file)) not in loaded and kernel.module(name) is not None}
+
+
+def unloaded_verdicts(kernel: Kernel, specs: list[str], predicted: list[PredictedVerdict],
+                      unloaded: Mapping[str, str] | set[str], log: Callable[[str], None] | None = None, *,
+                      pending: bool = False) -> list[PredictedVerdict]:
+    """`predicted`, with the probes the modules the guest did not load bear on checked again as the
+    kernel saw them, against the images without those modules, known not to be loaded: plain-SYM
+    probes (counted without them) and, unless `pending` (defined before the load, they met their
+    module), the MOD:SYM probes on them (held pending, KP413)."""
+    if not unloaded:
+        return predicted
+    from probelint.image.kernel import Kernel as _Kernel
+    from probelint.vmtest.runner import parse_spec
+
+    if isinstance(unloaded, Mapping) and log:
+        for name, why in unloaded.items():
+            log(f"module {name} did not load: {why}")
+    without = _Kernel(kernel.vmlinux, [m for m in kernel.modules if m.name not in unloaded], kernel.profile)
+    without.unloaded = frozenset(unloaded)
+    targets = [parse_spec(spec) for spec in specs]
+    mine = [i for i, t in enumerate(targets)
+            if (t.module is None and t.symbol is not None) or (not pending and t.module in unloaded)]
+    out = list(predicted)
+    for i, verdict in zip(mine, probelint_verdicts(without, [specs[i] for i in mine]), strict=True):
+        out[i] = verdict
+    return out
+
+
 def flags_mismatch(profile: CpuProfile, boot: BootInfo) -> str | None:
     """How the guest's /proc/cpuinfo flags/bugs differ from `profile`'s (None: they match or were not recorded)."""
     if not boot.cpu_flags:
@@ -168,8 +221,11 @@ def run_comparison(
     phases: list[list[int]] | None = None,
     cmdline_extra: str = "",
     log: Callable[[str], None] | None = None,
+    pending: bool = False,
 ) -> list[CpuRun]:
-    """Run `samples` through probelint (once) and the booted kernel (once per CPU model)."""
+    """Run `samples` through probelint (once) and the booted kernel (once per CPU model). A module
+    the guest could not load (aesni_intel without AES-NI) holds its probes pending: they are
+    graded against probelint's verdict for a kernel without that module (`unloaded_verdicts`)."""
     specs = [s.spec for s in samples]
     runs = []
     for cpu in cpus:
@@ -183,7 +239,16 @@ def run_comparison(
             log(f"cpu {cpu} (probelint --cpu-profile {profile.value}): {len(specs)} probes")
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, modules=list(modules),
                                 cache_dir=cache_dir, batch_size=batch_size, phases=phases,
-                                cmdline_extra=cmdline_extra, log=log)
+                                cmdline_extra=cmdline_extra, log=log, pending=pending)
+        if pending:
+            # defined before any module loaded: a plain SYM is looked up in the vmlinux alone; a
+            # MOD:SYM is registered at MODULE_STATE_COMING, even for a module whose init then fails
+            for name, why in not_loaded(kernel, rep.boots).items():
+                if log:
+                    log(f"module {name} did not load: {why}")
+            predicted = unloaded_verdicts(kernel, specs, predicted, {m.name for m in kernel.modules}, pending=True)
+        else:
+            predicted = unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, rep.boots), log)
         mismatch = next((m for b in rep.boots if (m := flags_mismatch(profile, b))), None)
         if mismatch and log:
             log(f"WARNING: cpu {cpu}: the guest's CPU features differ from --cpu-profile {profile.value}: {mismatch}")
@@ -215,6 +280,8 @@ def verdict_text(v: KernelVerdict | PredictedVerdict) -> str:
     registered = v.registered if isinstance(v, KernelVerdict) else v.registers
     if not registered:
         return v.errno or "refused"
+    if isinstance(v, KernelVerdict) and v.pending:
+        return "pending"
     return "OPTIMIZED" if v.optimized else "FTRACE" if v.ftrace else "int3"
 
 
@@ -291,6 +358,7 @@ def render_text(runs: list[CpuRun], *, per_probe: bool = False) -> str:
     out: list[str] = []
     for run in runs:
         out.append(f"== CPU model {run.cpu}: {len(run.comparisons)} probes, {len(run.boots)} boot(s)")
+        out += [f"module {file} did not load: {why}" for file, why in load_failures(run.boots).items()]
         if per_probe:
             out += render_probes(run.comparisons)
             out.append("")
@@ -305,7 +373,7 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
     def kernel(kv: KernelVerdict) -> dict[str, Any]:
         d = asdict(kv)
         return {k: d[k] for k in ("registered", "errno", "optimized", "ftrace", "disabled", "address", "message",
-                                  "enable_error", "listed")}
+                                  "enable_error", "listed", "pending")}
 
     return {
         **meta,
@@ -315,7 +383,8 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
         "summary": {r.cpu: agreement(r.comparisons) for r in runs},
         "boots": {r.cpu: [{"probes": len(b.indices), "elapsed": round(b.elapsed, 1), "completed": b.completed,
                            "cpu_model": b.cpu_model, "vulnerabilities": b.vulnerabilities,
-                           "cpu_flags": b.cpu_flags, "cpu_bugs": b.cpu_bugs, "mitigations": b.mitigations}
+                           "cpu_flags": b.cpu_flags, "cpu_bugs": b.cpu_bugs, "mitigations": b.mitigations,
+                           "modules": b.modules, "module_log": b.module_log}
                           for b in r.boots] for r in runs},
         "probes": [
             {
@@ -343,12 +412,14 @@ def runs_from_json(data: dict[str, Any]) -> list[CpuRun]:
         for p in (p for p in data["probes"] if p["cpu"] == cpu):
             k = p["kernel"]
             kv = KernelVerdict(p["spec"], k["registered"], k["errno"], k["message"], k["optimized"], k["ftrace"],
-                               k["disabled"], k["address"], listed=k["listed"], enable_error=k["enable_error"])
+                               k["disabled"], k["address"], listed=k["listed"], enable_error=k["enable_error"],
+                              pending=k.get("pending", False))
             pv = PredictedVerdict(**p["probelint"])
             comps.append(compare_verdicts(Sample(p["spec"], p["category"], p["function"], p["note"]), cpu, kv, pv))
         boots = [BootInfo([0] * b["probes"], b["elapsed"], b["completed"], False, cpu_model=b["cpu_model"],
                           vulnerabilities=b.get("vulnerabilities") or {}, cpu_flags=b.get("cpu_flags", []),
-                          cpu_bugs=b.get("cpu_bugs", []), mitigations=b.get("mitigations", []))
+                          cpu_bugs=b.get("cpu_bugs", []), mitigations=b.get("mitigations", []),
+                          modules=b.get("modules", {}), module_log=b.get("module_log", {}))
                  for b in data.get("boots", {}).get(cpu, [])]
         runs.append(CpuRun(cpu, comps, boots, data.get("profiles", {}).get(cpu, "")))
     return runs
@@ -405,6 +476,9 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
             + (f" probelint `--cpu-profile {run.profile}`" if run.profile else "")
             + (_flags_note(run) if run.profile and run.boots and run.boots[0].cpu_flags else ""),
             "",
+            *(f"{file} did not load in the guest ({why}): its probes are graded as the kernel held them, "
+              "pending (probelint: KP413)." for file, why in load_failures(run.boots).items()),
+            *([""] if load_failures(run.boots) else []),
             "| category | probes | registers | errno | optimized | ftrace | kernel outcomes |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]

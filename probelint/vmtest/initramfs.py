@@ -9,6 +9,8 @@ serial port (``/dev/ttyS1``) one record per line:
 ``D <i> <line>``                      new ``dmesg`` lines after a failed write
 ``N <i> ERR <text>``                  enabling probe *i* failed
 ``I <module> OK|ERR <text>``          ``insmod``
+``Y <module> <line>``                 the ``dmesg`` lines of that ``insmod`` (why a module did not load;
+                                      "Failed to re-register probe pN" of a pending probe)
 ``S <phase> <seconds> <optimized>``   optimizer settled
 ``L <phase> <line>``                  ``/sys/kernel/debug/kprobes/list``
 ``K <line>``                          ``/proc/kallsyms`` lines of the probed names
@@ -128,11 +130,17 @@ echo "F $(grep -m1 '^flags' /proc/cpuinfo | sed 's/.*: //')" >&3
 echo "B $(grep -m1 '^bugs' /proc/cpuinfo | sed 's/.*: //')" >&3
 dmesg | grep -iE 'spectre|retbleed|srso|mitigat|indirect target|its:|speculat' | sed 's/^/M /' >&3
 for f in /sys/devices/system/cpu/vulnerabilities/*; do echo "V ${f##*/} $(cat $f)" >&3; done
-while read -r m; do
-  [ -n "$m" ] || continue
-  if insmod "/lib/modules/$m" 2>/tmp/err; then echo "I $m OK" >&3
-  else echo "I $m ERR $(one /tmp/err)" >&3; fi
-done < /modules.txt
+load_modules() {
+  while read -r m; do
+    [ -n "$m" ] || continue
+    dmesg -c > /dev/null
+    if insmod "/lib/modules/$m" 2>/tmp/err; then echo "I $m OK" >&3
+    else echo "I $m ERR $(one /tmp/err)" >&3; fi
+    dmesg -c | sed "s|^|Y $m |" >&3
+  done < /modules.txt
+}
+# pending probes (@PENDING@ = 1): the modules are loaded after phase 0's probes are defined and enabled
+[ @PENDING@ = 1 ] || load_modules
 dmesg -c > /dev/null
 : > $T/error_log
 up 0 registering
@@ -166,6 +174,7 @@ while [ $phase -lt @NPHASES@ ]; do
     echo 1 > $T/events/pl/p$idx/enable 2>/tmp/err || echo "N $idx ERR $(one /tmp/err)" >&3
   done
   up $phase enabled
+  if [ $phase = 0 ] && [ @PENDING@ = 1 ]; then load_modules; up 0 loaded; fi
   [ -n "$created" ] && settle $phase
   up $phase settled
   sed "s/^/L $phase /" $L >&3
@@ -181,10 +190,13 @@ poweroff -f
 """
 
 
-def init_script(n_phases: int, settle_min: int = 6, settle_stable: int = 4, settle_max: int = 30) -> str:
-    """Return the guest ``/init`` for ``n_phases`` phases and the given optimizer-settle timing (s)."""
+def init_script(n_phases: int, settle_min: int = 6, settle_stable: int = 4, settle_max: int = 30, *,
+                pending: bool = False) -> str:
+    """Return the guest ``/init`` for ``n_phases`` phases and the given optimizer-settle timing (s);
+    with `pending` the modules are loaded after the first phase's probes are defined and enabled."""
     return (
         _INIT.replace("@NPHASES@", str(n_phases))
+        .replace("@PENDING@", "1" if pending else "0")
         .replace("@MIN@", str(settle_min))
         .replace("@STABLE@", str(settle_stable))
         .replace("@MAX@", str(settle_max))
@@ -200,6 +212,8 @@ def build_initramfs(
     settle_min: int = 6,
     settle_stable: int = 4,
     settle_max: int = 30,
+    *,
+    pending: bool = False,
 ) -> bytes:
     """Return a gzip-compressed newc initramfs that runs ``probes`` (see the module docstring)."""
     for p in probes:
@@ -210,7 +224,7 @@ def build_initramfs(
     entries.append(CpioEntry("dev/console", 0o020600, rdev=(5, 1)))
     entries.append(CpioEntry("bin/busybox", 0o100755, busybox.read_bytes()))
     entries.append(CpioEntry("bin/sh", 0o120777, b"busybox"))
-    init = init_script(n_phases, settle_min, settle_stable, settle_max)
+    init = init_script(n_phases, settle_min, settle_stable, settle_max, pending=pending)
     entries.append(CpioEntry("init", 0o100755, init.encode()))
     lines = "".join(f"{p.phase} {p.index} {p.kind} {p.body}\n" for p in probes)
     entries.append(CpioEntry("probes.txt", 0o100644, lines.encode()))

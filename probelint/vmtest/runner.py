@@ -62,6 +62,9 @@ class KernelVerdict:
     enable_error: str = ""
     phase: int = 0
     phase_flags: list[str | None] = field(default_factory=list)  # flags after each phase dump
+    # accepted by kprobe_events for a module that is not loaded: held until the module loads
+    # (trace_kprobe.c register_trace_kprobe), so neither in kprobes/list nor refused
+    pending: bool = False
 
     @property
     def flags(self) -> str:
@@ -92,6 +95,7 @@ class BootInfo:
     cpu_bugs: list[str] = field(default_factory=list)
     mitigations: list[str] = field(default_factory=list)  # boot dmesg lines of the mitigation choices
     modules: dict[str, str] = field(default_factory=dict)  # module file -> "OK" / error
+    module_log: dict[str, list[str]] = field(default_factory=dict)  # module file -> dmesg of its insmod
     console_tail: str = ""
 
 
@@ -248,6 +252,7 @@ class _GuestReport:
     enable: dict[int, str] = field(default_factory=dict)
     lists: dict[int, list[ListEntry]] = field(default_factory=dict)
     kallsyms: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+    reregister: dict[int, tuple[int, str]] = field(default_factory=dict)  # idx -> (-errno, dmesg) on module load
     info: BootInfo | None = None
 
 
@@ -298,7 +303,32 @@ def parse_report(text: str, info: BootInfo) -> _GuestReport:
         elif tag == "I":
             name, _, status = rest.partition(" ")
             info.modules[name] = status
+        elif tag == "Y":
+            name, _, line = rest.partition(" ")
+            log = info.module_log.setdefault(name, [])
+            m = _REREGISTER_RE.search(line)
+            if m:  # trace_kprobe_module_callback: a pending probe the module's arrival did not register
+                why = [line, *log[-1:]] if log and "Could not probe" in log[-1] else [line]
+                rep.reregister[int(m.group(1))] = (int(m.group(2)), " | ".join(_dmesg_text(w) for w in why))
+            log.append(line)
     return rep
+
+
+# kernel/trace/trace_kprobe.c trace_kprobe_module_callback (the harness names its events pl/p<idx>)
+_REREGISTER_RE = re.compile(r"Failed to re-register probe p(\d+) on \S+: (-?\d+)")
+
+
+def _dmesg_text(line: str) -> str:
+    return re.sub(r"^\[[\s\d.]+\]\s*", "", line)
+
+
+def loaded_modules(info: BootInfo) -> set[str]:
+    """The names of the modules the guest loaded (``aesni-intel.ko`` -> ``aesni_intel``)."""
+    return {module_name(f) for f, status in info.modules.items() if status == "OK"}
+
+
+def module_name(file: str) -> str:
+    return file.split(".ko")[0].replace("-", "_")
 
 
 def _match(target: ProbeTarget, addr: int | None, entries: list[ListEntry]) -> ListEntry | None:
@@ -325,6 +355,7 @@ def _verdicts(
 ) -> dict[int, KernelVerdict]:
     out: dict[int, KernelVerdict] = {}
     phases = sorted(rep.lists)
+    loaded = loaded_modules(rep.info) if rep.info is not None else set()
     for i in indices:
         t = targets[i]
         status = rep.writes.get(i)
@@ -338,7 +369,7 @@ def _verdicts(
             errs = [line for line in elog if "error:" in line]
             msg = status + (f" | {errs[0].split('error:', 1)[1].strip()}" if errs else "")
             for line in rep.dmesg.get(i, []):  # e.g. "Could not probe notrace function X"
-                msg += " | " + re.sub(r"^\[[\s\d.]+\]\s*", "", line)
+                msg += " | " + _dmesg_text(line)
             out[i] = KernelVerdict(
                 specs[i],
                 False,
@@ -352,6 +383,11 @@ def _verdicts(
                 dmesg=rep.dmesg.get(i, []),
                 phase=phase_of[i],
             )
+            continue
+        if i in rep.reregister:  # defined pending, refused when its module arrived
+            code, msg = rep.reregister[i]
+            out[i] = KernelVerdict(specs[i], False, _errno.errorcode.get(-code) or f"E{-code}", msg, False, False,
+                                   False, None, phase=phase_of[i])
             continue
         addr = resolve_address(t, rep.kallsyms)
         phase_flags: list[str | None] = []
@@ -370,6 +406,8 @@ def _verdicts(
             v.ftrace = "FTRACE" in final.flags
             v.disabled = "DISABLED" in final.flags
             v.gone = "GONE" in final.flags
+        elif t.module is not None and rep.info is not None and module_name(t.module) not in loaded:
+            v.pending = True
         out[i] = v
     return out
 
@@ -396,8 +434,11 @@ def run_probes_report(
     settle_stable: int = 4,
     settle_max: int = 30,
     log: Callable[[str], None] | None = None,
+    pending: bool = False,
 ) -> RunReport:
-    """Like :func:`run_probes` but also returns per-boot metadata (timings, mitigations, console)."""
+    """Like :func:`run_probes` but also returns per-boot metadata (timings, mitigations, console).
+    With `pending` the first phase's probes are defined (and enabled) before the modules are
+    loaded: a module probe is then held pending and registered when its module arrives."""
     if not specs:
         return RunReport([], [])
     targets = [parse_spec(s) for s in specs]
@@ -432,6 +473,7 @@ def run_probes_report(
             settle_min,
             settle_stable,
             settle_max,
+            pending=pending,
         )
         timeout = 60 + 0.3 * len(indices) + settle_max * (n_phases - 1) + 15 * len(bundle.modules)
         res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=timeout, cmdline_extra=cmdline_extra)

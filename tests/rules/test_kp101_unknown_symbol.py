@@ -46,3 +46,15 @@ def test_did_you_mean_a_compiler_clone_or_a_syscall_wrapper(lint):
     assert clone.findings[0].fix.replacement == "finish_switch.isra.0+4" and not clone.findings[0].fix.safe
     assert syscall.findings[0].fix.replacement == "__x64_sys_read"
     assert plain.findings[0].fix is None and not plain.findings[0].notes
+
+
+def test_module_symbol_validated_while_parsing(build_kernel):
+    """>= 6.12 validate_probe_symbol: MOD:SYM of a loaded module that has no SYM (its init function,
+    gone from kallsyms once live) is EINVAL, not register_kprobe()'s ENOENT (booted 7.2)."""
+    import probelint
+
+    vmlinux = build_kernel(".text\nFUNC validate_probe_symbol\n    FENTRY\n    ret\n")
+    module = build_kernel('.text\nFUNC mod_fn\n    FENTRY\n    ret\n    .section .modinfo\n    .asciz "name=mymod"\n',
+                          module=True)
+    (result,) = probelint.check([vmlinux, module], ["mymod:no_such_fn"], hints="never")
+    assert rules_fired(result) == ["KP101"] and result.verdict.errno == "EINVAL"
