@@ -101,16 +101,23 @@ def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: in
     size = max(1, -(-len(syms) // (jobs * 32)))
     chunks = [syms[i : i + size] for i in range(0, len(syms), size)]
     counts: Counter[str] = Counter()
+    pool = None
     if jobs == 1 or len(chunks) == 1:
         results: Iterable[tuple[bytes, Counter[str]]] = map(_worker, chunks)
     else:
         gc.freeze()  # the collector then leaves the inherited objects alone: fewer copy-on-write pages
         pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
         results = pool.map(_worker, chunks)
-    with replacing(output) as fh:  # never through a link planted at a fixed temporary name
-        for member, chunk_counts in results:
-            fh.write(member)
-            counts.update(chunk_counts)
+    try:
+        with replacing(output) as fh:  # never through a link planted at a fixed temporary name
+            for member, chunk_counts in results:
+                fh.write(member)
+                counts.update(chunk_counts)
+    finally:
+        # shut down here, not by the interpreter's exit handlers: their teardown of the pool's
+        # management thread printed a stray threading traceback now and then
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return counts
 
 
