@@ -63,6 +63,9 @@ class Origin(NamedTuple):
     # bpftrace: the other attach points of the probe's block (a wildcard that matches nothing is
     # dropped from a block that keeps others)
     siblings: int = 0
+    # what the tool does when the kernel refuses a required probe it has resolved, where it runs on
+    # without it (SystemTap warns at run time); None: the tool fails
+    refusal: str | None = None
 
 
 DEFAULT_ORIGIN = Origin()

@@ -75,10 +75,12 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
     lines = Lines(file, text)
     headers = _statements(code)
-    modules = ((m.start(4), with_origin(_module_point(m, text, lines), _origin(code, m.end(), m.start(), headers)))
+    modules = ((m.start(4), with_origin(_module_point(m, text, lines),
+                                        _origin(code, m.end(), m.start(), headers, _MODULE_REFUSAL)))
                for m in _MODULE.finditer(code))
     points = ((m.start(2), with_origin(_point(m.group(1), text[m.start(2) : m.end(2)], m.group(3),
-                                              lines.location(m.start(2))), _origin(code, m.end(), m.start(), headers)))
+                                              lines.location(m.start(2))),
+                                       _origin(code, m.end(), m.start(), headers, _KERNEL_REFUSAL)))
               for m in _PROBE.finditer(code))
     return (probe for _, probe in heapq.merge(modules, points, key=lambda found: found[0]))
 
@@ -117,7 +119,14 @@ def _statements(code: str) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]]) -> Origin:
+# A point stap resolved (pass 2) that the kernel refuses: stapkp_register_probes keeps going
+# (PR6749) and warns only of a required probe outside modules; the script runs without it.
+_KERNEL_REFUSAL = ('SystemTap warns at run time ("probe ... registration error [man warning::pass5]") '
+                   'and runs without this probe')
+_MODULE_REFUSAL = "SystemTap runs without this probe and says nothing (it warns of the kernel's probes only)"
+
+
+def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]], refusal: str) -> Origin:
     """The origin of the point that ends at `end`: its ``?``/``!`` flag and its statement's alternatives."""
     flag = _FLAGS.match(code, end)
     mark = flag.group(1) if flag else ""
@@ -125,7 +134,7 @@ def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]
     statement = headers[k] if k >= 0 and start < headers[k][1] else None
     alternatives = statement[0] if statement is not None and statement[2] else None
     optional = f"an optional point: {mark}" if mark else None
-    return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!")
+    return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!", refusal=refusal)
 
 
 def _point(kind: str, arg: str, suffix: str, where: Location) -> Parsed:
