@@ -371,3 +371,20 @@ def test_shell_definitions_in_variables():
     assert "$inner" in problems[2][1] and "function trace" in problems[2][1] and "line 14" in problems[2][1]
     assert "$f" in problems[3][1] and "for loop" in problems[3][1]
     assert "command substitution" in problems[4][1]
+
+
+def test_systemtap_component_alternation():
+    """`kernel.{function("a"),{function("b"),function("c")}.return} ?` stands for each point it
+    spells (nested too), each at its own string, the flag after the braces on every one; a brace
+    inside a name is no alternation; the statement's body braces are not mistaken for one."""
+    text = ('probe kernel.{function("demo_read"),{function("demo_write"),function("demo_x")}.return} ? {\n'
+            '  if (1) { next }\n}\n'
+            'probe {kernel,kprobe}.function("demo_read") { }\n'
+            'probe {kernel.function("demo_a"),kernel.function("demo_b")}.return { }\n')
+    found = extract("t.stp", text)
+    assert [(type(p).__name__, p.text, where(p), getattr(p, "is_return", None), p.origin.optional is not None)
+            for p in found] == [
+        ("SourceLineProbe", "demo_read", (1, 25), None, True), ("ProbeSpec", "demo_write", (1, 48), True, True),
+        ("ProbeSpec", "demo_x", (1, 71), True, True),
+        ("SourceLineProbe", "demo_read", (4, 33), None, False), ("ProbeSpec", "demo_read", (4, 33), False, False),
+        ("ProbeSpec", "demo_a", (5, 25), True, False), ("ProbeSpec", "demo_b", (5, 51), True, False)]
