@@ -307,3 +307,20 @@ def test_systemtap_component_alternation_agrees_with_stap(stap_build, debian_ker
     entries = {image.symbols.lookup_name(p.symbol).address + p.offset for p in found if not p.is_return}
     returns = {image.symbols.lookup_name(name).address for name in ("ksys_read", "ksys_write")}
     assert entries == _stap_pcs(proc.stderr) - returns
+
+
+@pytest.mark.kernel
+def test_systemtap_inline_agrees_with_stap(stap_build, debian_kernel):
+    """`.inline` is the inlined copies alone (stap -p2's addresses); none: stap's "no match"."""
+    if shutil.which("stap") is None:
+        pytest.skip("SystemTap (Debian's systemtap) is not installed")
+    image = debian_kernel.vmlinux
+    point = 'kernel.function("rw_verify_area").inline'
+    proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(stap_build), "-e", f"probe {point} {{ next }}"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    found = resolve_source_lines(debian_kernel, extract("t.stp", f"probe {point} {{ }}"))
+    checked = {image.symbols.lookup_name(p.symbol).address + p.offset for p in found}
+    assert checked and checked == _stap_pcs(proc.stderr)
+    assert image.symbols.lookup_name("rw_verify_area").address not in checked
+    (none,) = resolve_source_lines(debian_kernel, extract("t.stp", 'probe kernel.function("vfs_read").inline { }'))
+    assert isinstance(none, ParseProblem) and not none.unsupported and "no match" in none.message

@@ -136,6 +136,7 @@ class SourceLineProbe(NamedTuple):
     point: PerfPoint
     tool: str = "perf"  # whose probe it is, for the messages
     origin: Origin = DEFAULT_ORIGIN
+    inline_only: bool = False  # SystemTap ``.inline``: the inlined copies, not the out-of-line entry
 
 
 Parsed = ProbeSpec | ParseProblem | SourceLineProbe  # what a reader gives for each probe it finds

@@ -64,8 +64,9 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     * ``kernel.function("F[@FILE]")`` (entry): F's out-of-line entry and the entries of its
       inlined copies, placed with perf's model of ``F[@FILE]`` keeping the copies perf drops as
       redundant (stap 4.8 searches prologues only in unoptimized code; 23 of 23 sampled functions
-      give the same set of addresses as ``stap -p2``); ``.call``/``.inline``, lines and wildcards
-      in F, and ``.statement`` forms with wildcards or ranges are not checked (KP407);
+      give the same set of addresses as ``stap -p2``); ``.call`` is the out-of-line entry alone,
+      ``.inline`` the inlined copies alone; lines and wildcards in F, and ``.statement`` forms
+      with wildcards or ranges are not checked (KP407);
     * names on stap's own blocklist are refused as stap refuses them (KP001).
 
     SystemTap registers each point with register_kprobe() itself (runtime/linux/kprobes.c): the
@@ -215,6 +216,11 @@ def _point(kind: str, arg: str, suffix: str, where: Location) -> Parsed:
     if kind == "kernel.function" and suffix == ".call" and re.fullmatch(r"[A-Za-z_]\w*", arg):
         # the out-of-line function only, not its inlined copies: its entry, as for kprobe.function
         return parse_target(arg, where)
+    if kind == "kernel.function" and suffix == ".inline" and re.fullmatch(r"[A-Za-z_]\w*(?:@[\w./-]+)?", arg):
+        # the entries of the inlined copies alone (stap: "no match" where there is none)
+        function, _, file = arg.partition("@")
+        return SourceLineProbe(arg, where, PerfPoint(function, file or None, 0, 0, every_instance=True),
+                               tool="systemtap", inline_only=True)
     if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
         return ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True)
     if kind == "kprobe.function":
