@@ -41,6 +41,7 @@ class Counts(NamedTuple):
     refused: int
     unchecked: int  # the verdict is unknown (module not given, form not modelled): KP402, KP407
     findings: int
+    unused: int = 0  # never registered by its tool (SystemTap `A !, B` takes A): KP411, not in `unchecked`
 
 
 class Report(Sequence["ProbeResult"]):
@@ -87,9 +88,11 @@ class Report(Sequence["ProbeResult"]):
     def counts(self) -> Counts:
         verdicts = [r.verdict for r in self.results]
         registers = sum(v.registers is True for v in verdicts)
-        unchecked = sum(v.registers is None for v in verdicts)
+        unknown = sum(v.registers is None for v in verdicts)
+        unused = sum(v.registers is None and "KP411" in v.reasons for v in verdicts)
         return Counts(len(verdicts), registers, sum(v.optimized for v in verdicts), sum(v.ftrace for v in verdicts),
-                      len(verdicts) - registers - unchecked, unchecked, sum(len(r.findings) for r in self.results))
+                      len(verdicts) - registers - unknown, unknown - unused, sum(len(r.findings) for r in self.results),
+                      unused)
 
 
 def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence[Parsed]) -> Report:

@@ -158,7 +158,16 @@ def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache
             out.append(ParseProblem(item.text, item.location, found.error, unsupported=found.unsupported,
                                     origin=item.origin))
             continue
-        for address in found.addresses:
+        addresses = found.addresses
+        if item.inline_only and image is not None:  # SystemTap .inline: not the out-of-line entry
+            entry = image.symbols.lookup_name(item.point.function or "")
+            addresses = tuple(a for a in addresses if entry is None or a != entry.address)
+            if not addresses:
+                out.append(ParseProblem(item.text, item.location, f"{item.point.function} has no inlined copy: "
+                                        "SystemTap refuses .inline here (\"semantic error: no match\")",
+                                        origin=item.origin))
+                continue
+        for address in addresses:
             sym = image.symbols.lookup(address) if image is not None else None
             if sym is None:
                 out.append(ParseProblem(item.text, item.location, f"perf resolves it to {address:#x}, in no symbol",

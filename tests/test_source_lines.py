@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -287,3 +288,39 @@ def test_systemtap_call_and_braces_agree_with_stap(stap_build, debian_kernel):
     assert refused.returncode != 0 and "semantic error: no match" in refused.stderr
     (problem,) = extract("t.stp", f"probe {braces} {{ }}")
     assert isinstance(problem, ParseProblem) and not problem.unsupported
+
+
+@pytest.mark.kernel
+def test_systemtap_component_alternation_agrees_with_stap(stap_build, debian_kernel):
+    """`kernel.{function("A"),{function("B"),function("C")}.return}` probes what stap -p2 lists for it."""
+    if shutil.which("stap") is None:
+        pytest.skip("SystemTap (Debian's systemtap) is not installed")
+    point = 'kernel.{function("vfs_write"),{function("ksys_read"),function("ksys_write")}.return}'
+    proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(stap_build), "-e", f"probe {point} {{ next }}"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    listed = [line.split(" /* ")[0] for line in proc.stdout.splitlines() if line.startswith("kernel.function(")]
+    stap = {(re.match(r'kernel\.function\("(\w+)@', line).group(1), line.endswith(".return")) for line in listed}
+    found = resolve_source_lines(debian_kernel, extract("t.stp", f"probe {point} {{ }}"))
+    image = debian_kernel.vmlinux
+    checked = {(p.symbol, p.is_return) for p in found if p.offset == 0}
+    assert stap == checked == {("vfs_write", False), ("ksys_read", True), ("ksys_write", True)}
+    entries = {image.symbols.lookup_name(p.symbol).address + p.offset for p in found if not p.is_return}
+    returns = {image.symbols.lookup_name(name).address for name in ("ksys_read", "ksys_write")}
+    assert entries == _stap_pcs(proc.stderr) - returns
+
+
+@pytest.mark.kernel
+def test_systemtap_inline_agrees_with_stap(stap_build, debian_kernel):
+    """`.inline` is the inlined copies alone (stap -p2's addresses); none: stap's "no match"."""
+    if shutil.which("stap") is None:
+        pytest.skip("SystemTap (Debian's systemtap) is not installed")
+    image = debian_kernel.vmlinux
+    point = 'kernel.function("rw_verify_area").inline'
+    proc = subprocess.run(["stap", "-vvv", "-p2", "-r", str(stap_build), "-e", f"probe {point} {{ next }}"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    found = resolve_source_lines(debian_kernel, extract("t.stp", f"probe {point} {{ }}"))
+    checked = {image.symbols.lookup_name(p.symbol).address + p.offset for p in found}
+    assert checked and checked == _stap_pcs(proc.stderr)
+    assert image.symbols.lookup_name("rw_verify_area").address not in checked
+    (none,) = resolve_source_lines(debian_kernel, extract("t.stp", 'probe kernel.function("vfs_read").inline { }'))
+    assert isinstance(none, ParseProblem) and not none.unsupported and "no match" in none.message

@@ -329,3 +329,62 @@ def test_bpftrace_wildcard_that_matches_nothing():
                            "--show-info"], capture_output=True, text=True, cwd=ROOT).stdout
     assert "bpftrace drops a wildcard that matches nothing; its probe keeps its 1 other attach point" in text
     assert '"Probe has no valid attach points"' in text and '"No probes to attach"' in text
+
+
+SHELL_VARIABLES = """\
+#!/bin/bash
+P="p:grp/ev demo_read+0x7"
+FN=demo_write
+echo "$P" >> /sys/kernel/tracing/kprobe_events
+perf probe -a "$FN+4" -a ${FN}%return
+EV='p:grp/two demo_read'
+echo $EV >> kprobe_events
+echo "p:grp/three $FN" >> kprobe_events
+perf probe -a "$1+4"
+twice=demo_read
+twice=demo_write
+perf probe "$twice"
+trace() {
+    local inner=demo_read
+    perf probe "$inner"
+}
+perf probe "$inner"
+for f in demo_read demo_write; do perf probe -a "$f"; done
+echo "p:$(cat name) demo_read" >> kprobe_events
+"""
+
+
+def test_shell_definitions_in_variables():
+    """A variable assigned one literal before its use is resolved (the probe located at the
+    variable's `$`, never rewritten by --fix); any other is KP407 naming the variable and why."""
+    found = extract("run.sh", SHELL_VARIABLES)
+    resolved = [(p.symbol, p.offset, p.is_return, where(p)) for p in found if isinstance(p, ProbeSpec)]
+    assert resolved == [("demo_read", 7, False, (4, 7)), ("demo_write", 4, False, (5, 16)),
+                        ("demo_write", 0, True, (5, 26)), ("demo_read", 0, False, (7, 6)),
+                        ("demo_write", 0, False, (8, 19)), ("demo_read", 0, False, (15, 17))]
+    assert all(" -> " in p.text for p in found if isinstance(p, ProbeSpec))  # not the file's text: no fix
+    problems = [(where(p), p.message) for p in found if isinstance(p, ParseProblem)]
+    assert all(p.unsupported for p in found if isinstance(p, ParseProblem))
+    assert [w for w, _ in problems] == [(9, 16), (12, 13), (17, 13), (18, 50), (19, 9)]
+    assert "$1" in problems[0][1] and "positional" in problems[0][1]
+    assert "$twice" in problems[1][1] and "lines 10, 11" in problems[1][1]
+    assert "$inner" in problems[2][1] and "function trace" in problems[2][1] and "line 14" in problems[2][1]
+    assert "$f" in problems[3][1] and "for loop" in problems[3][1]
+    assert "command substitution" in problems[4][1]
+
+
+def test_systemtap_component_alternation():
+    """`kernel.{function("a"),{function("b"),function("c")}.return} ?` stands for each point it
+    spells (nested too), each at its own string, the flag after the braces on every one; a brace
+    inside a name is no alternation; the statement's body braces are not mistaken for one."""
+    text = ('probe kernel.{function("demo_read"),{function("demo_write"),function("demo_x")}.return} ? {\n'
+            '  if (1) { next }\n}\n'
+            'probe {kernel,kprobe}.function("demo_read") { }\n'
+            'probe {kernel.function("demo_a"),kernel.function("demo_b")}.return { }\n')
+    found = extract("t.stp", text)
+    assert [(type(p).__name__, p.text, where(p), getattr(p, "is_return", None), p.origin.optional is not None)
+            for p in found] == [
+        ("SourceLineProbe", "demo_read", (1, 25), None, True), ("ProbeSpec", "demo_write", (1, 48), True, True),
+        ("ProbeSpec", "demo_x", (1, 71), True, True),
+        ("SourceLineProbe", "demo_read", (4, 33), None, False), ("ProbeSpec", "demo_read", (4, 33), False, False),
+        ("ProbeSpec", "demo_a", (5, 25), True, False), ("ProbeSpec", "demo_b", (5, 51), True, False)]

@@ -12,6 +12,11 @@ never registers): what the tool will do, at info level, instead of an error.
 * bpftrace ``config = { missing_probes = ignore }`` (or ``warn``): a probe that does not exist or
   cannot be attached is skipped instead of failing the program.
 
+A required SystemTap point that stap resolved but the kernel refuses at registration is no error
+either: stap warns ("registration error [man warning::pass5]", nothing for a module's probe) and
+runs without it; the refusing finding says so, at warning level. A name stap cannot resolve fails
+the script (pass 2: "semantic error: no match") and stays an error.
+
 The probe keeps the kernel's verdict (refused, with its errno); the findings that decided it
 become this one finding, which quotes them.
 """
@@ -71,11 +76,29 @@ def _not_used(result: ProbeResult, taken: ProbeResult) -> str:
     return f"not used: {tool} takes the branch at {taken.spec.location} instead ({taken.spec.origin.optional})"
 
 
+# Refusals of a point the tool cannot even name: it fails before registering anything (stap's pass 2:
+# "semantic error: no match"), whatever it does with a registration failure
+_UNNAMED = frozenset({"KP001", "KP101"})
+
+
+def _runs_without(result: ProbeResult) -> None:
+    """A required probe the kernel refuses at registration, of a tool that runs on without it
+    (SystemTap): its refusal is a warning that says so, not an error; the kernel's verdict is kept."""
+    refusal = result.spec.origin.refusal
+    if refusal is None or result.verdict.registers is not False or _UNNAMED & set(result.verdict.reasons):
+        return
+    result.findings = [f._replace(severity=Severity.WARNING, message=f"{f.message}; {refusal}")
+                       if f.rule in result.verdict.reasons and f.severity > Severity.WARNING else f
+                       for f in result.findings]
+
+
 def check_set(results: list[ProbeResult], emit: Emit) -> None:
     unused, required = _alternatives(results, emit)
     settled = unused | required
     for result in results:
         origin = result.spec.origin
+        if origin.optional is None and id(result) not in unused:
+            _runs_without(result)
         if origin.optional is None or result.verdict.registers is True or id(result) in settled:
             continue
         deciding = [f for f in result.findings if f.rule in result.verdict.reasons and f.severity > Severity.INFO]

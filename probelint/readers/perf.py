@@ -12,24 +12,11 @@ from __future__ import annotations
 import re
 
 from probelint.findings import Location
+from probelint.readers.shell_words import ShellWord, Variables, split_words
 from probelint.readers.spec import Parsed, ParseProblem, PerfPoint, SourceLineProbe, parse_target
 from probelint.readers.text import Lines
 
 __all__ = ["probe_command"]
-
-
-def _shell_words(args: str, offset: int) -> list[tuple[str, list[int]]]:
-    """Shell words with their quotes removed, each character with its offset in the file."""
-    words: list[tuple[str, list[int]]] = []
-    for m in re.finditer(r"""(?:'[^']*'|"[^"]*"|[^\s'"])+""", args):
-        chars: list[str] = []
-        where: list[int] = []
-        for part in re.finditer(r"""'([^']*)'|"([^"]*)"|([^'"]+)""", m.group()):
-            group = next(g for g in (1, 2, 3) if part.group(g) is not None)
-            chars.append(part.group(group))
-            where.extend(range(offset + m.start() + part.start(group), offset + m.start() + part.end(group)))
-        words.append(("".join(chars), where))
-    return words
 
 
 # builtin-probe.c options that take a value (-x/--exec: user-space probes; -d/-L/-V: other commands)
@@ -41,19 +28,22 @@ _PERF_VALUE = {"-a": "add", "--add": "add", "-D": "add", "--definition": "add", 
 _PERF_OTHER = {"-l", "--list", "-F", "--funcs"}
 
 
-def probe_command(args: str, offset: int, lines: Lines) -> list[Parsed]:
+def probe_command(args: str, offset: int, lines: Lines, variables: Variables | None = None) -> list[Parsed]:
     """The probes one `perf probe` command adds, parsed as builtin-probe.c does: each -a/-D value
     is a probe, and the words after the last option (PARSE_OPT_STOP_AT_NON_OPTION) are one more,
-    joined (`parse_probe_event_argv`): its first word is the point, the rest are fetchargs."""
-    words = _shell_words(args, offset)
-    specs: list[tuple[str, int]] = []
+    joined (`parse_probe_event_argv`): its first word is the point, the rest are fetchargs.
+    `variables`: the script's, for the ``$NAME`` in the words (`probelint.readers.shell_words`)."""
+    words = split_words(args, offset, variables)
+    specs: list[tuple[str, int, ShellWord | None]] = []
     module: str | None = None
+    module_word: ShellWord | None = None
     other = False
     i = 0
     while i < len(words):
-        word, where = words[i]
+        shell_word = words[i]
+        word, where = shell_word.text, shell_word.where
         if not word.startswith("-") or word == "-":
-            specs.append((word, where[0] if where else offset))  # the rest is this probe's fetchargs
+            specs.append((word, where[0] if where else offset, shell_word))  # the rest is this probe's fetchargs
             break
         name, eq, value = word.partition("=")
         attached = eq != "" or (not word.startswith("--") and len(word) > 2)
@@ -63,18 +53,34 @@ def probe_command(args: str, offset: int, lines: Lines) -> list[Parsed]:
         kind = _PERF_VALUE.get(name)
         if kind is not None and not attached:
             i += 1
-            value, vwhere = words[i] if i < len(words) else ("", [])
+            shell_word = words[i] if i < len(words) else ShellWord("", [], "")
+            value, vwhere = shell_word.text, shell_word.where
             start = vwhere[0] if vwhere else None
-        if kind == "add" and value:
-            specs.append((value, start if start is not None else offset))
+        if kind == "add" and (value or shell_word.unknown):
+            specs.append((value, start if start is not None else offset, shell_word))
         elif kind == "module":
-            module = value
+            module, module_word = value, shell_word
         elif kind in ("exec", "other") or name in _PERF_OTHER:
             other = True
         i += 1
     if other:  # another command, or user-space probes: nothing for the kernel to register
         return []
-    return [_point(spec.split()[0], lines.location(start), module) for spec, start in specs if spec.split()]
+    return [_expanded(spec, start, word, module, module_word, lines) for spec, start, word in specs
+            if spec.split() or (word is not None and word.unknown)]
+
+
+def _expanded(spec: str, start: int, word: ShellWord | None, module: str | None, module_word: ShellWord | None,
+              lines: Lines) -> Parsed:
+    """One probe of the command: not checked where a variable in it (or in its -m) has no value
+    the script gives; else the point, marked as expanded (its text is not the file's: no fix)."""
+    for part in (word, module_word):
+        if part is not None and part.unknown is not None:
+            at, why = part.unknown
+            return ParseProblem(part.raw, lines.location(at), f"perf probe point not checked: {why}", unsupported=True)
+    point = _point(spec.split()[0], lines.location(start), module)
+    if any(part is not None and part.expanded for part in (word, module_word)) and not isinstance(point, ParseProblem):
+        return point._replace(text=f"{word.raw if word else spec} -> {point.text}")
+    return point
 
 
 def _point(probe: str, where: Location, module: str | None) -> Parsed:

@@ -63,6 +63,9 @@ class Origin(NamedTuple):
     # bpftrace: the other attach points of the probe's block (a wildcard that matches nothing is
     # dropped from a block that keeps others)
     siblings: int = 0
+    # what the tool does when the kernel refuses a required probe it has resolved, where it runs on
+    # without it (SystemTap warns at run time); None: the tool fails
+    refusal: str | None = None
 
 
 DEFAULT_ORIGIN = Origin()
@@ -133,6 +136,7 @@ class SourceLineProbe(NamedTuple):
     point: PerfPoint
     tool: str = "perf"  # whose probe it is, for the messages
     origin: Origin = DEFAULT_ORIGIN
+    inline_only: bool = False  # SystemTap ``.inline``: the inlined copies, not the out-of-line entry
 
 
 Parsed = ProbeSpec | ParseProblem | SourceLineProbe  # what a reader gives for each probe it finds

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import heapq
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from probelint.findings import Location
 from probelint.readers.spec import (
@@ -47,6 +47,7 @@ _MODULE = re.compile(r"""\b(kprobe\.)?module\(\s*"([^"]*)"\s*\)\.(function|state
 # braces, and the keyword that starts a statement
 _STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
 _STATEMENT_TOKEN = re.compile(rf'{_STRING.pattern}|[{{}}]|\bprobe\b')
+_ALTERNATION_TOKEN = re.compile(rf"{_STRING.pattern}|[{{}},]")
 _FLAGS = re.compile(r"\s*([?!])")
 # an unclosed /* runs to the end: searched to the end from each one, blanking was quadratic
 _COMMENT = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.S)
@@ -63,8 +64,9 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     * ``kernel.function("F[@FILE]")`` (entry): F's out-of-line entry and the entries of its
       inlined copies, placed with perf's model of ``F[@FILE]`` keeping the copies perf drops as
       redundant (stap 4.8 searches prologues only in unoptimized code; 23 of 23 sampled functions
-      give the same set of addresses as ``stap -p2``); ``.call``/``.inline``, lines and wildcards
-      in F, and ``.statement`` forms with wildcards or ranges are not checked (KP407);
+      give the same set of addresses as ``stap -p2``); ``.call`` is the out-of-line entry alone,
+      ``.inline`` the inlined copies alone; lines and wildcards in F, and ``.statement`` forms
+      with wildcards or ranges are not checked (KP407);
     * names on stap's own blocklist are refused as stap refuses them (KP001).
 
     SystemTap registers each point with register_kprobe() itself (runtime/linux/kprobes.c): the
@@ -75,20 +77,74 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     code = _COMMENT.sub(lambda m: m.group() if m.group().startswith('"') else blank(m), text)
     lines = Lines(file, text)
     headers = _statements(code)
-    modules = ((m.start(4), with_origin(_module_point(m, text, lines), _origin(code, m.end(), m.start(), headers)))
-               for m in _MODULE.finditer(code))
-    points = ((m.start(2), with_origin(_point(m.group(1), text[m.start(2) : m.end(2)], m.group(3),
-                                              lines.location(m.start(2))), _origin(code, m.end(), m.start(), headers)))
-              for m in _PROBE.finditer(code))
-    return (probe for _, probe in heapq.merge(modules, points, key=lambda found: found[0]))
+    braced = [(start, end) for start, end, _, alternation in headers if alternation]
+    found = [*_points(code, None, text, lines, headers, braced),
+             *(point for start, end in braced for view, offsets in _alternatives(code, start, end)
+               for point in _points(view, offsets, text, lines, headers, None))]
+    return (probe for _, probe in sorted(found, key=lambda found: found[0]))
 
 
-def _module_point(m: re.Match[str], text: str, lines: Lines) -> Parsed:
+def _points(view: str, offsets: list[int] | None, text: str, lines: Lines, headers: list[_Header],
+            skip: list[tuple[int, int]] | None) -> Iterator[tuple[int, Parsed]]:
+    """The probe points in `view`: the code itself (`offsets` None), or one expansion of a
+    statement's component alternation, each character at its offset in the file. `skip`: the
+    headers with alternations, read through their expansions instead."""
+    def at(i: int) -> int:
+        return i if offsets is None else offsets[i]
+
+    def origin(m: re.Match[str], refusal: str) -> Origin:
+        return _origin(view, m.end(), at(m.start()), headers, refusal)
+
+    def skipped(m: re.Match[str]) -> bool:
+        return bool(skip) and any(start <= m.start() < end for start, end in skip or ())
+
+    for m in _MODULE.finditer(view):
+        if not skipped(m):
+            yield at(m.start(4)), with_origin(_module_point(m, text, lines, at), origin(m, _MODULE_REFUSAL))
+    for m in _PROBE.finditer(view):
+        if not skipped(m):
+            name = text[at(m.start(2)) : at(m.start(2)) + len(m.group(2))]
+            yield at(m.start(2)), with_origin(_point(m.group(1), name, m.group(3), lines.location(at(m.start(2)))),
+                                              origin(m, _KERNEL_REFUSAL))
+
+
+_MAX_ALTERNATIVES = 1024  # expansions of one statement: stap expands them all, a file is no reason to
+
+
+def _alternatives(code: str, start: int, end: int) -> Iterator[tuple[str, list[int]]]:
+    """Each probe point a header's component alternation stands for (``kernel.{function("a"),
+    function("b")}.return``, nested ``{...}`` too), with each character's offset in the file.
+    A brace inside a string literal is the function name's (stap 4.8 reads it literally)."""
+    pending = [(code[start:end], list(range(start, end)))]
+    done = 0
+    while pending and done < _MAX_ALTERNATIVES:
+        view, offsets = pending.pop()
+        tokens = [(m.start(), m.group()) for m in _ALTERNATION_TOKEN.finditer(view) if m.group()[0] != '"']
+        opened = next((i for i, (_, t) in enumerate(tokens) if t == "{"), None)
+        if opened is None:
+            done += 1
+            yield view, offsets
+            continue
+        depth, cuts = 0, [tokens[opened][0]]
+        for position, token in tokens[opened:]:
+            depth += {"{": 1, "}": -1}.get(token, 0)
+            if (token == "," and depth == 1) or (token == "}" and depth == 0):
+                cuts.append(position)
+            if depth == 0:
+                break
+        close = cuts[-1]
+        alternatives = [(cuts[k] + 1, cuts[k + 1]) for k in range(len(cuts) - 1)]
+        for a, b in reversed(alternatives):
+            pending.append((view[: cuts[0]] + view[a:b] + view[close + 1 :],
+                            offsets[: cuts[0]] + offsets[a:b] + offsets[close + 1 :]))
+
+
+def _module_point(m: re.Match[str], text: str, lines: Lines, at: Callable[[int], int]) -> Parsed:
     """``[kprobe.]module("M").function("F")[.call|.return]``: a probe at M:F's entry, as
     kprobe_events spells it. Statements, and functions with a file, line or other suffix, are not
     checked; a kernel-style function's inlined copies in the module are not placed."""
     module, kind, suffix = m.group(2), m.group(3), m.group(5)
-    name, where = text[m.start(4) : m.end(4)], lines.location(m.start(4))
+    name, where = text[at(m.start(4)) : at(m.start(4)) + len(m.group(4))], lines.location(at(m.start(4)))
     plain = re.fullmatch(r"[A-Za-z_*?\[][\w.*?\[\]]*", name) is not None and re.fullmatch(r"\w+", module) is not None
     if kind != "function" or suffix not in ("", ".call", ".return") or not plain:
         return ParseProblem(name, where, f"SystemTap module(...).{kind}(\"{name}\"){suffix} is not checked",
@@ -97,35 +153,57 @@ def _module_point(m: re.Match[str], text: str, lines: Lines) -> Parsed:
     return parsed._replace(text=f"{name} -> {module}:{name}")  # the literal names no module: no fix rewrites it
 
 
-def _statements(code: str) -> list[tuple[int, int, bool]]:
-    """(start, end, has a ``!`` point) of each probe statement's header: from ``probe`` at brace
-    depth 0 to the ``{`` of its body. One pass over the text."""
-    out: list[tuple[int, int, bool]] = []
-    depth, start = 0, None
+class _Header(NamedTuple):
+    start: int
+    end: int
+    sufficient: bool  # has a ``!`` point
+    alternation: bool  # has a component alternation ``{...,...}``
+
+
+def _statements(code: str) -> list[_Header]:
+    """Each probe statement's header: from ``probe`` at brace depth 0 to the ``{`` of its body
+    (a ``{`` after ``probe``, ``.``, ``,`` or another such ``{`` opens an alternation of
+    components instead). One pass over the text."""
+    out: list[_Header] = []
+    depth, start, alternation, braced = 0, None, 0, False
     for m in _STATEMENT_TOKEN.finditer(code):
         token = m.group()
         if token == "probe" and depth == 0 and start is None:
-            start = m.start()
+            start, alternation, braced = m.start(), 0, False
         elif token == "{":
             if depth == 0 and start is not None:
+                before = code[start + len("probe") : m.start()].rstrip()
+                if alternation or not before or before[-1] in ".,{=":
+                    alternation, braced = alternation + 1, True
+                    continue
                 header = _STRING.sub("", code[start : m.start()])
-                out.append((start, m.start(), "!" in header))
+                out.append(_Header(start, m.start(), "!" in header, braced))
                 start = None
             depth += 1
         elif token == "}":
+            if start is not None and depth == 0 and alternation:
+                alternation -= 1
+                continue
             depth = max(0, depth - 1)
     return out
 
 
-def _origin(code: str, end: int, start: int, headers: list[tuple[int, int, bool]]) -> Origin:
+# A point stap resolved (pass 2) that the kernel refuses: stapkp_register_probes keeps going
+# (PR6749) and warns only of a required probe outside modules; the script runs without it.
+_KERNEL_REFUSAL = ('SystemTap warns at run time ("probe ... registration error [man warning::pass5]") '
+                   'and runs without this probe')
+_MODULE_REFUSAL = "SystemTap runs without this probe and says nothing (it warns of the kernel's probes only)"
+
+
+def _origin(code: str, end: int, start: int, headers: list[_Header], refusal: str) -> Origin:
     """The origin of the point that ends at `end`: its ``?``/``!`` flag and its statement's alternatives."""
     flag = _FLAGS.match(code, end)
     mark = flag.group(1) if flag else ""
-    k = bisect_right(headers, (start, len(code) + 1)) - 1  # the last header starting at or before the point
+    k = bisect_right(headers, (start, 1 << 62)) - 1  # the last header starting at or before the point
     statement = headers[k] if k >= 0 and start < headers[k][1] else None
     alternatives = statement[0] if statement is not None and statement[2] else None
     optional = f"an optional point: {mark}" if mark else None
-    return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!")
+    return Origin(REGISTER_KPROBE, "SystemTap", optional, alternatives, mark == "!", refusal=refusal)
 
 
 def _point(kind: str, arg: str, suffix: str, where: Location) -> Parsed:
@@ -138,6 +216,11 @@ def _point(kind: str, arg: str, suffix: str, where: Location) -> Parsed:
     if kind == "kernel.function" and suffix == ".call" and re.fullmatch(r"[A-Za-z_]\w*", arg):
         # the out-of-line function only, not its inlined copies: its entry, as for kprobe.function
         return parse_target(arg, where)
+    if kind == "kernel.function" and suffix == ".inline" and re.fullmatch(r"[A-Za-z_]\w*(?:@[\w./-]+)?", arg):
+        # the entries of the inlined copies alone (stap: "no match" where there is none)
+        function, _, file = arg.partition("@")
+        return SourceLineProbe(arg, where, PerfPoint(function, file or None, 0, 0, every_instance=True),
+                               tool="systemtap", inline_only=True)
     if suffix not in ("", ".return") or (kind == "kernel.statement" and suffix):
         return ParseProblem(arg, where, f"SystemTap {kind}{suffix} is not checked", unsupported=True)
     if kind == "kprobe.function":

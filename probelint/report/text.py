@@ -39,6 +39,7 @@ def render(report: Report, *, colour: bool = False, summary: bool = True) -> str
 def _summary(report: Report) -> str:
     c = report.counts()
     unchecked = f", {c.unchecked} not checked" if c.unchecked else ""
+    unchecked += f", {c.unused} not used by {'its' if c.unused == 1 else 'their'} tool" if c.unused else ""
     return (f"{c.probes} probe{'s' if c.probes != 1 else ''}: {c.registers} register ({c.optimized} optimized, "
             f"{c.ftrace} ftrace-based), {c.refused} refused{unchecked}; "
             f"{c.findings} finding{'s' if c.findings != 1 else ''}{_folded(report)}")

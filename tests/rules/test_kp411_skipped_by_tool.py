@@ -48,3 +48,33 @@ def test_bpftrace_missing_probes_ignore(build_kernel, tmp_path):
 def test_bpftrace_default_fails_on_a_missing_probe(build_kernel, tmp_path):
     (notrace,) = check(build_kernel, tmp_path, "t.bt", 'config = { missing_probes = error }\nkprobe:untraced { }\n')
     assert [f.rule for f in notrace.findings] == ["KP105"]
+
+
+def test_systemtap_required_point_refused_at_registration_is_a_warning(build_kernel, tmp_path):
+    """stap resolves the point (pass 2) and registers it at run time; a refusal there is a
+    warning ("registration error [man warning::pass5]") and the script runs on without the probe
+    (runtime/linux/kprobes.c stapkp_register_probes, PR6749): not an error. An unknown name
+    stays one: pass 2 fails ("semantic error: no match")."""
+    from tests.rules.test_kp106_blacklisted import SOURCE as BLACKLISTED
+
+    path = tmp_path / "t.stp"
+    path.write_text('probe kprobe.function("noinstr_fn") { }\nprobe kprobe.function("gone") { }\n')
+    refused, unknown = probelint.check([build_kernel(BLACKLISTED)], files=[path], hints="never")
+    assert rules_fired(refused) == ["KP106"] and refused.verdict.errno == "EINVAL"  # the kernel's verdict kept
+    (finding,) = refused.findings
+    assert finding.severity is Severity.WARNING and "registration error" in finding.message
+    assert "runs without this probe" in finding.message
+    assert [(f.rule, f.severity) for f in unknown.findings] == [("KP101", Severity.ERROR)]
+
+
+def test_unused_alternative_counts_as_not_used(build_kernel, tmp_path):
+    """A point `A !, B` leaves out is never registered by stap: counted as not used, not as a
+    probe probelint could not check."""
+    path = tmp_path / "t.stp"
+    path.write_text('probe kprobe.function("traced") !, kprobe.function("untraced") { }\n')
+    report = probelint.check([build_kernel(SOURCE)], files=[path], hints="never")
+    counts = report.counts()
+    assert (counts.registers, counts.unused, counts.unchecked, counts.refused) == (1, 1, 0, 0)
+    from probelint.report.text import render
+
+    assert "1 not used by its tool" in render(report) and "not checked" not in render(report)
