@@ -23,6 +23,7 @@ from probelint.errors import InputError
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
     from probelint.image.cache import IndexCache
+    from probelint.image.elf import ElfFile
     from probelint.image.kernel import Kernel
     from probelint.readers import Parsed
 
@@ -135,7 +136,8 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
             images = [*images, str(live.kallsyms)]
         sources = [*sources, *live.existing_probes()]  # their modules are wanted too
     paths = [str(p) for p in images]
-    kernel = load_kernel(_vmlinux_of_modules(paths) + paths + _module_images(config, paths, sources),
+    vmlinux, opened = _vmlinux_of_modules(paths)
+    kernel = load_kernel(vmlinux + opened + _module_images(config, paths, sources),
                          profile=config.profile, dotconfig=config.dotconfig, cache_dir=config.cache_dir,
                          cache=config.cache)
     if live is not None:
@@ -162,25 +164,27 @@ def _module_dirs(config: Config, images: list[str]) -> list[Path]:
     return dirs
 
 
-def _vmlinux_of_modules(images: list[str]) -> list[str]:
+def _vmlinux_of_modules(images: list[str]) -> tuple[list[str], list[str | ElfFile]]:
     """Modules given without a vmlinux: the one they were built for, when it is found (said on
-    stderr); otherwise none, and KP412 reports what only the vmlinux decides."""
+    stderr); otherwise none, and KP412 reports what only the vmlinux decides. With `images`, each
+    module opened to read its vermagic in place of its path (a .ko.xz is decompressed once)."""
     from probelint.discover import vmlinux_for_module
     from probelint.errors import printable
     from probelint.image.elf import ElfFile, is_module_file
     from probelint.image.module import modinfo
 
+    opened: list[str | ElfFile] = list(images)
     if not images or not all(is_module_file(p) for p in images):  # a symbol map or bzImage: a vmlinux is there
-        return []
-    for path in images:
-        elf = ElfFile(path)
+        return [], opened
+    for n, path in enumerate(images):
+        elf = opened[n] = ElfFile(path)
         release = modinfo(elf).get("vermagic", "").split(" ", 1)[0]
         found = vmlinux_for_module(path, release) if release else None
         if found is not None:
             print(printable(f"probelint: no vmlinux given: using {found}, the kernel {path} was built for"),
                   file=sys.stderr)
-            return [str(found)]
-    return []
+            return [str(found)], opened
+    return [], opened
 
 
 def _lines_cache(config: Config) -> IndexCache | None:

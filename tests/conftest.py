@@ -46,8 +46,11 @@ def build_kernel(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
             subprocess.run(["gcc", "-c", "-x", "assembler-with-cpp", f"-I{DEMO}", "-o", obj, src], check=True)
             objs.append(obj)
         if module:
-            assert len(objs) == 1
-            return objs[0]  # a .ko is an ET_REL object, exactly what the assembler wrote
+            if len(objs) == 1:
+                return objs[0]  # a .ko is an ET_REL object, exactly what the assembler wrote
+            ko = out_dir / f"k{n}.ko"  # several units: joined as kbuild links a module's objects
+            subprocess.run(["ld", "-r", "-o", ko, *objs], check=True)
+            return ko
         elf = out_dir / f"k{n}.elf"
         subprocess.run(["ld", "-nostdlib", "-static", "--build-id=sha1", "--no-warn-rwx-segments",
                         "-T", DEMO / "kernel.lds", "-o", elf, *objs], check=True)

@@ -103,3 +103,27 @@ def test_a_function_of_an_unloaded_module_is_named_with_its_module(build_kernel,
     assert "+mymod:mod_only\n" in diff and "+mymod:not_anywhere" not in diff
     probes.write_text("mymod:mod_only\n")  # as offered: checked in the module
     assert json.loads(run(*args).stdout)["probes"][0]["verdict"]["registers"]
+
+
+def test_a_compressed_module_alone_is_decompressed_once(build_kernel, tmp_path, monkeypatch):
+    """A .ko.xz given without its vmlinux: its vermagic is read (to find the vmlinux) from the
+    image that is then loaded, not from a second decompression."""
+    import lzma
+
+    from probelint.config import Config
+    from probelint.image import elf
+    from probelint.pipeline import load
+
+    ko = tmp_path / "mymod.ko.xz"
+    ko.write_bytes(lzma.compress(build_kernel(MODULE, module=True).read_bytes()))
+    calls = []
+    decompress = elf.decompress
+
+    def counted(where, *args, **kwargs):
+        calls.append(where)
+        return decompress(where, *args, **kwargs)
+
+    monkeypatch.setattr(elf, "decompress", counted)
+    kernel = load(Config(cache=False), [ko])
+    assert [m.name for m in kernel.modules] == ["mymod"]
+    assert calls == [str(ko)]

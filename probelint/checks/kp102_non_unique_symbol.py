@@ -1,4 +1,9 @@
-"""KP102: a plain SYM that names more than one kallsyms symbol is refused by the front-end."""
+"""KP102: a plain SYM that names more than one kallsyms symbol is refused by the front-end.
+
+From 6.12 (`validate_probe_symbol` -> `validate_module_probe_symbol`) a ``MOD:SYM`` is counted
+too, in MOD's own kallsyms when MOD is loaded: several static copies of one inline function
+(``xfs:uuid_copy``, ``nf_tables:jhash``) are "not unique". 6.1.y counts plain names only.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ from probelint.findings import Severity
 
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     spec = ctx.spec
-    if spec.symbol is None or spec.module is not None:
-        return  # addresses and MOD:SYM are not counted in 6.1.y
+    if spec.symbol is None:
+        return
+    if spec.module is not None:
+        yield from _in_module(ctx, spec.module, spec.symbol)
+        return
     if not ctx.kernel.does("unique-symbol"):
         return  # 5.10.y: kprobe_events probes the first symbol of the name
     per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.images]
@@ -24,6 +32,17 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
             # >= 6.12 validate_probe_symbol() fails to parse_error: -EINVAL (perf/BPF: EADDRNOTAVAIL)
             errno="EINVAL" if ctx.kernel.does("validate-probe-symbol") else None,
         )
+
+
+def _in_module(ctx: ProbeContext, module: str, symbol: str) -> Iterator[Hit]:
+    image = ctx.kernel.module(module)
+    if image is None or not ctx.kernel.does("validate-probe-symbol"):
+        return  # 6.1.y does not count MOD:SYM; a module not loaded is counted when it arrives
+    count = image.symbols.count(symbol)
+    if count > 1:
+        yield Hit(f"symbol {symbol} is not unique in module {image.name} ({count} symbols of that name): "
+                  f"kprobe_events refuses {module}:{symbol}",
+                  ("probe by address instead (0x...)",), errno="EINVAL")
 
 
 RULE = Rule(

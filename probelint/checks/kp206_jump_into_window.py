@@ -19,7 +19,7 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     assert ctx.image is not None and ctx.address is not None
     fn = ctx.function()
-    found = fn.branch_into(ctx.address + 1, ctx.address + x86.JMP32_INSN_SIZE)
+    found = fn.branch_into_window(ctx.address)
     if found is None:
         return
     target, insn = found

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from probelint.arch.x86 import decode as x86
 from probelint.checks import Hit, ProbeContext, Rule, Stage
 from probelint.disasm import insn_text
 from probelint.findings import Severity
@@ -20,11 +19,10 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     image, sym, address = ctx.image, ctx.symbol, ctx.address
     if image is None or sym is None or address is None or not ctx.verdict.optimized:
         return
-    lo, hi = address + 1, address + x86.JMP32_INSN_SIZE
     for piece in image.symbols.pieces_of(sym.name.split(".", 1)[0]):
         if piece.address == sym.address:
             continue
-        found = image.function(piece).branch_into(lo, hi)
+        found = image.function(piece).branch_into_window(address)
         if found is not None:
             target, insn = found
             yield Hit(f"{image.describe(insn.address)} ({insn_text(image, insn)}) jumps to {image.describe(target)}, "

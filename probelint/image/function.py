@@ -86,6 +86,11 @@ class Function:
             return branches[pos][0], self.insns[branches[pos][1]]
         return None
 
+    def branch_into_window(self, probe: int) -> tuple[int, x86.Insn] | None:
+        """The first branch into P+1..P+5, the bytes an optprobe's jump at `probe` (P) overwrites
+        (opt.c `can_optimize`: insn_jump_into_range(insn, P + 1, 4) is inclusive at both ends)."""
+        return self.branch_into(probe + 1, probe + x86.JMP32_INSN_SIZE)
+
     def first_in(self, addresses: list[int]) -> x86.Insn | None:
         """The first instruction whose address is in sorted `addresses` (e.g. the exception table)."""
         start = self.symbol.address

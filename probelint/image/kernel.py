@@ -55,12 +55,14 @@ class Kernel:
         self.unloaded: frozenset[str] = frozenset()
 
     @classmethod
-    def load(cls, paths: Sequence[str | Path], *, profile: CpuProfile = DEFAULT_PROFILE,
+    def load(cls, paths: Sequence[str | Path | ElfFile], *, profile: CpuProfile = DEFAULT_PROFILE,
              dotconfig: DotConfig | None = None, cache: IndexCache | None = None) -> Kernel:
         """The images at `paths` live together: modules are loaded into the vmlinux, laid out one
-        after another in the module area in the order of `paths`."""
-        maps = [p for p in paths if is_symbol_map_file(p)]
-        elves = [ElfFile(p, cache.root if cache is not None else None) for p in paths if p not in maps]
+        after another in the module area in the order of `paths`. An image already opened (an
+        `ElfFile`: a .ko whose vermagic was read) is used as it is, not read (decompressed) again."""
+        maps = [p for p in paths if not isinstance(p, ElfFile) and is_symbol_map_file(p)]
+        elves = [p if isinstance(p, ElfFile) else ElfFile(p, cache.root if cache is not None else None)
+                 for p in paths if p not in maps]
         vmlinuxes = [elf for elf in elves if not elf.is_relocatable]
         if len(vmlinuxes) > 1:
             raise InputError(vmlinuxes[1].path, "a second vmlinux in one kernel (the CLI checks several side by side)")
@@ -75,7 +77,7 @@ class Kernel:
                 modules.append(Module(elf, profile, vmlinux, base, cache))
                 base = modules[-1].layout.end
         kernel = cls(vmlinux, modules, profile)
-        kernel._loaded_as = (list(paths), dotconfig, cache)
+        kernel._loaded_as = ([p.path if isinstance(p, ElfFile) else p for p in paths], dotconfig, cache)
         return kernel
 
     def with_profile(self, profile: CpuProfile) -> Kernel:
@@ -183,7 +185,7 @@ def open_image(path: str | Path, cache: IndexCache | None = None, *, profile: Cp
     return Vmlinux(elf, profile, cache, symbol_map=_symbol_map(elf, [symbol_map] if symbol_map else []))
 
 
-def load_kernel(images: Sequence[str | Path], *, profile: CpuProfile | str | None = None,
+def load_kernel(images: Sequence[str | Path | ElfFile], *, profile: CpuProfile | str | None = None,
                 dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
     """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
     (default: `probelint.arch.x86.cpu.DEFAULT_PROFILE`). `dotconfig`: the kernel's .config, whose

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import iced_x86
 
 from probelint.arch.x86.cpu import CpuProfile, feature_bits
+from probelint.arch.x86.decode import may_hold_indirect_jump
 from probelint.arch.x86.patching import ALTINSTR_FLAG_INV
 
 if TYPE_CHECKING:
@@ -85,9 +86,6 @@ CATEGORIES: dict[str, tuple[int, str]] = {
 }
 _MODULE_CATEGORIES = frozenset({"module", "module_entry"})
 _PIECE_RE = re.compile(r"\.(cold|part|isra|constprop)(\.|$)")
-# ff /4, ff /5 (any ModRM with reg 4 or 5) and ea: what __insn_is_indirect_jump() matches
-_INDIRECT_JMP_RE = re.compile(rb"\xff[\x20-\x2f\x60-\x6f\xa0-\xaf\xe0-\xef]|\xea", re.DOTALL)
-_DIRECT_BRANCHES = (iced_x86.FlowControl.UNCONDITIONAL_BRANCH, iced_x86.FlowControl.CONDITIONAL_BRANCH)
 _SITE_BEFORE = 4  # "before" probes start 1..4 bytes before a site: their 5-byte window covers it
 
 
@@ -310,21 +308,12 @@ class _Drawer:
         return self.from_sites((e["addr"] for e in self.vm.table("return_sites")), "return_site", k)
 
     def jump_into_window(self, k: int) -> list[Sample]:
+        """KP206's boundaries: a branch of the function into P+1..P+5."""
         out: list[Sample] = []
         for fn in self.scan():
             if len(out) >= k:
                 break
-            starts = set(fn.starts)
-            cands = set()
-            for insn in fn.insns:
-                d = insn.decoded
-                if d is None or d.flow_control not in (iced_x86.FlowControl.UNCONDITIONAL_BRANCH,
-                                                       iced_x86.FlowControl.CONDITIONAL_BRANCH):
-                    continue
-                if d.op0_kind != iced_x86.OpKind.NEAR_BRANCH64:
-                    continue
-                target = d.near_branch_target
-                cands.update(p for p in range(target - 5, target) if p in starts and p != fn.symbol.address)
+            cands = [p for p in fn.starts[1:] if fn.branch_into_window(p) is not None]
             for addr in self.shuffled(cands)[:1]:
                 s = self.take(self.vm, addr, "jump_into_window")
                 if s is not None:
@@ -343,34 +332,24 @@ class _Drawer:
         return out
 
     def indirect_jump_fn(self, k: int) -> list[Sample]:
+        """KP205's indirect jumps (`insn_is_indirect_jump` without the thunk range)."""
         out: list[Sample] = []
         for sym in self.shuffled(self.unique_funcs):  # a byte prefilter: decoding everything is slow
             if len(out) >= k:
                 break
-            if not _INDIRECT_JMP_RE.search(self.vm.read(sym.address, sym.size)):
-                continue
-            fn = self.vm.function(sym)
-            if any(i.decoded is not None and i.decoded.flow_control == iced_x86.FlowControl.INDIRECT_BRANCH
-                   for i in fn.insns):
+            if may_hold_indirect_jump(self.vm.read(sym.address, sym.size)) and self.vm.function(sym).indirect_jumps:
                 smp = self.random_boundary(self.vm, sym, "indirect_jump_fn")
                 if smp is not None:
                     out.append(smp)
         return out
 
     def thunk_jump_fn(self, k: int) -> list[Sample]:
-        lo, hi = self.vm.raw_symbol("__indirect_thunk_start"), self.vm.raw_symbol("__indirect_thunk_end")
-        if lo is None or hi is None:
+        """KP205's jumps into the thunk range (6.1's `insn_is_indirect_jump` with RETPOLINE)."""
+        thunks = self.kernel.thunk_range
+        if thunks is None:
             return []
-
-        def pred(fn: Function) -> bool:
-            for i in fn.insns:
-                d = i.decoded
-                if (d is not None and d.flow_control in _DIRECT_BRANCHES
-                        and d.op0_kind == iced_x86.OpKind.NEAR_BRANCH64 and lo <= d.near_branch_target < hi):
-                    return True
-            return False
-
-        return self._functions_with(pred, "thunk_jump_fn", k, len(self.unique_funcs))
+        return self._functions_with(lambda fn: fn.branch_into(*thunks) is not None, "thunk_jump_fn", k,
+                                    len(self.unique_funcs))
 
     def nokprobe(self, k: int) -> list[Sample]:
         syms = {}

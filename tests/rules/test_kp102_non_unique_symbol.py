@@ -29,3 +29,19 @@ def test_plain_name_defined_twice(lint):
 def test_unique_symbol_is_silent(lint):
     (result,) = lint([UNIT_A], "dup")
     assert "KP102" not in rules_fired(result) and result.verdict.registers
+
+
+def test_module_symbol_defined_twice_in_its_module(build_kernel):
+    """>= 6.12 validate_module_probe_symbol counts MOD:SYM in MOD: two static copies of one inline
+    function (xfs:uuid_copy on the booted 7.2: "The symbol is not unique"); 6.1.y does not count."""
+    import probelint
+
+    modinfo = '    .section .modinfo\n    .asciz "name=mymod"\n'
+    module = build_kernel([UNIT_B + "LOCAL_FUNC once\n    FENTRY\n    ret\n" + modinfo, UNIT_B], module=True)
+    new = build_kernel(".text\nFUNC validate_probe_symbol\n    FENTRY\n    ret\n")
+    dup, once = probelint.check([new, module], ["mymod:dup", "mymod:once"], hints="never")
+    assert rules_fired(dup) == ["KP102"] and dup.verdict.errno == "EINVAL"
+    assert "in module mymod" in dup.findings[0].message
+    assert "KP102" not in rules_fired(once) and once.verdict.registers
+    (old,) = probelint.check([build_kernel(UNIT_A), module], ["mymod:dup"], hints="never")
+    assert "KP102" not in rules_fired(old) and old.verdict.registers

@@ -15,6 +15,7 @@ see docs/decoder.md and scripts/compare_decoder.py):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from typing import NamedTuple
@@ -355,6 +356,16 @@ def jump_target(insn: Insn) -> int | None:
     if not relative or insn.decoded is None:
         return None
     return insn.decoded.near_branch_target
+
+
+# ff /4, ff /5 (any ModRM with reg 4 or 5) and ea anywhere in the bytes: a function whose code
+# has none holds no `is_indirect_jump` instruction (a prefilter before decoding it)
+_INDIRECT_JUMP_BYTES = re.compile(rb"\xff[\x20-\x2f\x60-\x6f\xa0-\xaf\xe0-\xef]|\xea", re.DOTALL)
+
+
+def may_hold_indirect_jump(code: bytes) -> bool:
+    """False only if no instruction in `code` can be an `is_indirect_jump` one."""
+    return _INDIRECT_JUMP_BYTES.search(code) is not None
 
 
 def is_indirect_jump(insn: Insn) -> bool:
