@@ -58,7 +58,9 @@ def live_root(tmp_path: Path) -> Path:
     (root / "boot" / f"vmlinuz-{RELEASE}").write_bytes(bzimage(compressed(stripped(tmp_path), "gzip")))
     (root / "proc" / "sys" / "kernel").mkdir(parents=True)
     (root / "proc" / "sys" / "kernel" / "osrelease").write_text(RELEASE + "\n")
-    (root / "proc" / "kallsyms").write_text(kallsyms_dump(system_map(DEMO / "demo.elf"), SLIDE))
+    # x86-64 lists the per-CPU symbols first, the first at 0 whoever reads it
+    (root / "proc" / "kallsyms").write_text(f"{0:016x} A fixed_percpu_data\n"
+                                           + kallsyms_dump(system_map(DEMO / "demo.elf"), SLIDE))
     (root / "proc" / "modules").write_text("")
     write_kcore(root)
     (root / "sys" / "kernel" / "debug" / "kprobes").mkdir(parents=True)
