@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,48 +42,62 @@ LINT_TIMEOUT = 1200  # seconds: a warm probelint run is ~2 s natively, and TCG i
 _VIRTIOFSD = ("virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
 
 
+def _virtiofsd() -> str:
+    for name in _VIRTIOFSD:
+        path = shutil.which(name) or (name if os.access(name, os.X_OK) else None)
+        if path:
+            return path
+    raise HarnessUnavailable("virtiofsd not found (Debian 12: qemu-system-common; later: the virtiofsd package)")
+
+
 @contextmanager
-def virtiofs_share(root: Path = Path("/")) -> Iterator[tuple[str, ...]]:
-    """Serve `root` with virtiofsd for one boot; yields the QEMU arguments of the device (tag
-    ``hostroot``; vhost-user needs the guest's memory shared with the daemon)."""
-    exe = next((p for name in _VIRTIOFSD if (p := shutil.which(name) or (name if os.access(name, os.X_OK) else None))),
-               None)
-    if exe is None:
-        raise HarnessUnavailable("virtiofsd not found (Debian 12: qemu-system-common; later: apt-get install virtiofsd)")
-    with tempfile.TemporaryDirectory(prefix="probelint-vfs-") as tmp:
-        sock = Path(tmp) / "vfs.sock"
-        # sandbox=chroot: namespaces are not available in every container; the guest mounts it read-only
-        proc = subprocess.Popen([exe, f"--socket-path={sock}", "-o", f"source={root}", "-o", "sandbox=chroot",
-                                 "-o", "cache=auto"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=open(Path(tmp) / "virtiofsd.log", "wb"), start_new_session=True)
-        try:
+def virtiofs_share(shares: dict[str, Path]) -> Iterator[tuple[str, ...]]:
+    """Serve each directory of `shares` (tag -> directory) with a virtiofsd of its own for one
+    boot; yields the QEMU arguments (vhost-user needs the guest's memory shared with the daemons)."""
+    exe = _virtiofsd()
+    args: list[str] = ["-object", f"memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on", "-numa", "node,memdev=mem"]
+    with tempfile.TemporaryDirectory(prefix="probelint-vfs-") as tmp, ExitStack() as stack:
+        for n, (tag, directory) in enumerate(shares.items()):
+            sock, log = Path(tmp) / f"{tag}.sock", stack.enter_context(open(Path(tmp) / f"{tag}.log", "wb"))
+            # sandbox=chroot: namespaces are not available in every container; the guest mounts
+            # what must stay unchanged read-only
+            proc = stack.enter_context(subprocess.Popen(
+                [exe, f"--socket-path={sock}", "-o", f"source={directory}", "-o", "sandbox=chroot", "-o", "cache=auto"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True))
+            stack.callback(_stop, proc)
             for _ in range(100):
                 if sock.exists() or proc.poll() is not None:
                     break
                 time.sleep(0.05)
             if not sock.exists():
-                log = (Path(tmp) / "virtiofsd.log").read_text(errors="replace")
-                raise HarnessUnavailable(f"virtiofsd did not start: {log.strip()[-500:]}")
-            yield ("-object", f"memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on", "-numa", "node,memdev=mem",
-                   "-chardev", f"socket,id=vfs,path={sock}", "-device", "vhost-user-fs-pci,chardev=vfs,tag=hostroot")
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                raise HarnessUnavailable(f"virtiofsd did not start: "
+                                         f"{(Path(tmp) / f'{tag}.log').read_text(errors='replace').strip()[-500:]}")
+            args += ["-chardev", f"socket,id=vfs{n},path={sock}",
+                     "-device", f"vhost-user-fs-pci,chardev=vfs{n},tag={tag}"]
+        yield tuple(args)
 
 
-def guest_hook(lint_phase: int, argv: list[str], pythonpath: str) -> str:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def guest_hook(lint_phase: int, argv: list[str], pythonpath: str, dump: bool = False) -> str:
     """The ``before_phase`` shell function: mount the host root, chroot, run `argv` (probelint's
-    arguments; the probe file is ``/tmp/LINT_FILE`` in the chroot) and report it as ``X`` records."""
+    arguments; the probe file is ``/tmp/LINT_FILE`` in the chroot) and report it as ``X`` records;
+    with `dump`, the guest's /proc/kallsyms and /proc/modules (read as root) go to the ``out`` share."""
     quoted = " ".join(_sh(a) for a in argv)
     r = GUEST_ROOT
+    copy = """  mkdir -p /out && mount -t virtiofs out /out && cp /proc/kallsyms /proc/modules /out/ \\
+    && echo "X dumped $(wc -l < /out/kallsyms)" >&3 || echo "X dump failed" >&3
+""" if dump else ""
     return f"""before_phase() {{
   [ "$1" = {lint_phase} ] || return 0
-  mkdir -p {r}
+{copy}  mkdir -p {r}
   if ! mount -t virtiofs -o ro hostroot {r} 2>/tmp/err; then echo "X mount $(one /tmp/err)" >&3; return 0; fi
   mount -t proc proc {r}/proc && mount -t sysfs sysfs {r}/sys && mount -t tmpfs tmpfs {r}/tmp \\
     && mount -t devtmpfs devtmpfs {r}/dev && mount -t debugfs debugfs {r}/sys/kernel/debug \\
@@ -140,10 +154,12 @@ def run_live_check(
     cpu: str = DEFAULT_CPU,
     cache_dir: Path | None = None,
     extra_args: list[str] | None = None,
+    dump_to: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> LiveCheck:
     """Register `before`, run ``probelint --live`` on `linted` in the guest, register `linted`,
-    and grade (see the module docstring). `image` is the host path probelint is given."""
+    and grade (see the module docstring). `image` is the host path probelint is given; `dump_to`
+    a host directory that receives the guest's ``kallsyms`` and ``modules`` as root reads them."""
     import probelint
 
     pythonpath = str(Path(probelint.__file__).resolve().parent.parent)
@@ -153,9 +169,10 @@ def run_live_check(
     phases = [list(range(len(before))), list(range(len(before), len(specs)))] if before else None
     lint_phase = 1 if before else 0
     lint_text = "".join(f"{s.spec}\n" for s in linted).encode()
-    with virtiofs_share() as qemu_args:
-        setup = GuestSetup(MODULES, guest_hook(lint_phase, argv, pythonpath), {LINT_FILE: lint_text}, qemu_args,
-                           LINT_TIMEOUT)
+    shares = {"hostroot": Path("/"), **({"out": dump_to} if dump_to is not None else {})}
+    with virtiofs_share(shares) as qemu_args:
+        setup = GuestSetup(MODULES, guest_hook(lint_phase, argv, pythonpath, dump_to is not None),
+                           {LINT_FILE: lint_text}, qemu_args, LINT_TIMEOUT)
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, cache_dir=cache_dir, phases=phases,
                                 batch_size=len(specs), log=log, setup=setup)
     boot = rep.boots[-1] if rep.boots else None
