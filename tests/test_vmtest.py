@@ -273,3 +273,36 @@ def test_real_kernel() -> None:
     assert by["asm_exc_int3"].errno == "EINVAL"
     assert by["probelint_no_such_symbol"].errno == "ENOENT"
     assert by["__pte"].errno == "EADDRNOTAVAIL"
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_live_inside_the_guest() -> None:
+    """`probelint --live` run in the booted 6.1 guest on the host's userspace (virtiofs, chroot)
+    after three probes were registered and optimized, graded against the same guest's list."""
+    from probelint.vmtest.compare import debug_images
+    from probelint.vmtest.livecheck import run_live_check
+    from probelint.vmtest.sampler import read_probes
+
+    package = "linux-image-6.1.0-56-cloud-amd64"
+    try:
+        image = debug_images(package)[0]
+        samples, phases = read_probes([str(Path(__file__).parent / "data" / "live_check_probes.txt")])
+        assert phases is not None and len(phases) == 2
+        before, linted = [samples[k] for k in phases[0]], [samples[k] for k in phases[1]]
+        result = run_live_check(before, linted, image, kernel_package=package)
+    except HarnessUnavailable as exc:
+        pytest.skip(f"kernel VM harness unavailable: {exc}")
+    assert result.returncode == 1  # errors reported (KP104, KP102, ...), not a crash
+    assert [c.sample.spec for c in result.comparisons if c.disagrees()] == []
+    by = {c.sample.spec: c for c in result.comparisons}
+    # inside the jump window of the optimized vfs_write+0x5 registered before: the kernel
+    # unoptimizes it and optimizes the new one, and probelint says so naming the listed probe
+    new = by["vfs_write+0x7"]
+    assert new.kernel.optimized and new.predicted.optimized
+    assert any(f["rule"] == "KP302" and "kprobes/list" in f["message"] for f in new.predicted.findings)
+    assert not by["vfs_write+0x5"].kernel.optimized and "KP301" in result.findings["vfs_write+0x5"]
+    assert "KP409" in result.findings["vfs_read+0x13"]  # registered before: aggregated
+    assert by["__pte"].kernel.errno == by["__pte"].predicted.errno == "EADDRNOTAVAIL"
+    # once in the vmlinux, once in the loaded virtio module: kprobe_events counts both
+    assert by["vendor_show"].kernel.errno == by["vendor_show"].predicted.errno == "EADDRNOTAVAIL"
