@@ -306,3 +306,28 @@ def test_live_inside_the_guest() -> None:
     assert by["__pte"].kernel.errno == by["__pte"].predicted.errno == "EADDRNOTAVAIL"
     # once in the vmlinux, once in the loaded virtio module: kprobe_events counts both
     assert by["vendor_show"].kernel.errno == by["vendor_show"].predicted.errno == "EADDRNOTAVAIL"
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_register_kprobe_path_on_the_booted_kernel() -> None:
+    """register_kprobe() from kmod/plkprobe.c (built against the Debian headers) in the 6.1 guest:
+    no front end, so a non-unique name takes its first symbol and a notrace function registers;
+    every verdict graded against probelint's on that path."""
+    import probelint
+    from probelint.vmtest.compare import debug_images
+    from probelint.vmtest.kprobe_module import grade_register_kprobe
+    from probelint.vmtest.sampler import Sample
+
+    points = ["vfs_read", "vfs_read+0x13", "vfs_read+0x1", "vfs_read+0xed", "do_int3", "__pte", "vendor_show",
+              "probelint_no_such_symbol", "memchr_inv", "pci_iomap_wc+0x38", "serial8250_tx_dma+0x8"]
+    try:
+        kernel = probelint.load_kernel(debug_images("linux-image-6.1.0-56-cloud-amd64"))
+        comps, _ = grade_register_kprobe(kernel, [Sample(p, "-", p) for p in points])
+    except HarnessUnavailable as exc:
+        pytest.skip(f"kernel VM harness or Debian headers unavailable: {exc}")
+    assert [c.sample.spec for c in comps if c.disagrees()] == []
+    by = {c.sample.spec: c for c in comps}
+    assert by["__pte"].kernel.registered  # kprobe_events: EADDRNOTAVAIL
+    assert by["vfs_read+0x13"].kernel.optimized and by["vfs_read+0x1"].kernel.errno == "EILSEQ"
+    assert by["do_int3"].kernel.errno == "EINVAL" and by["probelint_no_such_symbol"].kernel.errno == "ENOENT"

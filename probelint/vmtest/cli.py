@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run `probelint --live` inside the guest (the host's root shared read-only over virtiofs, "
                         "chroot) on the last phase's probes (or --sample's) after registering the others, then "
                         "register them and grade it against the guest's kprobes/list")
+    p.add_argument("--register-kprobe", action="store_true",
+                   help="register the probes with register_kprobe() from a test module (kmod/plkprobe.c, built "
+                        "against the Debian headers) instead of kprobe_events, graded against probelint's "
+                        "register_kprobe-path verdicts (SYM[+OFF] probes only)")
     p.add_argument("--dump-kallsyms", type=Path, metavar="DIR",
                    help="with --live-check: write the guest's /proc/kallsyms and /proc/modules (as root) to DIR")
     p.add_argument("-v", "--verbose", action="store_true", help="boot timings and CPU profile on stderr")
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return _pairs(args)
     if args.live_check:
         return _live_check(args)
+    if args.register_kprobe:
+        return _register_kprobe(args)
     if (args.sample is None) == (not args.probes):
         parser.error("give probe files or --sample N (not both)")
     if args.kernel_only:
@@ -174,6 +181,35 @@ def _live_check(args: argparse.Namespace) -> int:
     for line in result.stderr:
         print(f"  stderr: {line}")
     print(render_text([CpuRun(cpu, result.comparisons, [boot] if boot else [])], per_probe=True))
+    return 0
+
+
+def _register_kprobe(args: argparse.Namespace) -> int:
+    import probelint
+
+    from .compare import CpuRun, debug_images, render_text
+    from .kprobe_module import grade_register_kprobe
+    from .sampler import draw_sample, read_probes
+
+    say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
+    try:
+        kernel = probelint.load_kernel([args.vmlinux or debug_images(args.kernel_package, [], args.cache_dir)[0]])
+        samples = read_probes(args.probes, kernel, skipped=say)[0] if args.probes else []
+        if args.sample is not None:
+            samples += draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
+        # register_kprobe() takes a symbol and an offset: no module, return or address probe
+        points = [s for s in samples if re.fullmatch(r"[\w.]+(\+0x[0-9a-f]+)?", s.spec)]
+        for s in samples:
+            if s not in points:
+                say(f"{s.spec}: not a SYM[+OFF] point, left out")
+        cpu = _cpus(args)[0]
+        comps, info = grade_register_kprobe(kernel, points, cpu=cpu, kernel_package=args.kernel_package,
+                                            cache_dir=args.cache_dir, log=say)
+    except (HarnessUnavailable, GuestBootError, FileNotFoundError) as exc:
+        print(f"vmtest: {exc}", file=sys.stderr)
+        return 2
+    print(f"register_kprobe() from plkprobe.ko: {len(points)} points")
+    print(render_text([CpuRun(cpu, comps, [info])], per_probe=True))
     return 0
 
 

@@ -11,7 +11,6 @@ against probelint's verdicts on the register_kprobe path (Origin REGISTER_KPROBE
 
 from __future__ import annotations
 
-import dataclasses
 import errno as _errno
 import re
 import subprocess
@@ -22,7 +21,16 @@ from pathlib import Path
 from .compare import Comparison, PredictedVerdict, compare_verdicts
 from .download import HarnessUnavailable, _kernels_dir, ensure_busybox, ensure_deb, ensure_kernel, kernel_abi
 from .initramfs import build_initramfs
-from .runner import _KERNEL_ONLY, DEFAULT_KERNEL_PACKAGE, BootInfo, KernelVerdict, _match, parse_report, parse_spec
+from .runner import (
+    _KERNEL_ONLY,
+    DEFAULT_KERNEL_PACKAGE,
+    BootInfo,
+    KernelVerdict,
+    _match,
+    parse_list_line,
+    parse_report,
+    parse_spec,
+)
 from .sampler import Sample
 from .vm import DEFAULT_CPU, boot
 
@@ -65,12 +73,33 @@ def build_module(tree: Path, workdir: Path) -> Path:
     return ko
 
 
+# one insmod per line of points.txt (a charp parameter takes 1024 bytes): results, the list once
+# the optimizer settled, then rmmod (which unregisters them) before the next
 _HOOK = r"""before_phase() {
   [ "$1" = 0 ] || return 0
-  insmod /plkprobe.ko points="$(cat /points.txt)" 2>/tmp/err || echo "X insmod $(one /tmp/err)" >&3
-  dmesg | grep 'plkprobe: ' | sed 's/^/X /' >&3
-  settle 0
+  n=0
+  while read -r first pts; do
+    dmesg -c > /dev/null
+    insmod /plkprobe.ko first=$first points="$pts" 2>/tmp/err || echo "X insmod $(one /tmp/err)" >&3
+    dmesg | grep 'plkprobe: ' | sed 's/^/X /' >&3
+    settle $n
+    sed 's/^/X list /' $L >&3
+    rmmod plkprobe
+    n=$((n+1))
+  done < /points.txt
 }"""
+PARAM_MAX = 1000  # bytes of points per insmod (kernel/params.c param_set_charp: 1024)
+
+
+def chunks(points: list[str]) -> list[tuple[int, str]]:
+    """(index of the first, comma-joined points) per insmod."""
+    out: list[tuple[int, str]] = []
+    for k, point in enumerate(points):
+        if out and len(out[-1][1]) + 1 + len(point) <= PARAM_MAX:
+            out[-1] = (out[-1][0], f"{out[-1][1]},{point}")
+        else:
+            out.append((k, point))
+    return out
 
 
 def errno_of(ret: int) -> str | None:
@@ -92,11 +121,12 @@ def run_register_kprobe(points: list[str], *, kernel_package: str = DEFAULT_KERN
     with tempfile.TemporaryDirectory(prefix="probelint-kmod-") as tmp:
         ko = build_module(tree, Path(tmp)).read_bytes()
     initrd = build_initramfs(ensure_busybox(cache_dir), [], hook=_HOOK,
-                             files={"plkprobe.ko": ko, "points.txt": ",".join(points).encode()})
-    res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=120 + 0.2 * len(points))
+                             files={"plkprobe.ko": ko,
+                                    "points.txt": "".join(f"{k} {text}\n" for k, text in chunks(points)).encode()})
+    res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=120 + 0.2 * len(points) + 40 * len(chunks(points)))
     info = BootInfo(list(range(len(points))), res.elapsed, res.completed, res.timed_out,
                     console_tail="\n".join(res.console.splitlines()[-25:]))
-    rep = parse_report(res.results, info)
+    parse_report(res.results, info)  # the hook's X records into info.hook_lines
     if log:
         log(f"boot: {len(points)} points through register_kprobe(), {res.elapsed:.1f}s, completed={res.completed}")
     returns: dict[int, tuple[int, int | None]] = {}
@@ -106,7 +136,7 @@ def run_register_kprobe(points: list[str], *, kernel_package: str = DEFAULT_KERN
     if not returns:
         problem = next((line for line in info.hook_lines if line.startswith("insmod")), "no plkprobe lines")
         raise HarnessUnavailable(f"plkprobe.ko reported nothing ({problem})\n{info.console_tail}")
-    listed = rep.lists.get(0, [])
+    listed = [e for line in info.hook_lines if line.startswith("list ") and (e := parse_list_line(line[5:]))]
     out = []
     for k, point in enumerate(points):
         ret, addr = returns.get(k, (None, None))
@@ -129,7 +159,7 @@ def predicted_register_kprobe(kernel, points: list[str]) -> list[PredictedVerdic
     from probelint.pipeline import run
     from probelint.readers.spec import REGISTER_KPROBE, Origin, ProbeSpec, parse_text
 
-    specs = [dataclasses.replace(s, origin=Origin(REGISTER_KPROBE, "kernel module"))
+    specs = [s._replace(origin=Origin(REGISTER_KPROBE, "kernel module"))
              for s in parse_text("\n".join(points), "<plkprobe>") if isinstance(s, ProbeSpec)]
     if len(specs) != len(points):
         raise ValueError("every point must be a probe spec")

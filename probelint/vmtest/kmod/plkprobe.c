@@ -16,7 +16,10 @@
 
 static char *points;
 module_param(points, charp, 0444);
-MODULE_PARM_DESC(points, "comma-separated SYM[+OFF] points");
+MODULE_PARM_DESC(points, "comma-separated SYM[+OFF] points (a charp takes 1024 bytes)");
+static int first;
+module_param(first, int, 0444);
+MODULE_PARM_DESC(first, "the index printed for the first point");
 
 static struct kprobe *probes;
 static int count;
@@ -49,7 +52,7 @@ static int __init plkprobe_init(void)
 		kp->offset = off;
 		kp->pre_handler = pre;
 		ret = register_kprobe(kp);
-		pr_info("plkprobe: %d %d %px\n", count, ret, ret ? NULL : kp->addr);
+		pr_info("plkprobe: %d %d %px\n", first + count, ret, ret ? NULL : kp->addr);
 		if (ret)
 			kp->symbol_name = NULL;
 		count++;
