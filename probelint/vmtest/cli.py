@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,7 +187,7 @@ def _register_kprobe(args: argparse.Namespace) -> int:
     import probelint
 
     from .compare import CpuRun, debug_images, render_text
-    from .kprobe_module import grade_register_kprobe
+    from .kprobe_module import POINT, grade_register_kprobe
     from .sampler import draw_sample, read_probes
 
     say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
@@ -198,7 +197,7 @@ def _register_kprobe(args: argparse.Namespace) -> int:
         if args.sample is not None:
             samples += draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
         # register_kprobe() takes a symbol and an offset: no module, return or address probe
-        points = [s for s in samples if re.fullmatch(r"[\w.]+(\+0x[0-9a-f]+)?", s.spec)]
+        points = [s for s in samples if POINT.fullmatch(s.spec)]
         for s in samples:
             if s not in points:
                 say(f"{s.spec}: not a SYM[+OFF] point, left out")

@@ -34,9 +34,10 @@ from .runner import (
 from .sampler import Sample
 from .vm import DEFAULT_CPU, boot
 
-__all__ = ["build_module", "ensure_headers", "grade_register_kprobe", "run_register_kprobe"]
+__all__ = ["POINT", "build_module", "ensure_headers", "grade_register_kprobe", "run_register_kprobe"]
 
 SOURCE = Path(__file__).parent / "kmod" / "plkprobe.c"
+POINT = re.compile(r"[A-Za-z_][\w.]*(\+(0x[0-9a-fA-F]+|\d+))?")  # what kp->symbol_name/offset take
 _RESULT = re.compile(r"plkprobe: (\d+) (-?\d+) ([0-9a-f]+|\(null\))")
 
 
@@ -114,7 +115,7 @@ def run_register_kprobe(points: list[str], *, kernel_package: str = DEFAULT_KERN
                         log: Callable[[str], None] | None = None) -> tuple[list[KernelVerdict], BootInfo]:
     """Boot `kernel_package` and register_kprobe() each ``SYM[+OFF]`` of `points` from plkprobe.ko."""
     for p in points:
-        if not re.fullmatch(r"[\w.]+(\+(0x[0-9a-fA-F]+|\d+))?", p):
+        if not POINT.fullmatch(p):
             raise ValueError(f"not a SYM[+OFF] point: {p!r}")
     tree = ensure_headers(kernel_package, cache_dir)
     bundle = ensure_kernel(kernel_package, cache_dir)
