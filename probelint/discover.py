@@ -77,13 +77,18 @@ def find_running_kernel(release: str | None = None, root: Path = Path("/"),
 
 
 def _shows_addresses(kallsyms: Path) -> bool:
-    """/proc/kallsyms as this user reads it: kptr_restrict shows 0 addresses without CAP_SYSLOG."""
+    """/proc/kallsyms as this user reads it: kptr_restrict shows 0 addresses without CAP_SYSLOG.
+    The per-CPU symbols come first and the first of them is at 0 even for root (x86-64's
+    ``0000000000000000 A fixed_percpu_data``): the first text symbol decides."""
     try:
         with open(kallsyms, "rb") as fh:
-            first = fh.readline()
+            for line in fh:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1] in (b"T", b"t"):
+                    return fields[0].strip(b"0") != b""
     except OSError:
-        return False
-    return first[:16].strip(b"0") != b""
+        pass
+    return False
 
 
 def vmlinux_for_module(module: str | Path, release: str) -> Path | None:

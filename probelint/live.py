@@ -13,7 +13,8 @@
   ``ADDR  k|r  SYM+0xOFF  [MOD] [GONE][DISABLED][OPTIMIZED][FTRACE]``): checked with the new
   probes as one set, so that a new probe in or around an optimized one is reported as the kernel
   will treat it (KP301/KP302), the existing probe named as the list names it;
-* loaded modules: /proc/modules (their names).
+* loaded modules: /proc/modules (their names), and their symbols in /proc/kallsyms: a plain SYM
+  is unique only if no loaded module has it either (KP102, as kprobe_events counts);
 
 A registered kprobe has replaced the bytes at its address (int3, or a 5-byte jump when
 optimized): those bytes are the model's again before the text is decoded, as the kernel's own
@@ -188,6 +189,12 @@ class LiveSystem:
     registered: list[Registered]
     modules: list[str]
     notes: list[str] = field(default_factory=list)  # what -v says
+    module_symbols: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> {module: count}
+
+    def module_symbol_count(self, name: str) -> dict[str, int]:
+        """How often each loaded module's kallsyms has `name` (any type, as 6.1.y's
+        trace_kprobe.c number_of_same_symbols counts through module_kallsyms_on_each_symbol)."""
+        return self.module_symbols.get(name, {})
 
     @property
     def probe_list(self) -> str:
@@ -280,7 +287,22 @@ def read_live(root: Path = Path("/")) -> LiveSystem:
     modules = [line.split()[0] for line in _text(root / MODULES, MAX_LIST).splitlines() if line.strip()] \
         if (root / MODULES).is_file() else []
     return LiveSystem(root, release, kallsyms, Kcore(kcore), parse_blacklist(_text(lists[1], MAX_LIST), str(lists[1])),
-                      registered, modules)
+                      registered, modules, module_symbols=_module_symbols(kallsyms))
+
+
+def _module_symbols(kallsyms: Path) -> dict[str, dict[str, int]]:
+    """The loaded modules' symbols of /proc/kallsyms (``ADDR TYPE NAME\t[MOD]``) by name."""
+    out: dict[str, dict[str, int]] = {}
+    for line in read_regular(kallsyms, MAX_LIST, "a kernel status file").split(b"\n"):
+        if b"\t[" not in line:
+            continue
+        head, _, mod = line.partition(b"\t[")
+        fields = head.split()
+        if len(fields) == 3:
+            counts = out.setdefault(fields[2].decode("utf-8", "replace"), {})
+            module = mod.split(b"]", 1)[0].decode("utf-8", "replace")
+            counts[module] = counts.get(module, 0) + 1
+    return out
 
 
 def _text(path: Path, limit: int) -> str:

@@ -193,8 +193,10 @@ def test_discovery_says_why_each_place_was_not_taken(tmp_path, demo_map):
 
 @pytest.mark.kernel
 def test_debian_vmlinuz_agrees_with_the_dbg_vmlinux(debian, tmp_path):
-    """Every boundary of a sample of functions, through vmlinuz + System.map and vmlinuz + a
-    kallsyms dump (slid), against the -dbg vmlinux (the full sample: scripts/compare_inputs.py)."""
+    """Every boundary of a sample of functions, through vmlinuz + System.map, vmlinuz + the
+    kallsyms the booted guest showed root (vmtest --live-check --dump-kallsyms: nokaslr, the
+    virtiofs modules loaded) and vmlinuz + a dump made from the -dbg vmlinux with a KASLR slide,
+    against the -dbg vmlinux (the full sample: scripts/compare_inputs.py)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from compare_inputs import compare, kallsyms_dump, sample, verdicts
 
@@ -208,7 +210,9 @@ def test_debian_vmlinuz_agrees_with_the_dbg_vmlinux(debian, tmp_path):
     reference = verdicts(reference_kernel, names)
     dump = tmp_path / "kallsyms"
     dump.write_text(kallsyms_dump(reference_kernel))
-    for symbols in (debian.system_map, dump):
+    guest = tmp_path / "kallsyms.guest"
+    guest.write_bytes(lzma.decompress((ROOT / "tests" / "data" / f"kallsyms-{abi}.xz").read_bytes()))
+    for symbols in (debian.system_map, guest, dump):
         kernel = probelint.load_kernel([vmlinuz, symbols], cache=True, cache_dir=tmp_path / "cache")
         total, equal, differ = compare(reference, verdicts(kernel, names))
         assert equal == total and not differ and total > 500

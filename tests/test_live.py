@@ -58,7 +58,9 @@ def live_root(tmp_path: Path) -> Path:
     (root / "boot" / f"vmlinuz-{RELEASE}").write_bytes(bzimage(compressed(stripped(tmp_path), "gzip")))
     (root / "proc" / "sys" / "kernel").mkdir(parents=True)
     (root / "proc" / "sys" / "kernel" / "osrelease").write_text(RELEASE + "\n")
-    (root / "proc" / "kallsyms").write_text(kallsyms_dump(system_map(DEMO / "demo.elf"), SLIDE))
+    # x86-64 lists the per-CPU symbols first, the first at 0 whoever reads it
+    (root / "proc" / "kallsyms").write_text(f"{0:016x} A fixed_percpu_data\n"
+                                           + kallsyms_dump(system_map(DEMO / "demo.elf"), SLIDE))
     (root / "proc" / "modules").write_text("")
     write_kcore(root)
     (root / "sys" / "kernel" / "debug" / "kprobes").mkdir(parents=True)
@@ -168,3 +170,17 @@ def test_blacklist_lines_as_the_kernel_prints_them():
     text = ("0xffffffff81001000-0xffffffff81001040\tdo_int3\n"
             "0xffffffffc0a01000-0xffffffffc0a01020\tkvm_spurious_fault [kvm]\n")
     assert parse_blacklist(text, "blacklist") == [(0xFFFFFFFF81001000, 0xFFFFFFFF81001040, "do_int3")]
+
+
+def test_a_loaded_module_symbol_of_the_same_name_makes_it_not_unique(live_root):
+    """6.1.y's number_of_same_symbols counts the loaded modules' kallsyms too (trace_kprobe.c):
+    a name the vmlinux has once is refused when a loaded module has it as well."""
+    assert summary(check(live_root, ["demo_read"]))[0][0] is True
+    kallsyms = live_root / "proc" / "kallsyms"
+    kallsyms.write_text(kallsyms.read_text() + "ffffffffc0201000 t demo_read\t[virtio_ring]\n"
+                        + "ffffffffc0201100 t other_read\t[virtio_ring]\n")
+    [result] = check(live_root, ["demo_read"])
+    assert (result.verdict.registers, result.verdict.errno) == (False, "EADDRNOTAVAIL")
+    [finding] = [f for f in result.findings if f.rule == "KP102"]
+    assert "1 in loaded module virtio_ring" in finding.message
+    assert check(live_root, ["demo_write"])[0].verdict.registers

@@ -313,3 +313,61 @@ def test_real_kernel() -> None:
     assert by["asm_exc_int3"].errno == "EINVAL"
     assert by["probelint_no_such_symbol"].errno == "ENOENT"
     assert by["__pte"].errno == "EADDRNOTAVAIL"
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_live_inside_the_guest() -> None:
+    """`probelint --live` run in the booted 6.1 guest on the host's userspace (virtiofs, chroot)
+    after three probes were registered and optimized, graded against the same guest's list."""
+    from probelint.vmtest.compare import debug_images
+    from probelint.vmtest.livecheck import run_live_check
+    from probelint.vmtest.sampler import read_probes
+
+    package = "linux-image-6.1.0-56-cloud-amd64"
+    try:
+        image = debug_images(package)[0]
+        samples, phases = read_probes([str(Path(__file__).parent / "data" / "live_check_probes.txt")])
+        assert phases is not None and len(phases) == 2
+        before, linted = [samples[k] for k in phases[0]], [samples[k] for k in phases[1]]
+        result = run_live_check(before, linted, image, kernel_package=package)
+    except HarnessUnavailable as exc:
+        pytest.skip(f"kernel VM harness unavailable: {exc}")
+    assert result.returncode == 1  # errors reported (KP104, KP102, ...), not a crash
+    assert [c.sample.spec for c in result.comparisons if c.disagrees()] == []
+    by = {c.sample.spec: c for c in result.comparisons}
+    # inside the jump window of the optimized vfs_write+0x5 registered before: the kernel
+    # unoptimizes it and optimizes the new one, and probelint says so naming the listed probe
+    new = by["vfs_write+0x7"]
+    assert new.kernel.optimized and new.predicted.optimized
+    assert any(f["rule"] == "KP302" and "kprobes/list" in f["message"] for f in new.predicted.findings)
+    assert not by["vfs_write+0x5"].kernel.optimized and "KP301" in result.findings["vfs_write+0x5"]
+    assert "KP409" in result.findings["vfs_read+0x13"]  # registered before: aggregated
+    assert by["__pte"].kernel.errno == by["__pte"].predicted.errno == "EADDRNOTAVAIL"
+    # once in the vmlinux, once in the loaded virtio module: kprobe_events counts both
+    assert by["vendor_show"].kernel.errno == by["vendor_show"].predicted.errno == "EADDRNOTAVAIL"
+
+
+@pytest.mark.kernel
+@pytest.mark.vm
+def test_register_kprobe_path_on_the_booted_kernel() -> None:
+    """register_kprobe() from kmod/plkprobe.c (built against the Debian headers) in the 6.1 guest:
+    no front end, so a non-unique name takes its first symbol and a notrace function registers;
+    every verdict graded against probelint's on that path."""
+    import probelint
+    from probelint.vmtest.compare import debug_images
+    from probelint.vmtest.kprobe_module import grade_register_kprobe
+    from probelint.vmtest.sampler import Sample
+
+    points = ["vfs_read", "vfs_read+0x13", "vfs_read+0x1", "vfs_read+0xed", "do_int3", "__pte", "vendor_show",
+              "probelint_no_such_symbol", "memchr_inv", "pci_iomap_wc+0x38", "serial8250_tx_dma+0x8"]
+    try:
+        kernel = probelint.load_kernel(debug_images("linux-image-6.1.0-56-cloud-amd64"))
+        comps, _ = grade_register_kprobe(kernel, [Sample(p, "-", p) for p in points])
+    except HarnessUnavailable as exc:
+        pytest.skip(f"kernel VM harness or Debian headers unavailable: {exc}")
+    assert [c.sample.spec for c in comps if c.disagrees()] == []
+    by = {c.sample.spec: c for c in comps}
+    assert by["__pte"].kernel.registered  # kprobe_events: EADDRNOTAVAIL
+    assert by["vfs_read+0x13"].kernel.optimized and by["vfs_read+0x1"].kernel.errno == "EILSEQ"
+    assert by["do_int3"].kernel.errno == "EINVAL" and by["probelint_no_such_symbol"].kernel.errno == "ENOENT"

@@ -23,6 +23,11 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     if not ctx.kernel.does("unique-symbol"):
         return  # 5.10.y: kprobe_events probes the first symbol of the name
     per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.images]
+    live = ctx.kernel.live
+    if live is not None:  # the running kernel: every loaded module counts, not only those given
+        given = {image.name for image in ctx.kernel.images}
+        per_image += [(f"loaded module {m}", n) for m, n in live.module_symbol_count(spec.symbol).items()
+                      if m not in given]
     total = sum(n for _, n in per_image)
     if total > 1:
         where = ", ".join(f"{n} in {name}" for name, n in per_image if n)

@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "and together (3 boots per CPU model)")
     p.add_argument("--write-pairs", type=Path, metavar="MD", help="with --pairs: write the result table to MD")
     p.add_argument("--kernel-only", action="store_true", help="only boot the kernel; print its verdicts")
+    p.add_argument("--live-check", action="store_true",
+                   help="run `probelint --live` inside the guest (the host's root shared read-only over virtiofs, "
+                        "chroot) on the last phase's probes (or --sample's) after registering the others, then "
+                        "register them and grade it against the guest's kprobes/list")
+    p.add_argument("--register-kprobe", action="store_true",
+                   help="register the probes with register_kprobe() from a test module (kmod/plkprobe.c, built "
+                        "against the Debian headers) instead of kprobe_events, graded against probelint's "
+                        "register_kprobe-path verdicts (SYM[+OFF] probes only)")
+    p.add_argument("--dump-kallsyms", type=Path, metavar="DIR",
+                   help="with --live-check: write the guest's /proc/kallsyms and /proc/modules (as root) to DIR")
     p.add_argument("-v", "--verbose", action="store_true", help="boot timings and CPU profile on stderr")
     return p
 
@@ -86,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return _from_json(args)
     if args.pairs is not None:
         return _pairs(args)
+    if args.live_check:
+        return _live_check(args)
+    if args.register_kprobe:
+        return _register_kprobe(args)
     if (args.sample is None) == (not args.probes):
         parser.error("give probe files or --sample N (not both)")
     if args.kernel_only:
@@ -128,6 +142,76 @@ def _pairs(args: argparse.Namespace) -> int:
             f"{len(pairs)} pairs (A optimizable alone; B inside A's jump window, or just past it as a "
             f"control), each registered A then B, B then A, and together; final `[OPTIMIZED]` state of A "
             f"and B compared with probelint's verdict for the set.\n\n{body}")
+    return 0
+
+
+def _live_check(args: argparse.Namespace) -> int:
+    """--live-check: the probes of every phase but the last registered first, probelint --live run
+    in the guest on the rest (with --sample N: N drawn probes, after all the files' probes)."""
+    import probelint
+
+    from .compare import CpuRun, debug_images, render_text
+    from .livecheck import run_live_check
+    from .sampler import draw_sample, read_probes
+
+    say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
+    try:
+        image = args.vmlinux or debug_images(args.kernel_package, [], args.cache_dir)[0]
+        kernel = probelint.load_kernel([image])
+        samples, phases = read_probes(args.probes, kernel, skipped=say) if args.probes else ([], None)
+        if args.sample is not None:
+            before, linted = samples, draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
+        else:
+            last = set(phases[-1]) if phases else set(range(len(samples)))
+            before = [s for k, s in enumerate(samples) if k not in last]
+            linted = [s for k, s in enumerate(samples) if k in last]
+        del kernel
+        if args.dump_kallsyms:
+            args.dump_kallsyms.mkdir(parents=True, exist_ok=True)
+        cpu = _cpus(args)[0]
+        result = run_live_check(before, linted, image, kernel_package=args.kernel_package, cpu=cpu,
+                                cache_dir=args.cache_dir, dump_to=args.dump_kallsyms, log=say)
+    except (HarnessUnavailable, GuestBootError, FileNotFoundError) as exc:
+        print(f"vmtest: {exc}", file=sys.stderr)
+        return 2
+    boot = result.boot
+    if boot is not None:
+        lint = boot.milestones.get("1:lint-done" if before else "0:lint-done", 0) - \
+            boot.milestones.get("1:lint-start" if before else "0:lint-start", 0)
+        print(f"probelint --live in the guest: exit {result.returncode}, {lint:.1f}s guest time; "
+              f"{len(before)} probes registered before it, {len(linted)} linted")
+    for line in result.stderr:
+        print(f"  stderr: {line}")
+    print(render_text([CpuRun(cpu, result.comparisons, [boot] if boot else [])], per_probe=True))
+    return 0
+
+
+def _register_kprobe(args: argparse.Namespace) -> int:
+    import probelint
+
+    from .compare import CpuRun, debug_images, render_text
+    from .kprobe_module import POINT, grade_register_kprobe
+    from .sampler import draw_sample, read_probes
+
+    say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
+    try:
+        kernel = probelint.load_kernel([args.vmlinux or debug_images(args.kernel_package, [], args.cache_dir)[0]])
+        samples = read_probes(args.probes, kernel, skipped=say)[0] if args.probes else []
+        if args.sample is not None:
+            samples += draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
+        # register_kprobe() takes a symbol and an offset: no module, return or address probe
+        points = [s for s in samples if POINT.fullmatch(s.spec)]
+        for s in samples:
+            if s not in points:
+                say(f"{s.spec}: not a SYM[+OFF] point, left out")
+        cpu = _cpus(args)[0]
+        comps, info = grade_register_kprobe(kernel, points, cpu=cpu, kernel_package=args.kernel_package,
+                                            cache_dir=args.cache_dir, log=say)
+    except (HarnessUnavailable, GuestBootError, FileNotFoundError) as exc:
+        print(f"vmtest: {exc}", file=sys.stderr)
+        return 2
+    print(f"register_kprobe() from plkprobe.ko: {len(points)} points")
+    print(render_text([CpuRun(cpu, comps, [info])], per_probe=True))
     return 0
 
 

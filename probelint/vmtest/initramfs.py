@@ -19,6 +19,7 @@ serial port (``/dev/ttyS1``) one record per line:
 ``F <flags> / B <bugs>``              ``/proc/cpuinfo`` flags and bugs of CPU 0 (the features the kernel set)
 ``M <line>``                          boot dmesg lines of the mitigation choices (Spectre V2, RETBleed, ITS, ...)
 ``G <line>``                          dmesg tail at the end
+``X <line>``                          what a mode's ``before_phase`` hook reports (vmtest --live-check)
 ``T <phase> <event> <seconds>``       guest uptime at milestones
 ``DONE``                              the script ran to completion
 """
@@ -154,8 +155,11 @@ settle() {
   done
   echo "S $1 $t $last" >&3
 }
+before_phase() { :; }
+@HOOK@
 phase=0
 while [ $phase -lt @NPHASES@ ]; do
+  before_phase $phase
   created=""
   while read -r ph idx typ spec; do
     [ "$ph" = "$phase" ] || continue
@@ -190,12 +194,14 @@ poweroff -f
 """
 
 
-def init_script(n_phases: int, settle_min: int = 6, settle_stable: int = 4, settle_max: int = 30, *,
-                pending: bool = False) -> str:
+def init_script(n_phases: int, settle_min: int = 6, settle_stable: int = 4, settle_max: int = 30,
+                hook: str = "", *, pending: bool = False) -> str:
     """Return the guest ``/init`` for ``n_phases`` phases and the given optimizer-settle timing (s);
+    `hook` may redefine ``before_phase`` (called with the phase number before its probes are written);
     with `pending` the modules are loaded after the first phase's probes are defined and enabled."""
     return (
-        _INIT.replace("@NPHASES@", str(n_phases))
+        _INIT.replace("@HOOK@", hook)
+        .replace("@NPHASES@", str(n_phases))
         .replace("@PENDING@", "1" if pending else "0")
         .replace("@MIN@", str(settle_min))
         .replace("@STABLE@", str(settle_stable))
@@ -212,10 +218,13 @@ def build_initramfs(
     settle_min: int = 6,
     settle_stable: int = 4,
     settle_max: int = 30,
+    hook: str = "",
+    files: dict[str, bytes] | None = None,
     *,
     pending: bool = False,
 ) -> bytes:
-    """Return a gzip-compressed newc initramfs that runs ``probes`` (see the module docstring)."""
+    """Return a gzip-compressed newc initramfs that runs ``probes`` (see the module docstring);
+    `hook` as in :func:`init_script`, `files` more regular files (archive path -> bytes) it reads."""
     for p in probes:
         if "\n" in p.body or not re.fullmatch(r"[pr]\d*", p.kind):
             raise ValueError(f"bad probe {p!r}")
@@ -224,7 +233,7 @@ def build_initramfs(
     entries.append(CpioEntry("dev/console", 0o020600, rdev=(5, 1)))
     entries.append(CpioEntry("bin/busybox", 0o100755, busybox.read_bytes()))
     entries.append(CpioEntry("bin/sh", 0o120777, b"busybox"))
-    init = init_script(n_phases, settle_min, settle_stable, settle_max, pending=pending)
+    init = init_script(n_phases, settle_min, settle_stable, settle_max, hook, pending=pending)
     entries.append(CpioEntry("init", 0o100755, init.encode()))
     lines = "".join(f"{p.phase} {p.index} {p.kind} {p.body}\n" for p in probes)
     entries.append(CpioEntry("probes.txt", 0o100644, lines.encode()))
@@ -235,4 +244,5 @@ def build_initramfs(
     entries.append(CpioEntry("modules.txt", 0o100644, "".join(f"{n}\n" for n in mod_names).encode()))
     uniq = sorted(set(names or []))
     entries.append(CpioEntry("names.txt", 0o100644, "".join(f"{n}\n" for n in uniq).encode()))
+    entries += [CpioEntry(name, 0o100644, data) for name, data in (files or {}).items()]
     return gzip.compress(write_newc(entries), compresslevel=1)

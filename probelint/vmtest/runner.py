@@ -18,6 +18,7 @@ from .vm import DEFAULT_CPU, BootResult, boot
 __all__ = [
     "BootInfo",
     "GuestBootError",
+    "GuestSetup",
     "KernelVerdict",
     "ListEntry",
     "ProbeTarget",
@@ -97,6 +98,19 @@ class BootInfo:
     modules: dict[str, str] = field(default_factory=dict)  # module file -> "OK" / error
     module_log: dict[str, list[str]] = field(default_factory=dict)  # module file -> dmesg of its insmod
     console_tail: str = ""
+    hook_lines: list[str] = field(default_factory=list)  # the X records of a GuestSetup's hook
+
+
+@dataclass
+class GuestSetup:
+    """What a mode adds to every boot: modules loaded first, a ``before_phase`` shell function
+    (initramfs.init_script), files in the initramfs, QEMU arguments, seconds more to wait."""
+
+    modules: list[str] = field(default_factory=list)
+    hook: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+    qemu_args: tuple[str, ...] = ()
+    extra_timeout: float = 0.0
 
 
 @dataclass
@@ -311,6 +325,8 @@ def parse_report(text: str, info: BootInfo) -> _GuestReport:
                 why = [line, *log[-1:]] if log and "Could not probe" in log[-1] else [line]
                 rep.reregister[int(m.group(1))] = (int(m.group(2)), " | ".join(_dmesg_text(w) for w in why))
             log.append(line)
+        elif tag == "X":
+            info.hook_lines.append(rest)
     return rep
 
 
@@ -435,14 +451,17 @@ def run_probes_report(
     settle_max: int = 30,
     log: Callable[[str], None] | None = None,
     pending: bool = False,
+    setup: GuestSetup | None = None,
 ) -> RunReport:
     """Like :func:`run_probes` but also returns per-boot metadata (timings, mitigations, console).
     With `pending` the first phase's probes are defined (and enabled) before the modules are
-    loaded: a module probe is then held pending and registered when its module arrives."""
+    loaded: a module probe is then held pending and registered when its module arrives. `setup`
+    adds to each boot what a mode needs (:class:`GuestSetup`)."""
     if not specs:
         return RunReport([], [])
+    setup = setup or GuestSetup()
     targets = [parse_spec(s) for s in specs]
-    bundle = ensure_kernel(kernel_package, cache_dir, modules or [])
+    bundle = ensure_kernel(kernel_package, cache_dir, [*setup.modules, *(modules or [])])
     busybox = ensure_busybox(cache_dir)
     n = len(specs)
     if phases is not None:
@@ -473,10 +492,14 @@ def run_probes_report(
             settle_min,
             settle_stable,
             settle_max,
+            setup.hook,
+            setup.files,
             pending=pending,
         )
-        timeout = 60 + 0.3 * len(indices) + settle_max * (n_phases - 1) + 15 * len(bundle.modules)
-        res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=timeout, cmdline_extra=cmdline_extra)
+        timeout = (60 + 0.3 * len(indices) + settle_max * (n_phases - 1) + 15 * len(bundle.modules)
+                   + setup.extra_timeout)
+        res = boot(bundle.bzimage, initrd, cpu=cpu, timeout=timeout, cmdline_extra=cmdline_extra,
+                   qemu_args=setup.qemu_args)
         info = _boot_info(indices, res)
         rep = parse_report(res.results, info)
         boots.append(info)

@@ -18,9 +18,10 @@ from .download import HarnessUnavailable
 # the QEMU CPU model the default --cpu-profile was measured on
 DEFAULT_CPU = DEFAULT_PROFILE.model.qemu.split()[0]
 
-__all__ = ["DEFAULT_CMDLINE", "BootResult", "boot", "qemu_binary"]
+__all__ = ["DEFAULT_CMDLINE", "MEMORY_MB", "BootResult", "boot", "qemu_binary"]
 
 DEFAULT_CMDLINE = "console=ttyS0 nokaslr panic=-1 quiet"
+MEMORY_MB = 2048
 
 
 @dataclass
@@ -57,11 +58,13 @@ def boot(
     cpu: str = DEFAULT_CPU,
     timeout: float = 120.0,
     smp: int = 2,
-    memory_mb: int = 2048,
+    memory_mb: int = MEMORY_MB,
     cmdline_extra: str = "",
     workdir: Path | None = None,
+    qemu_args: tuple[str, ...] = (),
 ) -> BootResult:
-    """Boot ``bzimage`` with ``initrd`` (gzip cpio bytes); kill QEMU after ``timeout`` seconds."""
+    """Boot ``bzimage`` with ``initrd`` (gzip cpio bytes); kill QEMU after ``timeout`` seconds.
+    `qemu_args` are added to the command line (devices a mode needs: vmtest --live-check's virtiofs)."""
     exe = qemu_binary()
     tmp = tempfile.TemporaryDirectory(prefix="probelint-vm-", dir=workdir)
     with tmp:
@@ -85,6 +88,7 @@ def boot(
             "-serial", "chardev:con",
             "-chardev", f"file,id=res,path={res}",
             "-serial", "chardev:res",
+            *qemu_args,
         ]  # fmt: skip
         start = time.monotonic()
         proc = subprocess.Popen(
