@@ -137,9 +137,13 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
         sources = [*sources, *live.existing_probes()]  # their modules are wanted too
     paths = [str(p) for p in images]
     vmlinux, opened = _vmlinux_of_modules(paths)
-    kernel = load_kernel(vmlinux + opened + _module_images(config, paths, sources),
+    # --live: a MOD:SYM of a module /proc/modules does not list is held pending (KP413), not
+    # checked against a .ko found on disk as if it were loaded
+    unloaded = _not_loaded(live.modules, paths, sources) if live is not None else frozenset()
+    kernel = load_kernel(vmlinux + opened + _module_images(config, paths, sources, unloaded),
                          profile=config.profile, dotconfig=config.dotconfig, cache_dir=config.cache_dir,
                          cache=config.cache)
+    kernel.unloaded = unloaded
     if live is not None:
         live.attach(kernel)
     dirs = _module_dirs(config, paths)
@@ -195,20 +199,40 @@ def _lines_cache(config: Config) -> IndexCache | None:
     return IndexCache(config.cache_dir or default_cache_dir(), "dwarf-lines")
 
 
-def _module_images(config: Config, images: list[str], sources: Sequence[Parsed]) -> list[str]:
-    """.ko files for MOD:SYM probes and loaded modules that are not among `images`."""
+def _module_name(name: str) -> str:
+    """A module's name as the kernel spells it (`modname` of KBUILD: dashes are underscores)."""
+    return name.replace("-", "_")
+
+
+def _given_modules(images: list[str]) -> set[str]:
+    return {_module_name(Path(i).name.split(".ko")[0]) for i in images}
+
+
+def _not_loaded(running: Sequence[str], images: list[str], sources: Sequence[Parsed]) -> frozenset[str]:
+    """The modules `MOD:SYM` probes name that the running kernel has not loaded (and no image given is)."""
+    from probelint.readers.spec import ProbeSpec
+
+    present = {_module_name(m) for m in running} | _given_modules(images)
+    return frozenset(p.module for p in sources
+                     if isinstance(p, ProbeSpec) and p.module and _module_name(p.module) not in present)
+
+
+def _module_images(config: Config, images: list[str], sources: Sequence[Parsed],
+                   unloaded: frozenset[str] = frozenset()) -> list[str]:
+    """.ko files for MOD:SYM probes and loaded modules that are not among `images` (nor known
+    `unloaded`)."""
     from probelint.discover import find_modules
     from probelint.readers.spec import ProbeSpec
 
     loaded = {m.strip() for m in config.loaded if m.strip()}
-    wanted = loaded | {p.module for p in sources if isinstance(p, ProbeSpec) and p.module}
-    given = {Path(i).name.split(".ko")[0].replace("-", "_") for i in images}
-    wanted = {m for m in wanted if m.replace("-", "_") not in given}
+    wanted = loaded | {p.module for p in sources if isinstance(p, ProbeSpec) and p.module and p.module not in unloaded}
+    given = _given_modules(images)
+    wanted = {m for m in wanted if _module_name(m) not in given}
     if not wanted:
         return []
     dirs = _module_dirs(config, images)
     found = find_modules(wanted, dirs)
-    missing = sorted(m for m in loaded if m.replace("-", "_") not in found)
+    missing = sorted(m for m in loaded if _module_name(m) not in found)
     if missing:
         where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
         raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")

@@ -184,3 +184,14 @@ def test_a_loaded_module_symbol_of_the_same_name_makes_it_not_unique(live_root):
     [finding] = [f for f in result.findings if f.rule == "KP102"]
     assert "1 in loaded module virtio_ring" in finding.message
     assert check(live_root, ["demo_write"])[0].verdict.registers
+
+
+def test_a_module_the_running_kernel_has_not_loaded_is_held_pending(live_root):
+    """kprobe_events holds a MOD:SYM of a module /proc/modules does not list pending (KP413); with
+    --live that is known, where a run on an image alone can only say it was not checked (KP402)."""
+    [result] = check(live_root, ["xfs:xfs_file_read_iter+0x5"])
+    assert result.verdict.registers is True and not result.verdict.optimized
+    assert [f.rule for f in result.findings] == ["KP413"]
+    (live_root / "proc" / "modules").write_text("xfs 1 0 - Live 0xffffffffc0300000\n")
+    [result] = check(live_root, ["xfs:xfs_file_read_iter+0x5"])  # loaded: its .ko is wanted to check it
+    assert result.verdict.registers is None and [f.rule for f in result.findings] == ["KP402"]
