@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from probelint.findings import Location
+from probelint.readers import tapsets
 from probelint.readers.spec import (
     REGISTER_KPROBE,
     Origin,
@@ -20,7 +21,6 @@ from probelint.readers.spec import (
     with_origin,
 )
 from probelint.readers.text import Lines, blank
-from probelint.readers import tapsets
 
 __all__ = ["BLOCKLIST", "BLOCKLIST_RETURN", "read"]
 
@@ -281,7 +281,7 @@ def _alias_uses(code: str, lines: Lines, headers: list[_Header]) -> Iterator[tup
     alias and named with it; where the tapsets are missing or do not define the alias, KP407."""
     defined = {n.strip() for h in headers if "=" in code[h.start:h.end]
                for n in code[h.start + len("probe"):h.end].split("=")[0].rstrip("+").split(",")}
-    table: tapsets.Tapsets | None | bool = False
+    table: tapsets.Tapsets | bool | None = False
     for header in headers:
         body = code[header.start + len("probe"):header.end]
         if header.alternation or "=" in _STRING.sub("", body):
@@ -319,11 +319,14 @@ def _expand_use(use: str, flag: str, table: tapsets.Tapsets | None, where: Locat
         yield ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: the tapsets in {table.root} "
                                        f"do not define it", unsupported=True, origin=origin)
         return
-    points = [(point, f) for name in names for point, f in tapsets.leaves(table, name, flag)]
-    chained = any(f == "!" for _, f in points)
-    for index, (point, mark) in enumerate(points[:_MAX_ALIAS_POINTS]):
+    # each alias a wildcard names is its own `!` list: keyed apart from each other and from the
+    # statements' offsets (>= 0), which key the script's own lists
+    points = [(point, f, -(at << 20) - k - 1) for k, name in enumerate(names[: 1 << 20])
+              for point, f in tapsets.leaves(table, name, flag)]
+    chained = {key for _, f, key in points if f == "!"}
+    for index, (point, mark, key) in enumerate(points[:_MAX_ALIAS_POINTS]):
         leaf = origin._replace(optional=f"an optional point of {use} in the tapsets: {mark}" if mark else None,
-                               alternatives=at if chained else None, sufficient=mark == "!", branch=index)
+                               alternatives=key if key in chained else None, sufficient=mark == "!", branch=index)
         for label, parsed in _leaf(point, use, where):
             yield with_origin(parsed._replace(text=f"{use} -> {label}" if label else use), leaf)
     if len(points) > _MAX_ALIAS_POINTS:
@@ -348,7 +351,7 @@ def _leaf(point: str, use: str, where: Location) -> list[tuple[str, Parsed]]:
     if m is not None:
         names = _braces(m.group(2)) if m.group(1) == "kprobe.function" else [m.group(2)]
         return [(f'{m.group(1)}("{name}"){m.group(3)}', _point(m.group(1), name, m.group(3), where)) for name in names]
-    if "(" in point or "." not in point and point in _BUILTIN:
+    if "(" in point or ("." not in point and point in _BUILTIN):
         return []
     return [("", ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: its point {point} is "
                                          f"defined by no tapset", unsupported=True))]
