@@ -40,6 +40,8 @@ probe mysys.write = kernel.function("vfs_write") ?, kprobe.function("ksys_write"
 %( kernel_v >= "5.0" %?
 probe mysys.open = kernel.function("do_sys_open") { }
 %)
+probe mysys.wait = dw_mysys.wait !, kernel.function("vfs_read") { }
+probe dw_mysys.wait = kernel.function("sys_wait4").call, kernel.function("compat_sys_wait4").call ? { }
 function helper() %{ /* embedded C: { "probe fake = x" */ %}
 '''
 
@@ -86,6 +88,13 @@ def test_wildcards_optional_points_and_what_is_not_checked(tapset_dir):
     # each alias it names is its own `!` list (mysys.read's does not decide mysys.write's)
     assert len({p.origin.alternatives for p in star if p.origin.sufficient}) == 1
     assert star[-1].origin.alternatives is None and "ksys_write" in star[-1].text
+
+
+def test_a_failing_bang_alternative_is_dropped_whole(tapset_dir):
+    """stap drops a `!` point that does not resolve, required points inside it included."""
+    wait4, compat, vfs = points("probe mysys.wait { }\n")
+    assert wait4.origin.optional and not wait4.origin.sufficient and compat.origin.sufficient
+    assert not vfs.origin.optional
 
 
 def test_no_tapsets_installed(tmp_path, monkeypatch):

@@ -323,8 +323,9 @@ def matching(tapsets: Tapsets, pattern: str) -> list[str]:
 
 def leaves(tapsets: Tapsets, name: str, flag: str = "", depth: int = 0) -> list[tuple[str, str]]:
     """The points alias `name` stands for, aliases of aliases flattened, each with its flag: a
-    ``?`` on a use makes each of its points optional; a ``!`` on a use marks its last point, so
-    that once the use resolves the points after it are not used (stap's ``A !, B``)."""
+    ``?`` or ``!`` on a use makes each of its points optional; a ``!`` also marks its last point, so
+    that once it resolves the points after the use are not used (stap's ``A !, B``; a use whose
+    first points resolve and last does not is read as not resolved: an approximation)."""
     out: list[tuple[str, str]] = []
     for definition in tapsets.aliases.get(name, []):
         if definition.undecided is not None:
@@ -340,8 +341,8 @@ def leaves(tapsets: Tapsets, name: str, flag: str = "", depth: int = 0) -> list[
                     out += leaves(tapsets, alias, inner, depth + 1)
             else:
                 out.append((point, inner))
-    if flag == "?":
+    if flag in ("?", "!"):  # a use that fails is dropped whole (a `!` point is optional too)
         out = [(p, f or "?") for p, f in out]
-    elif flag == "!" and out:
+    if flag == "!" and out:
         out[-1] = (out[-1][0], "!")
     return out
