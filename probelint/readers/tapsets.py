@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -154,18 +155,21 @@ def _decide(cond: str) -> bool | None:
 
 
 def _or(t: list[str]) -> tuple[bool | None, list[str]]:
-    left, t = _and(t)
-    while t and t[0] == "||":
-        right, t = _and(t[1:])
-        left = True if left is True or right is True else None if left is None or right is None else False
-    return left, t
+    return _chain(t, "||", _and, absorbing=True)
 
 
 def _and(t: list[str]) -> tuple[bool | None, list[str]]:
-    left, t = _atom(t)
-    while t and t[0] == "&&":
-        right, t = _atom(t[1:])
-        left = False if left is False or right is False else None if left is None or right is None else True
+    return _chain(t, "&&", _atom, absorbing=False)
+
+
+def _chain(t: list[str], op: str, operand: Callable[[list[str]], tuple[bool | None, list[str]]],
+           absorbing: bool) -> tuple[bool | None, list[str]]:
+    """Operands joined by `op` in three-valued logic: `absorbing` (True for ||, False for &&)
+    decides the whole whatever else is unknown."""
+    left, t = operand(t)
+    while t and t[0] == op:
+        right, t = operand(t[1:])
+        left = absorbing if absorbing in (left, right) else None if None in (left, right) else not absorbing
     return left, t
 
 
