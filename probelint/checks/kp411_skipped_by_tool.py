@@ -48,7 +48,8 @@ def _alternatives(results: list[ProbeResult], emit: Emit) -> tuple[set[int], set
         origin = result.spec.origin
         if origin.alternatives is not None:
             branches = statements.setdefault((result.spec.location.file, origin.alternatives), {})
-            branches.setdefault(result.spec.location if origin.arm is None else origin.arm, []).append(result)
+            key = (result.spec.location, origin.branch) if origin.arm is None else origin.arm
+            branches.setdefault(key, []).append(result)
     unused: set[int] = set()
     required: set[int] = set()
     for branches in statements.values():

@@ -66,6 +66,9 @@ class Origin(NamedTuple):
     # what the tool does when the kernel refuses a required probe it has resolved, where it runs on
     # without it (SystemTap warns at run time); None: the tool fails
     refusal: str | None = None
+    # SystemTap tapset alias: which of the points one use of the alias stands for (they share its
+    # location, each its own `!` branch)
+    branch: int | None = None
 
 
 DEFAULT_ORIGIN = Origin()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from probelint.findings import Location
+from probelint.readers import tapsets
 from probelint.readers.spec import (
     REGISTER_KPROBE,
     Origin,
@@ -80,7 +81,8 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     braced = [(start, end) for start, end, _, alternation in headers if alternation]
     found = [*_points(code, None, text, lines, headers, braced),
              *(point for start, end in braced for view, offsets in _alternatives(code, start, end)
-               for point in _points(view, offsets, text, lines, headers, None))]
+               for point in _points(view, offsets, text, lines, headers, None)),
+             *_alias_uses(code, lines, headers)]
     return (probe for _, probe in sorted(found, key=lambda found: found[0]))
 
 
@@ -104,8 +106,9 @@ def _points(view: str, offsets: list[int] | None, text: str, lines: Lines, heade
     for m in _PROBE.finditer(view):
         if not skipped(m):
             name = text[at(m.start(2)) : at(m.start(2)) + len(m.group(2))]
-            yield at(m.start(2)), with_origin(_point(m.group(1), name, m.group(3), lines.location(at(m.start(2)))),
-                                              origin(m, _KERNEL_REFUSAL))
+            for each in _braces(name) if m.group(1) == "kprobe.function" else [name]:
+                yield at(m.start(2)), with_origin(_point(m.group(1), each, m.group(3), lines.location(at(m.start(2)))),
+                                                  origin(m, _KERNEL_REFUSAL))
 
 
 _MAX_ALTERNATIVES = 1024  # expansions of one statement: stap expands them all, a file is no reason to
@@ -254,3 +257,101 @@ def _stap_function(arg: str, where: Location, is_return: bool) -> Parsed:
                                         "checked", unsupported=True)
     return SourceLineProbe(arg, where, PerfPoint(function, named.group(2), 0, 0, every_instance=True),
                            tool="systemtap")
+
+
+def _braces(name: str) -> list[str]:
+    """stap's kprobe.function matches its name as a glob with ``{a,b}`` alternatives (the tapsets'
+    ``__{ia32,x64}_sys_read``), unlike kernel.function, which reads braces literally."""
+    m = re.search(r"\{([^{}]*)\}", name)
+    if m is None or "," not in m.group(1):
+        return [name]
+    return [e for part in m.group(1).split(",") for e in _braces(name[: m.start()] + part + name[m.end() :])]
+
+
+# probe points without parentheses that are SystemTap's own, not tapset aliases (none is a kprobe)
+_BUILTIN = frozenset({"begin", "end", "error", "never", "timer.profile", "kernel.trace", "kprobe.function"})
+_USE = re.compile(r"[A-Za-z_][\w*?\[\]]*(?:\.[\w*?\[\]]+)*")
+_HEADER_POINT = re.compile(r'"(?:\\.|[^"\\\n])*"|[(){}]|,')
+_MAX_ALIAS_POINTS = 4096  # of one use (syscall.* stands for ~2200 points in stap 4.8's tapsets)
+
+
+def _alias_uses(code: str, lines: Lines, headers: list[_Header]) -> Iterator[tuple[int, Parsed]]:
+    """The kernel points of each tapset alias a probe statement names (``probe syscall.read``,
+    ``vfs.*``), read through the installed tapsets (`probelint.readers.tapsets`), each at the
+    alias and named with it; where the tapsets are missing or do not define the alias, KP407."""
+    defined = {n.strip() for h in headers if "=" in code[h.start:h.end]
+               for n in code[h.start + len("probe"):h.end].split("=")[0].rstrip("+").split(",")}
+    table: tapsets.Tapsets | bool | None = False
+    for header in headers:
+        body = code[header.start + len("probe"):header.end]
+        if header.alternation or "=" in _STRING.sub("", body):
+            continue
+        depth, begin = 0, 0
+        for m in _HEADER_POINT.finditer(body + ","):
+            token = m.group()
+            depth += {"(": 1, "{": 1, ")": -1, "}": -1}.get(token, 0)
+            if token != "," or depth:
+                continue
+            raw, begin, offset = body[begin:m.start()], m.end(), header.start + len("probe") + begin
+            point = raw.strip()
+            flag = point[-1] if point[-1:] in ("?", "!") else ""
+            point = point.rstrip("?!").strip()
+            if not _USE.fullmatch(point) or point in _BUILTIN or point.split(".")[0] in ("timer", "perf") \
+                    or point in defined:
+                continue
+            where = offset + raw.index(point)
+            if table is False:
+                table = tapsets.load(tapsets.tapset_root())
+            yield from ((where, p) for p in _expand_use(point, flag, table, lines.location(where), where))
+
+
+def _expand_use(use: str, flag: str, table: tapsets.Tapsets | None, where: Location, at: int) -> Iterator[Parsed]:
+    origin = Origin(REGISTER_KPROBE, "SystemTap", refusal=_KERNEL_REFUSAL)
+    if flag:
+        origin = origin._replace(optional=f"an optional point: {flag}")
+    if table is None:
+        yield ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: no tapsets installed "
+                                       f"({tapsets.tapset_root()}; install systemtap or set SYSTEMTAP_TAPSET)",
+                           unsupported=True, origin=origin)
+        return
+    names = tapsets.matching(table, use)
+    if not names:
+        yield ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: the tapsets in {table.root} "
+                                       f"do not define it", unsupported=True, origin=origin)
+        return
+    # each alias a wildcard names is its own `!` list: keyed apart from each other and from the
+    # statements' offsets (>= 0), which key the script's own lists
+    points = [(point, f, -(at << 20) - k - 1) for k, name in enumerate(names[: 1 << 20])
+              for point, f in tapsets.leaves(table, name, flag)]
+    chained = {key for _, f, key in points if f == "!"}
+    for index, (point, mark, key) in enumerate(points[:_MAX_ALIAS_POINTS]):
+        leaf = origin._replace(optional=f"an optional point of {use} in the tapsets: {mark}" if mark else None,
+                               alternatives=key if key in chained else None, sufficient=mark == "!", branch=index)
+        for label, parsed in _leaf(point, use, where):
+            yield with_origin(parsed._replace(text=f"{use} -> {label}" if label else use), leaf)
+    if len(points) > _MAX_ALIAS_POINTS:
+        yield ParseProblem(use, where, f"{use} stands for {len(points)} points in the tapsets: the first "
+                                       f"{_MAX_ALIAS_POINTS} are checked, the other {len(points) - _MAX_ALIAS_POINTS} "
+                                       f"are not", unsupported=True, origin=origin)
+
+
+def _leaf(point: str, use: str, where: Location) -> list[tuple[str, Parsed]]:
+    """One point of a tapset alias as the reader's own forms parse it, each with the point it is
+    (a label; "" for a problem with the use itself); none for a point that is no kprobe (a
+    tracepoint, a timer: the fallback ``kernel.trace("sys_enter")`` places nothing)."""
+    if point.startswith(tapsets.UNDECIDED):
+        condition = point[len(tapsets.UNDECIDED) + 2 : -2]
+        return [("", ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: the tapsets choose "
+                                             f"its points by %( {condition} %), a condition on the kernel probelint "
+                                             f"does not evaluate", unsupported=True))]
+    m = _MODULE.fullmatch(point)
+    if m is not None:
+        return [(point, _module_point(m, point, Lines("", point), lambda i: i)._replace(location=where))]
+    m = _PROBE.fullmatch(point)
+    if m is not None:
+        names = _braces(m.group(2)) if m.group(1) == "kprobe.function" else [m.group(2)]
+        return [(f'{m.group(1)}("{name}"){m.group(3)}', _point(m.group(1), name, m.group(3), where)) for name in names]
+    if "(" in point or ("." not in point and point in _BUILTIN):
+        return []
+    return [("", ParseProblem(use, where, f"SystemTap tapset alias {use} is not checked: its point {point} is "
+                                         f"defined by no tapset", unsupported=True))]
