@@ -21,6 +21,19 @@ def test_every_row_a_rule_asks_exists() -> None:
     assert gates == [], "version gates outside the change table"
 
 
+def test_every_row_names_its_mainline_commit() -> None:
+    """Each row carries the 12-digit id of its upstream commit, and docs/linux-versions.md's table shows
+    the same id and first release (the table is written by hand: this keeps it the row's copy)."""
+    docs = (ROOT / "docs" / "linux-versions.md").read_text()
+    for change in CHANGES.values():
+        assert re.fullmatch(r"[0-9a-f]{12}", change.commit), (change.id, change.commit)
+        line = next((ln for ln in docs.splitlines() if ln.startswith(f"| `{change.id}` |")), None)
+        assert line is not None, f"{change.id} missing from docs/linux-versions.md"
+        cells = [c.strip() for c in line.split("|")]
+        assert f"({change.commit})" in cells[2], (change.id, cells[2])
+        assert cells[3].split()[0] == f"{change.first[0]}.{change.first[1]}", (change.id, cells[3])
+
+
 def test_stable_backports_count() -> None:
     # 6.1.60+ carries the 6.6 unique-symbol check; 6.1.0 and 5.10 do not
     assert applies_to_version("unique-symbol", parse_version("6.1.192"))

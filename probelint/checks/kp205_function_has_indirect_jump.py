@@ -24,7 +24,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     kernel = ctx.kernel
     modern = kernel.does("optprobe-indirect-jump-skip")
     if modern and (kernel.enabled("RETPOLINE") or kernel.enabled("X86_KERNEL_IBT")):
-        return  # >= 6.6: the test is compiled out with retpolines or IBT (no jump tables then)
+        return  # the row: the test is compiled out with retpolines or IBT (no jump tables then)
     fn = ctx.function()
     thunks = None if modern else kernel.thunk_range
     candidates = [(insn.address, f"an indirect jump ({insn_text(ctx.image, insn)})") for insn in fn.indirect_jumps[:1]]

@@ -1,6 +1,6 @@
 """The kernel's behaviour changes that move probelint's verdicts: one table, one row per change.
 
-Each row names the change, the upstream commit (its title, and its id where confirmed), the first
+Each row names the change, the upstream commit (its subject and mainline id), the first
 mainline version, the rules it moves, and -- where the image shows it -- a detector: a symbol, a
 section, a table layout, a code constant. Distributions backport (Debian's 6.1.192 carries the
 unique-symbol check of 6.6; 5.10.223 does not), so a detector's answer wins over the version; the
@@ -28,6 +28,7 @@ __all__ = [
     "applies",
     "applies_to_version",
     "assumptions",
+    "cite",
 ]
 
 BASE_VERSION = (6, 1, 192)  # what an image without a version string is taken to be (Debian's 6.1)
@@ -63,7 +64,7 @@ Detector = Callable[[KernelImage], Evidence | None]
 class Change(NamedTuple):
     id: str
     title: str  # the upstream commit's subject
-    commit: str  # its id where confirmed, else ""
+    commit: str  # its mainline id (12 hex digits), found in the kernel's history
     first: tuple[int, int]  # first mainline release carrying it
     effect: str  # what it changes in the verdicts
     rules: tuple[str, ...]
@@ -167,37 +168,38 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
            "5.10.y does not", ("KP102",),
            _rodata(b"The symbol is not unique", "trace_probe.h NON_UNIQ_SYMBOL"),
            stable=((6, 1, 60),)),  # 6.1.60 refuses (aquasecurity/tracee#3653); 5.10.223 does not
-    Change("validate-probe-symbol", "tracing/kprobes: validate_probe_symbol() (count in MOD for MOD:SYM)", "",
-           (6, 12),
+    Change("validate-probe-symbol", "tracing/kprobes: Add symbol counting check when module loads",
+           "9d8616034f16", (6, 11),
            "kprobe_events validates the symbol while parsing: unknown or non-unique -> EINVAL (not ENOENT/"
            "EADDRNOTAVAIL), and before the return-probe entry test (KP101, KP102, KERNEL_ORDER)",
            ("KP101", "KP102"), _symbol("validate_probe_symbol", "kernel/trace/trace_kprobe.c")),
-    Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (6, 0),
+    Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (5, 18),
            "with IBT, SYM+0 and SYM+4 of a function starting with ENDBR are the same probe at +4 "
            "(arch_adjust_kprobe_addr)", ("KP201",), _symbol("arch_adjust_kprobe_addr", "kernel/kprobes.c")),
-    Change("static-nops", "x86: Remove dynamic NOP selection", "", (5, 13),
+    Change("static-nops", "x86: Remove dynamic NOP selection", "a89dfde3dc3c", (5, 13),
            "every NOP boot patching writes is one of the fixed x86_nops (0f 1f ...); before, ideal_nops was "
            "chosen per CPU (arch_init_ideal_nops): k8_nops (66 66 90 ...: a 5..8-byte pad is two "
            "instructions) on AMD family <= 0xf such as qemu64, p6_nops elsewhere; moves the boundaries inside "
            "patched paravirt and alternative sites (KP104) and what a jump window holds", ("KP104", "KP207"),
            _gone("ideal_nops", "arch/x86/kernel/alternative.c arch_init_ideal_nops")),
-    Change("paravirt-alternatives", "x86/paravirt: switch functions with custom code to ALTERNATIVE", "", (5, 13),
+    Change("paravirt-alternatives", "x86/paravirt: Switch functions with custom code to ALTERNATIVE",
+           "fafe5e74229f", (5, 13),
            "paravirt sites are patched with a direct call (or NOPs) only; before, apply_paravirt called "
            "native_patch, which writes the native instruction for the irq, cr2/cr3, wbinvd and native "
            "spinlock ops (sti, cli, pushf; pop %rax, movb $0,(%rdi), ...), mov %rdi,%rax for "
            "_paravirt_ident_64, ud2 for an empty op: a window over such a site can be boosted (KP207) and "
            "its boundaries differ (KP104)", ("KP104", "KP207"),
            _gone("native_patch", "arch/x86/kernel/paravirt_patch.c")),
-    Change("bug-entry-format", "x86/bug: bug_entry::format (HAVE_ARCH_BUG_FORMAT, WARN arguments)", "", (6, 19),
+    Change("bug-entry-format", "x86/bug: Add BUG_FORMAT basics", "0a52d339d35d", (6, 19),
            "struct bug_entry gains a format rel32 after bug_addr: 16-byte __bug_table entries (with "
            "DEBUG_BUGVERBOSE); read as 12-byte ones, most BUG/WARN sites are lost and the kernel's find_bug "
-           "EINVAL is taken for an unprobeable ud2 (KP116) or a plain instruction (not in 6.12.117, in 7.2.13 "
-           "and 7.3; first release not confirmed)", ("KP109", "KP116"),
+           "EINVAL is taken for an unprobeable ud2 (KP116) or a plain instruction (merged with core-bugs-2025-12-01 "
+           "for 6.19; __warn_args is its x86_64/bug: Implement __WARN_printf() 5b472b6e5bd9)", ("KP109", "KP116"),
            _vmlinux_symbol("__warn_args", "lib/bug.c HAVE_ARCH_BUG_FORMAT_ARGS")),
-    Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "", (6, 3),
+    Change("alt-instr-flags", "x86/alternatives: Add alt_instr.flags", "5d1dd961e743", (6, 3),
            "alt_instr grows from 12 to 14 bytes (u16 cpuid -> u32 ft_flags): which sites boot patching rewrites",
            ("KP110", "KP207", "KP208"), _alt_entry_size),
-    Change("alt-jmp-int3-pad", "x86/alternative: Support relocations in alternatives (apply_relocation)", "",
+    Change("alt-jmp-int3-pad", "x86/alternative: Support relocations in alternatives", "270a69c4485d",
            (6, 5),
            "a replacement's jmp rel32 shortened to jmp rel8 is followed by int3s (memset INT3_INSN_OPCODE), not "
            "recompute_jump()'s NOPs: the bytes after the short jmp of a static_cpu_has() or other alternative "
@@ -206,23 +208,35 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
            _any_symbol(("__apply_relocation", "apply_relocation", "text_poke_apply_relocation"),
                        "arch/x86/kernel/alternative.c")),
     Change("optprobe-indirect-jump-skip",
-           "x86/retpoline,kprobes: Skip optprobe check for indirect jumps with retpolines and IBT", "", (6, 6),
+           "x86/retpoline,kprobes: Skip optprobe check for indirect jumps with retpolines and IBT", "833fd800bf56",
+           (6, 5),
            "with RETPOLINE or IBT configured the indirect-jump test (and the thunk-range test) is gone",
            ("KP205",)),
-    Change("exception-insn", "x86/kprobes: Prohibit kprobing on INT and UD", "", (6, 9),
+    Change("exception-insn", "x86/kprobes: Prohibit kprobing on INT and UD", "e884edbb844f", (6, 9),
            "can_probe refuses INT3, INT n, INTO, INT1, UD0/1/2 at the address: EILSEQ", ("KP116",)),
-    Change("boost-groups", "x86/kprobes: Boost more instructions from grp2/3/4/5", "", (6, 9),
+    Change("boost-groups", "x86/kprobes: Boost more instructions from grp2/3/4/5", "290eb13f1a65", (6, 9),
            "can_boost accepts shifts, TEST, INC/DEC of the group opcodes in a jump window", ("KP207",)),
     Change("mitigation-config-names", "x86/bugs: Rename CONFIG_RETPOLINE => CONFIG_MITIGATION_RETPOLINE (and "
-           "the rest of the series)", "", (6, 9),
+           "the rest of the series)", "aefb2f2e619b", (6, 9),
            "a --config file names RETPOLINE, RETHUNK, SRSO, ... as MITIGATION_*", ()),
-    Change("cpufeature-numbering", "x86/cpufeatures: synthetic bits renumbered (6.1 -> 6.12 layout)", "", (6, 12),
-           "the boot_cpu_has() bit numbers of the unnamed synthetic features (boot patching per CPU profile)",
+    Change("cpufeature-numbering", "x86/cpu, kvm: Move X86_FEATURE_LFENCE_RDTSC to its native leaf", "84168ae786f8",
+           (6, 12),
+           "the boot_cpu_has() bit numbers of the unnamed synthetic features (boot patching per CPU profile): "
+           "mainline moved LFENCE_RDTSC out of word 3 in 6.3 and later gave CLEAR_CPU_BUF (6.8) and "
+           "INDIRECT_THUNK_ITS (6.15) bits that 6.1.y's backports number otherwise; the 6.12 column is "
+           "checked on 6.12.117, 7.2 and 7.3, the layout of 6.3..6.11 on no kernel (arch/x86/cpu.py UNNAMED_BITS)",
            ("KP110", "KP205", "KP207")),
-    Change("endbr-poison-udb", "x86/ibt: Use UDB as ENDBR poison (0f 1f 40 d6, nopl -42(%rax))", "", (6, 15),
+    Change("endbr-poison-udb", "x86,ibt: Use UDB instead of 0xEA (ENDBR poison 0f 1f 40 d6, nopl -42(%rax))",
+           "85a2d4a890dc", (6, 18),
            "the bytes a sealed ENDBR holds at run time (same length as 66 0f 1f 00: boundaries unchanged)",
            ("KP104",), _udb_poison),
 )}
+
+
+def cite(change_id: str) -> str:
+    """How a message names a row: its id, upstream subject, commit and first mainline release."""
+    change = CHANGES[change_id]
+    return f"change {change.id}: \"{change.title}\", {change.commit}, Linux {change.first[0]}.{change.first[1]}"
 
 
 _SEEN: weakref.WeakKeyDictionary[KernelImage, dict[str, Evidence]] = weakref.WeakKeyDictionary()

@@ -30,6 +30,9 @@ def test_exception_insns_are_eilseq_from_6_9(lint):
     int3, ud2 = lint(V612 + BODY, "f+0x13", "f+0x14")
     assert rules_fired(int3) == ["KP116"] and int3.verdict.errno == "EILSEQ"
     assert rules_fired(ud2) == ["KP116"]
+    # the message cites the change-table row, not a version number of its own
+    (message,) = [f.message for f in int3.findings if f.rule == "KP116"]
+    assert "change exception-insn" in message and "e884edbb844f" in message and "6.9" in message, message
     old_int3, old_ud2 = lint(V61 + BODY, "f+0x13", "f+0x14")
     assert rules_fired(old_int3) == ["KP110"] and old_int3.verdict.errno == "EINVAL"
     assert old_ud2.verdict.registers  # 6.1 accepts a ud2 that is no BUG site
