@@ -211,11 +211,9 @@ FUNC mod_read
     ret
 LOCAL_FUNC mod_helper
     FENTRY
-    xor %eax, %eax
-    cmp $3, %edi
-    je 1f
-    mov $1, %eax
-1:  ret
+    lea 1(%rdi), %eax
+    imul $7, %eax, %eax
+    ret
 """
 MOD_BASE = 0xFFFFFFFFC0123000
 
