@@ -13,8 +13,14 @@
   ``ADDR  k|r  SYM+0xOFF  [MOD] [GONE][DISABLED][OPTIMIZED][FTRACE]``): checked with the new
   probes as one set, so that a new probe in or around an optimized one is reported as the kernel
   will treat it (KP301/KP302), the existing probe named as the list names it;
-* loaded modules: /proc/modules (their names), and their symbols in /proc/kallsyms: a plain SYM
-  is unique only if no loaded module has it either (KP102, as kprobe_events counts);
+* loaded modules: /proc/modules (their names and load addresses), and their symbols in
+  /proc/kallsyms: a plain SYM is unique only if no loaded module has it either (KP102, as
+  kprobe_events counts), and one that only a loaded module defines is that module's
+  (kallsyms_lookup_name falls back to module_kallsyms_lookup_name). A module a probe needs is
+  read from its .ko (the module tree of the image, or --modules), laid out from the address
+  /proc/modules gives (`Module`, image/module_layout.py) and checked against the module's
+  ``[MOD]`` lines of /proc/kallsyms; its text is read from /proc/kcore there (kcore maps the
+  module area: fs/proc/kcore.c add_modules_range);
 
 A registered kprobe has replaced the bytes at its address (int3, or a 5-byte jump when
 optimized): those bytes are the model's again before the text is decoded, as the kernel's own
@@ -38,7 +44,8 @@ from probelint.fileio import read_regular
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
     from probelint.image.kernel import Kernel
-    from probelint.image.vmlinux import Vmlinux
+    from probelint.image.module import Module
+    from probelint.image.view import KernelImage
     from probelint.readers.spec import ProbeSpec
 
 __all__ = ["Kcore", "ListEntry", "LiveSystem", "Registered", "parse_blacklist", "parse_list_line", "parse_probe_list",
@@ -187,9 +194,26 @@ class LiveSystem:
     kcore: Kcore
     blacklist: list[tuple[int, int, str]]
     registered: list[Registered]
-    modules: list[str]
+    modules: list[str]  # /proc/modules order: the newest first, module_kallsyms_lookup_name's order
     notes: list[str] = field(default_factory=list)  # what -v says
     module_symbols: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> {module: count}
+    module_bases: dict[str, int] = field(default_factory=dict)  # module -> its text's load address
+    module_text: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # module -> text symbol -> addresses
+
+    def module_defining(self, names: set[str]) -> dict[str, str]:
+        """{name: the loaded module whose symbol kallsyms_lookup_name finds} for the `names` the
+        vmlinux lacks and a loaded module has (the first in /proc/modules order)."""
+        wanted = {n for n in names if n in self.module_symbols}
+        if not wanted:
+            return {}
+        in_vmlinux = set()
+        for line in read_regular(self.kallsyms, MAX_LIST, "a kernel status file").split(b"\n"):
+            fields = line.split()
+            if len(fields) == 3 and fields[2].decode("utf-8", "replace") in wanted:
+                in_vmlinux.add(fields[2].decode("utf-8", "replace"))
+        order = {m: k for k, m in enumerate(self.modules)}
+        return {n: min(self.module_symbols[n], key=lambda m: order.get(m, len(order)))
+                for n in wanted - in_vmlinux}
 
     def module_symbol_count(self, name: str) -> dict[str, int]:
         """How often each loaded module's kallsyms has `name` (any type, as 6.1.y's
@@ -228,20 +252,40 @@ class LiveSystem:
             raise InputError("--live", "the running kernel's image must take its symbols from /proc/kallsyms")
         text = vmlinux.elf.section(".text")
         slide = vmlinux.symbol_map.slide(text.address if text is not None else 0)
-        armed = sorted((r.address - slide, JMP32_INSN_SIZE if "OPTIMIZED" in r.flags else 1)
-                       for r in self.registered if r.address and not r.flags & {"GONE", "DISABLED", "FTRACE"})
-        vmlinux.live_text = _LiveText(vmlinux, self.kcore, slide, armed)
+        vmlinux.live_text = _LiveText(vmlinux, self.kcore, slide, self._armed(None, slide))
+        for module in kernel.modules:
+            if module.name in self.module_bases:
+                self._check_layout(module)
+                module.live_text = _LiveText(module, self.kcore, 0, self._armed(module.name, 0))
         ranges = [(s - slide, e - slide, f"the running kernel's kprobe blacklist ({sym})")
                   for s, e, sym in self.blacklist]
         vmlinux.__dict__["blacklist"] = Blacklist.of_ranges(ranges)
         kernel.live = self
 
 
+    def _armed(self, module: str | None, slide: int) -> list[tuple[int, int]]:
+        """(model address, bytes replaced) of the armed probes in the vmlinux or `module`."""
+        return sorted((r.address - slide, JMP32_INSN_SIZE if "OPTIMIZED" in r.flags else 1)
+                      for r in self.registered if r.address and r.module == module
+                      and not r.flags & {"GONE", "DISABLED", "FTRACE"})
+
+    def _check_layout(self, module: Module) -> None:
+        """The module laid out from its /proc/modules address must put its text symbols where
+        the running kernel's kallsyms has them: otherwise its live text would be read elsewhere."""
+        live = self.module_text.get(module.name, {})
+        for name, addresses in live.items():
+            sym = module.symbols.lookup_name(name)
+            if sym is not None and len(addresses) == 1 and sym.address != addresses[0]:
+                raise InputError(str(self.kallsyms), f"{module.name}:{name} is at {addresses[0]:#x}, but "
+                                 f"{module.elf.path} laid out from {self.module_bases[module.name]:#x} "
+                                 f"(/proc/modules) puts it at {sym.address:#x}: not the module that was loaded?")
+
+
 class _LiveText:
     """The text as the running kernel holds it, the bytes registered probes replaced put back."""
 
-    def __init__(self, vmlinux: Vmlinux, kcore: Kcore, slide: int, armed: list[tuple[int, int]]) -> None:
-        self.vmlinux, self.kcore, self.slide, self.armed = vmlinux, kcore, slide, armed
+    def __init__(self, image: KernelImage, kcore: Kcore, slide: int, armed: list[tuple[int, int]]) -> None:
+        self.image, self.kcore, self.slide, self.armed = image, kcore, slide, armed
 
     def __call__(self, address: int, size: int) -> bytes | None:
         data = self.kcore.read(address + self.slide, size)
@@ -252,7 +296,7 @@ class _LiveText:
             if address <= at < address + size:
                 from probelint.arch.x86.patching import patch_live_text
 
-                model = patch_live_text(self.vmlinux, at, self.vmlinux.read(at, length), self.vmlinux.profile)
+                model = patch_live_text(self.image, at, self.image.read(at, length), self.image.profile)
                 buf[at - address : at - address + len(model)] = model[: address + size - at]
         return bytes(buf[:size])
 
@@ -284,25 +328,44 @@ def read_live(root: Path = Path("/")) -> LiveSystem:
     registered = parse_probe_list(_text(lists[0], MAX_LIST), str(lists[0]))
     if any(not r.address for r in registered):
         raise InputError(str(lists[0]), "addresses shown as 0: read it as root")
-    modules = [line.split()[0] for line in _text(root / MODULES, MAX_LIST).splitlines() if line.strip()] \
-        if (root / MODULES).is_file() else []
+    modules, bases = _modules(_text(root / MODULES, MAX_LIST)) if (root / MODULES).is_file() else ([], {})
+    counts, text = _module_symbols(kallsyms)
     return LiveSystem(root, release, kallsyms, Kcore(kcore), parse_blacklist(_text(lists[1], MAX_LIST), str(lists[1])),
-                      registered, modules, module_symbols=_module_symbols(kallsyms))
+                      registered, modules, module_symbols=counts, module_bases=bases, module_text=text)
 
 
-def _module_symbols(kallsyms: Path) -> dict[str, dict[str, int]]:
-    """The loaded modules' symbols of /proc/kallsyms (``ADDR TYPE NAME\t[MOD]``) by name."""
-    out: dict[str, dict[str, int]] = {}
+def _modules(text: str) -> tuple[list[str], dict[str, int]]:
+    """/proc/modules (kernel/module/procfs.c m_show: ``name size refcount deps state 0xADDR``):
+    the names, and the load addresses where shown (the base of the module's text)."""
+    names, bases = [], {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        names.append(fields[0])
+        if len(fields) >= 6 and fields[5].startswith("0x") and int(fields[5], 16):
+            bases[fields[0]] = int(fields[5], 16)
+    return names, bases
+
+
+def _module_symbols(kallsyms: Path) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, list[int]]]]:
+    """The loaded modules' symbols of /proc/kallsyms (``ADDR TYPE NAME\t[MOD]``): by name, how
+    many each module has; by module, where its text symbols are."""
+    counts: dict[str, dict[str, int]] = {}
+    text: dict[str, dict[str, list[int]]] = {}
     for line in read_regular(kallsyms, MAX_LIST, "a kernel status file").split(b"\n"):
         if b"\t[" not in line:
             continue
         head, _, mod = line.partition(b"\t[")
         fields = head.split()
         if len(fields) == 3:
-            counts = out.setdefault(fields[2].decode("utf-8", "replace"), {})
+            name = fields[2].decode("utf-8", "replace")
+            per = counts.setdefault(name, {})
             module = mod.split(b"]", 1)[0].decode("utf-8", "replace")
-            counts[module] = counts.get(module, 0) + 1
-    return out
+            per[module] = per.get(module, 0) + 1
+            if fields[1] in (b"t", b"T") and all(c in b"0123456789abcdefABCDEF" for c in fields[0]):
+                text.setdefault(module, {}).setdefault(name, []).append(int(fields[0], 16))
+    return counts, text
 
 
 def _text(path: Path, limit: int) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, overload
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from probelint.image.cache import IndexCache
     from probelint.image.elf import ElfFile
     from probelint.image.kernel import Kernel
+    from probelint.live import LiveSystem
     from probelint.readers import Parsed
 
 __all__ = ["Counts", "Report", "load", "parse_texts", "read_probe_file", "read_sources", "read_texts", "run"]
@@ -140,9 +141,10 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
     # --live: a MOD:SYM of a module /proc/modules does not list is held pending (KP413), not
     # checked against a .ko found on disk as if it were loaded
     unloaded = _not_loaded(live.modules, paths, sources) if live is not None else frozenset()
-    kernel = load_kernel(vmlinux + opened + _module_images(config, paths, sources, unloaded),
-                         profile=config.profile, dotconfig=config.dotconfig, cache_dir=config.cache_dir,
-                         cache=config.cache)
+    modules = _module_images(config, paths, sources, unloaded, _defining(live, sources), live.modules if live else ())
+    kernel = load_kernel(vmlinux + opened + modules, profile=config.profile, dotconfig=config.dotconfig,
+                         cache_dir=config.cache_dir, cache=config.cache,
+                         module_bases=live.module_bases if live is not None else None)
     kernel.unloaded = unloaded
     if live is not None:
         live.attach(kernel)
@@ -217,15 +219,28 @@ def _not_loaded(running: Sequence[str], images: list[str], sources: Sequence[Par
                      if isinstance(p, ProbeSpec) and p.module and _module_name(p.module) not in present)
 
 
+def _defining(live: LiveSystem | None, sources: Sequence[Parsed]) -> set[str]:
+    """--live: the loaded modules that define a plain SYM the vmlinux lacks (the kernel resolves it there)."""
+    if live is None:
+        return set()
+    from probelint.readers.spec import ProbeSpec
+
+    names = {p.symbol for p in sources if isinstance(p, ProbeSpec) and p.symbol and not p.module}
+    return set(live.module_defining(names).values())
+
+
 def _module_images(config: Config, images: list[str], sources: Sequence[Parsed],
-                   unloaded: frozenset[str] = frozenset()) -> list[str]:
-    """.ko files for MOD:SYM probes and loaded modules that are not among `images` (nor known
-    `unloaded`)."""
+                   unloaded: frozenset[str] = frozenset(), also: Collection[str] = (),
+                   order: Sequence[str] = ()) -> list[str]:
+    """.ko files for MOD:SYM probes, loaded modules and the modules `also` that are not among
+    `images` (nor known `unloaded`); those `order` names (a running kernel's /proc/modules, the
+    order its modules are looked in) first, in that order."""
     from probelint.discover import find_modules
     from probelint.readers.spec import ProbeSpec
 
     loaded = {m.strip() for m in config.loaded if m.strip()}
-    wanted = loaded | {p.module for p in sources if isinstance(p, ProbeSpec) and p.module and p.module not in unloaded}
+    wanted = loaded | set(also) | {p.module for p in sources
+                                   if isinstance(p, ProbeSpec) and p.module and p.module not in unloaded}
     given = _given_modules(images)
     wanted = {m for m in wanted if _module_name(m) not in given}
     if not wanted:
@@ -236,7 +251,8 @@ def _module_images(config: Config, images: list[str], sources: Sequence[Parsed],
     if missing:
         where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
         raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")
-    return [str(p) for p in found.values()]
+    rank = {_module_name(m): k for k, m in enumerate(order)}
+    return [str(found[m]) for m in sorted(found, key=lambda m: rank.get(m, len(rank)))]
 
 
 def read_sources(paths: Sequence[str | Path], source_type: str | None = None) -> list[Parsed]:

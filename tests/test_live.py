@@ -195,3 +195,97 @@ def test_a_module_the_running_kernel_has_not_loaded_is_held_pending(live_root):
     (live_root / "proc" / "modules").write_text("xfs 1 0 - Live 0xffffffffc0300000\n")
     [result] = check(live_root, ["xfs:xfs_file_read_iter+0x5"])  # loaded: its .ko is wanted to check it
     assert result.verdict.registers is None and [f.rule for f in result.findings] == ["KP402"]
+
+
+# A module as kbuild links it (no imports but __fentry__), loaded by the running kernel at MOD_BASE:
+# not where probelint would lay it out on its own (MODULE_BASE)
+LIVE_MODULE = """
+    .text
+FUNC mod_read
+    FENTRY
+    push %rbp
+    mov %rsp, %rbp
+    add $1, %edi
+    call mod_helper
+    pop %rbp
+    ret
+LOCAL_FUNC mod_helper
+    FENTRY
+    lea 1(%rdi), %eax
+    imul $7, %eax, %eax
+    ret
+"""
+MOD_BASE = 0xFFFFFFFFC0123000
+
+
+@pytest.fixture
+def loaded_module(live_root, build_kernel):
+    """`demomod` installed under lib/modules/RELEASE (compressed, as Debian 7.x installs them) and
+    loaded at MOD_BASE: /proc/modules, its [demomod] kallsyms, its text in kcore. Returns a
+    function writing kcore with the module's text patched at (address: bytes)."""
+    import lzma
+
+    from probelint.image.elf import ElfFile
+    from probelint.image.module import Module
+
+    tree = live_root / "lib" / "modules" / RELEASE / "kernel" / "drivers"
+    tree.mkdir(parents=True)
+    ko = tree / "demomod.ko"
+    subprocess.run(["ld", "-r", "--build-id=sha1", "-o", ko, build_kernel(LIVE_MODULE, module=True)], check=True)
+    module = Module(ElfFile(ko), DEFAULT_PROFILE, None, MOD_BASE)
+    (tree / "demomod.ko.xz").write_bytes(lzma.compress(ko.read_bytes(), lzma.FORMAT_XZ))
+    ko.unlink()
+    (live_root / "proc" / "modules").write_text(f"demomod 16384 0 - Live {MOD_BASE:#x}\n")
+    kallsyms = live_root / "proc" / "kallsyms"
+    kallsyms.write_text(kallsyms.read_text() + "".join(
+        f"{module.symbols.lookup_name(n).address:016x} {t} {n}\t[demomod]\n"
+        for n, t in (("mod_read", "T"), ("mod_helper", "t"))))
+    start, end = module.layout.text_start, module.layout.text_end
+    text = patch_live_text(module, start, module.read(start, end - start), DEFAULT_PROFILE)
+
+    def write(patches: dict[int, bytes] | None = None) -> None:
+        live = bytearray(text)
+        for at, data in (patches or {}).items():
+            live[at - start : at - start + len(data)] = data
+        _, vmlinux_text = model_text()
+        (live_root / "proc" / "kcore").write_bytes(kcore([(model_text()[0] + SLIDE, bytes(vmlinux_text)),
+                                                         (0xFFFFFFFFC0000000, bytes(start - 0xFFFFFFFFC0000000)
+                                                          + bytes(live))]))
+
+    write()
+    write.module = module  # type: ignore[attr-defined]
+    return write
+
+
+def test_a_loaded_module_is_checked_where_the_running_kernel_loaded_it(live_root, loaded_module):
+    """MOD:SYM on a loaded module: its .ko from the tree, laid out from /proc/modules' address,
+    its text read from kcore there (a 3-byte instruction made NOPs makes its middle a boundary)."""
+    at = loaded_module.module.symbols.lookup_name("mod_read").address
+    assert summary(check(live_root, ["demomod:mod_read+0x5"])) == [(True, True, [])]
+    assert summary(check(live_root, ["demomod:mod_read+0x7"]))[0][0] is False
+    loaded_module({at + 6: b"\x90\x90\x90"})
+    assert summary(check(live_root, ["demomod:mod_read+0x7"]))[0][0] is True
+
+
+def test_a_plain_symbol_only_a_loaded_module_has_is_resolved_there(live_root, loaded_module):
+    """kallsyms_lookup_name falls back to the modules (module_kallsyms_lookup_name)."""
+    [result] = check(live_root, ["mod_helper+0x5"])
+    assert result.verdict.registers is True and not result.findings
+    assert result.context.image.name == "demomod"
+    assert result.context.address == loaded_module.module.symbols.lookup_name("mod_helper").address + 5
+
+
+def test_a_module_probe_already_registered_is_taken_out_of_its_live_text(live_root, loaded_module):
+    at = loaded_module.module.symbols.lookup_name("mod_read").address
+    registered(live_root, f"{at + 5:016x}  k  mod_read+0x5  [demomod]  [OPTIMIZED]\n")
+    loaded_module({at + 5: b"\xe9\x00\x10\x00\x00"})
+    # the jump spans +0x5..+0xa: +0x9 is a boundary of the original bytes only
+    [result] = check(live_root, ["demomod:mod_read+0x9"])
+    assert result.verdict.registers is True
+    assert any(f.rule == "KP302" and "demomod:mod_read+0x5" in f.message for f in result.findings)
+
+
+def test_a_module_laid_out_elsewhere_than_kallsyms_says_is_an_input_error(live_root, loaded_module):
+    (live_root / "proc" / "modules").write_text(f"demomod 16384 0 - Live {MOD_BASE + 0x1000:#x}\n")
+    with pytest.raises(InputError, match=r"demomod:mod_read is at .* puts it at"):
+        check(live_root, ["demomod:mod_read+0x5"])

@@ -7,7 +7,7 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from probelint.image.elf import ElfFile
 from probelint.image.function import Function, LazyInsns
 from probelint.image.kallsyms import KSym
 from probelint.image.kversion import MAX_KCONFIG, KernelConfig, KernelVersion
-from probelint.image.module import Module
+from probelint.image.module import Module, module_name
 from probelint.image.module_layout import MODULE_BASE
 from probelint.image.symbol_map import SymbolMap, beside, is_symbol_map_file
 from probelint.image.version import detect_version
@@ -43,7 +43,8 @@ class Kernel:
         self.modules = modules
         self.images: list[Image] = [*([vmlinux] if vmlinux else []), *modules]
         self.profile = profile
-        self._loaded_as: tuple[list[str | Path], DotConfig | None, IndexCache | None] | None = None
+        self._loaded_as: tuple[list[str | Path], DotConfig | None, IndexCache | None,
+                               Mapping[str, int] | None] | None = None
         self.thunk_range = vmlinux.thunk_range if vmlinux else None
         # --live: the probelint.live.LiveSystem this kernel is (Any: live.py reads the checks' results)
         self.live: Any = None
@@ -56,9 +57,11 @@ class Kernel:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path | ElfFile], *, profile: CpuProfile = DEFAULT_PROFILE,
-             dotconfig: DotConfig | None = None, cache: IndexCache | None = None) -> Kernel:
+             dotconfig: DotConfig | None = None, cache: IndexCache | None = None,
+             module_bases: Mapping[str, int] | None = None) -> Kernel:
         """The images at `paths` live together: modules are loaded into the vmlinux, laid out one
-        after another in the module area in the order of `paths`. An image already opened (an
+        after another in the module area in the order of `paths`, or from the address
+        `module_bases` gives by module name (a running kernel's). An image already opened (an
         `ElfFile`: a .ko whose vermagic was read) is used as it is, not read (decompressed) again."""
         maps = [p for p in paths if not isinstance(p, ElfFile) and is_symbol_map_file(p)]
         elves = [p if isinstance(p, ElfFile) else ElfFile(p, cache.root if cache is not None else None)
@@ -74,10 +77,12 @@ class Kernel:
         base = MODULE_BASE
         for elf in elves:
             if elf.is_relocatable:
-                modules.append(Module(elf, profile, vmlinux, base, cache))
-                base = modules[-1].layout.end
+                at = (module_bases or {}).get(module_name(elf))
+                modules.append(Module(elf, profile, vmlinux, base if at is None else at, cache))
+                if at is None:
+                    base = modules[-1].layout.end
         kernel = cls(vmlinux, modules, profile)
-        kernel._loaded_as = ([p.path if isinstance(p, ElfFile) else p for p in paths], dotconfig, cache)
+        kernel._loaded_as = ([p.path if isinstance(p, ElfFile) else p for p in paths], dotconfig, cache, module_bases)
         return kernel
 
     def with_profile(self, profile: CpuProfile) -> Kernel:
@@ -86,8 +91,8 @@ class Kernel:
             return self
         if self._loaded_as is None:
             raise ValueError("only a kernel made by Kernel.load can be loaded again")
-        paths, dotconfig, cache = self._loaded_as
-        return Kernel.load(paths, profile=profile, dotconfig=dotconfig, cache=cache)
+        paths, dotconfig, cache, bases = self._loaded_as
+        return Kernel.load(paths, profile=profile, dotconfig=dotconfig, cache=cache, module_bases=bases)
 
     @cached_property
     def version(self) -> KernelVersion | None:
@@ -186,11 +191,13 @@ def open_image(path: str | Path, cache: IndexCache | None = None, *, profile: Cp
 
 
 def load_kernel(images: Sequence[str | Path | ElfFile], *, profile: CpuProfile | str | None = None,
-                dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False) -> Kernel:
+                dotconfig: str | Path | None = None, cache_dir: Path | None = None, cache: bool = False,
+                module_bases: Mapping[str, int] | None = None) -> Kernel:
     """A vmlinux and/or modules (.ko) that will be live together, as booted on the CPU `profile`
     (default: `probelint.arch.x86.cpu.DEFAULT_PROFILE`). `dotconfig`: the kernel's .config, whose
     options override those inferred from the vmlinux. With `cache`, whole-file facts are kept in a
-    build-id index under `cache_dir` (default: ``~/.cache/probelint``)."""
+    build-id index under `cache_dir` (default: ``~/.cache/probelint``). `module_bases`: where
+    modules are loaded, by name (`Kernel.load`)."""
     from probelint.image.cache import default_cache_dir
 
     config_text = None
@@ -201,4 +208,5 @@ def load_kernel(images: Sequence[str | Path | ElfFile], *, profile: CpuProfile |
         text = read_regular(dotconfig, MAX_KCONFIG, "a kernel .config").decode(errors="replace")
         config_text = (text, str(dotconfig))
     index = IndexCache(cache_dir or default_cache_dir()) if cache else None
-    return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index)
+    return Kernel.load(images, profile=CpuProfile(profile or DEFAULT_PROFILE), dotconfig=config_text, cache=index,
+                       module_bases=module_bases)

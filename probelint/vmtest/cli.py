@@ -156,8 +156,10 @@ def _live_check(args: argparse.Namespace) -> int:
 
     say = (lambda m: print(m, file=sys.stderr)) if args.verbose else (lambda _m: None)
     try:
-        image = args.vmlinux or debug_images(args.kernel_package, [], args.cache_dir)[0]
-        kernel = probelint.load_kernel([image])
+        # --module: loaded in the guest too, and found by probelint there in the -dbg tree beside the vmlinux
+        images = debug_images(args.kernel_package, args.module, args.cache_dir)
+        image = args.vmlinux or images[0]
+        kernel = probelint.load_kernel([image, *images[1:]])
         samples, phases = read_probes(args.probes, kernel, skipped=say) if args.probes else ([], None)
         if args.sample is not None:
             before, linted = samples, draw_sample(kernel, args.sample, args.seed, categories=args.category or None)
@@ -170,7 +172,7 @@ def _live_check(args: argparse.Namespace) -> int:
             args.dump_kallsyms.mkdir(parents=True, exist_ok=True)
         cpu = _cpus(args)[0]
         result = run_live_check(before, linted, image, kernel_package=args.kernel_package, cpu=cpu,
-                                cache_dir=args.cache_dir, dump_to=args.dump_kallsyms, log=say)
+                                cache_dir=args.cache_dir, dump_to=args.dump_kallsyms, log=say, modules=args.module)
     except (HarnessUnavailable, GuestBootError, FileNotFoundError) as exc:
         print(f"vmtest: {exc}", file=sys.stderr)
         return 2

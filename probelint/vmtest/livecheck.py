@@ -156,10 +156,12 @@ def run_live_check(
     extra_args: list[str] | None = None,
     dump_to: Path | None = None,
     log: Callable[[str], None] | None = None,
+    modules: list[str] | None = None,
 ) -> LiveCheck:
     """Register `before`, run ``probelint --live`` on `linted` in the guest, register `linted`,
     and grade (see the module docstring). `image` is the host path probelint is given; `dump_to`
-    a host directory that receives the guest's ``kallsyms`` and ``modules`` as root reads them."""
+    a host directory that receives the guest's ``kallsyms`` and ``modules`` as root reads them;
+    `modules` loaded in the guest besides those virtiofs needs."""
     import probelint
 
     pythonpath = str(Path(probelint.__file__).resolve().parent.parent)
@@ -171,7 +173,7 @@ def run_live_check(
     lint_text = "".join(f"{s.spec}\n" for s in linted).encode()
     shares = {"hostroot": Path("/"), **({"out": dump_to} if dump_to is not None else {})}
     with virtiofs_share(shares) as qemu_args:
-        setup = GuestSetup(MODULES, guest_hook(lint_phase, argv, pythonpath, dump_to is not None),
+        setup = GuestSetup([*MODULES, *(modules or [])], guest_hook(lint_phase, argv, pythonpath, dump_to is not None),
                            {LINT_FILE: lint_text}, qemu_args, LINT_TIMEOUT)
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, cache_dir=cache_dir, phases=phases,
                                 batch_size=len(specs), log=log, setup=setup)
