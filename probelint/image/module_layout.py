@@ -84,10 +84,15 @@ def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
 
 
 class ModuleSymbols(SymbolTable):
-    """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`."""
+    """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`;
+    with `coming`, its kallsyms while MODULE_STATE_COMING: the whole symtab, the init sections'
+    symbols too (do_init_module switches `mod->kallsyms` to the core table only after init)."""
 
-    def __init__(self, elf: ElfFile, layout: ModuleLayout) -> None:
+    coming = False
+
+    def __init__(self, elf: ElfFile, layout: ModuleLayout, *, coming: bool = False) -> None:
         self.layout = layout
+        self.coming = coming
         entries = []
         for sym in elf.symbols()[1:]:
             if sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE or sym.shndx >= len(elf.sections):
@@ -95,7 +100,7 @@ class ModuleSymbols(SymbolTable):
             if not sym.name or sym.shndx not in layout.section_address:
                 continue
             sec: ElfSection = elf.sections[sym.shndx]
-            if is_init_section(sec.name):
+            if is_init_section(sec.name) and not coming:
                 continue
             entries.append((layout.section_address[sym.shndx] + sym.value, sym.index, sym.name, nm_type(sym, elf)))
         # Sorted by address, then .symtab order: the first of equal values wins, as in the kernel.
@@ -131,16 +136,27 @@ class ModuleSymbols(SymbolTable):
         self._index()
         return self
 
+    def _text(self, address: int) -> tuple[int, int] | None:
+        """The text region holding `address` that this table looks in: core text, and init text
+        while the module is COMING."""
+        layout = self.layout
+        if layout.text_start <= address < layout.text_end:
+            return layout.text_start, layout.text_end
+        if self.coming and layout.init_text_start <= address < layout.init_text_end:
+            return layout.init_text_start, layout.init_text_end
+        return None
+
     def lookup(self, address: int) -> KSym | None:
-        """find_kallsyms_symbol() for an address in the module's core text."""
-        lo, hi = self.layout.text_start, self.layout.text_end
-        sym = self._containing(address) if lo <= address < hi else None
-        return sym if sym is not None and sym.address >= lo else None
+        """find_kallsyms_symbol() for an address in the module's core (or, COMING, init) text."""
+        text = self._text(address)
+        sym = self._containing(address) if text is not None else None
+        return sym if sym is not None and text is not None and sym.address >= text[0] else None
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]
         nxt = bisect.bisect_right(self.addresses, start)
-        cap = self.layout.text_end
+        text = self._text(start)  # size capped at the end of the symbol's text region
+        cap = text[1] if text is not None else self.layout.text_end
         end = min(self.addresses[nxt], cap) if nxt < len(self.addresses) else cap
         return KSym(self.names[pos], start, max(end - start, 0), self.types[pos])
 
