@@ -170,8 +170,8 @@ class Module(ImageBase):
                    for s in self.elf.symbols())
 
     def is_ksym_addr(self, address: int) -> bool:
-        """The module's text, core or init."""
-        return self.is_core_text(address) or self.is_init_text(address)
+        """The module's memory (`__module_address`), text and data: its kallsyms decides the rest."""
+        return self.layout.text_start <= address < self.layout.end
 
     def is_core_text(self, address: int) -> bool:
         return self.layout.text_start <= address < self.layout.text_end

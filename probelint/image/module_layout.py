@@ -148,9 +148,19 @@ class ModuleSymbols(SymbolTable):
 
     def lookup(self, address: int) -> KSym | None:
         """find_kallsyms_symbol() for an address in the module's core (or, COMING, init) text."""
-        text = self._text(address)
+        text = self._text(address) or self._data(address)
         sym = self._containing(address) if text is not None else None
         return sym if sym is not None and text is not None and sym.address >= text[0] else None
+
+    def _data(self, address: int) -> tuple[int, int] | None:
+        """The data part holding `address`: module_address_lookup looks in the module's whole
+        memory, and with KALLSYMS_ALL its data symbols are in kallsyms (init data only while COMING)."""
+        layout = self.layout
+        if layout.text_end <= address < layout.init_text_start:
+            return layout.text_end, layout.init_text_start
+        if self.coming and layout.init_text_end <= address < layout.end:
+            return layout.init_text_end, layout.end
+        return None
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]

@@ -133,3 +133,14 @@ def test_pending_option(build_kernel, tmp_path):
 
     assert run() == [(False, False), (True, True)]
     assert run("--pending", "mymod") == [(True, False), (True, True)]
+
+
+def test_init_data_at_arrival_is_notrace(build_kernel):
+    """xfs:test (an .init.data object) on the booted 7.2, defined before xfs loads: found in the
+    COMING kallsyms, then "Could not probe notrace function" (EINVAL), not ENOENT."""
+    data = MODULE.replace("    .section .modinfo", '    .section .init.data, "aw"\n    .type init_table, @object\n'
+                          "init_table:\n    .quad 1\n    .size init_table, 8\n    .section .modinfo")
+    (pending,) = _check(build_kernel, [data], ["mymod:init_table"])
+    assert rules_fired(pending) == ["KP105"] and _verdict(pending) == (False, "EINVAL", False, False)
+    (after,) = _check(build_kernel, [data], ["mymod:init_table"], pending=False)
+    assert rules_fired(after) == ["KP101"] and after.verdict.errno == "ENOENT"
