@@ -136,37 +136,27 @@ class ModuleSymbols(SymbolTable):
         self._index()
         return self
 
-    def _text(self, address: int) -> tuple[int, int] | None:
-        """The text region holding `address` that this table looks in: core text, and init text
-        while the module is COMING."""
+    def _region(self, address: int) -> tuple[int, int, bool] | None:
+        """(start, end, is text) of the part of the module's memory holding `address` whose
+        symbols kallsyms finds (module_address_lookup: text and, with KALLSYMS_ALL, data); init
+        text and data only while the module is COMING (freed once it is live)."""
         layout = self.layout
-        if layout.text_start <= address < layout.text_end:
-            return layout.text_start, layout.text_end
-        if self.coming and layout.init_text_start <= address < layout.init_text_end:
-            return layout.init_text_start, layout.init_text_end
-        return None
+        parts = [(layout.text_start, layout.text_end, True), (layout.text_end, layout.init_text_start, False)]
+        if self.coming:
+            parts += [(layout.init_text_start, layout.init_text_end, True), (layout.init_text_end, layout.end, False)]
+        return next((part for part in parts if part[0] <= address < part[1]), None)
 
     def lookup(self, address: int) -> KSym | None:
-        """find_kallsyms_symbol() for an address in the module's core (or, COMING, init) text."""
-        text = self._text(address) or self._data(address)
-        sym = self._containing(address) if text is not None else None
-        return sym if sym is not None and text is not None and sym.address >= text[0] else None
-
-    def _data(self, address: int) -> tuple[int, int] | None:
-        """The data part holding `address`: module_address_lookup looks in the module's whole
-        memory, and with KALLSYMS_ALL its data symbols are in kallsyms (init data only while COMING)."""
-        layout = self.layout
-        if layout.text_end <= address < layout.init_text_start:
-            return layout.text_end, layout.init_text_start
-        if self.coming and layout.init_text_end <= address < layout.end:
-            return layout.init_text_end, layout.end
-        return None
+        """find_kallsyms_symbol() for an address in the module's memory."""
+        region = self._region(address)
+        sym = self._containing(address) if region is not None else None
+        return sym if sym is not None and region is not None and sym.address >= region[0] else None
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]
         nxt = bisect.bisect_right(self.addresses, start)
-        text = self._text(start)  # size capped at the end of the symbol's text region
-        cap = text[1] if text is not None else self.layout.text_end
+        region = self._region(start)  # a function's size is capped at the end of its text region
+        cap = region[1] if region is not None and region[2] else self.layout.text_end
         end = min(self.addresses[nxt], cap) if nxt < len(self.addresses) else cap
         return KSym(self.names[pos], start, max(end - start, 0), self.types[pos])
 
