@@ -52,6 +52,11 @@ def _kernel_options() -> argparse.ArgumentParser:
     p.add_argument("--loaded", metavar="MODS",
                    help="comma-separated modules assumed loaded: their symbols count for the uniqueness of plain "
                         "SYM probes (default: none besides the .ko files given and MOD: probes)")
+    p.add_argument("--pending", metavar="MODS",
+                   help="comma-separated modules that load after the probes are defined: kprobe_events holds "
+                        "their MOD:SYM probes pending and registers them as each module arrives, checked "
+                        "against the module as it is then (its init text included), while a plain SYM is "
+                        "looked up without them")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the build-id index of the kernel image")
     p.add_argument("--cache-dir", metavar="DIR",
@@ -121,6 +126,7 @@ def _settings(args: argparse.Namespace) -> Config:
     config.dotconfig = args.config
     config.modules = list(args.modules)
     config.loaded = _split(args.loaded)
+    config.pending = _split(args.pending)
     config.cache = not args.no_cache
     if args.cache_dir == "":  # Path("") is the current directory: never the cache by accident
         raise InputError("--cache-dir", "an empty directory name (give a directory, or --no-cache)")

@@ -55,6 +55,7 @@ class Config:
         self.dotconfig: Path | None = None  # the kernel's .config, overriding what is inferred
         self.modules: list[Path] = []  # where MOD.ko files are looked for
         self.loaded: list[str] = []  # modules assumed loaded (their symbols count for uniqueness)
+        self.pending: list[str] = []  # modules that load after the probes are defined (Kernel.arrive)
         self.live = False  # the running kernel as it is (live.py): its text, blacklist, registered probes
         self.live_root = Path("/")  # where --live reads /proc and debugfs (tests, a guest's files)
         for name, value in settings.items():

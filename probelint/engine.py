@@ -50,6 +50,7 @@ KERNEL_ORDER = (
     "KP110",  #   ... __copy_instruction
     "KP111",  #   ... prepare_emulation
     "KP112",  #   ... prepare_singlestep
+    "KP414",  # kprobes_module_callback at MODULE_STATE_LIVE: a pending probe on init text is killed
     "KP209",  # try_to_optimize_kprobe: CONFIG_OPTPROBES
     "KP210",  #   ... optimize_kprobe: disabled probes are not optimized
     "KP202",  #   ... can_optimize: room for the jump
@@ -70,6 +71,8 @@ _NEED_SYMBOL = frozenset({Stage.ADDRESS, Stage.INSN, Stage.OPTIMIZE, Stage.INFO}
 _AFTER_REGISTRATION = frozenset({Stage.OPTIMIZE, Stage.INFO})
 _STOP_AT_REFUSAL = _REGISTRATION_STAGES | {Stage.OPTIMIZE}
 _NOT_FOR_FTRACE = frozenset({Stage.INSN, Stage.OPTIMIZE})
+# ... but a probe killed once its module is live is gone, ftrace-based or not
+_ALSO_FOR_FTRACE = frozenset({"KP414"})
 # Information about what an optimized probe's jump meets at run time (a jump label or a .cold
 # piece branching into it): only while the probe is optimized.
 _ABOUT_THE_JUMP = frozenset({"KP404", "KP405"})
@@ -92,7 +95,8 @@ def _resolve(ctx: ProbeContext) -> None:
     function starting with ENDBR (or its seal poison) both mean the entry, probed at +4."""
     spec, kernel = ctx.spec, ctx.kernel
     if spec.symbol is not None:
-        found = kernel.lookup_name(spec.symbol, spec.module)
+        # a plain SYM is looked up when the probe is written (a MOD:SYM when MOD arrives)
+        found = kernel.lookup_name(spec.symbol, spec.module, written=True)
         if found is None:
             return
         ctx.named_image, ctx.named = found
@@ -145,8 +149,8 @@ def _rule_order(order: tuple[str, ...] = KERNEL_ORDER) -> list[_Step]:
 
     rules = sorted((r for r in all_rules().values() if r.check is not None), key=key)
     return [_Step(r, r.stage in _NEED_SYMBOL, r.stage in _AFTER_REGISTRATION, r.stage in _STOP_AT_REFUSAL,
-                  r.stage in _NOT_FOR_FTRACE, r.stage in _REGISTRATION_STAGES, r.stage is Stage.OPTIMIZE,
-                  r.stage is Stage.INFO) for r in rules]
+                  r.stage in _NOT_FOR_FTRACE and r.id not in _ALSO_FOR_FTRACE, r.stage in _REGISTRATION_STAGES,
+                  r.stage is Stage.OPTIMIZE, r.stage is Stage.INFO) for r in rules]
 
 
 @cache

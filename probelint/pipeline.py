@@ -139,13 +139,16 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
     paths = [str(p) for p in images]
     vmlinux, opened = _vmlinux_of_modules(paths)
     # --live: a MOD:SYM of a module /proc/modules does not list is held pending (KP413), not
-    # checked against a .ko found on disk as if it were loaded
-    unloaded = _not_loaded(live.modules, paths, sources) if live is not None else frozenset()
+    # checked against a .ko found on disk as if it were loaded; --pending: it will load, and the
+    # .ko says what its arrival does
+    pending = frozenset(_module_name(m.strip()) for m in config.pending if m.strip())
+    unloaded = _not_loaded(live.modules, paths, sources) - pending if live is not None else frozenset()
     modules = _module_images(config, paths, sources, unloaded, _defining(live, sources), live.modules if live else ())
     kernel = load_kernel(vmlinux + opened + modules, profile=config.profile, dotconfig=config.dotconfig,
                          cache_dir=config.cache_dir, cache=config.cache,
                          module_bases=live.module_bases if live is not None else None)
     kernel.unloaded = unloaded
+    kernel.arrive(pending)
     if live is not None:
         live.attach(kernel)
     dirs = _module_dirs(config, paths)

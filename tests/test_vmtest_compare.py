@@ -18,6 +18,7 @@ from probelint.vmtest.compare import (
     compare_verdicts,
     render_text,
     render_validation,
+    runs_from_json,
     to_json,
 )
 from probelint.vmtest.runner import KernelVerdict
@@ -332,6 +333,11 @@ def test_compare_and_render():
     assert data["summary"]["qemu64"]["TOTAL"]["errno"] == [2, 3]
     assert [p["agree"]["errno"] for p in data["probes"]] == [True, True, False, False]
     assert [p["judged"] for p in data["probes"]] == [True, True, True, False]
+    gone = _kv("a+0x0", ftrace=True)
+    gone.gone = True  # kprobes/list's [GONE]: a pending probe on init text, killed once the module is live
+    data = to_json([CpuRun("qemu64", [compare_verdicts(samples[0], "qemu64", gone, predicted[0])])], {})
+    assert data["probes"][0]["kernel"]["gone"] is True
+    assert runs_from_json(json.loads(json.dumps(data)))[0].comparisons[0].kernel.gone
     md = render_validation(runs, {"kernel_package": "k", "probe_count": 4, "source": "test", "date": "2024-01-01"})
     assert md.startswith("<!-- GENERATED") and "| `mid_insn` | EILSEQ | EINVAL (KP105) | 1 | `c+0x1` |" in md
 
@@ -369,6 +375,21 @@ def test_a_module_the_guest_did_not_load_is_graded_pending(build_kernel):
     assert graded[2] == predicted[2]
     ok = BootInfo([0, 1, 2], 1.0, True, False, modules={"mymod.ko": "OK"})
     assert unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, [ok])) == predicted
+
+
+def test_pending_probes_of_a_module_whose_init_failed_are_killed(build_kernel):
+    """Defined before the load, a MOD:SYM meets its module at MODULE_STATE_COMING even when the
+    module's init then fails; kprobes_module_callback kills it at MODULE_STATE_GOING."""
+    from probelint.vmtest.compare import killed_verdicts, probelint_verdicts
+
+    kernel = probelint.load_kernel([build_kernel(UNITS), build_kernel(MODULE, module=True)])
+    kernel.arrive(["mymod"])
+    specs = ["mymod:mod_fn+0x5", "mymod:mod_fn", "plain+0x4"]
+    predicted = probelint_verdicts(kernel, specs)
+    assert predicted[0].optimized and predicted[1].ftrace
+    killed = killed_verdicts(specs, predicted, {"mymod": "No such device"})
+    assert [(v.registers, v.optimized, v.ftrace) for v in killed[:2]] == [(True, False, False)] * 2
+    assert killed[2] == predicted[2]
 
 
 def test_cli_dry_run(build_kernel, tmp_path, capsys):

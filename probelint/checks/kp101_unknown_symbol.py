@@ -38,7 +38,9 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         # >= 6.12 kprobe_events refuses an unknown symbol while parsing (validate_probe_symbol), a
         # MOD:SYM one too when MOD is loaded (validate_module_probe_symbol: measured on 7.2's
         # module init functions); register_kprobe() itself answers ENOENT (_kprobe_addr)
-        validates = spec.origin.path == KPROBE_EVENTS
+        # ... but not a MOD:SYM met when MOD arrives: the module callback passes on the raw -ENOENT
+        arriving = any(m.coming for m in images) and spec.module is not None
+        validates = spec.origin.path == KPROBE_EVENTS and not arriving
         errno = "EINVAL" if validates and ctx.kernel.does("validate-probe-symbol") else None
         fix = None
         names = _did_you_mean(ctx, images)

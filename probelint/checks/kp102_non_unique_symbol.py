@@ -2,7 +2,10 @@
 
 From 6.12 (`validate_probe_symbol` -> `validate_module_probe_symbol`) a ``MOD:SYM`` is counted
 too, in MOD's own kallsyms when MOD is loaded: several static copies of one inline function
-(``xfs:uuid_copy``, ``nf_tables:jhash``) are "not unique". 6.1.y counts plain names only.
+(``xfs:uuid_copy``, ``nf_tables:jhash``) are "not unique". 6.1.y counts plain names only. A
+``MOD:SYM`` defined before MOD loads is counted when MOD arrives (`register_module_trace_kprobe`),
+in its whole symtab (init symbols included), and refused with the raw -EADDRNOTAVAIL; a plain SYM
+is counted when written, without the modules yet to arrive.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return
     if not ctx.kernel.does("unique-symbol"):
         return  # 5.10.y: kprobe_events probes the first symbol of the name
-    per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.images]
+    per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.present(written=True)]
     live = ctx.kernel.live
     if live is not None:  # the running kernel: every loaded module counts, not only those given
         given = {image.name for image in ctx.kernel.images}
@@ -44,7 +47,13 @@ def _in_module(ctx: ProbeContext, module: str, symbol: str) -> Iterator[Hit]:
     if image is None or not ctx.kernel.does("validate-probe-symbol"):
         return  # 6.1.y does not count MOD:SYM; a module not loaded is counted when it arrives
     count = image.symbols.count(symbol)
-    if count > 1:
+    if count > 1 and image.coming:
+        # defined before the load: register_module_trace_kprobe validates at MODULE_STATE_COMING,
+        # init symbols counted, and the callback logs the raw error ("Failed to re-register probe")
+        yield Hit(f"symbol {symbol} is not unique in module {image.name} ({count} symbols of that name, init "
+                  f"text included while it loads): {module}:{symbol} is held pending and refused when "
+                  f"{module} arrives", ("probe by address instead (0x...)",), errno="EADDRNOTAVAIL")
+    elif count > 1:
         yield Hit(f"symbol {symbol} is not unique in module {image.name} ({count} symbols of that name): "
                   f"kprobe_events refuses {module}:{symbol}",
                   ("probe by address instead (0x...)",), errno="EINVAL")

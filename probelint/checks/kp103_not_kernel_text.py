@@ -11,7 +11,7 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     image, address = ctx.image, ctx.address
     assert image is not None and address is not None
-    if image.is_core_text(address):
+    if image.is_text(address):
         return
     sec = image.section_at(address)
     if image.is_init_text(address):

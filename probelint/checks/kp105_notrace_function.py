@@ -34,7 +34,7 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         detail = f"neither {sym.name} nor its base function {base} has"
     else:
         detail = f"{sym.name} has"
-    if ctx.address is not None and image.is_init_text(ctx.address):
+    if ctx.address is not None and image.is_init_text(ctx.address) and not image.coming:
         yield Hit(f"{ctx.where()} is init text, freed after boot together with its ftrace records: "
                   f"kprobe_events refuses it as a notrace function")
         return

@@ -19,7 +19,9 @@ from probelint.findings import Severity
 def check(ctx: ProbeContext) -> Iterator[Hit]:
     image, sym, address = ctx.image, ctx.symbol, ctx.address
     assert image is not None and sym is not None and address is not None
-    why = image.blacklist.reason(address)
+    # a module's own entries are added at its MODULE_STATE_COMING by kprobes_module_callback
+    # (notifier priority 0), after trace_kprobe_module_callback (2) registered the pending probes
+    why = None if image.coming else image.blacklist.reason(address)
     if why is None:
         base = sym.name.split(".", 1)[0]
         found = ctx.kernel.lookup_name(base) if base != sym.name else None

@@ -41,6 +41,8 @@ class ImageBase(ABC):
 
     is_module: bool
     name: str
+    # a module at MODULE_STATE_COMING (image/module.py `Module.coming`); a vmlinux never is
+    coming = False
     # the cached properties a cold run computes for the build-id index (image/cache.py)
     _INDEXED: tuple[str, ...] = (*_ADDRESS_LISTS, "bug_sites", "blacklist")
 
@@ -113,6 +115,11 @@ class ImageBase(ABC):
 
     @abstractmethod
     def is_init_text(self, address: int) -> bool: ...
+
+    def is_text(self, address: int) -> bool:
+        """check_kprobe_address_safe's text test: core text, or init text while a module is COMING
+        (`within_module_init` is text until the module's init memory is freed)."""
+        return self.is_core_text(address) or (self.coming and self.is_init_text(address))
 
     @abstractmethod
     def has_init_symbol(self, name: str) -> bool:
@@ -319,9 +326,7 @@ class ImageBase(ABC):
 
     def ftrace_site_in(self, start: int, end: int) -> int | None:
         """ftrace_location_range(start, end - 1): the first site whose 5 bytes overlap."""
-        sites = self.ftrace_sites
-        pos = bisect.bisect_left(sites, start - x86.MCOUNT_INSN_SIZE + 1)
-        return sites[pos] if pos < len(sites) and sites[pos] < end else None
+        return site_in(self.ftrace_sites, start, end)
 
     def section_at(self, address: int) -> ElfSection | None:
         pos = bisect.bisect_right(self._starts, address) - 1
@@ -421,6 +426,12 @@ class ImageBase(ABC):
             return f"{address:#x}"
         prefix = f"{self.name}:" if self.is_module else ""
         return f"{prefix}{sym.name}+{address - sym.address:#x}"
+
+
+def site_in(sites: Sequence[int], start: int, end: int) -> int | None:
+    """The first of the sorted fentry `sites` whose 5 bytes overlap [start, end)."""
+    pos = bisect.bisect_left(sites, start - x86.MCOUNT_INSN_SIZE + 1)
+    return sites[pos] if pos < len(sites) and sites[pos] < end else None
 
 
 def _table_to_index(entries: list[dict[str, int]]) -> dict[str, Any]:

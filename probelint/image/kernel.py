@@ -7,7 +7,7 @@ load order; ``MOD:SYM`` only in that module) and address lookups `kallsyms_looku
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,7 +92,23 @@ class Kernel:
         if self._loaded_as is None:
             raise ValueError("only a kernel made by Kernel.load can be loaded again")
         paths, dotconfig, cache, bases = self._loaded_as
-        return Kernel.load(paths, profile=profile, dotconfig=dotconfig, cache=cache, module_bases=bases)
+        again = Kernel.load(paths, profile=profile, dotconfig=dotconfig, cache=cache, module_bases=bases)
+        again.arrive(self.arriving)
+        return again
+
+    @property
+    def arriving(self) -> frozenset[str]:
+        """The modules the probes are defined before (`arrive`)."""
+        return frozenset(m.name for m in self.modules if m.coming)
+
+    def arrive(self, names: Iterable[str]) -> None:
+        """The probes are defined before the modules `names` load: a ``MOD:SYM`` on one of them
+        is held pending and registered when MOD arrives (trace_kprobe_module_callback at
+        MODULE_STATE_COMING), checked against MOD as it is then; a plain ``SYM`` is looked up
+        when written, without them."""
+        wanted = set(names)
+        for mod in self.modules:
+            mod.coming = mod.name in wanted
 
     @cached_property
     def version(self) -> KernelVersion | None:
@@ -139,8 +155,11 @@ class Kernel:
                 return mod
         return None
 
-    def lookup_name(self, name: str, module: str | None = None) -> tuple[Image, KSym] | None:
-        images = [m for m in self.modules if m.name == module] if module else self.images
+    def lookup_name(self, name: str, module: str | None = None, *,
+                    written: bool = False) -> tuple[Image, KSym] | None:
+        """kallsyms_lookup_name; `written`: as a probe's plain SYM is looked up when it is defined,
+        before the modules that are yet to arrive (`arrive`)."""
+        images = [m for m in self.modules if m.name == module] if module else self.present(written)
         for image in images:
             sym = image.symbols.lookup_name(name)
             if sym is not None:
@@ -150,6 +169,11 @@ class Kernel:
     def count(self, name: str) -> int:
         """number_of_same_symbols(): vmlinux kallsyms plus every loaded module's symbols."""
         return sum(image.symbols.count(name) for image in self.images)
+
+    def present(self, written: bool = False) -> list[Image]:
+        """The images in kallsyms: all; `written`: when a probe is defined, before the modules yet
+        to arrive."""
+        return [i for i in self.images if not i.coming] if written else self.images
 
     def lookup(self, address: int) -> tuple[Image, KSym] | None:
         for image in self.images:

@@ -10,7 +10,7 @@ from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile, feature_bits
 from probelint.arch.x86.patching import patch_live_text, patches_retpolines
-from probelint.image.base import ImageBase
+from probelint.image.base import ImageBase, site_in
 from probelint.image.blacklist import Blacklist, module_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import field
@@ -41,15 +41,19 @@ class Module(ImageBase):
         self.layout = layout_module(elf, base)
         self.name = module_name(elf)
         self._vmlinux = vmlinux
+        # MODULE_STATE_COMING, as a probe defined before the load meets the module
+        # (trace_kprobe_module_callback): its init symbols and init text are there, its ftrace
+        # records too, and its kprobe blacklist not yet (kprobes_module_callback runs after)
+        self.coming = False
         super().__init__(elf, profile)
         self.relocations  # noqa: B018 -- checked when opened: a torn .rela section is an input error
         if cache is not None:
             self._use_index(cache, self._index_key())
 
-    _INDEXED = ("symbols", *ImageBase._INDEXED)
+    _INDEXED = ("core_symbols", *ImageBase._INDEXED)
 
     def _to_index(self) -> dict[str, Any]:
-        return {**super()._to_index(), "symbols": self.symbols.to_index()}
+        return {**super()._to_index(), "symbols": self.core_symbols.to_index()}
 
     @classmethod
     def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
@@ -74,10 +78,30 @@ class Module(ImageBase):
     def vmlinux(self) -> KernelImage | None:
         return self._vmlinux
 
-    @cached_property
+    @property
     def symbols(self) -> ModuleSymbols:
+        """The module's kallsyms: the core table once it is live, the whole symtab while COMING."""
+        return self.coming_symbols if self.coming else self.core_symbols
+
+    @cached_property
+    def core_symbols(self) -> ModuleSymbols:
         kept = self.__dict__.pop("_symbols_index", None)
         return ModuleSymbols(self.elf, self.layout) if kept is None else ModuleSymbols.from_index(kept, self.layout)
+
+    @cached_property
+    def coming_symbols(self) -> ModuleSymbols:
+        return ModuleSymbols(self.elf, self.layout, coming=True)
+
+    @cached_property
+    def init_ftrace_sites(self) -> list[int]:
+        """The fentry sites in init text: recorded by ftrace_module_init, freed after the module's
+        init has run (ftrace_free_mem)."""
+        return sorted({a for a in self.table_columns("mcount_loc", "addr")[0] if a and self.is_init_text(a)})
+
+    def ftrace_site_in(self, start: int, end: int) -> int | None:
+        if self.coming and self.is_init_text(start):
+            return site_in(self.init_ftrace_sites, start, end)
+        return super().ftrace_site_in(start, end)
 
     def raw_symbol(self, name: str) -> int | None:
         """Linker-script markers are the vmlinux's: a module has none."""
@@ -146,8 +170,8 @@ class Module(ImageBase):
                    for s in self.elf.symbols())
 
     def is_ksym_addr(self, address: int) -> bool:
-        """The module's text, core or init."""
-        return self.is_core_text(address) or self.is_init_text(address)
+        """The module's memory (`__module_address`), text and data: its kallsyms decides the rest."""
+        return self.layout.text_start <= address < self.layout.end
 
     def is_core_text(self, address: int) -> bool:
         return self.layout.text_start <= address < self.layout.text_end

@@ -84,10 +84,15 @@ def layout_module(elf: ElfFile, base: int = MODULE_BASE) -> ModuleLayout:
 
 
 class ModuleSymbols(SymbolTable):
-    """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`."""
+    """The module's core kallsyms with `find_kallsyms_symbol` / `find_kallsyms_symbol_value`;
+    with `coming`, its kallsyms while MODULE_STATE_COMING: the whole symtab, the init sections'
+    symbols too (do_init_module switches `mod->kallsyms` to the core table only after init)."""
 
-    def __init__(self, elf: ElfFile, layout: ModuleLayout) -> None:
+    coming = False
+
+    def __init__(self, elf: ElfFile, layout: ModuleLayout, *, coming: bool = False) -> None:
         self.layout = layout
+        self.coming = coming
         entries = []
         for sym in elf.symbols()[1:]:
             if sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE or sym.shndx >= len(elf.sections):
@@ -95,7 +100,7 @@ class ModuleSymbols(SymbolTable):
             if not sym.name or sym.shndx not in layout.section_address:
                 continue
             sec: ElfSection = elf.sections[sym.shndx]
-            if is_init_section(sec.name):
+            if is_init_section(sec.name) and not coming:
                 continue
             entries.append((layout.section_address[sym.shndx] + sym.value, sym.index, sym.name, nm_type(sym, elf)))
         # Sorted by address, then .symtab order: the first of equal values wins, as in the kernel.
@@ -131,16 +136,27 @@ class ModuleSymbols(SymbolTable):
         self._index()
         return self
 
+    def _region(self, address: int) -> tuple[int, int, bool] | None:
+        """(start, end, is text) of the part of the module's memory holding `address` whose
+        symbols kallsyms finds (module_address_lookup: text and, with KALLSYMS_ALL, data); init
+        text and data only while the module is COMING (freed once it is live)."""
+        layout = self.layout
+        parts = [(layout.text_start, layout.text_end, True), (layout.text_end, layout.init_text_start, False)]
+        if self.coming:
+            parts += [(layout.init_text_start, layout.init_text_end, True), (layout.init_text_end, layout.end, False)]
+        return next((part for part in parts if part[0] <= address < part[1]), None)
+
     def lookup(self, address: int) -> KSym | None:
-        """find_kallsyms_symbol() for an address in the module's core text."""
-        lo, hi = self.layout.text_start, self.layout.text_end
-        sym = self._containing(address) if lo <= address < hi else None
-        return sym if sym is not None and sym.address >= lo else None
+        """find_kallsyms_symbol() for an address in the module's memory."""
+        region = self._region(address)
+        sym = self._containing(address) if region is not None else None
+        return sym if sym is not None and region is not None and sym.address >= region[0] else None
 
     def _entry(self, pos: int) -> KSym:
         start = self.addresses[pos]
         nxt = bisect.bisect_right(self.addresses, start)
-        cap = self.layout.text_end
+        region = self._region(start)  # a function's size is capped at the end of its text region
+        cap = region[1] if region is not None and region[2] else self.layout.text_end
         end = min(self.addresses[nxt], cap) if nxt < len(self.addresses) else cap
         return KSym(self.names[pos], start, max(end - start, 0), self.types[pos])
 

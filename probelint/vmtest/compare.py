@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,12 +161,11 @@ def not_loaded(kernel: Kernel, boots: list[BootInfo]) -> dict[str, str]:
 
 
 def unloaded_verdicts(kernel: Kernel, specs: list[str], predicted: list[PredictedVerdict],
-                      unloaded: Mapping[str, str] | set[str], log: Callable[[str], None] | None = None, *,
-                      pending: bool = False) -> list[PredictedVerdict]:
+                      unloaded: Mapping[str, str] | set[str],
+                      log: Callable[[str], None] | None = None) -> list[PredictedVerdict]:
     """`predicted`, with the probes the modules the guest did not load bear on checked again as the
     kernel saw them, against the images without those modules, known not to be loaded: plain-SYM
-    probes (counted without them) and, unless `pending` (defined before the load, they met their
-    module), the MOD:SYM probes on them (held pending, KP413)."""
+    probes (counted without them) and the MOD:SYM probes on them (held pending, KP413)."""
     if not unloaded:
         return predicted
     from probelint.image.kernel import Kernel as _Kernel
@@ -179,11 +178,26 @@ def unloaded_verdicts(kernel: Kernel, specs: list[str], predicted: list[Predicte
     without.unloaded = frozenset(unloaded)
     targets = [parse_spec(spec) for spec in specs]
     mine = [i for i, t in enumerate(targets)
-            if (t.module is None and t.symbol is not None) or (not pending and t.module in unloaded)]
+            if (t.module is None and t.symbol is not None) or t.module in unloaded]
     out = list(predicted)
     for i, verdict in zip(mine, probelint_verdicts(without, [specs[i] for i in mine]), strict=True):
         out[i] = verdict
     return out
+
+
+def killed_verdicts(specs: list[str], predicted: list[PredictedVerdict], failed: Mapping[str, str],
+                    log: Callable[[str], None] | None = None) -> list[PredictedVerdict]:
+    """`predicted` for probes defined before their modules loaded, when the modules `failed`
+    (module name -> why) ran their init and failed: kprobes_module_callback kills every probe in
+    such a module at MODULE_STATE_GOING, so one registered at arrival is neither optimized nor
+    ftrace-armed any more (and no longer in kprobes/list)."""
+    from probelint.vmtest.runner import parse_spec
+
+    if log:
+        for name, why in failed.items():
+            log(f"module {name} did not load: {why}")
+    return [replace(v, optimized=False, ftrace=False) if parse_spec(spec).module in failed else v
+            for spec, v in zip(specs, predicted, strict=True)]
 
 
 def flags_mismatch(profile: CpuProfile, boot: BootInfo) -> str | None:
@@ -225,12 +239,15 @@ def run_comparison(
 ) -> list[CpuRun]:
     """Run `samples` through probelint (once) and the booted kernel (once per CPU model). A module
     the guest could not load (aesni_intel without AES-NI) holds its probes pending: they are
-    graded against probelint's verdict for a kernel without that module (`unloaded_verdicts`)."""
+    graded against probelint's verdict for a kernel without that module (`unloaded_verdicts`).
+    With `pending` the probes are defined before the modules load: probelint is asked with every
+    module arriving (`Kernel.arrive`)."""
     specs = [s.spec for s in samples]
     runs = []
     for cpu in cpus:
         profile = profile_for(cpu, cmdline_extra)
         kernel = kernel.with_profile(profile)
+        kernel.arrive([m.name for m in kernel.modules] if pending else [])
         # one probe set per boot batch, as the kernel sees them (run_probes batches in order)
         step = max(1, batch_size) if phases is None else len(specs)
         predicted = [v for start in range(0, len(specs), step)
@@ -241,12 +258,8 @@ def run_comparison(
                                 cache_dir=cache_dir, batch_size=batch_size, phases=phases,
                                 cmdline_extra=cmdline_extra, log=log, pending=pending)
         if pending:
-            # defined before any module loaded: a plain SYM is looked up in the vmlinux alone; a
-            # MOD:SYM is registered at MODULE_STATE_COMING, even for a module whose init then fails
-            for name, why in not_loaded(kernel, rep.boots).items():
-                if log:
-                    log(f"module {name} did not load: {why}")
-            predicted = unloaded_verdicts(kernel, specs, predicted, {m.name for m in kernel.modules}, pending=True)
+            # a MOD:SYM met its module at MODULE_STATE_COMING, even one whose init then failed
+            predicted = killed_verdicts(specs, predicted, not_loaded(kernel, rep.boots), log)
         else:
             predicted = unloaded_verdicts(kernel, specs, predicted, not_loaded(kernel, rep.boots), log)
         mismatch = next((m for b in rep.boots if (m := flags_mismatch(profile, b))), None)
@@ -373,7 +386,7 @@ def to_json(runs: list[CpuRun], meta: dict[str, Any]) -> dict[str, Any]:
     def kernel(kv: KernelVerdict) -> dict[str, Any]:
         d = asdict(kv)
         return {k: d[k] for k in ("registered", "errno", "optimized", "ftrace", "disabled", "address", "message",
-                                  "enable_error", "listed", "pending")}
+                                  "enable_error", "listed", "pending", "gone")}
 
     return {
         **meta,
@@ -413,7 +426,7 @@ def runs_from_json(data: dict[str, Any]) -> list[CpuRun]:
             k = p["kernel"]
             kv = KernelVerdict(p["spec"], k["registered"], k["errno"], k["message"], k["optimized"], k["ftrace"],
                                k["disabled"], k["address"], listed=k["listed"], enable_error=k["enable_error"],
-                              pending=k.get("pending", False))
+                              pending=k.get("pending", False), gone=k.get("gone", False))
             pv = PredictedVerdict(**p["probelint"])
             comps.append(compare_verdicts(Sample(p["spec"], p["category"], p["function"], p["note"]), cpu, kv, pv))
         boots = [BootInfo([0] * b["probes"], b["elapsed"], b["completed"], False, cpu_model=b["cpu_model"],
