@@ -10,7 +10,10 @@ never registers): what the tool will do, at info level, instead of an error.
   a kallsyms function bcc may trace), the except branch only where the try body failed; the
   probes of the branches it does not take are not used (or skipped, with the guard named);
 * bpftrace ``config = { missing_probes = ignore }`` (or ``warn``): a probe that does not exist or
-  cannot be attached is skipped instead of failing the program.
+  cannot be attached is skipped instead of failing the program;
+* libbpf: a program whose loader switches its autoload off is never loaded ("not used"); one the
+  loader attaches itself is checked at the loader's target (said at info level), its guarded
+  attaches (``if (kprobe_exists("F")) ... else ...``) alternatives as bcc's.
 
 A required SystemTap point that stap resolved but the kernel refuses at registration is no error
 either: stap warns ("registration error [man warning::pass5]", nothing for a module's probe) and
@@ -93,8 +96,19 @@ def _runs_without(result: ProbeResult) -> None:
                        for f in result.findings]
 
 
+def _never_registered(result: ProbeResult, emit: Emit) -> None:
+    """A probe its tool never registers (a libbpf program whose autoload the loader switches off)."""
+    result.findings = []
+    result.verdict.unchecked("KP411")
+    emit(result, "KP411", f"not used: {result.spec.origin.unused}")
+
+
 def check_set(results: list[ProbeResult], emit: Emit) -> None:
-    unused, required = _alternatives(results, emit)
+    for result in results:
+        if result.spec.origin.unused is not None:
+            _never_registered(result, emit)
+    unused, required = _alternatives([r for r in results if r.spec.origin.unused is None], emit)
+    unused |= {id(r) for r in results if r.spec.origin.unused is not None}
     settled = unused | required
     for result in results:
         origin = result.spec.origin
@@ -112,6 +126,20 @@ def check_set(results: list[ProbeResult], emit: Emit) -> None:
                    else "probelint cannot check it")
         emit(result, "KP411", f"{origin.tool} skips this probe where it cannot be placed ({origin.optional}); "
                               f"{outcome}: {why}")
+    _loader_notes(results, emit)
+
+
+def _loader_notes(results: list[ProbeResult], emit: Emit) -> None:
+    """What a tool took from elsewhere than the probe's text (libbpf's loader), once a probe (once
+    a wildcard), where no other KP411 finding already speaks for it."""
+    said: set[tuple[object, str]] = set()
+    for result in results:
+        note = result.spec.origin.loader
+        key = (getattr(result.spec, "expanded_from", None) or result.spec.location, note or "")
+        if note is None or key in said or any(f.rule == "KP411" for f in result.findings):
+            continue
+        said.add(key)
+        emit(result, "KP411", f"{result.spec.origin.tool}: {note}")
 
 
 RULE = Rule("KP411", "skipped-by-tool", Severity.INFO, Stage.SET, None,

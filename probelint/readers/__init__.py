@@ -1,7 +1,7 @@
 """Probes where users keep them: one reader per tool, chosen by file name or shebang.
 
 * bpftrace (``.bt``, or a ``bpftrace`` shebang): `probelint.readers.bpftrace`;
-* libbpf (``.bpf.c``): `probelint.readers.libbpf`;
+* libbpf (``.bpf.c``, and the loader ``X.c`` beside it): `probelint.readers.libbpf`;
 * shell (``.sh``, or a sh/bash shebang): kprobe_events ``echo`` lines, ``perf probe`` commands
   (`probelint.readers.perf`) and ``bpftrace -e`` one-liners: `probelint.readers.shell`;
 * SystemTap (``.stp``, or a stap shebang): `probelint.readers.systemtap`;

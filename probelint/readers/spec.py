@@ -69,6 +69,12 @@ class Origin(NamedTuple):
     # SystemTap tapset alias: which of the points one use of the alias stands for (they share its
     # location, each its own `!` branch)
     branch: int | None = None
+    # a probe its tool never registers, and why (libbpf: a program whose loader switches its
+    # autoload off): KP411 "not used"
+    unused: str | None = None
+    # what the tool took from elsewhere than the probe's own text (libbpf: the loader beside the
+    # BPF C attaches the program itself), said at info level by KP411
+    loader: str | None = None
 
 
 DEFAULT_ORIGIN = Origin()
