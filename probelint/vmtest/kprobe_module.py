@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno as _errno
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -67,6 +68,8 @@ def build_module(tree: Path, workdir: Path) -> Path:
     """plkprobe.ko built against `tree` in `workdir`."""
     (workdir / "plkprobe.c").write_bytes(SOURCE.read_bytes())
     (workdir / "Makefile").write_text("obj-m := plkprobe.o\n")
+    if shutil.which("make") is None:
+        raise HarnessUnavailable("make is needed to build plkprobe.ko (apt-get install make)")
     proc = subprocess.run(["make", "-C", str(tree), f"M={workdir}", "modules"], capture_output=True, text=True)
     ko = workdir / "plkprobe.ko"
     if proc.returncode or not ko.is_file():
