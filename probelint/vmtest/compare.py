@@ -468,7 +468,8 @@ def render_validation(runs: list[CpuRun], meta: dict[str, Any]) -> str:
         "",
         f"- kernel: `{meta.get('kernel_package')}` (probelint reads the `-dbg` vmlinux"
         + (f" and {', '.join(meta.get('modules', []))}.ko" if meta.get("modules") else "")
-        + "; the kernel runs from `-unsigned` under QEMU TCG, `nokaslr`)",
+        + "; the kernel boots from its bootable package (`-unsigned`, or `linux-binary-` from 7.x) under QEMU"
+        " TCG, `nokaslr`)",
         f"- CPU models: {', '.join(f'`{r.cpu}`' for r in runs)}",
         f"- probes: {meta.get('probe_count')} ({meta.get('source')})",
         "- a probe agrees on a field when probelint's verdict equals the kernel's: `registers` (the write",
