@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from probelint.errors import InputError
-from probelint.image.elf import MODULE_SUFFIXES
+from probelint.image.elf import MODULE_SUFFIXES, modname, modname_of_file
 
 __all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinux_for_module",
            "vmlinuz_candidates"]
@@ -145,10 +145,10 @@ def module_files(dirs: list[Path]) -> Iterator[Path]:
 
 def find_modules(names: set[str], dirs: list[Path]) -> dict[str, Path]:
     """`MOD.ko` files under `dirs` for the module names wanted (``-`` and ``_`` are the same)."""
-    wanted = {n.replace("-", "_") for n in names}
+    wanted = {modname(n) for n in names}
     found: dict[str, Path] = {}
     for path in module_files(dirs):
-        name = path.name.split(".ko", 1)[0].replace("-", "_")
+        name = modname_of_file(path)
         if name in wanted and name not in found:
             found[name] = path
             if len(found) == len(wanted):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, overload
 
 from probelint.config import Config, rule_ids
 from probelint.errors import InputError
+from probelint.image.elf import modname, modname_of_file
 
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
@@ -141,7 +142,7 @@ def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed]
     # --live: a MOD:SYM of a module /proc/modules does not list is held pending (KP413), not
     # checked against a .ko found on disk as if it were loaded; --pending: it will load, and the
     # .ko says what its arrival does
-    pending = frozenset(_module_name(m.strip()) for m in config.pending if m.strip())
+    pending = frozenset(modname(m.strip()) for m in config.pending if m.strip())
     unloaded = _not_loaded(live.modules, paths, sources) - pending if live is not None else frozenset()
     modules = _module_images(config, paths, sources, unloaded, _defining(live, sources), live.modules if live else ())
     kernel = load_kernel(vmlinux + opened + modules, profile=config.profile, dotconfig=config.dotconfig,
@@ -204,22 +205,17 @@ def _lines_cache(config: Config) -> IndexCache | None:
     return IndexCache(config.cache_dir or default_cache_dir(), "dwarf-lines")
 
 
-def _module_name(name: str) -> str:
-    """A module's name as the kernel spells it (`modname` of KBUILD: dashes are underscores)."""
-    return name.replace("-", "_")
-
-
 def _given_modules(images: list[str]) -> set[str]:
-    return {_module_name(Path(i).name.split(".ko")[0]) for i in images}
+    return {modname_of_file(i) for i in images}
 
 
 def _not_loaded(running: Sequence[str], images: list[str], sources: Sequence[Parsed]) -> frozenset[str]:
     """The modules `MOD:SYM` probes name that the running kernel has not loaded (and no image given is)."""
     from probelint.readers.spec import ProbeSpec
 
-    present = {_module_name(m) for m in running} | _given_modules(images)
+    present = {modname(m) for m in running} | _given_modules(images)
     return frozenset(p.module for p in sources
-                     if isinstance(p, ProbeSpec) and p.module and _module_name(p.module) not in present)
+                     if isinstance(p, ProbeSpec) and p.module and modname(p.module) not in present)
 
 
 def _defining(live: LiveSystem | None, sources: Sequence[Parsed]) -> set[str]:
@@ -245,16 +241,16 @@ def _module_images(config: Config, images: list[str], sources: Sequence[Parsed],
     wanted = loaded | set(also) | {p.module for p in sources
                                    if isinstance(p, ProbeSpec) and p.module and p.module not in unloaded}
     given = _given_modules(images)
-    wanted = {m for m in wanted if _module_name(m) not in given}
+    wanted = {m for m in wanted if modname(m) not in given}
     if not wanted:
         return []
     dirs = _module_dirs(config, images)
     found = find_modules(wanted, dirs)
-    missing = sorted(m for m in loaded if _module_name(m) not in found)
+    missing = sorted(m for m in loaded if modname(m) not in found)
     if missing:
         where = ", ".join(map(str, dirs)) or "no module directory (use --modules DIR)"
         raise InputError("--loaded", f"module {', '.join(missing)} not found in {where}")
-    rank = {_module_name(m): k for k, m in enumerate(order)}
+    rank = {modname(m): k for k, m in enumerate(order)}
     return [str(found[m]) for m in sorted(found, key=lambda m: rank.get(m, len(rank)))]
 
 

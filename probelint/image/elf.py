@@ -88,6 +88,16 @@ COMPRESSED_SUFFIXES = {".xz": "xz", ".gz": "gzip", ".zst": "zstd"}  # modules as
 MODULE_SUFFIXES = (".ko", *(f".ko{suffix}" for suffix in COMPRESSED_SUFFIXES))
 
 
+def modname(name: str) -> str:
+    """A module name as the kernel spells it (KBUILD_MODNAME: dashes are underscores)."""
+    return name.replace("-", "_")
+
+
+def modname_of_file(path: str | Path) -> str:
+    """The module name a .ko file's name gives (``nf-tables.ko.xz`` -> ``nf_tables``)."""
+    return modname(Path(path).name.split(".ko", 1)[0])
+
+
 def is_module_file(path: str) -> bool:
     """ET_REL (a .ko), from the ELF header alone; compressed images are modules."""
     if path.endswith(MODULE_SUFFIXES[1:]):  # compressed: the header is not ELF

@@ -14,7 +14,7 @@ from probelint.image.base import ImageBase, site_in
 from probelint.image.blacklist import Blacklist, module_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import field
-from probelint.image.elf import ElfFile, ElfSection
+from probelint.image.elf import ElfFile, ElfSection, modname_of_file
 from probelint.image.module_layout import MODULE_BASE, ModuleSymbols, is_init_section, layout_module
 from probelint.image.relocs import R_X86_64_PC32, R_X86_64_PLT32, RelocTable, apply_relocations
 from probelint.image.view import KernelImage, TableSource
@@ -196,5 +196,4 @@ def module_name(elf: ElfFile) -> str:
     name = modinfo(elf).get("name")
     if name:
         return name
-    stem = elf.path.rsplit("/", 1)[-1].split(".ko", 1)[0]
-    return stem.replace("-", "_")
+    return modname_of_file(elf.path)

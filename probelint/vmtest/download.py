@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probelint.image.cache import default_cache_dir
+from probelint.image.elf import modname_of_file
 
 __all__ = [
     "SUITES",
@@ -218,7 +219,7 @@ _KO_RE = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")
 
 
 def _mod_key(name: str) -> str:
-    return _KO_RE.sub("", os.path.basename(name)).replace("-", "_")
+    return modname_of_file(name)
 
 
 def _decompressed(path: Path) -> Path:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probelint.image.elf import modname_of_file
 from probelint.live import ListEntry, parse_list_line
 
 from .download import HarnessUnavailable, ensure_busybox, ensure_kernel
@@ -343,8 +344,7 @@ def loaded_modules(info: BootInfo) -> set[str]:
     return {module_name(f) for f, status in info.modules.items() if status == "OK"}
 
 
-def module_name(file: str) -> str:
-    return file.split(".ko")[0].replace("-", "_")
+module_name = modname_of_file  # a guest's module file, as the report names it
 
 
 def _match(target: ProbeTarget, addr: int | None, entries: list[ListEntry]) -> ListEntry | None:
