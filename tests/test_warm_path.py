@@ -164,3 +164,17 @@ def test_table_columns_from_the_index_match_the_table(tmp_path, build_kernel):
     assert list(codes) == [e["code"] for e in entries] and list(targets) == [e["target"] for e in entries]
     assert [list(c) for c in image.table_columns("jump_table", "code", "target")] == [list(codes), list(targets)]
     assert image.jump_label_target(codes[1]) == targets[1]
+
+
+def test_decoder_loads_without_the_iced_package_init():
+    """A warm run imports iced-x86's native decoder alone (arch/x86/iced.py); what it reads from
+    iced's files must be what the full package defines, and a later full import reuses its classes."""
+    probe = ("import sys; from probelint.arch.x86 import iced as fast; assert 'iced_x86' not in sys.modules;"
+             "import iced_x86 as full;"
+             "assert fast.Decoder is full.Decoder and fast.Formatter is full.Formatter;"
+             "assert fast.INVALID_CODE == full.Code.INVALID and fast.UD0 == full.Mnemonic.UD0;"
+             "assert fast.NO_INVALID_CHECK == full.DecoderOptions.NO_INVALID_CHECK;"
+             "assert fast.GAS == full.FormatterSyntax.GAS;"
+             "assert fast.UNCONDITIONAL_BRANCH == full.FlowControl.UNCONDITIONAL_BRANCH;"
+             "assert fast.CONDITIONAL_BRANCH == full.FlowControl.CONDITIONAL_BRANCH")
+    subprocess.run([sys.executable, "-c", probe], check=True)

@@ -441,12 +441,12 @@ def _table_to_index(entries: list[dict[str, int]]) -> dict[str, Any]:
     return {"fields": fields, "columns": [array("q" if min(c) < 0 else "Q", c) for c in columns]}
 
 
-def _table_from_index(name: str, data: dict[str, Any]) -> tuple[list[str], list[array]]:
+def _table_from_index(name: str, data: dict[str, Any]) -> tuple[list[str], list[memoryview]]:
     fields, columns = field(data, "fields", list), field(data, "columns", list)
     layouts = {tuple(f.name for f in t.fields) for t in (TABLES[name], *(t for _, t in NEWER_LAYOUTS.get(name, ())))}
     if fields and tuple(fields) not in layouts:
         raise IndexFormatError(f"{name}: not a layout of the table")
-    if len(columns) != len(fields) or not all(isinstance(c, array) and c.typecode in "qQ" for c in columns) \
+    if len(columns) != len(fields) or not all(isinstance(c, memoryview) and c.format in "qQ" for c in columns) \
             or len({len(c) for c in columns}) > 1:
         raise IndexFormatError(f"{name}: columns of the wrong type or length")
     return fields, columns

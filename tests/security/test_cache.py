@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,7 @@ def test_wrong_index_values_are_rebuilt_not_a_crash(clean, capsys):
     expected, cache = clean
     index = index_file(cache)
     tree = decode(index.read_bytes())
-    positions = tree["symbols"]["names_index"]["positions"]
+    positions = tree["symbols"]["names_index"]["positions"] = array("I", tree["symbols"]["names_index"]["positions"])
     positions[0] = 1 << 31
     index.write_bytes(encode(tree))
     warnings(capsys)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from functools import cache, lru_cache
 from typing import NamedTuple
 
-import iced_x86
+from probelint.arch.x86 import iced
 
 __all__ = [
     "ENDBR_INSN_SIZE",
@@ -65,7 +65,7 @@ class Insn(NamedTuple):
     address: int
     length: int
     raw: bytes
-    decoded: iced_x86.Instruction | None
+    decoded: iced.Instruction | None
     emulate_prefix: bool = False
     valid: bool = True
 
@@ -108,11 +108,11 @@ def _kernel_only_length(code: bytes, pos: int) -> int | None:
     return length if length <= MAX_INSN_SIZE and pos + length <= len(code) else None
 
 
-_INVALID = iced_x86.Code.INVALID
-_UD0 = iced_x86.Mnemonic.UD0
+_INVALID = iced.INVALID_CODE
+_UD0 = iced.UD0
 
 
-def _decode_at(decoder: iced_x86.Decoder, code: bytes, pos: int, address: int) -> Insn:
+def _decode_at(decoder: iced.Decoder, code: bytes, pos: int, address: int) -> Insn:
     """Decode one instruction at `pos` (the decoder is positioned there already)."""
     emulate = code[pos : pos + 1] == b"\x0f" and (code.startswith(XEN_EMULATE_PREFIX, pos)
                                                   or code.startswith(KVM_EMULATE_PREFIX, pos))
@@ -133,12 +133,12 @@ def _decode_at(decoder: iced_x86.Decoder, code: bytes, pos: int, address: int) -
     return Insn(address + pos, 1, code[pos : pos + 1], None, emulate, valid=False)
 
 
-Decoder = iced_x86.Decoder
+Decoder = iced.Decoder
 
 
 def decoder(code: bytes, address: int) -> Decoder:
     """A decoder over `code` (located at `address`) for `decode_at`."""
-    return iced_x86.Decoder(64, code, ip=address, options=iced_x86.DecoderOptions.NO_INVALID_CHECK)
+    return iced.Decoder(64, code, ip=address, options=iced.NO_INVALID_CHECK)
 
 
 def decode_at(dec: Decoder, code: bytes, pos: int, address: int) -> Insn:
@@ -170,8 +170,8 @@ def decode(code: bytes, address: int, *, stop_at_invalid: bool = True) -> Iterat
 
 
 @cache
-def _formatter() -> iced_x86.Formatter:
-    fmt = iced_x86.Formatter(iced_x86.FormatterSyntax.GAS)
+def _formatter() -> iced.Formatter:
+    fmt = iced.Formatter(iced.GAS)
     fmt.uppercase_hex = False
     fmt.space_after_operand_separator = True
     return fmt
@@ -342,7 +342,7 @@ def _optprobe_refusal(raw: bytes, valid: bool, emulate_prefix: bool, relaxed_gro
     return why
 
 
-_BRANCH_FLOWS = frozenset({iced_x86.FlowControl.UNCONDITIONAL_BRANCH, iced_x86.FlowControl.CONDITIONAL_BRANCH})
+_BRANCH_FLOWS = frozenset({iced.UNCONDITIONAL_BRANCH, iced.CONDITIONAL_BRANCH})
 
 
 def jump_target(insn: Insn) -> int | None:
