@@ -178,3 +178,27 @@ def test_decoder_loads_without_the_iced_package_init():
              "assert fast.UNCONDITIONAL_BRANCH == full.FlowControl.UNCONDITIONAL_BRANCH;"
              "assert fast.CONDITIONAL_BRANCH == full.FlowControl.CONDITIONAL_BRANCH")
     subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_change_detections_come_from_the_index(tmp_path, build_kernel, monkeypatch):
+    """A warm run answers the change table's detectors from the index (unique-symbol alone scans
+    .rodata); the answers are the detectors' own, and a malformed entry makes the index rebuilt."""
+    from probelint.image import changes
+    from probelint.image.base import _detections_from_index
+    from probelint.image.cache_format import IndexFormatError
+    from tests.rules.test_kp404_kp405_runtime_branches import SOURCE
+
+    elf = build_kernel(SOURCE + "FUNC register_kprobe\n    ret\nFUNC validate_probe_symbol\n    ret\n")
+    cold = probelint.load_kernel([elf], cache_dir=tmp_path, cache=True).vmlinux
+    expected = {change: changes.CHANGES[change].detect(cold) for change in changes.DETECTED}
+    def asked(image: object) -> None:
+        raise AssertionError("a detector ran on a warm run")
+
+    for change in changes.DETECTED:
+        monkeypatch.setitem(changes.CHANGES, change, changes.CHANGES[change]._replace(detect=asked))
+    warm = probelint.load_kernel([elf], cache_dir=tmp_path, cache=True)
+    assert warm.vmlinux.detections == expected and any(found is not None for found in expected.values())
+    assert all(warm.change(c) == changes.applies(c, cold, warm.version) for c in changes.DETECTED)
+    for bad in ({}, {c: [1, "x"] for c in changes.DETECTED}, {c: "yes" for c in changes.DETECTED}):
+        with pytest.raises(IndexFormatError):
+            _detections_from_index(bad)

@@ -22,11 +22,11 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     if image is None or sym is None or address is None or not ctx.verdict.optimized:
         return
     lo, hi = address + 1, address + x86.JMP32_INSN_SIZE
-    sites = image.reserved_sites("jump_table")
-    first = bisect.bisect_left(sites, (sym.address, 0))
-    last = bisect.bisect_left(sites, (sym.end, 0), first)
+    starts, _ = image.site_ranges("jump_table")
+    first = bisect.bisect_left(starts, sym.address)
+    last = bisect.bisect_left(starts, sym.end, first)
     for k in range(first, last):
-        site = sites[k][0]
+        site = starts[k]
         target = image.jump_label_target(site)
         if target is not None and lo <= target <= hi:
             yield Hit(f"the jump label at {image.describe(site)} branches to {image.describe(target)} when its "

@@ -16,6 +16,7 @@ from probelint.arch.x86.cpu import CpuProfile
 from probelint.arch.x86.patching import patch_live_text
 from probelint.image.blacklist import Blacklist
 from probelint.image.cache_format import IndexFormatError, field, typed_array
+from probelint.image.changes import DETECTED, Evidence, detected
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.facts import FactStore, FunctionFacts
 from probelint.image.function import Function
@@ -34,6 +35,8 @@ __all__ = ["ImageBase"]
 _ADDRESS_LISTS = ("ftrace_sites", "return_sites", "extable", "sealed_endbrs")
 _SITES = ("jump_table", "static_call_sites")
 _TABLES = ("parainstructions", "alt_instructions", "jump_table")
+# what `_from_index` gives back: cached properties, site columns (starts, ends), special tables
+IndexedParts = tuple[dict[str, Any], dict[str, tuple[Sequence[int], Sequence[int]]], dict[str, Any]]
 
 
 class ImageBase(ABC):
@@ -65,7 +68,8 @@ class ImageBase(ABC):
         self._facts: FactStore | None = None
         self._tables: dict[str, list[dict[str, int]]] = {}
         self._indexed_tables: dict[str, tuple[list[str], list[Sequence[int]]]] = {}  # (fields, columns)
-        self._sites: dict[str, list[tuple[int, int]]] = {}
+        self._sites: dict[str, tuple[Sequence[int], Sequence[int]]] = {}
+        self.detections: dict[str, Evidence | None] = {}  # image/changes.py `detected`, kept in the index
         # the running kernel's text (live.py, --live): (address, size) -> its bytes, None where
         # it has none; they replace the CPU profile's model of the boot-time patching
         self.live_text: Callable[[int, int], bytes | None] | None = None
@@ -169,15 +173,17 @@ class ImageBase(ABC):
             "blacklist": {"starts": array("Q", (r[0] for r in blacklist)),
                           "ends": array("Q", (r[1] for r in blacklist)),
                           "reasons": reasons, "reason_of": array("I", (at[r[2]] for r in blacklist))},
-            "sites": {name: {"starts": array("Q", (s for s, _ in sites)), "ends": array("Q", (e for _, e in sites))}
-                      for name in _SITES for sites in [self.reserved_sites(name)]},
+            "sites": {name: {"starts": array("Q", starts), "ends": array("Q", ends)}
+                      for name in _SITES for starts, ends in [self.site_ranges(name)]},
+            "detections": {change: None if found is None else [found.value, found.reason]
+                           for change in DETECTED for found in [detected(change, self)]},
             # the tables live-text patching and jump-label targets read, rebuilt when first read
             # (a warm run whose functions' live text is in the fact store reads none of the first two)
             "tables": {name: _table_to_index(self.table(name)) for name in _TABLES},
         }
 
     @classmethod
-    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+    def _from_index(cls, tree: Any) -> IndexedParts:
         """The cached properties, reserved sites and special tables kept by `_to_index`, each
         checked for its type and bounds; IndexFormatError otherwise (the index is then rebuilt)."""
         if not isinstance(tree, dict):
@@ -198,12 +204,13 @@ class ImageBase(ABC):
             if name not in _SITES:
                 raise IndexFormatError(f"sites: {name}")
             lo = typed_array(data, "starts", "Q")
-            sites[name] = list(zip(lo, typed_array(data, "ends", "Q", len(lo)), strict=True))
+            sites[name] = (lo, typed_array(data, "ends", "Q", len(lo)))
         tables = {}
         for name, data in field(tree, "tables", dict).items():
             if name not in _TABLES:
                 raise IndexFormatError(f"tables: {name}")
             tables[name] = _table_from_index(name, data)
+        indexed["detections"] = _detections_from_index(field(tree, "detections", dict))
         return indexed, sites, tables
 
     # ------------------------------------------------------------------ shared
@@ -281,19 +288,21 @@ class ImageBase(ABC):
         pos = bisect.bisect_left(self.extable, address)
         return pos < len(self.extable) and self.extable[pos] == address
 
-    def reserved_sites(self, name: str) -> list[tuple[int, int]]:
-        """Sorted (start, end) of patched sites: jump labels (2 or 5 bytes), static calls (5)."""
+    def site_ranges(self, name: str) -> tuple[Sequence[int], Sequence[int]]:
+        """(starts, ends) of the patched sites of `name`, sorted: jump labels (2 or 5 bytes),
+        static calls (5). Two integer columns, bisected as they are (the index's arrays)."""
         cached = self._sites.get(name)
         if cached is None:
             if name == "jump_table":
-                ends = []
+                sites = []
                 for e in self.table("jump_table"):
                     code = e["code"]
                     first = self.read(code, 1)
-                    ends.append((code, code + (2 if first in (b"\xeb", b"\x66") else 5)))
+                    sites.append((code, code + (2 if first in (b"\xeb", b"\x66") else 5)))
             else:
-                ends = [(e["addr"], e["addr"] + 5) for e in self.table("static_call_sites")]
-            cached = self._sites[name] = sorted(ends)
+                sites = [(e["addr"], e["addr"] + 5) for e in self.table("static_call_sites")]
+            sites.sort()
+            cached = self._sites[name] = ([start for start, _ in sites], [end for _, end in sites])
         return cached
 
     def jump_label_target(self, code: int) -> int | None:
@@ -306,11 +315,11 @@ class ImageBase(ABC):
 
     def site_overlapping(self, name: str, start: int, end: int) -> int | None:
         """First site of `name` overlapping [start, end), or None."""
-        sites = self.reserved_sites(name)
-        pos = bisect.bisect_left(sites, (start - 5, 0))
-        while pos < len(sites) and sites[pos][0] < end:
-            if sites[pos][1] > start:
-                return sites[pos][0]
+        starts, ends = self.site_ranges(name)
+        pos = bisect.bisect_left(starts, start - 5)
+        while pos < len(starts) and starts[pos] < end:
+            if ends[pos] > start:
+                return starts[pos]
             pos += 1
         return None
 
@@ -432,6 +441,18 @@ def site_in(sites: Sequence[int], start: int, end: int) -> int | None:
     """The first of the sorted fentry `sites` whose 5 bytes overlap [start, end)."""
     pos = bisect.bisect_left(sites, start - x86.MCOUNT_INSN_SIZE + 1)
     return sites[pos] if pos < len(sites) and sites[pos] < end else None
+
+
+def _detections_from_index(data: dict[str, Any]) -> dict[str, Evidence | None]:
+    if data.keys() != set(DETECTED):
+        raise IndexFormatError("detections: not the detected changes")
+    out: dict[str, Evidence | None] = {}
+    for change, found in data.items():
+        if found is not None and not (isinstance(found, list) and len(found) == 2 and isinstance(found[0], bool)
+                                      and isinstance(found[1], str)):
+            raise IndexFormatError(f"detections: {change}")
+        out[change] = None if found is None else Evidence(*found)
+    return out
 
 
 def _table_to_index(entries: list[dict[str, int]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile, feature_bits
 from probelint.arch.x86.patching import patch_live_text, patches_retpolines
-from probelint.image.base import ImageBase, site_in
+from probelint.image.base import ImageBase, IndexedParts, site_in
 from probelint.image.blacklist import Blacklist, module_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import field
@@ -56,7 +56,7 @@ class Module(ImageBase):
         return {**super()._to_index(), "symbols": self.core_symbols.to_index()}
 
     @classmethod
-    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+    def _from_index(cls, tree: Any) -> IndexedParts:
         indexed, sites, tables = super()._from_index(tree)
         indexed["_symbols_index"] = field(tree, "symbols", dict)  # made a table once the layout is known
         return indexed, sites, tables

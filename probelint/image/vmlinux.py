@@ -8,7 +8,7 @@ from typing import Any
 
 from probelint.arch.x86.cpu import CpuProfile
 from probelint.errors import InputError
-from probelint.image.base import ImageBase
+from probelint.image.base import ImageBase, IndexedParts
 from probelint.image.blacklist import Blacklist, vmlinux_areas
 from probelint.image.cache import IndexCache
 from probelint.image.cache_format import IndexFormatError, field
@@ -57,7 +57,7 @@ class Vmlinux(ImageBase):
         }
 
     @classmethod
-    def _from_index(cls, tree: Any) -> tuple[dict[str, Any], dict[str, list[tuple[int, int]]], dict[str, Any]]:
+    def _from_index(cls, tree: Any) -> IndexedParts:
         indexed, sites, tables = super()._from_index(tree)
         indexed["_raw_symbols"] = NameMap.from_index(field(tree, "raw_symbols", dict))
         indexed["symbols"] = Kallsyms.from_index(field(tree, "symbols", dict))
