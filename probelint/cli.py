@@ -309,10 +309,17 @@ def _explain(argv: list[str]) -> int:
     return 0 if result.verdict.registers else 1
 
 
+# Set by `entry`: what a run built (the kernel, its index, every probe's context) is left for the
+# exit that skips teardown, rather than freed object by object when the run returns (~4 ms warm).
+_KEPT_TO_EXIT: list[object] | None = None
+
+
 def entry() -> NoReturn:
     """The `probelint` command: `main`, then exit without tearing the interpreter down. Freeing a
     loaded kernel's objects one by one costs a warm run ~15 ms; the exit handlers (the fact store
     writes what this run decoded) still run. Runs that started worker processes exit normally."""
+    global _KEPT_TO_EXIT
+    _KEPT_TO_EXIT = []
     try:
         code = main()
     except SystemExit as exc:  # argparse: --help, usage errors
@@ -418,7 +425,9 @@ def _run(args: argparse.Namespace) -> int:
                 texts, lambda now: _check_kernel(args, config, groups[0], parse_texts(now, config.source_type)),
                 kind=config.source_type, unsafe=args.unsafe_fixes, diff=args.diff)
         else:
-            failed, output, _ = _check_kernel(args, config, groups[0], parsed)
+            failed, output, results = _check_kernel(args, config, groups[0], parsed)
+            if _KEPT_TO_EXIT is not None:
+                _KEPT_TO_EXIT.append(results)
         sys.stdout.write(output)
         return 1 if failed else 0
     if args.format not in ("text", "json"):
