@@ -202,3 +202,22 @@ def test_change_detections_come_from_the_index(tmp_path, build_kernel, monkeypat
     for bad in ({}, {c: [1, "x"] for c in changes.DETECTED}, {c: "yes" for c in changes.DETECTED}):
         with pytest.raises(IndexFormatError):
             _detections_from_index(bad)
+
+
+def test_hash_index_never_returns_a_position_beyond_its_table():
+    """Positions at or above 2**24 make the index malformed (rebuilt); one between the table's
+    length and that is skipped when looked up, never an IndexError."""
+    from array import array
+
+    from probelint.image.cache_format import IndexFormatError
+
+    keys = [f"sym{k}" for k in range(100)]
+    tree = decode(encode(HashIndex((key, pos) for pos, key in enumerate(keys)).to_index()))
+    lied = {"crcs": tree["crcs"], "positions": array("I", tree["positions"])}
+    first = keys[lied["positions"][0]]
+    lied["positions"][0] = 5000
+    index = HashIndex.from_index(decode(encode(lied)), 100)
+    assert 5000 not in index.candidates(first)
+    lied["positions"][0] = 1 << 24
+    with pytest.raises(IndexFormatError):
+        HashIndex.from_index(decode(encode(lied)), 100)
