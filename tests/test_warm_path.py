@@ -76,7 +76,7 @@ def test_differences_rebuild_the_live_bytes():
         for _ in range(rng.randrange(12)):  # a module function's relocated fields: many runs
             at = rng.randrange(len(new))
             new[at : at + 5] = bytes(rng.randrange(256) for _ in range(len(new[at : at + 5])))
-        facts = FunctionFacts(b"", (), (), False, _differences(old, bytes(new)))
+        facts = FunctionFacts(b"", (), (), (), False, _differences(old, bytes(new)))
         assert facts.live(old) == bytes(new)
         assert all(data and data != old[at : at + len(data)] for at, data in facts.patches)
         assert len(facts.patches) <= 4  # more runs are kept as one span: a warm read loops over each

@@ -39,7 +39,10 @@ class FunctionFacts(NamedTuple):
     """What the whole-function rules need, by instruction index."""
 
     lengths: bytes  # each instruction's length, in walk order
-    branches: tuple[tuple[int, int], ...]  # (target, index of the jmp/jcc/loop/jcxz), by target
+    # the jmp/jcc/loop/jcxz: their targets, sorted, and each one's instruction index (two columns
+    # bisected as they are: a tuple per branch cost a warm run's unpacking most of its time)
+    branch_targets: tuple[int, ...]
+    branch_insns: tuple[int, ...]
     indirect_jumps: tuple[int, ...]  # indexes of indirect jumps
     undecodable: bool  # the walk gave up at the last instruction
     patches: tuple[tuple[int, bytes], ...] = ()  # (offset, live bytes) where the live text differs from the file
@@ -56,8 +59,8 @@ class FunctionFacts(NamedTuple):
             elif is_indirect_jump(insn):
                 indirect.append(k)
         branches.sort(key=lambda p: p[0])
-        return cls(bytes(insn.length for insn in insns), tuple(branches), tuple(indirect),
-                   bool(insns) and not insns[-1].valid, _differences(file_code, live_code))
+        return cls(bytes(insn.length for insn in insns), tuple(t for t, _ in branches), tuple(k for _, k in branches),
+                   tuple(indirect), bool(insns) and not insns[-1].valid, _differences(file_code, live_code))
 
     def live(self, file_code: bytes) -> bytes:
         """The function's bytes as the running kernel holds them, from the file's."""
@@ -102,8 +105,7 @@ class BadRow(ValueError):
 
 
 def _pack(facts: FunctionFacts) -> tuple[bytes, bytes, bytes, int, bytes]:
-    targets, at = array("Q", (t for t, _ in facts.branches)), array("I", (k for _, k in facts.branches))
-    branches = targets.tobytes() + at.tobytes()
+    branches = array("Q", facts.branch_targets).tobytes() + array("I", facts.branch_insns).tobytes()
     patches = b"".join(_PATCH.pack(offset, len(data)) + data for offset, data in facts.patches)
     return facts.lengths, branches, array("I", facts.indirect_jumps).tobytes(), int(facts.undecodable), patches
 
@@ -144,7 +146,7 @@ def _unpack(profile: str, address: int, file_code: bytes, row: Sequence[object])
             raise BadRow("a patch beyond the function")
         found.append((offset, data))
         pos += _PATCH.size + size
-    return FunctionFacts(lengths, tuple(zip(targets, at, strict=True)), tuple(jumps), bool(undecodable), tuple(found))
+    return FunctionFacts(lengths, tuple(targets), tuple(at), tuple(jumps), bool(undecodable), tuple(found))
 
 
 class FactStore:

@@ -76,14 +76,15 @@ class Function:
     @cached_property
     def branches(self) -> list[tuple[int, x86.Insn]]:
         """(target, insn) of every jmp/jcc/loop/jcxz (`insn_jump_into_range` kinds), by target."""
-        return [(target, self.insns[k]) for target, k in self.facts.branches]
+        facts = self.facts
+        return [(target, self.insns[k]) for target, k in zip(facts.branch_targets, facts.branch_insns, strict=True)]
 
     def branch_into(self, lo: int, hi: int) -> tuple[int, x86.Insn] | None:
         """The first branch (lowest target) with lo <= target <= hi."""
-        branches = self.facts.branches
-        pos = bisect.bisect_left(branches, lo, key=lambda p: p[0])
-        if pos < len(branches) and branches[pos][0] <= hi:
-            return branches[pos][0], self.insns[branches[pos][1]]
+        targets = self.facts.branch_targets
+        pos = bisect.bisect_left(targets, lo)
+        if pos < len(targets) and targets[pos] <= hi:
+            return targets[pos], self.insns[self.facts.branch_insns[pos]]
         return None
 
     def branch_into_window(self, probe: int) -> tuple[int, x86.Insn] | None:
