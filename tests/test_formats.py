@@ -72,3 +72,18 @@ def test_gitlab_code_quality():
     assert len({i["fingerprint"] for i in issues}) == len(issues)
     assert {i["severity"] for i in issues} <= {"info", "minor", "major", "critical", "blocker"}
     assert {i["cpu_profile"] for i in issues} == {"qemu64"}
+
+
+def test_json_probe_lines_encode_as_json_dumps():
+    """report/json.py encodes each probe with one prebuilt C encoder; its lines must be what
+    ``json.dumps`` writes, escapes, non-ASCII and 64-bit values included, and a value JSON
+    cannot hold must fail as ``dumps`` fails."""
+    from probelint.report.json import _one_line_encoder
+
+    encode = _one_line_encoder()
+    values = [{"spec": 'a"b\\c\n\x1b[31m', "notes": ["é", "\u2028", "\ud800"], "offset": 2**64 - 1, "n": None,
+               "ok": True, "no": False, "nested": [{"x": []}, {}], "f": 1.5}, [], "plain", 0]
+    for value in values:
+        assert encode(value) == json.dumps(value)
+    with pytest.raises(TypeError):
+        encode({"bad": object()})

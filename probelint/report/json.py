@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from probelint._version import __version__
@@ -59,11 +61,26 @@ def _head(report: Report) -> dict[str, Any]:
     }
 
 
+def _one_line_encoder() -> Callable[[Any], str]:
+    """``json.dumps`` of one probe, its C encoder built once: ``dumps`` builds one per call, a
+    third of encoding a short dict (a warm 1,000-probe run: ~3 ms). Where the C accelerator is
+    missing, ``dumps`` itself."""
+    if c_make_encoder is None:
+        return json.dumps
+
+    def unserializable(value: object) -> None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    encode = c_make_encoder(None, unserializable, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
 def render(report: Report) -> str:
     """Indented at the top, one probe a line: readable and greppable, and the C encoder does the
     bulk (``indent`` throughout would run Python's encoder, 10 % of a warm 1,000-probe run). Each
     probe's dict lives only while it is encoded: kept for all, they were most of a large run's memory."""
     head = json.dumps(_head(report), indent=2)[:-2]  # without the closing "\n}"
-    lines = ",\n".join(f"    {json.dumps(_probe(r))}" for r in report)
+    encode = _one_line_encoder()
+    lines = ",\n".join(f"    {encode(_probe(r))}" for r in report)
     body = f"\n{lines}\n  " if len(report) else ""
     return f'{head},\n  "probes": [{body}]\n}}\n'
