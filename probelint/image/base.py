@@ -53,6 +53,7 @@ class ImageBase(ABC):
         self.elf = elf
         self.path = elf.path
         self._profile = profile
+        self._fact_key = profile.cache_key  # read for every function built: an Enum's value is a Python property
         # (start, end, section) of every allocated section, by address
         placed = []
         for sec in elf.sections:
@@ -392,7 +393,7 @@ class ImageBase(ABC):
             live = self.live_text(sym.address, len(file_code)) if self.live_text is not None else None
             # the fact store holds the model's text: a running kernel's is its own, never stored
             store = self._facts if live is None else None
-            facts = store.get(self.profile.cache_key, sym.address, file_code) if store is not None else None
+            facts = store.get(self._fact_key, sym.address, file_code) if store is not None else None
             code = live if live is not None else facts.live(file_code) if facts is not None else \
                 patch_live_text(self, sym.address, self.read(sym.address, len(file_code)), self.profile)
             if facts is not None and not every_insn:
@@ -406,7 +407,7 @@ class ImageBase(ABC):
                 if facts is None:
                     facts = FunctionFacts.of(insns, file_code, code)
                     if store is not None:
-                        store.put(self.profile.cache_key, sym.address, facts, file_code)
+                        store.put(self._fact_key, sym.address, facts, file_code)
                 # Otherwise the walk is dropped: rules read a few instructions, and memory stays flat.
                 fn = Function(sym, facts, code, tuple(insns) if every_insn else None)
             self._functions[sym.address] = fn
@@ -415,7 +416,7 @@ class ImageBase(ABC):
     def prefetch_functions(self, symbols: list[KSym]) -> None:
         """Fetch the stored facts of the functions about to be read, in a few queries."""
         if self._facts is not None:
-            self._facts.prefetch(self.profile.cache_key,
+            self._facts.prefetch(self._fact_key,
                                  [s.address for s in symbols if s.address not in self._functions])
 
     def forget_functions(self) -> None:

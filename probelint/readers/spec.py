@@ -170,6 +170,8 @@ def _kstrtoul(text: str) -> int | None:
 
 
 _OFFSET_SIGN = re.compile(r"[+-]")
+_NAME = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*")
+_GLOB_NAME = re.compile(r"[A-Za-z_.$*?\[][A-Za-z0-9_.$*?\[\]]*")
 _DISABLED = re.compile(r"probelint:\s*disabled\b")
 _TOKEN = re.compile(r"\S+")
 
@@ -215,8 +217,7 @@ def parse_target(
         module, _, symbol = symbol.partition(":")
         if not module:
             return ParseProblem(text, location, "empty module name before ':'")
-    name = r"[A-Za-z_.$*?\[][A-Za-z0-9_.$*?\[\]]*" if allow_glob else r"[A-Za-z_.$][A-Za-z0-9_.$]*"
-    if not symbol or not re.fullmatch(name, symbol):
+    if not symbol or not (_GLOB_NAME if allow_glob else _NAME).fullmatch(symbol):
         return ParseProblem(text, location, f"{symbol!r} is not a symbol name")
     return ProbeSpec(text, location, is_return, symbol, module, offset, None, octal)
 
