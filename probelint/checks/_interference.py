@@ -16,6 +16,7 @@ DiGraph to tools and tests; the rules read the same edges (`window_edges`) witho
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 from probelint.readers.spec import ProbeSpec
@@ -38,22 +39,27 @@ def window_edges(results: list[ProbeResult]) -> list[tuple[int, int, int]]:
     global _last
     if _last is not None and _last[0] is results:
         return _last[1]
-    edges = []
-    armed: dict[tuple[int, int], list[int]] = {}
+    armed: dict[int, dict[int, list[int]]] = {}  # id(image) -> address -> the armed probes there
     for i, r in enumerate(results):
         ctx = r.context
         # a disabled probe is disarmed: it neither blocks nor splits an optimized probe
         armed_probe = r.verdict.registers and isinstance(r.spec, ProbeSpec) and not r.spec.disabled
         if ctx is not None and ctx.image is not None and ctx.address is not None and armed_probe:
-            armed.setdefault((id(ctx.image), ctx.address), []).append(i)
+            armed.setdefault(id(ctx.image), {}).setdefault(ctx.address, []).append(i)
+    sorted_armed = {image: sorted(at) for image, at in armed.items()}
+    edges = []
     for i, r in enumerate(results):
         ctx = r.context
         optimizable_alone = r.verdict.optimized or "KP301" in r.verdict.reasons
         if not optimizable_alone or ctx is None or ctx.image is None or ctx.address is None:
             continue
+        addresses = sorted_armed.get(id(ctx.image))
+        if not addresses:
+            continue
         end = ctx.window_end()
-        for address in range(ctx.address + 1, end):
-            edges += [(i, j, end) for j in armed.get((id(ctx.image), address), ())]
+        inside = addresses[bisect.bisect_right(addresses, ctx.address) : bisect.bisect_left(addresses, end)]
+        by_address = armed[id(ctx.image)]
+        edges += [(i, j, end) for address in inside for j in by_address[address]]
     _last = (results, edges)
     return edges
 

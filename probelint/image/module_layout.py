@@ -140,11 +140,18 @@ class ModuleSymbols(SymbolTable):
         """(start, end, is text) of the part of the module's memory holding `address` whose
         symbols kallsyms finds (module_address_lookup: text and, with KALLSYMS_ALL, data); init
         text and data only while the module is COMING (freed once it is live)."""
-        layout = self.layout
-        parts = [(layout.text_start, layout.text_end, True), (layout.text_end, layout.init_text_start, False)]
-        if self.coming:
-            parts += [(layout.init_text_start, layout.init_text_end, True), (layout.init_text_end, layout.end, False)]
-        return next((part for part in parts if part[0] <= address < part[1]), None)
+        parts = self.__dict__.get("_parts")  # asked for every lookup: built once
+        if parts is None:
+            layout = self.layout
+            parts = [(layout.text_start, layout.text_end, True), (layout.text_end, layout.init_text_start, False)]
+            if self.coming:
+                parts += [(layout.init_text_start, layout.init_text_end, True),
+                          (layout.init_text_end, layout.end, False)]
+            self.__dict__["_parts"] = parts
+        for part in parts:
+            if part[0] <= address < part[1]:
+                return part
+        return None
 
     def lookup(self, address: int) -> KSym | None:
         """find_kallsyms_symbol() for an address in the module's memory."""
