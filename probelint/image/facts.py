@@ -200,14 +200,18 @@ class FactStore:
         db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA trusted_schema = OFF")
-            # under the write lock: a forked checker and its parent (or two runs) may both find the
-            # new file empty, and only one of them may create the table
-            db.execute("BEGIN IMMEDIATE")
+            # A store that has its table is only read: a forked checker and its parent open it at
+            # the same moment, and a write lock taken by both made one wait in SQLite's busy
+            # handler (1-5 ms sleeps). A new file's table is made under the write lock: two
+            # runs may both find it empty, and only one of them may create it.
             tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
             if not tables:
-                db.execute(_SCHEMA)
-            db.execute("COMMIT")
-            if tables and tables != [("table", "facts", _SCHEMA)]:
+                db.execute("BEGIN IMMEDIATE")
+                if not db.execute("SELECT type, name, sql FROM sqlite_master").fetchall():
+                    db.execute(_SCHEMA)
+                db.execute("COMMIT")
+                tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+            if tables != [("table", "facts", _SCHEMA)]:
                 raise sqlite3.DatabaseError("not probelint's fact store")
         except BaseException:
             db.close()
