@@ -287,18 +287,23 @@ def _module_members(deb: Path, abi: str) -> dict[str, tuple[Path, str]]:
     return by_key
 
 
-def ensure_kernel(kernel_package: str, cache_dir: Path | None = None, modules: list[str] | None = None) -> KernelBundle:
+def ensure_kernel(kernel_package: str, cache_dir: Path | None = None, modules: list[str] | None = None,
+                  optional: list[str] | None = None) -> KernelBundle:
     """Fetch the package with the bootable image (`_pick_image_package`) and extract it and the
     modules (from the same package, or 7.x's ``linux-modules-ABI``).
 
     ``modules`` are names (``xfs``) or in-package paths; their ``depends=`` are
-    followed recursively and returned first (load order).
+    followed recursively and returned first (load order). ``optional`` ones are loaded first when
+    the kernel ships them as modules and taken as built in otherwise (7.2's cloud flavour builds
+    virtio_pci, fuse and virtiofs in; 6.1's has them as modules).
     """
     abi = kernel_abi(kernel_package)
     deb, image = _pick_image_package(kernel_package, cache_dir)
     by_key = _module_members(deb, abi)
-    if modules and not by_key:  # 7.x: the modules are a package of their own
-        by_key = _module_members(ensure_deb(f"linux-modules-{abi}", cache_dir), abi)
+    where = deb.name
+    if (modules or optional) and not by_key:  # 7.x: the modules are a package of their own
+        modules_deb = ensure_deb(f"linux-modules-{abi}", cache_dir)
+        by_key, where = _module_members(modules_deb, abi), modules_deb.name
     dest = extract_members(deb, [image])
 
     order: list[Path] = []
@@ -312,7 +317,7 @@ def ensure_kernel(kernel_package: str, cache_dir: Path | None = None, modules: l
             raise HarnessUnavailable(f"module dependency cycle: {' -> '.join((*chain, key))}")
         found = by_key.get(key)
         if found is None:
-            raise HarnessUnavailable(f"module {name!r} not found in {deb.name}")
+            raise HarnessUnavailable(f"module {name!r} not found in {where}")
         mod_deb, member = found
         path = _decompressed(extract_members(mod_deb, [member]) / member)
         for dep in filter(None, modinfo(path).get("depends", "").split(",")):
@@ -320,6 +325,9 @@ def ensure_kernel(kernel_package: str, cache_dir: Path | None = None, modules: l
         seen.add(key)
         order.append(path)
 
+    for mod in optional or []:
+        if _mod_key(mod) in by_key:
+            visit(mod, ())
     for mod in modules or []:
         visit(mod, ())
     return KernelBundle(abi=abi, bzimage=dest / image, modules=order, package=deb.name)

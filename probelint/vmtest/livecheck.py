@@ -1,7 +1,8 @@
 """``probelint vmtest --live-check``: `probelint --live` run inside the booted guest, graded against it.
 
 The host's root is shared into the guest read-only with virtiofs (Debian's cloud kernels build
-neither 9p nor virtio-9p: CONFIG_NET_9P is off; virtio_pci, fuse and virtiofs are modules), the
+neither 9p nor virtio-9p: CONFIG_NET_9P is off; virtio_pci, fuse and virtiofs are modules on 6.1,
+built in on 7.2), the
 guest chroots into it with its own /proc, /sys, debugfs and tracefs mounted there, and runs the
 host's python3 on this worktree's probelint, the way virtme-ng runs a host's tools in a guest:
 
@@ -37,7 +38,7 @@ __all__ = ["LiveCheck", "guest_hook", "predicted_from_report", "run_live_check",
 
 GUEST_ROOT = "/host"
 LINT_FILE = "live-probes.txt"  # in the initramfs; copied to the guest's tmpfs /tmp of the chroot
-MODULES = ["virtio_pci", "virtiofs"]
+MODULES = ["virtio_pci", "virtiofs"]  # modules on 6.1's cloud flavour, built in on 7.2's
 LINT_TIMEOUT = 1200  # seconds: a warm probelint run is ~2 s natively, and TCG is slow
 _VIRTIOFSD = ("virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
 
@@ -173,7 +174,7 @@ def run_live_check(
     lint_text = "".join(f"{s.spec}\n" for s in linted).encode()
     shares = {"hostroot": Path("/"), **({"out": dump_to} if dump_to is not None else {})}
     with virtiofs_share(shares) as qemu_args:
-        setup = GuestSetup([*MODULES, *(modules or [])], guest_hook(lint_phase, argv, pythonpath, dump_to is not None),
+        setup = GuestSetup(list(modules or []), MODULES, guest_hook(lint_phase, argv, pythonpath, dump_to is not None),
                            {LINT_FILE: lint_text}, qemu_args, LINT_TIMEOUT)
         rep = run_probes_report(specs, kernel_package=kernel_package, cpu=cpu, cache_dir=cache_dir, phases=phases,
                                 batch_size=len(specs), log=log, setup=setup)

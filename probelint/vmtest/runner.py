@@ -108,6 +108,7 @@ class GuestSetup:
     (initramfs.init_script), files in the initramfs, QEMU arguments, seconds more to wait."""
 
     modules: list[str] = field(default_factory=list)
+    builtin_or_modules: list[str] = field(default_factory=list)  # loaded first where the kernel has them as modules
     hook: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
     qemu_args: tuple[str, ...] = ()
@@ -461,7 +462,8 @@ def run_probes_report(
         return RunReport([], [])
     setup = setup or GuestSetup()
     targets = [parse_spec(s) for s in specs]
-    bundle = ensure_kernel(kernel_package, cache_dir, [*setup.modules, *(modules or [])])
+    bundle = ensure_kernel(kernel_package, cache_dir, [*setup.modules, *(modules or [])],
+                           optional=setup.builtin_or_modules)
     busybox = ensure_busybox(cache_dir)
     n = len(specs)
     if phases is not None:
