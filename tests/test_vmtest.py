@@ -371,3 +371,23 @@ def test_register_kprobe_path_on_the_booted_kernel() -> None:
     assert by["__pte"].kernel.registered  # kprobe_events: EADDRNOTAVAIL
     assert by["vfs_read+0x13"].kernel.optimized and by["vfs_read+0x1"].kernel.errno == "EILSEQ"
     assert by["do_int3"].kernel.errno == "EINVAL" and by["probelint_no_such_symbol"].kernel.errno == "ENOENT"
+
+
+@pytest.mark.kernel
+def test_share_modules_are_loaded_only_where_the_kernel_has_them_as_modules():
+    """The --live-check share needs virtio_pci and virtiofs: modules of 6.1's cloud flavour (fuse
+    and the virtio core with them, as dependencies), built into 7.2's; a module asked for by name must exist, and the
+    error names the package it was looked for in (7.x: linux-modules-ABI)."""
+    from probelint.vmtest.download import ensure_kernel
+    from probelint.vmtest.livecheck import MODULES
+
+    def names(bundle: KernelBundle) -> list[str]:
+        return [p.name.split(".")[0] for p in bundle.modules]
+
+    loaded = names(ensure_kernel("linux-image-6.1.0-56-cloud-amd64", optional=MODULES))
+    assert {"virtio_pci", "fuse", "virtiofs"} <= set(loaded) and loaded[-1] == "virtiofs"  # dependencies first
+    assert "xfs" in names(ensure_kernel("linux-image-7.2.13+deb14-cloud-amd64", modules=["xfs"], optional=MODULES))
+    assert not {"virtio_pci", "virtiofs"} & set(names(ensure_kernel("linux-image-7.2.13+deb14-cloud-amd64",
+                                                                    optional=MODULES)))
+    with pytest.raises(HarnessUnavailable, match=r"'no_such_module' not found in linux-modules-7\.2"):
+        ensure_kernel("linux-image-7.2.13+deb14-cloud-amd64", modules=["no_such_module"])
