@@ -388,3 +388,25 @@ def test_systemtap_component_alternation():
         ("ProbeSpec", "demo_x", (1, 71), True, True),
         ("SourceLineProbe", "demo_read", (4, 33), None, False), ("ProbeSpec", "demo_read", (4, 33), False, False),
         ("ProbeSpec", "demo_a", (5, 25), True, False), ("ProbeSpec", "demo_b", (5, 51), True, False)]
+
+
+def test_shell_commands_in_comments_are_not_read():
+    """A commented-out command (a whole line, or after a command, or in a here-document: a script
+    or kprobe_events lines) defines no probe, and a commented assignment sets no variable; a `#`
+    inside quotes or a word (`a#b`, `$#`, `${#v}`) is not a comment, nor are a here-document's
+    quotes quoting; the probes keep their columns in the file."""
+    text = ("#!/bin/sh\n"
+            "# echo 'p:a demo_write+1' >> /sys/kernel/tracing/kprobe_events\n"
+            "#FN=demo_write\n"
+            "FN=demo_read\n"
+            "echo \"p:b $FN+7 x=#1\" >> /sys/kernel/tracing/kprobe_events  # perf probe -a demo_write\n"
+            "  #bpftrace -e 'kprobe:demo_write { }'\n"
+            "echo ${#FN} a#b >/dev/null; perf probe -a 'demo_read+0x6' # perf probe -a demo_x\n"
+            "cat <<'EOF' > notes\n"
+            "# bpftrace -e 'kprobe:demo_nmi_handler { }'\n"
+            "don't\n"
+            "EOF\n"
+            "bpftrace -e 'kprobe:demo_write { printf(\"#%d\\n\", 1); }'\n")
+    found = extract("run.sh", text)
+    assert [(p.symbol, p.offset, where(p)) for p in found] == [
+        ("demo_read", 7, (5, 11)), ("demo_read", 6, (7, 44)), ("demo_write", 0, (12, 21))]

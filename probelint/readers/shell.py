@@ -7,7 +7,8 @@
 Definitions held in variables (``P="p:grp/ev vfs_read"; echo "$P" >> kprobe_events``,
 ``perf probe -a "$FN+4"``) are expanded where the script assigns the variable one literal before
 the use (`probelint.readers.shell_words`), the probe located at the variable's ``$``; elsewhere
-the probe is not checked (KP407), naming the variable and why.
+the probe is not checked (KP407), naming the variable and why. Commands in comments are not
+read (`shell_words.uncommented`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 
 from probelint.readers.bpftrace import read as read_bpftrace
 from probelint.readers.perf import probe_command
-from probelint.readers.shell_words import Variables, split_words
+from probelint.readers.shell_words import Variables, split_words, uncommented
 from probelint.readers.spec import Origin, Parsed, ParseProblem, parse_line, with_origin
 from probelint.readers.text import Lines
 
@@ -40,9 +41,10 @@ def read(text: str, file: str) -> Iterator[Parsed]:
     """The probes of every command, in file order (each kind's commands found in order, merged:
     a cap on the probes read stops the reading, not just the keeping)."""
     lines = Lines(file, text)
-    variables = Variables(text, lines)
-    kinds = (_echoes(text, file, lines, variables), _perf_probes(text, lines, variables),
-             _one_liners(text, file, lines))
+    code = uncommented(text)  # same offsets: locations are still the file's
+    variables = Variables(code, lines)
+    kinds = (_echoes(code, file, lines, variables), _perf_probes(code, lines, variables),
+             _one_liners(code, file, lines))
     return (probe for _, probe in heapq.merge(*kinds, key=lambda found: found[0]))
 
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from probelint.readers.text import Lines
 
-__all__ = ["ShellWord", "Variables", "split_words"]
+__all__ = ["ShellWord", "Variables", "split_words", "uncommented"]
 
 
 class ShellWord(NamedTuple):
@@ -39,6 +39,44 @@ _BRACE = re.compile(r"(?<![\w$])\{(?=\s)|(?<=[\s;])\}(?=[\s;]|$)", re.M)
 _PART = re.compile(r"""'([^']*)'|"((?:\\.|[^"\\])*)"|([^'"]+)""")
 _SUBSTITUTION = ("a command substitution: its output is known only when the script runs",)
 _MAX_DEPTH = 8  # a variable built from variables: deeper (or a cycle) is left unknown
+
+
+# What decides where a comment may start: quotes and escapes (a `#` in them is text), a here-document
+# (its body has no quoting: a script fed to a shell or lines fed to kprobe_events, whose `#` words
+# start comments too), and a `#` that begins a word (after a blank or an operator: `$#`, `${#x}`,
+# `a#b` are not comments).
+_LEXEME = re.compile(r"""\\.|'[^']*(?:'|\Z)|"(?:\\.|[^"\\])*(?:"|\Z)"""
+                     r"""|<<-?[ \t]*(?:'([^'\n]*)'|"([^"\n]*)"|\\?([A-Za-z_][^\s;&|<>()]*))"""
+                     r"""|(?:^|(?<=[\s;&|()<>]))#[^\n]*|\n""", re.M | re.S)
+_WORD_COMMENT = re.compile(r"(?:^|(?<=[\s;&|()<>]))#[^\n]*", re.M)
+
+
+def uncommented(text: str) -> str:
+    """`text` with each comment blanked (spaces, same length: offsets, lines and columns stay the
+    file's), so that a command written in a comment (``# echo 'p:... FN' >> kprobe_events``) is
+    not read as one. One pass over the text."""
+    out: list[str] = []
+    last = pos = 0
+    heredocs: list[tuple[str, bool]] = []  # delimiters of here-documents whose body starts at the next line
+    while (m := _LEXEME.search(text, pos)) is not None:
+        lexeme = m.group()
+        pos = m.end()
+        if lexeme.startswith("#"):
+            out += [text[last : m.start()], " " * len(lexeme)]
+            last = pos
+        elif lexeme.startswith("<<"):
+            heredocs.append((m.group(1) or m.group(2) or m.group(3) or "", lexeme.startswith("<<-")))
+        elif lexeme == "\n" and heredocs:
+            for delimiter, tabs in heredocs:  # each body runs to a line holding only its delimiter
+                end = re.compile(rf"^{chr(9) + '*' if tabs else ''}{re.escape(delimiter)}$", re.M).search(text, pos)
+                body_end = end.start() if end is not None else len(text)
+                for comment in _WORD_COMMENT.finditer(text, pos, body_end):
+                    out += [text[last : comment.start()], " " * len(comment.group())]
+                    last = comment.end()
+                pos = end.end() if end is not None else len(text)
+            heredocs.clear()
+    out.append(text[last:])
+    return "".join(out)
 
 
 class _Assignment(NamedTuple):
