@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import gc
 import os
 import sys
@@ -35,9 +36,33 @@ __all__ = ["main"]
 _SUBCOMMANDS = ("rule", "rules", "vmtest", "explain", "map")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the terminal's width asked once, as shutil.get_terminal_size()
+    would answer ($COLUMNS, else the terminal's, else 80). The stock one imports shutil, and with
+    it bz2 and lzma (~2 ms of every run), to ask again for each add_argument()."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _help_width() if width is None else width)
+
+
+@functools.cache
+def _help_width() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2  # what argparse subtracts from the terminal's width
+
+
 def _kernel_options() -> argparse.ArgumentParser:
     """The options that say which kernel, as booted where: shared by the lint run, explain and map."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_HelpFormatter)
     p.add_argument("--cpu-profile", choices=PROFILE_NAMES,
                    help="the CPU whose features decide how the kernel patches its text at boot (alternatives, "
                         "retpolines, returns): qemu64 (= ret, no return thunk; the default), EPYC-Rome (= rethunk, "
@@ -69,7 +94,7 @@ def _kernel_options() -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="probelint", parents=[_kernel_options()],
+        prog="probelint", parents=[_kernel_options()], formatter_class=_HelpFormatter,
         description="Predict, from the kernel ELF, whether each kprobe registers and is jump-optimized.",
         epilog="Subcommands: 'probelint rules' lists the rules, 'probelint rule ID' prints one rule's page, "
                "'probelint explain IMAGE PROBE' shows one probe's function as the kernel sees it, "
@@ -201,7 +226,8 @@ MAX_FUNCTION_SIZE = 256 << 10  # the largest Debian 6.1 function is ~40 KiB
 def _map(argv: list[str]) -> int:
     """probelint map IMAGE [MAP] [--function F]... [-o FILE]  |  probelint map --query SYM+OFF FILE
     |  probelint map IMAGE --function F --html OUT.html [--svg OUT.svg] [PROBES...]"""
-    p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__, parents=[_kernel_options()])
+    p = argparse.ArgumentParser(prog="probelint map", description=_map.__doc__, parents=[_kernel_options()],
+                                formatter_class=_HelpFormatter)
     p.add_argument("path", metavar="IMAGE|MAP")
     p.add_argument("probes", nargs="*", metavar="PROBES", help="probe files whose probes in F the picture marks")
     p.add_argument("--function", action="append", default=[], help="map only this function (repeatable)")
@@ -288,7 +314,8 @@ def _map(argv: list[str]) -> int:
 
 def _explain(argv: list[str]) -> int:
     """probelint explain [options] IMAGE... PROBE: the kernel's view of one probe."""
-    p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__, parents=[_kernel_options()])
+    p = argparse.ArgumentParser(prog="probelint explain", description=_explain.__doc__,
+                                parents=[_kernel_options()], formatter_class=_HelpFormatter)
     p.add_argument("args", nargs="+", metavar="IMAGE... PROBE")
     args = p.parse_intermixed_args(argv)
     from probelint.explain import explain

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -102,6 +101,8 @@ def replacing(target: str | Path, *, mode: int | None = None, owner: tuple[int, 
     temporary file beside it, renamed over it) with `mode` (default: a new file's, 0666 less the
     umask) and `owner` (uid, gid). On failure the target is untouched, no temporary file is left,
     and an OSError is one line naming the target ("cannot `verb`")."""
+    import tempfile  # only a run that writes pays for it (it imports shutil, bz2 and lzma: ~2 ms)
+
     target = str(target)
     mode = 0o666 & ~_umask() if mode is None else mode
     tmp = None

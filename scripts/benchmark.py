@@ -74,6 +74,21 @@ def median_run(cmd: list[str], repeat: int, *, before: list[str] | None = None,
     return statistics.median(times), rss, statistics.median(beside) if beside else statistics.median(times)
 
 
+def user_interpreter(work: Path) -> str:
+    """A venv's python3 that sees this interpreter's packages but runs none of its site-packages'
+    ``.pth`` start-up hooks (a CI sandbox's CA-injection hook imports certifi, ~20 ms of every
+    start): the interpreter a user gets from the README's ``pip install .`` into a venv."""
+    import site
+    import sysconfig
+
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    # A path line of a .pth is added to sys.path; the .pth files in that path are not executed.
+    (purelib / "base-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return str(venv / "bin" / "python3")
+
+
 def sample_probes(image: Image, count: int, seed: int = 1) -> list[str]:
     """`count` instruction boundaries of the image's core text (``MOD:SYM+OFF`` in a module)."""
     if isinstance(image, Module):
@@ -145,8 +160,8 @@ def main() -> int:
     rows.append(("python3 -c pass (interpreter start)", *median_run([sys.executable, "-c", "pass"], args.repeat)))
     cache = work / "cache"
 
-    def probelint_cmd(probes: Path, *images: Path) -> list[str]:
-        return [sys.executable, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
+    def probelint_cmd(probes: Path, *images: Path, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "probelint", "--cache-dir", str(cache), "--format", "json",
                 *map(str, images or (vmlinux,)), str(probes)]
 
     for size in SIZES:
@@ -178,6 +193,16 @@ def main() -> int:
         median_run(probelint_cmd(one, vmlinux, module), 1)  # its function's facts stored
         rows.append((f"probelint warm, 1 {module.name} probe", *median_run(probelint_cmd(one, vmlinux, module),
                                                                           args.repeat)))
+    # The same warm runs under a user's venv interpreter (no foreign start-up hooks).
+    user = user_interpreter(work)
+    rows.append(("venv: python3 -c pass (interpreter start)", *median_run([user, "-c", "pass"], args.repeat)))
+    median_run(probelint_cmd(work / "probes-1000-1.txt", python=user), 1)  # its functions' facts stored again
+    rows.append(("venv: probelint warm, 1000 probes",
+                 *median_run(probelint_cmd(work / "probes-1000-1.txt", python=user), args.repeat)))
+    if module is not None:
+        rows.append((f"venv: probelint warm, 1000 {module.name} probes",
+                     *median_run(probelint_cmd(work / "module-1000.txt", vmlinux, module, python=user),
+                                 args.repeat)))
     tmp.cleanup()
     print(f"image: {vmlinux} ({vmlinux.stat().st_size / 1e6:.0f} MB), median of {args.repeat} runs, "
           f"{os.cpu_count()} CPUs")

@@ -221,3 +221,31 @@ def test_hash_index_never_returns_a_position_beyond_its_table():
     lied["positions"][0] = 1 << 24
     with pytest.raises(IndexFormatError):
         HashIndex.from_index(decode(encode(lied)), 100)
+
+
+def test_help_is_wrapped_as_argparse_wraps_it_without_importing_shutil(tmp_path):
+    """The command's formatter asks the width once ($COLUMNS, else the terminal, else 80) where
+    argparse's imports shutil (bz2, lzma) for every option; a lint run imports neither shutil
+    nor tempfile (only a run that writes a file does)."""
+    import os
+
+    def help_text(columns: str, stock: bool = False) -> str:
+        code = ("import argparse, probelint.cli as c;" + ("c._HelpFormatter = argparse.HelpFormatter;" * stock)
+                + "c._parser().print_help()")
+        return subprocess.run([sys.executable, "-c", code], env={**os.environ, "COLUMNS": columns},
+                              capture_output=True, text=True, check=True).stdout
+
+    assert help_text("60") == help_text("60", stock=True) != help_text("200")
+    probes = tmp_path / "p.txt"
+    probes.write_text("demo_target\n")
+    # import statements are watched, not sys.modules: a site-packages hook may have loaded both
+    run = ("import builtins, sys; seen = set(); real = builtins.__import__\n"
+           "def watch(name, *args, **kwargs):\n"
+           "    seen.add(name)\n"
+           "    return real(name, *args, **kwargs)\n"
+           "builtins.__import__ = watch\n"
+           "from probelint import cli\n"
+           "cli.main(['--no-cache', *sys.argv[1:]])\n"
+           "assert not seen & {'shutil', 'tempfile'}, seen & {'shutil', 'tempfile'}")
+    subprocess.run([sys.executable, "-c", run, str(DEMO / "demo.elf"), str(probes)], check=True,
+                   capture_output=True)
