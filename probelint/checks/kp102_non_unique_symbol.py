@@ -2,7 +2,9 @@
 
 From 6.12 (`validate_probe_symbol` -> `validate_module_probe_symbol`) a ``MOD:SYM`` is counted
 too, in MOD's own kallsyms when MOD is loaded: several static copies of one inline function
-(``xfs:uuid_copy``, ``nf_tables:jhash``) are "not unique". 6.1.y counts plain names only. A
+(``xfs:uuid_copy``, ``nf_tables:jhash``) are "not unique". 6.1.y counts plain names only. From
+7.1 (and 7.0.10) a plain SYM the vmlinux has is counted in the vmlinux alone: a module's copy of
+the name no longer makes it "not unique". A
 ``MOD:SYM`` defined before MOD loads is counted when MOD arrives (`register_module_trace_kprobe`),
 in its whole symtab (init symbols included), and refused with the raw -EADDRNOTAVAIL; a plain SYM
 is counted when written, without the modules yet to arrive.
@@ -25,12 +27,12 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
         return
     if not ctx.kernel.does("unique-symbol"):
         return  # 5.10.y: kprobe_events probes the first symbol of the name
-    per_image = [(image.name, image.symbols.count(spec.symbol)) for image in ctx.kernel.present(written=True)]
-    live = ctx.kernel.live
+    live, loaded = ctx.kernel.live, []
     if live is not None:  # the running kernel: every loaded module counts, not only those given
         given = {image.name for image in ctx.kernel.images}
-        per_image += [(f"loaded module {m}", n) for m, n in live.module_symbol_count(spec.symbol).items()
-                      if m not in given]
+        loaded = [(f"loaded module {m}", n) for m, n in live.module_symbol_count(spec.symbol).items()
+                  if m not in given]
+    per_image = ctx.kernel.same_symbols(spec.symbol, written=True, loaded=loaded)
     total = sum(n for _, n in per_image)
     if total > 1:
         where = ", ".join(f"{n} in {name}" for name, n in per_image if n)

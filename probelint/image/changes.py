@@ -174,6 +174,12 @@ CHANGES: dict[str, Change] = {c.id: c for c in (
            "kprobe_events validates the symbol while parsing: unknown or non-unique -> EINVAL (not ENOENT/"
            "EADDRNOTAVAIL), and before the return-probe entry test (KP101, KP102, KERNEL_ORDER)",
            ("KP101", "KP102"), _symbol("validate_probe_symbol", "kernel/trace/trace_kprobe.c")),
+    Change("vmlinux-symbol-first", "bpf: Prefer vmlinux symbols over module symbols for unqualified kprobes",
+           "1870ddcd94b0", (7, 1),
+           "number_of_same_symbols() returns the vmlinux's count of a plain SYM when the vmlinux has it: "
+           "copies in loaded modules no longer make it non-unique (KP102; jhash, cts_cbc_encrypt with "
+           "aesni_intel on the booted 7.2.13); a name only modules hold is counted in them as before",
+           ("KP102",), stable=((7, 0, 10),)),  # 7.0.10 carries it; Debian's 6.1.192 and 6.12.118 sources do not
     Change("ibt-entry-adjust", "x86/ibt,kprobes: Cure sym+0 equals fentry woes", "cc66bb914578", (5, 18),
            "with IBT, SYM+0 and SYM+4 of a function starting with ENDBR are the same probe at +4 "
            "(arch_adjust_kprobe_addr)", ("KP201",), _symbol("arch_adjust_kprobe_addr", "kernel/kprobes.c")),

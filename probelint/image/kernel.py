@@ -167,8 +167,21 @@ class Kernel:
         return None
 
     def count(self, name: str) -> int:
-        """number_of_same_symbols(): vmlinux kallsyms plus every loaded module's symbols."""
-        return sum(image.symbols.count(name) for image in self.images)
+        """number_of_same_symbols() of a plain SYM, as the kernel counts it (`same_symbols`)."""
+        return sum(n for _, n in self.same_symbols(name))
+
+    def same_symbols(self, name: str, written: bool = False,
+                     loaded: Iterable[tuple[str, int]] = ()) -> list[tuple[str, int]]:
+        """(image, count) of `name` where number_of_same_symbols(NULL, name) looks: the vmlinux's
+        kallsyms, then every loaded module's (`loaded`: more modules, by name, a live kernel's);
+        from 7.1 (row vmlinux-symbol-first) the modules only when the vmlinux has no such symbol.
+        `written`: when a probe is defined, before the modules yet to arrive."""
+        vmlinux = self.vmlinux
+        if vmlinux is not None and self.does("vmlinux-symbol-first"):
+            in_vmlinux = vmlinux.symbols.count(name)
+            if in_vmlinux:
+                return [(vmlinux.name, in_vmlinux)]
+        return [(image.name, image.symbols.count(name)) for image in self.present(written)] + list(loaded)
 
     def present(self, written: bool = False) -> list[Image]:
         """The images in kallsyms: all; `written`: when a probe is defined, before the modules yet
