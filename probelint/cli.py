@@ -541,6 +541,14 @@ def _describe_kernel(kernel: Kernel) -> None:
             say(f"  symbols from {symbol_map.path} (the image has no .symtab)")
     say(f"kernel version: {kernel.version or 'unknown (rules follow 6.1)'}")
     say(f"cpu profile: {kernel.profile.value} (the CPU whose boot-time patching of the text the verdicts assume)")
+    if kernel.vmlinux is None and kernel.modules:
+        from probelint.discover import vmlinux_places
+
+        first = kernel.modules[0]
+        release = (first.version or "").split(" ", 1)[0]
+        looked = ", ".join(map(str, vmlinux_places(first.path, release))) if release else "nowhere (no vermagic)"
+        say(f"no vmlinux given or found for {first.path} ({release or 'release unknown'}); looked in: {looked}; "
+            "what only the vmlinux decides is not checked (KP412)")
     modules = ", ".join(m.name for m in kernel.modules) or "none"
     say(f"modules assumed loaded: {modules} (a plain SYM is unique only across vmlinux and these)")
     if kernel.config is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from probelint.errors import InputError
 from probelint.image.elf import MODULE_SUFFIXES, modname, modname_of_file
 
-__all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinux_for_module",
+__all__ = ["candidates", "find_running_kernel", "find_running_kernel_image", "vmlinux_for_module", "vmlinux_places",
            "vmlinuz_candidates"]
 
 
@@ -92,10 +92,24 @@ def _shows_addresses(kallsyms: Path) -> bool:
 
 
 def vmlinux_for_module(module: str | Path, release: str) -> Path | None:
-    """The vmlinux a module of kernel `release` (its vermagic) is loaded into: in the tree the
+    """The vmlinux a module of kernel `release` (its vermagic) is loaded into: the first of
+    `vmlinux_places` that is an ELF file (/boot/vmlinux-R may be a compressed image)."""
+    for path in vmlinux_places(module, release):
+        try:
+            if path.is_file():  # never opened otherwise: a FIFO would block
+                with open(path, "rb") as fh:
+                    if fh.read(4) == b"\x7fELF":
+                        return path
+        except OSError:
+            continue
+    return None
+
+
+def vmlinux_places(module: str | Path, release: str) -> list[Path]:
+    """Where the vmlinux of a module of kernel `release` is looked for, in order: in the tree the
     module lies in (an unpacked -dbg package: ROOT/usr/lib/debug/lib/modules/RELEASE/... ->
     ROOT/usr/lib/debug/boot/vmlinux-RELEASE, and perf's other places under ROOT), then on this
-    machine. Only an ELF file counts (/boot/vmlinux-R may be a compressed image)."""
+    machine."""
     roots = []
     parts = Path(module).absolute().parts
     for k in range(len(parts) - 2):
@@ -104,16 +118,7 @@ def vmlinux_for_module(module: str | Path, release: str) -> Path | None:
             roots.append(top.parent.parent.parent if top.parts[-3:] == ("usr", "lib", "debug") else top)
             break
     roots.append(Path("/"))
-    for root in roots:
-        for path in candidates(release, root):
-            try:
-                if path.is_file():  # never opened otherwise: a FIFO would block
-                    with open(path, "rb") as fh:
-                        if fh.read(4) == b"\x7fELF":
-                            return path
-            except OSError:
-                continue
-    return None
+    return [path for root in roots for path in candidates(release, root)]
 
 
 def default_module_dirs(vmlinux: str) -> list[Path]:

@@ -5,7 +5,9 @@ patching of the module's text (arch/x86/kernel/module.c `module_finalize`: `appl
 pv_ops, `apply_retpolines` and `apply_returns` the thunks' addresses), the targets of jumps into
 the kernel (a retpoline thunk is an indirect jump to `insn_is_indirect_jump`), and whether a plain
 SYM is unique (`number_of_same_symbols` counts the vmlinux's kallsyms). Such a probe is reported as
-not checked, with what it depends on, rather than given a verdict that may be wrong.
+not checked, with what it depends on, rather than given a verdict that may be wrong. A paravirt
+site decides only the probes that read it (at or inside the site, or a jump window reaching it);
+a thunk jump decides the whole function (KP205 looks at every jump).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ def check(ctx: ProbeContext) -> Iterator[Hit]:
     if ctx.spec.module is None and ctx.spec.symbol is not None:
         why = f"whether {ctx.spec.symbol} is unique depends on the vmlinux's kallsyms too"
     else:
-        depends = image.needs_vmlinux(symbol.address, symbol.end)
+        assert ctx.address is not None
+        # what the probe reads: its instruction and jump window, decoded from the file's bytes,
+        # which equal the live ones up to the first site they meet
+        reads = (ctx.address, max(ctx.window_end(), ctx.address + 1))
+        depends = image.needs_vmlinux(symbol.address, symbol.end, reads)
         if depends is None:
             return
         why = f"{symbol.name} has {depends}, which the kernel patches or resolves from its own image"

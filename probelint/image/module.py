@@ -130,17 +130,23 @@ class Module(ImageBase):
     def version(self) -> str | None:
         return modinfo(self.elf).get("vermagic") or None
 
-    def needs_vmlinux(self, start: int, end: int) -> str | None:
-        """What in [start, end) of this module's text the kernel's own image decides, when no
-        vmlinux is loaded with it; None if nothing. Boot-time patching of module text
+    def needs_vmlinux(self, start: int, end: int, reads: tuple[int, int] | None = None) -> str | None:
+        """What in the function [start, end) of this module's text the kernel's own image decides,
+        when no vmlinux is loaded with it; None if nothing. Boot-time patching of module text
         (module_finalize: apply_paravirt reads pv_ops, apply_retpolines the thunk array) needs the
         vmlinux for instruction boundaries, and a jump left in the live text to a retpoline or
         return thunk is an indirect jump to insn_is_indirect_jump only within the vmlinux's
-        thunk range."""
-        pv = self.paravirt_sites
-        pos = bisect.bisect_left(pv, (start - 15, -1))  # a site begins at most one instruction before
-        for site, _ in pv[pos : bisect.bisect_left(pv, (end, -1))]:
-            if site + 5 > start:
+        thunk range.
+
+        With `reads` (the bytes a probe reads: its instruction and its jump window), a paravirt
+        site counts only where it meets them. A site is a call (``call *pv_ops(%rip)``) and keeps
+        its length when patched, so the boundaries and branches elsewhere in the function do not
+        move (booted generic 6.1, docs/validation-modules.md)."""
+        lo, hi = reads if reads is not None else (start, end)
+        pv, entries = self.paravirt_sites, self.table("parainstructions")
+        pos = bisect.bisect_left(pv, (lo - 15, -1))  # a site begins at most one instruction before
+        for site, index in pv[pos : bisect.bisect_left(pv, (hi, -1))]:
+            if site + max(entries[index]["len"], 5) > lo:
                 return f"a paravirt call site at {self.describe(site)}"
         if patches_retpolines(self, feature_bits(self, self.profile)):
             sites = self.retpoline_sites

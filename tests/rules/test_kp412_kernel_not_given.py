@@ -61,3 +61,53 @@ def test_a_module_alone_brings_its_vmlinux_from_its_debug_tree(build_kernel, tmp
     assert f"using {tree / 'boot' / f'vmlinux-{release}'}" in proc.stderr
     (probe,) = json.loads(proc.stdout)["probes"]
     assert probe["verdict"]["registers"] and not any(f["rule"] == "KP412" for f in probe["findings"])
+
+
+PARAVIRT = """
+    .text
+FUNC pv_user
+    FENTRY
+    push %rbp
+1:  call *pv_ops+8(%rip)
+    pop %rbp
+    mov %rax, %rbx
+    mov %rbx, %rcx
+    mov %rcx, %rdx
+    mov %rdx, %rsi
+    ret
+    .section .parainstructions, "a"
+    .quad 1b
+    .byte 3, 6
+    .balign 16
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+
+
+def test_a_paravirt_site_decides_only_the_probes_that_read_it(lint):
+    """apply_paravirt rewrites the 6-byte `call *pv_ops(%rip)` in place (booted generic 6.1: a
+    direct call and a nop, or cli/sti/pushf;pop and a NOP): a probe at or inside the site, or whose
+    jump window reaches it, needs the vmlinux; a probe after it reads the same bytes either way."""
+    at_site, inside, window_reaches, after = lint(PARAVIRT, "mymod:pv_user+0x6", "mymod:pv_user+0xb",
+                                                  "mymod:pv_user+0x5", "mymod:pv_user+0xc", module=True)
+    for result in (at_site, inside, window_reaches):
+        assert rules_fired(result) == ["KP412"] and result.verdict.registers is None, result.spec.text
+        assert "paravirt call site at mymod:pv_user+0x6" in result.findings[0].message
+    assert "KP412" not in rules_fired(after) and after.verdict.registers and after.verdict.optimized
+
+
+def test_verbose_says_where_the_vmlinux_was_looked_for(build_kernel, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    ko = tmp_path / "mymod.ko"
+    shutil.copy(build_kernel(SOURCE + '\n    .asciz "vermagic=6.1.0-98-none SMP mod_unload"\n', module=True), ko)
+    probes = tmp_path / "p.txt"
+    probes.write_text("mymod:tail_call+0x5\n")
+    proc = subprocess.run([sys.executable, "-m", "probelint", "-v", "--no-cache", str(ko), str(probes)],
+                          capture_output=True, text=True, cwd=ROOT)
+    line = next(ln for ln in proc.stderr.splitlines() if "no vmlinux given or found" in ln)
+    assert "(6.1.0-98-none)" in line and "/usr/lib/debug/boot/vmlinux-6.1.0-98-none" in line and "KP412" in line
