@@ -139,9 +139,10 @@ class Module(ImageBase):
         thunk range.
 
         With `reads` (the bytes a probe reads: its instruction and its jump window), a paravirt
-        site counts only where it meets them. A site is a call (``call *pv_ops(%rip)``) and keeps
-        its length when patched, so the boundaries and branches elsewhere in the function do not
-        move (booted generic 6.1, docs/validation-modules.md)."""
+        site or a retpoline call site counts only where it meets them: such a site is a call
+        (``call *pv_ops(%rip)``, ``call __x86_indirect_thunk_REG``) and keeps its length when
+        patched, so the boundaries and branches elsewhere in the function do not move (booted
+        generic 6.1, docs/validation-modules.md)."""
         lo, hi = reads if reads is not None else (start, end)
         pv, entries = self.paravirt_sites, self.table("parainstructions")
         pos = bisect.bisect_left(pv, (lo - 15, -1))  # a site begins at most one instruction before
@@ -151,7 +152,10 @@ class Module(ImageBase):
         if patches_retpolines(self, feature_bits(self, self.profile)):
             sites = self.retpoline_sites
             for site in sites[bisect.bisect_left(sites, start - 5) : bisect.bisect_left(sites, end)]:
-                return f"a retpoline site at {self.describe(site)}"
+                # a call (e8) becomes `call *%reg` and NOPs in its own 5 bytes, no jump: only the
+                # probes that read it depend on it; a jmp/jcc becomes an indirect jump (KP205)
+                if reads is None or self.read(site, 1) != b"\xe8" or (site < reads[1] and site + 5 > reads[0]):
+                    return f"a retpoline site at {self.describe(site)}"
         sec = self.section_at(start)
         if sec is None:
             return None

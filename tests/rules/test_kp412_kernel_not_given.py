@@ -111,3 +111,46 @@ def test_verbose_says_where_the_vmlinux_was_looked_for(build_kernel, tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     line = next(ln for ln in proc.stderr.splitlines() if "no vmlinux given or found" in ln)
     assert "(6.1.0-98-none)" in line and "/usr/lib/debug/boot/vmlinux-6.1.0-98-none" in line and "KP412" in line
+
+
+RETPOLINE = """
+    .text
+FUNC rp_user
+    FENTRY
+    push %rbp
+1:  call __x86_indirect_thunk_rax
+    pop %rbp
+    mov %rax, %rbx
+    mov %rbx, %rcx
+    mov %rcx, %rdx
+    mov %rdx, %rsi
+    ret
+FUNC rp_tail
+    FENTRY
+    push %rbp
+    pop %rbp
+    mov %rax, %rbx
+    mov %rbx, %rcx
+    mov %rcx, %rdx
+2:  jmp __x86_indirect_thunk_rax
+    .section .retpoline_sites, "a"
+    .long 1b - .
+    .long 2b - .
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+
+
+def test_a_retpoline_call_site_decides_only_the_probes_that_read_it(build_kernel):
+    """Without RETPOLINE (spectre_v2=off: the noretpoline profile) apply_retpolines rewrites a thunk
+    call to `call *%reg` and NOPs in its own 5 bytes; a thunk jump becomes `jmp *%reg`, an indirect
+    jump that KP205 sees from anywhere in the function."""
+    import probelint
+
+    module = build_kernel(RETPOLINE, module=True)
+    at_site, after, tail = probelint.check([module], ["mymod:rp_user+0x6", "mymod:rp_user+0xb",
+                                                      "mymod:rp_tail+0x5"], cpu_profile="noretpoline",
+                                           hints="never")
+    assert rules_fired(at_site) == ["KP412"] and "retpoline site at mymod:rp_user+0x6" in at_site.findings[0].message
+    assert "KP412" not in rules_fired(after) and after.verdict.registers
+    assert rules_fired(tail) == ["KP412"] and tail.verdict.registers is None
