@@ -352,6 +352,7 @@ def _check_one(ctx: ProbeContext, plan: Plan, gate: Gate) -> ProbeResult:
     on_ftrace_site = ctx.on_ftrace_site
     optimize_refused = False
     ftrace_decided = False
+    optimization_unknown = False  # a rule left only the optimization unchecked (KP412)
     wanted, emit, fired = gate.wanted, gate.emit, result.fired
     # Unpacked rather than read by attribute: this loop runs ~40 times per probe, millions of
     # times for a probe map.
@@ -362,15 +363,21 @@ def _check_one(ctx: ProbeContext, plan: Plan, gate: Gate) -> ProbeResult:
             ftrace_decided = True  # registration is over: an exact fentry site makes it ftrace-based
             verdict.ftrace = verdict.registers is True and on_ftrace_site
             verdict.optimized = verdict.registers is True and not verdict.ftrace
+            if optimization_unknown and verdict.optimized:
+                verdict.optimized = None  # registers as an int3 probe; the jump is not checked
         if stops_at_refusal and not verdict.registers:
             continue  # the kernel stopped at the first refusal (or the probe cannot be checked)
         if on_ftrace_site and not_for_ftrace:
             continue  # ftrace-based: no instruction checks, never optimized
-        if optimize_refused and optimize:
+        if (optimize_refused or optimization_unknown) and optimize:
             continue  # the first failed precondition leaves an int3 probe; report only that one
+            # (unknown: the bytes the optimizer reads are not known, nothing it decides is said)
         for hit in rule.check(ctx):  # type: ignore[misc]
             errno = hit.errno or rule.errno
-            if rule.leaves_unchecked:
+            if rule.leaves_unchecked and hit.optimization_only:
+                optimization_unknown = True
+                verdict.reasons.append(rule.id)
+            elif rule.leaves_unchecked:
                 verdict.unchecked(rule.id)
             elif errno is not None and registration and verdict.registers:
                 verdict.refuse(errno, rule.id)

@@ -25,6 +25,8 @@ def state(v: Verdict) -> str:
     """The verdict in the words every view uses."""
     if not v.registers:
         return "refused: " + (v.errno or "?")
+    if v.optimized is None:
+        return "registers; optimization not checked"
     return "ftrace-based" if v.ftrace else "jump-optimized" if v.optimized else "int3 probe"
 
 

@@ -79,7 +79,7 @@ class Verdict:
     # ~0.6 ms at import, and `dataclasses` pulls in `inspect`.
     __slots__ = ("errno", "ftrace", "optimized", "reasons", "registers")
 
-    def __init__(self, registers: bool | None = True, errno: str | None = None, optimized: bool = False,
+    def __init__(self, registers: bool | None = True, errno: str | None = None, optimized: bool | None = False,
                  ftrace: bool = False, reasons: list[str] | None = None) -> None:
         self.registers = registers
         self.errno = errno

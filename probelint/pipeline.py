@@ -45,6 +45,7 @@ class Counts(NamedTuple):
     unchecked: int  # the verdict is unknown (module not given, form not modelled): KP402, KP407
     findings: int
     unused: int = 0  # never registered by its tool (SystemTap `A !, B` takes A): KP411, not in `unchecked`
+    optimization_unchecked: int = 0  # registers; whether it is optimized is not known (KP412)
 
 
 class Report(Sequence["ProbeResult"]):
@@ -93,9 +94,10 @@ class Report(Sequence["ProbeResult"]):
         registers = sum(v.registers is True for v in verdicts)
         unknown = sum(v.registers is None for v in verdicts)
         unused = sum(v.registers is None and "KP411" in v.reasons for v in verdicts)
-        return Counts(len(verdicts), registers, sum(v.optimized for v in verdicts), sum(v.ftrace for v in verdicts),
-                      len(verdicts) - registers - unknown, unknown - unused, sum(len(r.findings) for r in self.results),
-                      unused)
+        return Counts(len(verdicts), registers, sum(v.optimized is True for v in verdicts),
+                      sum(v.ftrace for v in verdicts), len(verdicts) - registers - unknown, unknown - unused,
+                      sum(len(r.findings) for r in self.results), unused,
+                      sum(v.registers is True and v.optimized is None for v in verdicts))
 
 
 def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence[Parsed]) -> Report:

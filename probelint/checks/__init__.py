@@ -61,6 +61,9 @@ class Hit(NamedTuple):
     notes: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     errno: str | None = None  # overrides Rule.errno where the kernel version decides it
     fix: Fix | None = None
+    # with Rule.leaves_unchecked: only whether the probe is optimized is unknown (the optimizer's
+    # rules are not run); registration is checked as usual (a module's thunk jumps: KP412)
+    optimization_only: bool = False
 
     def text(self) -> str:
         return self.message() if callable(self.message) else self.message

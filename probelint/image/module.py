@@ -130,20 +130,12 @@ class Module(ImageBase):
     def version(self) -> str | None:
         return modinfo(self.elf).get("vermagic") or None
 
-    def needs_vmlinux(self, start: int, end: int, reads: tuple[int, int] | None = None) -> str | None:
-        """What in the function [start, end) of this module's text the kernel's own image decides,
-        when no vmlinux is loaded with it; None if nothing. Boot-time patching of module text
-        (module_finalize: apply_paravirt reads pv_ops, apply_retpolines the thunk array) needs the
-        vmlinux for instruction boundaries, and a jump left in the live text to a retpoline or
-        return thunk is an indirect jump to insn_is_indirect_jump only within the vmlinux's
-        thunk range.
-
-        With `reads` (the bytes a probe reads: its instruction and its jump window), a paravirt
-        site or a retpoline call site counts only where it meets them: such a site is a call
-        (``call *pv_ops(%rip)``, ``call __x86_indirect_thunk_REG``) and keeps its length when
+    def sites_read(self, lo: int, hi: int) -> str | None:
+        """A site of boot-time patching that the bytes [lo, hi) of this module's text meet and
+        whose patching needs the vmlinux (module_finalize: apply_paravirt reads pv_ops,
+        apply_retpolines the thunk array); None if none. Such a site keeps its length when
         patched, so the boundaries and branches elsewhere in the function do not move (booted
-        generic 6.1, docs/validation-modules.md)."""
-        lo, hi = reads if reads is not None else (start, end)
+        generic 6.1 and cloud 6.1 with spectre_v2=off, docs/validation-modules.md)."""
         pv, entries = self.paravirt_sites, self.table("parainstructions")
         pos = bisect.bisect_left(pv, (lo - 15, -1))  # a site begins at most one instruction before
         for site, index in pv[pos : bisect.bisect_left(pv, (hi, -1))]:
@@ -151,11 +143,22 @@ class Module(ImageBase):
                 return f"a paravirt call site at {self.describe(site)}"
         if patches_retpolines(self, feature_bits(self, self.profile)):
             sites = self.retpoline_sites
-            for site in sites[bisect.bisect_left(sites, start - 5) : bisect.bisect_left(sites, end)]:
-                # a call (e8) becomes `call *%reg` and NOPs in its own 5 bytes, no jump: only the
-                # probes that read it depend on it; a jmp/jcc becomes an indirect jump (KP205)
-                if reads is None or self.read(site, 1) != b"\xe8" or (site < reads[1] and site + 5 > reads[0]):
+            for site in sites[bisect.bisect_left(sites, lo - 5) : bisect.bisect_left(sites, hi)]:
+                if site + 5 > lo:
                     return f"a retpoline site at {self.describe(site)}"
+        return None
+
+    def thunk_jumps(self, start: int, end: int) -> str | None:
+        """A jump of the function [start, end) that insn_is_indirect_jump counts only by the
+        vmlinux's thunk range or that the vmlinux's thunk array rewrites: a retpoline jump site
+        apply_retpolines makes `jmp *%reg`, or a jump left in the live text to a retpoline or
+        return thunk. It decides whether any probe of the function is optimized (KP205 reads every
+        jump), never whether it registers."""
+        if patches_retpolines(self, feature_bits(self, self.profile)):
+            sites = self.retpoline_sites
+            for site in sites[bisect.bisect_left(sites, start) : bisect.bisect_left(sites, end)]:
+                if self.read(site, 1) != b"\xe8":  # a call becomes `call *%reg`: no jump
+                    return f"a retpoline jump at {self.describe(site)}"
         sec = self.section_at(start)
         if sec is None:
             return None

@@ -40,8 +40,9 @@ def _summary(report: Report) -> str:
     c = report.counts()
     unchecked = f", {c.unchecked} not checked" if c.unchecked else ""
     unchecked += f", {c.unused} not used by {'its' if c.unused == 1 else 'their'} tool" if c.unused else ""
+    optimization = f", {c.optimization_unchecked} optimization not checked" if c.optimization_unchecked else ""
     return (f"{c.probes} probe{'s' if c.probes != 1 else ''}: {c.registers} register ({c.optimized} optimized, "
-            f"{c.ftrace} ftrace-based), {c.refused} refused{unchecked}; "
+            f"{c.ftrace} ftrace-based{optimization}), {c.refused} refused{unchecked}; "
             f"{c.findings} finding{'s' if c.findings != 1 else ''}{_folded(report)}")
 
 

@@ -19,12 +19,16 @@ FUNC tail_call
 """
 
 
-def test_jump_to_a_thunk_is_not_checked_without_the_vmlinux(lint):
+def test_jump_to_a_thunk_leaves_the_optimization_unchecked(lint):
     """6.1 insn_is_indirect_jump: a jump into [__indirect_thunk_start, __indirect_thunk_end] is an
-    indirect jump, and only the vmlinux says where that range is."""
-    (result,) = lint(SOURCE, "mymod:thunked+0x5", module=True)
-    assert rules_fired(result) == ["KP412"] and result.verdict.registers is None
-    assert "__x86_indirect_thunk_rax" in result.findings[0].message
+    indirect jump, and only the vmlinux says where that range is: whether a probe of the function
+    is optimized is not known (null), whether it registers is (a boundary registers, a byte inside
+    an instruction is EILSEQ)."""
+    boundary, inside = lint(SOURCE, "mymod:thunked+0x5", "mymod:thunked+0x7", module=True)
+    assert rules_fired(boundary) == ["KP412"] and "__x86_indirect_thunk_rax" in boundary.findings[0].message
+    assert boundary.verdict.registers is True and boundary.verdict.optimized is None
+    assert "optimized was not checked" in boundary.findings[0].message
+    assert inside.verdict.errno == "EILSEQ" and inside.verdict.optimized is False
 
 
 def test_tail_call_into_the_kernel_is_checked(lint):
@@ -90,9 +94,13 @@ def test_a_paravirt_site_decides_only_the_probes_that_read_it(lint):
     jump window reaches it, needs the vmlinux; a probe after it reads the same bytes either way."""
     at_site, inside, window_reaches, after = lint(PARAVIRT, "mymod:pv_user+0x6", "mymod:pv_user+0xb",
                                                   "mymod:pv_user+0x5", "mymod:pv_user+0xc", module=True)
-    for result in (at_site, inside, window_reaches):
+    for result in (at_site, inside):
         assert rules_fired(result) == ["KP412"] and result.verdict.registers is None, result.spec.text
         assert "paravirt call site at mymod:pv_user+0x6" in result.findings[0].message
+    # the push before the site registers; its window copies the site, whose live bytes only the
+    # vmlinux gives: no optimizer rule is run on the file's bytes
+    assert rules_fired(window_reaches) == ["KP412"] and window_reaches.verdict.registers is True
+    assert window_reaches.verdict.optimized is None
     assert "KP412" not in rules_fired(after) and after.verdict.registers and after.verdict.optimized
 
 
@@ -153,4 +161,5 @@ def test_a_retpoline_call_site_decides_only_the_probes_that_read_it(build_kernel
                                            hints="never")
     assert rules_fired(at_site) == ["KP412"] and "retpoline site at mymod:rp_user+0x6" in at_site.findings[0].message
     assert "KP412" not in rules_fired(after) and after.verdict.registers
-    assert rules_fired(tail) == ["KP412"] and tail.verdict.registers is None
+    assert rules_fired(tail) == ["KP412"] and tail.verdict.registers and tail.verdict.optimized is None
+    assert "retpoline jump at mymod:rp_tail" in tail.findings[0].message
