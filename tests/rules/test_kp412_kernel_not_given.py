@@ -163,3 +163,30 @@ def test_a_retpoline_call_site_decides_only_the_probes_that_read_it(build_kernel
     assert "KP412" not in rules_fired(after) and after.verdict.registers
     assert rules_fired(tail) == ["KP412"] and tail.verdict.registers and tail.verdict.optimized is None
     assert "retpoline jump at mymod:rp_tail" in tail.findings[0].message
+
+
+def test_an_unknown_optimization_is_null_in_json_and_said_in_the_summary(build_kernel, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import jsonschema
+
+    from tests.conftest import ROOT
+    from tests.test_cli import SCHEMA
+
+    ko = tmp_path / "mymod.ko"
+    ko.write_bytes(build_kernel(SOURCE, module=True).read_bytes())
+    probes = tmp_path / "p.txt"
+    probes.write_text("mymod:thunked+0x5\nmymod:tail_call+0x5\n")
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "probelint", "--no-cache", *args, str(ko), str(probes)],
+                              capture_output=True, text=True, cwd=ROOT).stdout
+
+    data = json.loads(run("--format", "json"))
+    jsonschema.validate(data, SCHEMA)
+    thunked, tail = (p["verdict"] for p in data["probes"])
+    assert thunked == {"registers": True, "errno": None, "optimized": None, "ftrace": False}
+    assert tail["optimized"] is True
+    assert "2 register (1 optimized, 0 ftrace-based, 1 optimization not checked)" in run()
