@@ -67,18 +67,24 @@ def test_a_module_alone_brings_its_vmlinux_from_its_debug_tree(build_kernel, tmp
     assert probe["verdict"]["registers"] and not any(f["rule"] == "KP412" for f in probe["findings"])
 
 
-PARAVIRT = """
+def _site_user(name: str, call: str) -> str:
+    """A function whose second instruction, at +0x6, is `call` (label 1), with a window's room after it."""
+    return f"""
     .text
-FUNC pv_user
+FUNC {name}
     FENTRY
     push %rbp
-1:  call *pv_ops+8(%rip)
+1:  {call}
     pop %rbp
     mov %rax, %rbx
     mov %rbx, %rcx
     mov %rcx, %rdx
     mov %rdx, %rsi
     ret
+"""
+
+
+PARAVIRT = _site_user("pv_user", "call *pv_ops+8(%rip)") + """
     .section .parainstructions, "a"
     .quad 1b
     .byte 3, 6
@@ -121,18 +127,7 @@ def test_verbose_says_where_the_vmlinux_was_looked_for(build_kernel, tmp_path):
     assert "(6.1.0-98-none)" in line and "/usr/lib/debug/boot/vmlinux-6.1.0-98-none" in line and "KP412" in line
 
 
-RETPOLINE = """
-    .text
-FUNC rp_user
-    FENTRY
-    push %rbp
-1:  call __x86_indirect_thunk_rax
-    pop %rbp
-    mov %rax, %rbx
-    mov %rbx, %rcx
-    mov %rcx, %rdx
-    mov %rdx, %rsi
-    ret
+RETPOLINE = _site_user("rp_user", "call __x86_indirect_thunk_rax") + """
 FUNC rp_tail
     FENTRY
     push %rbp
