@@ -5,6 +5,10 @@ an .init.text and an .exit.text function; and names held by two loaded images, a
 as MOD:SYM. The comment of each line is its vmtest category.
 
     python3 scripts/module_sample.py VMLINUX OUT.txt MODULE.ko...
+
+The samples of docs/validation-modules.md were drawn with it. `probelint vmtest --sample N
+--category module_jump_label ...` now draws the same kinds of probe from the modules it loads
+(vmtest/sampler.py, the module_* categories); this script stays to reproduce those files.
 """
 
 from __future__ import annotations

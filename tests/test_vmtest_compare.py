@@ -456,3 +456,65 @@ def test_rare_refusals_agree(debian) -> None:
     predicted = probelint.check(kernel, SPECIAL)
     for spec, k, p in zip(SPECIAL, booted, predicted, strict=True):
         assert (k.registered, k.errno) == (p.verdict.registers, p.verdict.errno), (spec, k.message)
+
+
+MODULE_SITES = """
+    .text
+FUNC mod_fn
+    FENTRY
+    push %rbp
+    JUMP_LABEL 1f
+    STATIC_CALL mod_fn
+2:  call *pv_ops+8(%rip)
+1:  pop %rbp
+    ret
+    .section .parainstructions, "a"
+    .quad 2b
+    .byte 3, 6
+    .balign 16
+    .section .init.text, "ax"
+FUNC mod_init
+    ret
+    .section .exit.text, "ax"
+FUNC mod_exit
+    ret
+    .text
+LOCAL_FUNC shared_fn
+    FENTRY
+    ret
+    .section .modinfo
+    .asciz "name=mymod"
+"""
+OTHER_MODULE = """
+    .text
+LOCAL_FUNC shared_fn
+    FENTRY
+    ret
+    .section .modinfo
+    .asciz "name=othermod"
+"""
+MODULE_SITE_CATEGORIES = ["module_jump_label", "module_jump_label_inside", "module_static_call", "module_paravirt",
+                          "module_init_text", "module_exit_text", "module_duplicate_name"]
+
+
+def test_module_site_categories_are_drawn_when_named(build_kernel):
+    """`vmtest --sample N --category module_jump_label ...` draws a module's own sites (the
+    validation sample of docs/validation-modules.md); a default draw leaves them out."""
+    kernel = probelint.load_kernel([build_kernel(UNITS), build_kernel(MODULE_SITES, module=True),
+                                    build_kernel(OTHER_MODULE, module=True)])
+    module = kernel.modules[0]
+    samples = draw_sample(kernel, 14, seed=3, categories=MODULE_SITE_CATEGORIES)
+    assert [s.spec for s in samples if s.category == "module_duplicate_name"] == ["shared_fn", "mymod:shared_fn"]
+    by_cat = {s.category: s.spec for s in samples if s.category != "module_duplicate_name"}
+    assert set(by_cat) == set(MODULE_SITE_CATEGORIES) - {"module_duplicate_name"}, by_cat
+    jump = module.table("jump_table")[0]["code"]
+    call = module.table("static_call_sites")[0]["addr"]
+    paravirt = module.table("parainstructions")[0]["instr"]
+    assert by_cat["module_jump_label"] == module.describe(jump)
+    assert by_cat["module_static_call"] == module.describe(call)
+    inside = module.lookup(jump).address + int(by_cat["module_jump_label_inside"].split("+")[1], 16)
+    assert jump < inside < jump + 5
+    at_pv = module.lookup(paravirt).address + int(by_cat["module_paravirt"].split("+")[1], 16)
+    assert paravirt <= at_pv < paravirt + 6
+    assert by_cat["module_init_text"] == "mymod:mod_init" and by_cat["module_exit_text"] == "mymod:mod_exit"
+    assert not any(s.category in MODULE_SITE_CATEGORIES for s in draw_sample(kernel, 60, seed=3))

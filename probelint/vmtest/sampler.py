@@ -24,6 +24,8 @@ import iced_x86
 from probelint.arch.x86.cpu import CpuProfile, feature_bits
 from probelint.arch.x86.decode import may_hold_indirect_jump
 from probelint.arch.x86.patching import ALTINSTR_FLAG_INV
+from probelint.image.elf import STT_FUNC
+from probelint.image.module_layout import is_init_section
 
 if TYPE_CHECKING:
     from probelint.image.kallsyms import KSym
@@ -83,8 +85,17 @@ CATEGORIES: dict[str, tuple[int, str]] = {
     "address": (1, "a raw-address probe (0xADDR) at a boundary"),
     "module": (4, "a random boundary in a module function (MOD:SYM+OFF)"),
     "module_entry": (2, "a module function entry (MOD:SYM+0)"),
+    # weight 0: drawn only when named (--category), so that a default draw stays what it was
+    "module_jump_label": (0, "a jump-label site in a module's text"),
+    "module_jump_label_inside": (0, "a byte inside a module's jump-label site"),
+    "module_static_call": (0, "a static-call site in a module's text"),
+    "module_paravirt": (0, "at or inside a module's paravirt site (.parainstructions, patched from pv_ops)"),
+    "module_init_text": (0, "a module's .init.text function (MOD:SYM)"),
+    "module_exit_text": (0, "a module's .exit.text function (MOD:SYM)"),
+    "module_duplicate_name": (0, "a name a module's text shares with the vmlinux or another module, written "
+                                 "plain (SYM) and as MOD:SYM"),
 }
-_MODULE_CATEGORIES = frozenset({"module", "module_entry"})
+_MODULE_CATEGORIES = frozenset(c for c in CATEGORIES if c.startswith("module"))
 _PIECE_RE = re.compile(r"\.(cold|part|isra|constprop)(\.|$)")
 _SITE_BEFORE = 4  # "before" probes start 1..4 bytes before a site: their 5-byte window covers it
 
@@ -509,18 +520,89 @@ class _Drawer:
         return self.first_k(self.shuffled(self._module_funcs()), k,
                             lambda mod_sym: self.take(mod_sym[0], mod_sym[1].address, "module_entry"))
 
+    def _module_sites(self, table: str, field: str) -> list[tuple[Image, int]]:
+        """(module, address) of each entry of `table` in a module's core text."""
+        return [(mod, e[field]) for mod in self.kernel.modules for e in mod.table(table)
+                if mod.layout.text_start <= e[field] < mod.layout.text_end and not mod.is_init_text(e[field])]
+
+    def _at_or_inside(self, site: tuple[Image, int], category: str, inside: bool) -> Sample | None:
+        """The site itself, or a byte inside the instruction at it."""
+        image, address = site
+        sym = image.lookup(address)
+        insn = image.function(sym).insn_at_or_before(address) if sym is not None else None
+        if not inside:
+            return self.take(image, address, category)
+        if insn is None or insn.address != address or insn.length < 2:
+            return None
+        return self.take(image, address + self.rng.randrange(1, insn.length), category)
+
+    def module_jump_label(self, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled(self._module_sites("jump_table", "code")), k,
+                            lambda site: self._at_or_inside(site, "module_jump_label", inside=False))
+
+    def module_jump_label_inside(self, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled(self._module_sites("jump_table", "code")), k,
+                            lambda site: self._at_or_inside(site, "module_jump_label_inside", inside=True))
+
+    def module_static_call(self, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled(self._module_sites("static_call_sites", "addr")), k,
+                            lambda site: self._at_or_inside(site, "module_static_call", inside=False))
+
+    def module_paravirt(self, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled(self._module_sites("parainstructions", "instr")), k,
+                            lambda site: self._at_or_inside(site, "module_paravirt", inside=self.rng.random() < 0.5))
+
+    def _module_section_funcs(self, is_section: Callable[[str], bool], category: str, k: int) -> list[Sample]:
+        """``MOD:SYM`` of functions defined in the module sections `is_section` names (symbols the
+        module's kallsyms may not keep: written by name, not by address)."""
+        found = []
+        for mod in self.kernel.modules:
+            sections = mod.elf.sections
+            found += [(mod, s.name) for s in mod.elf.symbols() if s.type == STT_FUNC and s.name and 0 < s.shndx
+                      < len(sections) and is_section(sections[s.shndx].name) and not s.name.startswith("__")]
+        out = []
+        for mod, name in self.shuffled(sorted(set(found), key=lambda f: (f[0].name, f[1])))[:k]:
+            if (mod.name, name) not in self.used:
+                self.used.add((mod.name, name))
+                out.append(Sample(f"{mod.name}:{name}", category, f"{mod.name}:{name}"))
+        return out
+
+    def module_duplicate_name(self, k: int) -> list[Sample]:
+        """Pairs: the plain name (counted by number_of_same_symbols: the vmlinux first from 7.1,
+        KP102) and the same name as MOD:SYM (counted in MOD alone from 6.12)."""
+        holders: dict[str, list[str]] = {}
+        for mod in self.kernel.modules:
+            lo, hi = mod.layout.text_start, mod.layout.text_end
+            for address, name in zip(mod.symbols.addresses, mod.symbols.names, strict=True):
+                if lo <= address < hi and not name.startswith("__"):
+                    holders.setdefault(name, []).append(mod.name)
+        shared = sorted(n for n, mods in holders.items() if len(set(mods)) > 1 or self.vm.symbols.count(n))
+        out: list[Sample] = []
+        for name in self.shuffled(shared)[: max(1, k // 2)]:
+            where = f"{holders[name][0]}:{name}"
+            out += [Sample(name, "module_duplicate_name", where, "plain"),
+                    Sample(where, "module_duplicate_name", where, "MOD:SYM")]
+        return out
+
+    def module_init_text(self, k: int) -> list[Sample]:
+        return self._module_section_funcs(is_init_section, "module_init_text", k)
+
+    def module_exit_text(self, k: int) -> list[Sample]:
+        return self._module_section_funcs(lambda name: name.startswith(".exit.text"), "module_exit_text", k)
+
 
 def draw_sample(kernel: Kernel, n: int, seed: int = 0, *, categories: Iterable[str] | None = None) -> list[Sample]:
     """About `n` probes from `kernel` (a vmlinux, optionally with modules), spread over `categories`
     by their weights; a category short of candidates leaves its share to ``boundary``."""
-    wanted = [c for c in (categories or CATEGORIES) if c in CATEGORIES]
+    wanted = [c for c in (categories or CATEGORIES) if c in CATEGORIES and (categories or CATEGORIES[c][0])]
     unknown = set(categories or ()) - set(CATEGORIES)
     if unknown:
         raise ValueError(f"unknown sample categories: {', '.join(sorted(unknown))}")
     if not kernel.modules:
         wanted = [c for c in wanted if c not in _MODULE_CATEGORIES]
-    total_weight = sum(CATEGORIES[c][0] for c in wanted) or 1
-    quota = {c: max(1, round(n * CATEGORIES[c][0] / total_weight)) for c in wanted}
+    weight = {c: CATEGORIES[c][0] or 1 for c in wanted}  # a category named with weight 0 counts as 1
+    total_weight = sum(weight.values()) or 1
+    quota = {c: max(1, round(n * weight[c] / total_weight)) for c in wanted}
     d = _Drawer(kernel, random.Random(seed))
     samples: list[Sample] = []
     short = 0
