@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "held pending and registered as their module arrives")
     p.add_argument("--sample", type=int, metavar="N", help="draw about N probes from the kernel instead of probe files")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    p.add_argument("--category", action="append", default=[], help="limit --sample to these categories (the module_* site categories, "
+    p.add_argument("--category", action="append", default=[],
+                   help="limit --sample to these categories (the module_* site categories, "
                         "module_jump_label ... module_duplicate_name, are drawn only when named)")
     p.add_argument("--save-sample", type=Path, metavar="FILE", help="write the probes (with categories) to FILE")
     p.add_argument("--dry-run", action="store_true", help="draw/read the probes (and --save-sample) without booting")
