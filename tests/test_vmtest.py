@@ -391,3 +391,12 @@ def test_share_modules_are_loaded_only_where_the_kernel_has_them_as_modules():
                                                                     optional=MODULES)))
     with pytest.raises(HarnessUnavailable, match=r"'no_such_module' not found in linux-modules-7\.2"):
         ensure_kernel("linux-image-7.2.13+deb14-cloud-amd64", modules=["no_such_module"])
+
+
+def test_dump_kallsyms_without_live_check_is_a_usage_error(tmp_path, capsys) -> None:
+    """The guest's kallsyms is dumped only in a --live-check run: asked for elsewhere it was ignored."""
+    from probelint.vmtest.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sample", "10", "--dump-kallsyms", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--dump-kallsyms needs --live-check" in capsys.readouterr().err

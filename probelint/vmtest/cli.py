@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.dump_kallsyms is not None and not args.live_check:
+        parser.error("--dump-kallsyms needs --live-check (the guest's dump is taken in that run)")
     if args.from_json:
         return _from_json(args)
     if args.pairs is not None:
