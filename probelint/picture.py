@@ -32,12 +32,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Picture", "build", "render_html", "render_svg", "write"]
 
-KINDS = {"O": "optimized", "I": "int3", "F": "ftrace", "R": "refused"}  # probemap class -> CSS class
-LABELS = {"optimized": "jump-optimized", "int3": "int3 only", "ftrace": "ftrace-based", "refused": "refused"}
+KINDS = {"O": "optimized", "I": "int3", "F": "ftrace", "R": "refused", "U": "unknown", "N": "unchecked"}
+LABELS = {"optimized": "jump-optimized", "int3": "int3 only", "ftrace": "ftrace-based", "refused": "refused",
+          "unknown": "optimization not checked", "unchecked": "not checked"}
+_SHOWN_IF_ANY = ("unknown", "unchecked")  # a module without its vmlinux (KP412): in the legend only then
 # (fill, stroke): Okabe-Ito hues, told apart by people with red-green colour blindness; refused
 # is also hatched, so it survives greyscale printing
 COLOURS = {"optimized": ("#8fd3b6", "#00805c"), "int3": ("#f6c86b", "#b07800"),
-           "ftrace": ("#a9d5f3", "#2a7fb8"), "refused": ("#f0a27a", "#b34700")}
+           "ftrace": ("#a9d5f3", "#2a7fb8"), "refused": ("#f0a27a", "#b34700"),
+           "unknown": ("#e4e4e4", "#8a8a8a"), "unchecked": ("#f4f4f4", "#b5b5b5")}
 
 # Layout (SVG user units = CSS px). Rows have a fixed byte width so a column is the same offset
 # modulo the row width in every row; an instruction crossing a row end continues on the next row.
@@ -202,11 +205,18 @@ svg.all-arcs .arc.all { display: inline; }
 """
 
 
-def _legend(p: Picture) -> list[str]:
+def _kind_counts(p: Picture) -> dict[str, int]:
+    """Cells per kind, in legend order (the KP412 kinds only where there are some)."""
     counts = {k: sum(c.kind == k for c in p.cells) for k in LABELS}
+    return {k: n for k, n in counts.items() if n or k not in _SHOWN_IF_ANY}
+
+
+def _legend(p: Picture) -> list[str]:
+    counts = _kind_counts(p)
     out = ['<g class="legend">']
     x = LEFT
-    for kind, label in LABELS.items():
+    for kind in counts:
+        label = LABELS[kind]
         text = f"{label} ({counts[kind]})"
         out.append(f'<rect class="swatch {kind}" x="{x}" y="34" width="16" height="12"/>')
         out.append(f'<text x="{x + 21}" y="44">{escape(text)}</text>')
@@ -412,9 +422,9 @@ _SCRIPT = """
 
 
 def render_html(p: Picture, source: str) -> str:
-    counts = {k: sum(c.kind == k for c in p.cells) for k in LABELS}
+    counts = _kind_counts(p)
     total = max(1, len(p.cells))
-    summary = ", ".join(f"{counts[k]} {LABELS[k]} ({100 * counts[k] / total:.0f} %)" for k in LABELS)
+    summary = ", ".join(f"{n} {LABELS[k]} ({100 * n / total:.0f} %)" for k, n in counts.items())
     version = p.image.version or "kernel version unknown"
     head = [f"<h1>{escape(p.sym.name)}</h1>",
             f"<p>{escape(source)} · {escape(version)} · cpu profile {escape(p.image.profile.value)}</p>",

@@ -2,7 +2,9 @@
 
 Each boundary is checked as a probe set of its own (`engine.check_probes`), so the map says
 exactly what ``probelint`` says of a single probe there: ``O`` jump-optimized, ``F`` ftrace-based,
-``I`` int3 probe (with the first reason it is not optimized), ``R`` refused (rule and errno).
+``I`` int3 probe (with the first reason it is not optimized), ``R`` refused (rule and errno); and
+for a module checked without its vmlinux, ``U`` registers but its optimization is not checked and
+``N`` not checked (KP412).
 Work is split over processes by function. The file is gzipped JSON lines, one function a line:
 ``{"f": name, "a": address, "s": size, "b": [[offset, class, rule], ...]}``, and
 ``probelint map --query SYM+OFF FILE`` reads it back.
@@ -54,12 +56,22 @@ def check_boundaries(kernel: Kernel, sym: KSym, *, findings: bool = False,
         yield offset, check_alone(kernel, spec, findings=findings)
 
 
+# Class letters as the map stores them; U and N (a module without its vmlinux) are listed only
+# where there are some, so a vmlinux's summary reads as it always did.
+CLASS_NAMES = {"O": "jump-optimized", "F": "ftrace-based", "I": "int3 probe", "U": "optimization not checked",
+               "R": "refused", "N": "not checked"}
+
+
 def boundary_class(v: Verdict) -> tuple[str, str]:
-    """The map's class of a verdict (O, F, I, R) and its reason (``RULE`` or ``RULE:ERRNO``)."""
+    """The map's class of a verdict (CLASS_NAMES) and its reason (``RULE`` or ``RULE:ERRNO``)."""
+    if v.registers is None:
+        return "N", v.reasons[0] if v.reasons else ""
     if not v.registers:
         return "R", f"{v.reasons[0] if v.reasons else '?'}:{v.errno}"
     if v.ftrace:
         return "F", ""
+    if v.optimized is None:
+        return "U", v.reasons[0] if v.reasons else ""
     if v.optimized:
         return "O", ""
     return "I", v.reasons[0] if v.reasons else ""
@@ -122,11 +134,12 @@ def map_kernel(kernel: Kernel, functions: Iterable[KSym], output: Path, jobs: in
 
 
 def summary(counts: Counter[str]) -> str:
-    total = sum(counts[c] for c in "OFIR")
-    names = {"O": "jump-optimized", "F": "ftrace-based", "I": "int3 probe", "R": "refused"}
+    total = sum(counts[c] for c in CLASS_NAMES)
     lines = [f"{total} instruction boundaries"]
-    for cls in "OFIR":
-        lines.append(f"  {names[cls]:15} {counts[cls]:9} {100 * counts[cls] / max(total, 1):5.1f} %")
+    shown = [cls for cls in CLASS_NAMES if counts[cls] or cls not in "UN"]
+    width = max(15, *(len(CLASS_NAMES[cls]) for cls in shown))
+    for cls in shown:
+        lines.append(f"  {CLASS_NAMES[cls]:{width}} {counts[cls]:9} {100 * counts[cls] / max(total, 1):5.1f} %")
         reasons = sorted(((n, k.split(" ", 1)[1]) for k, n in counts.items() if k.startswith(f"{cls} ")), reverse=True)
         lines += [f"      {rule:22} {n:9}" for n, rule in reasons[:6]]
     return "\n".join(lines) + "\n"
@@ -163,7 +176,6 @@ def query(path: Path, spec: str) -> str | None:
             record = json.loads(line)
             for boundary_offset, cls, rule in record["b"]:
                 if boundary_offset == offset:
-                    names = {"O": "jump-optimized", "F": "ftrace-based", "I": "int3 probe", "R": "refused"}
-                    return f"{spec}: {names[cls]}" + (f" ({rule})" if rule else "")
+                    return f"{spec}: {CLASS_NAMES[cls]}" + (f" ({rule})" if rule else "")
             return f"{spec}: not an instruction boundary (refused: KP104:EILSEQ)"
     return None
