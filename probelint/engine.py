@@ -370,8 +370,9 @@ def _check_one(ctx: ProbeContext, plan: Plan, gate: Gate) -> ProbeResult:
         if on_ftrace_site and not_for_ftrace:
             continue  # ftrace-based: no instruction checks, never optimized
         if (optimize_refused or optimization_unknown) and optimize:
-            continue  # the first failed precondition leaves an int3 probe; report only that one
-            # (unknown: the bytes the optimizer reads are not known, nothing it decides is said)
+            # the first failed precondition leaves an int3 probe: report only that one; unknown:
+            # the bytes the optimizer would read are not known, so nothing it decides is said
+            continue
         for hit in rule.check(ctx):  # type: ignore[misc]
             errno = hit.errno or rule.errno
             if rule.leaves_unchecked and hit.optimization_only:

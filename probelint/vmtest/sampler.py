@@ -235,15 +235,18 @@ class _Drawer:
     def jump_label(self, k: int) -> list[Sample]:
         return self.from_sites((e["code"] for e in self.vm.table("jump_table")), "jump_label", k)
 
-    def jump_label_inside(self, k: int) -> list[Sample]:
-        def pick(site: int) -> Sample | None:
-            sym = self.vm.lookup(site) if self.core_site(site) else None
-            insn = self.vm.function(sym).insn_at_or_before(site) if sym else None
-            if insn is None or insn.address != site or insn.length < 2:
-                return None
-            return self.take(self.vm, site + self.rng.randrange(1, insn.length), "jump_label_inside")
+    def inside(self, image: Image, site: int, category: str) -> Sample | None:
+        """A byte inside the instruction that starts at `site` (None if none does)."""
+        sym = image.lookup(site)
+        insn = image.function(sym).insn_at_or_before(site) if sym is not None else None
+        if insn is None or insn.address != site or insn.length < 2:
+            return None
+        return self.take(image, site + self.rng.randrange(1, insn.length), category)
 
-        return self.first_k(self.shuffled({e["code"] for e in self.vm.table("jump_table")}), k, pick)
+    def jump_label_inside(self, k: int) -> list[Sample]:
+        return self.first_k(self.shuffled({e["code"] for e in self.vm.table("jump_table")}), k,
+                            lambda site: self.inside(self.vm, site, "jump_label_inside") if self.core_site(site)
+                            else None)
 
     def jump_label_before(self, k: int) -> list[Sample]:
         return self.before_sites((e["code"] for e in self.vm.table("jump_table")), "jump_label_before", k)
@@ -525,32 +528,22 @@ class _Drawer:
         return [(mod, e[field]) for mod in self.kernel.modules for e in mod.table(table)
                 if mod.layout.text_start <= e[field] < mod.layout.text_end and not mod.is_init_text(e[field])]
 
-    def _at_or_inside(self, site: tuple[Image, int], category: str, inside: bool) -> Sample | None:
-        """The site itself, or a byte inside the instruction at it."""
-        image, address = site
-        sym = image.lookup(address)
-        insn = image.function(sym).insn_at_or_before(address) if sym is not None else None
-        if not inside:
-            return self.take(image, address, category)
-        if insn is None or insn.address != address or insn.length < 2:
-            return None
-        return self.take(image, address + self.rng.randrange(1, insn.length), category)
-
     def module_jump_label(self, k: int) -> list[Sample]:
         return self.first_k(self.shuffled(self._module_sites("jump_table", "code")), k,
-                            lambda site: self._at_or_inside(site, "module_jump_label", inside=False))
+                            lambda site: self.take(*site, "module_jump_label"))
 
     def module_jump_label_inside(self, k: int) -> list[Sample]:
         return self.first_k(self.shuffled(self._module_sites("jump_table", "code")), k,
-                            lambda site: self._at_or_inside(site, "module_jump_label_inside", inside=True))
+                            lambda site: self.inside(*site, "module_jump_label_inside"))
 
     def module_static_call(self, k: int) -> list[Sample]:
         return self.first_k(self.shuffled(self._module_sites("static_call_sites", "addr")), k,
-                            lambda site: self._at_or_inside(site, "module_static_call", inside=False))
+                            lambda site: self.take(*site, "module_static_call"))
 
     def module_paravirt(self, k: int) -> list[Sample]:
         return self.first_k(self.shuffled(self._module_sites("parainstructions", "instr")), k,
-                            lambda site: self._at_or_inside(site, "module_paravirt", inside=self.rng.random() < 0.5))
+                            lambda site: self.inside(*site, "module_paravirt") if self.rng.random() < 0.5
+                            else self.take(*site, "module_paravirt"))
 
     def _module_section_funcs(self, is_section: Callable[[str], bool], category: str, k: int) -> list[Sample]:
         """``MOD:SYM`` of functions defined in the module sections `is_section` names (symbols the
