@@ -13,21 +13,16 @@ so that a warm run does not rebuild the CPU's view of every function it touches.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import re
-import sqlite3
-import stat
 import struct
-import urllib.parse
 import zlib
 from array import array
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from probelint.arch.x86 import decode as x86
-from probelint.image.cachefs import CacheDir, note, unsafe
+from probelint.image.cachefs import CacheDir
+from probelint.image.sqlite_store import SqliteStore
 
 __all__ = ["FactStore", "FunctionFacts"]
 
@@ -149,93 +144,20 @@ def _unpack(profile: str, address: int, file_code: bytes, row: Sequence[object])
     return FunctionFacts(lengths, tuple(targets), tuple(at), tuple(jumps), bool(undecodable), tuple(found))
 
 
-class FactStore:
-    """``<cache>/index/<index name>.facts.sqlite``: FunctionFacts per (CPU profile, address).
+class FactStore(SqliteStore):
+    """``<cache>/index/<index name>.facts.sqlite``: FunctionFacts per (CPU profile, address)."""
 
-    The file is opened only after it is checked (a regular file of ours, 0600, not a link: see
-    image/cachefs.py) and its schema is ours exactly; anything else at its name (a link, another
-    program's SQLite file, a row that fails its checks) is discarded with one line and rebuilt."""
+    schema = _SCHEMA
+    table = "facts"
+    columns = 8
+    kind = "fact store"
 
     def __init__(self, directory: CacheDir, name: str) -> None:
-        self.directory = directory
-        self.name = name
-        self._db: sqlite3.Connection | None = None
-        self._inode: tuple[int, int] | None = None
-        self._pid = os.getpid()
-        self._pending: dict[tuple[str, int], tuple[bytes, bytes, bytes, int, bytes]] = {}
+        super().__init__(directory, name)
         self._fetched: dict[tuple[str, int], Sequence[object]] = {}  # prefetched rows, checked when taken
-        self._crcs: dict[tuple[str, int], int] = {}
-        self._broken = False
-        atexit.register(self.flush)
 
-    def _connect(self) -> sqlite3.Connection | None:
-        if self._db is not None and self._pid != os.getpid():
-            self._db = None  # a forked worker: SQLite connections must not cross fork(); open its own
-        if self._db is None and not self._broken:
-            self._pid = os.getpid()
-            try:
-                self._db = self._open()
-            except PermissionError:  # another user's file: said once, the store is not used
-                self._broken = True
-            except (sqlite3.Error, OSError) as exc:
-                self._discard(str(exc))
-                try:
-                    self._db = self._open()
-                except (sqlite3.Error, OSError):
-                    self._broken = True  # a cache that cannot be used only costs time
-        return self._db
-
-    def _open(self) -> sqlite3.Connection:
-        directory, name = self.directory, self.name
-        why = directory.check(name)
-        if why is not None:
-            raise OSError(why)
-        with contextlib.suppress(FileExistsError):
-            os.close(directory.create(name))
-        st = directory.lstat(name)
-        if st is None or _unsafe_store(st):
-            raise OSError("changed while opened")
-        self._inode = (st.st_dev, st.st_ino)
-        uri = "file:" + urllib.parse.quote(str(directory.path / name)) + "?mode=rw"
-        db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA trusted_schema = OFF")
-            # A store that has its table is only read: a forked checker and its parent open it at
-            # the same moment, and a write lock taken by both made one wait in SQLite's busy
-            # handler (1-5 ms sleeps). A new file's table is made under the write lock: two
-            # runs may both find it empty, and only one of them may create it.
-            tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-            if not tables:
-                db.execute("BEGIN IMMEDIATE")
-                if not db.execute("SELECT type, name, sql FROM sqlite_master").fetchall():
-                    db.execute(_SCHEMA)
-                db.execute("COMMIT")
-                tables = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-            if tables != [("table", "facts", _SCHEMA)]:
-                raise sqlite3.DatabaseError("not probelint's fact store")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _discard(self, why: str) -> None:
-        """Remove the store at our name, if it is still the file this process opened (or no
-        file of ours at all): workers that hit the same bad file say it once between them."""
+    def _forget(self) -> None:
         self._fetched.clear()  # rows of the discarded file
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        st = self.directory.lstat(self.name)
-        if st is None or (self._inode is not None and (st.st_dev, st.st_ino) != self._inode):
-            return
-        note(f"cache file {self.directory.shown(self.name)}: {why}: discarded, rebuilt")
-        self._inode = None
-        try:
-            self.directory.remove(self.name)
-            for suffix in ("-journal", "-wal", "-shm"):
-                self.directory.remove(self.name + suffix)
-        except OSError:
-            self._broken = True
 
     def _checked(self, profile: str, address: int, file_code: bytes, row: Sequence[object]) -> FunctionFacts | None:
         try:
@@ -246,60 +168,25 @@ class FactStore:
 
     def get(self, profile: str, address: int, file_code: bytes) -> FunctionFacts | None:
         """The facts of the function at `address` whose file bytes are `file_code`, if stored."""
-        fetched = self._fetched.pop((profile, address), None)
-        if fetched is not None:
-            return self._checked(profile, address, file_code, fetched)
-        db = self._connect()
-        if db is None:
-            return None
-        try:
-            row = db.execute(f"SELECT {_COLUMNS} FROM facts WHERE profile = ? AND address = ?",
-                             (profile, _signed(address))).fetchone()
-        except sqlite3.Error as exc:
-            self._discard(str(exc))
-            return None
+        row = self._fetched.pop((profile, address), None)
+        if row is None:
+            found = self.select(f"SELECT {_COLUMNS} FROM facts WHERE profile = ? AND address = ?",
+                                (profile, _signed(address)))
+            row = next(iter(found), None)
         return self._checked(profile, address, file_code, row) if row is not None else None
 
     def prefetch(self, profile: str, addresses: Sequence[int]) -> None:
         """Read the rows of many functions in a few queries (one query each costs ~15 µs)."""
-        db = self._connect()
         wanted = sorted({_signed(a) for a in addresses})
-        if db is None or len(wanted) < 2:
+        if len(wanted) < 2:
             return
-        try:
-            for k in range(0, len(wanted), 500):  # under SQLite's oldest bound-parameter limit
-                chunk = wanted[k : k + 500]
-                rows = db.execute(f"SELECT address, {_COLUMNS} FROM facts WHERE profile = ? AND address IN "
-                                  f"({','.join('?' * len(chunk))})", (profile, *chunk))
-                for address, *row in rows:
-                    if type(address) is int:
-                        self._fetched[(profile, address & ((1 << 64) - 1))] = row
-        except sqlite3.Error as exc:
-            self._discard(str(exc))
+        for k in range(0, len(wanted), 500):  # under SQLite's oldest bound-parameter limit
+            chunk = wanted[k : k + 500]
+            for address, *row in self.select(f"SELECT address, {_COLUMNS} FROM facts WHERE profile = ? AND address "
+                                             f"IN ({','.join('?' * len(chunk))})", (profile, *chunk)):
+                if type(address) is int:
+                    self._fetched[(profile, address & ((1 << 64) - 1))] = row
 
     def put(self, profile: str, address: int, facts: FunctionFacts, file_code: bytes) -> None:
         fields = _pack(facts)
-        self._pending[(profile, address)] = fields
-        self._crcs[(profile, address)] = _row_crc(profile, address, file_code, fields)
-
-    def flush(self) -> None:
-        """Write what this run decoded, in one transaction."""
-        if not self._pending:
-            return
-        rows = [(profile, _signed(address), *fields, self._crcs.pop((profile, address)))
-                for (profile, address), fields in self._pending.items()]
-        self._pending.clear()
-        db = self._connect()
-        if db is None:
-            return
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR IGNORE INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            db.execute("COMMIT")
-        except sqlite3.Error:
-            if db.in_transaction:
-                db.rollback()
-
-
-def _unsafe_store(st: os.stat_result) -> bool:
-    return not stat.S_ISREG(st.st_mode) or unsafe(st) is not None
+        self.queue((profile, _signed(address), *fields, _row_crc(profile, address, file_code, fields)))
