@@ -12,7 +12,7 @@ import os
 import pickle
 from collections.abc import Callable
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from probelint.arch.x86.decode import ENDBR_INSN_SIZE, is_endbr
 from probelint.checks import ProbeContext, ProbeResult, Rule, Stage, all_rules
@@ -21,6 +21,9 @@ from probelint.gate import Gate
 from probelint.image.kernel import Kernel
 from probelint.progress import progress
 from probelint.readers.spec import KPROBE_EVENTS, REGISTER_KPROBE, ParseProblem, ProbeSpec
+
+if TYPE_CHECKING:
+    from probelint.result_cache import ResultStore
 
 __all__ = ["all_rules", "check_alone", "check_probes", "gate_for"]
 
@@ -180,16 +183,23 @@ def _rules_with(hook: str, *stages: Stage) -> list[Rule]:
 
 
 def check_probes(kernel: Kernel, parsed: list[ProbeSpec | ParseProblem], gate: Gate | None = None, *,
-                 jobs: int = 1, observed: Callable[[list[ProbeResult]], None] | None = None) -> list[ProbeResult]:
+                 jobs: int = 1, observed: Callable[[list[ProbeResult]], None] | None = None,
+                 stored: ResultStore | None = None) -> list[ProbeResult]:
     """Run every rule over every probe, then the set rules over the set; `gate` decides which
     findings are reported (not the verdict: the kernel applies all of its tests whatever the user
     asked to see). With `jobs` > 1 a large set is split between forked processes. `observed`
-    sets what is known of some probes before the set rules run (--live: the registered ones)."""
+    sets what is known of some probes before the set rules run (--live: the registered ones).
+    `stored`: the results of probes checked by an earlier run under the same key, taken from there
+    (the set rules still run over the whole set), and the rest kept there."""
     gate = gate or gate_for()
     steps = _plans(kernel, gate.select)
     contexts = [ProbeContext(item, kernel) if isinstance(item, ProbeSpec) else item for item in parsed]
     probes = [k for k, c in enumerate(contexts) if isinstance(c, ProbeContext)]
-    checked = _check_forked(kernel, contexts, probes, steps, gate, jobs)
+    known = stored.restore({k: contexts[k] for k in probes}, kernel) if stored is not None else {}  # type: ignore[misc]
+    checked = _check_forked(kernel, contexts, [k for k in probes if k not in known], steps, gate, jobs)
+    if stored is not None:
+        stored.keep(checked.values(), kernel)  # before the set rules add their findings to them
+    checked.update(known)
     input_rules = _rules_with("check_input", Stage.INPUT)
     results = [checked[k] if isinstance(item, ProbeContext) else _check_input(item, input_rules, gate)
                for k, item in enumerate(contexts)]

@@ -23,11 +23,13 @@ from probelint.image.elf import modname, modname_of_file
 
 if TYPE_CHECKING:
     from probelint.checks import ProbeResult
+    from probelint.gate import Gate
     from probelint.image.cache import IndexCache
     from probelint.image.elf import ElfFile
     from probelint.image.kernel import Kernel
     from probelint.live import LiveSystem
     from probelint.readers import Parsed
+    from probelint.result_cache import ResultStore
 
 __all__ = ["Counts", "Report", "load", "parse_texts", "read_probe_file", "read_sources", "read_texts", "run"]
 
@@ -115,7 +117,8 @@ def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence
     # not they its), with what the kernel says of them; only the new ones are reported
     existing = live.existing_probes() if live is not None else []
     results = check_probes(kernel, [*existing, *placed], gate, jobs=config.jobs,
-                           observed=live.observe if live is not None else None)[len(existing):]
+                           observed=live.observe if live is not None else None,
+                           stored=_result_store(config, kernel, gate))[len(existing):]
     if config.wants_hints(len(results)):
         from probelint.suggest import add_hints
 
@@ -197,6 +200,15 @@ def _vmlinux_of_modules(images: list[str]) -> tuple[list[str], list[str | ElfFil
                   file=sys.stderr)
             return [str(found)], opened
     return [], opened
+
+
+def _result_store(config: Config, kernel: Kernel, gate: Gate) -> ResultStore | None:
+    """Where the probes' results are kept between runs (probelint/result_cache.py), if anywhere."""
+    if not config.cache:
+        return None
+    from probelint.result_cache import ResultStore
+
+    return ResultStore.open(kernel, gate)
 
 
 def _lines_cache(config: Config) -> IndexCache | None:

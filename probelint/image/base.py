@@ -67,6 +67,9 @@ class ImageBase(ABC):
         self._starts = [p[0] for p in placed]
         self._functions: dict[int, Function] = {}
         self._facts: FactStore | None = None
+        # what the build-id index knows this image by (None: not indexed); also keys the probes'
+        # stored results (probelint/result_cache.py)
+        self.index_key: str | None = None
         self._tables: dict[str, list[dict[str, int]]] = {}
         self._indexed_tables: dict[str, tuple[list[str], list[Sequence[int]]]] = {}  # (fields, columns)
         self._sites: dict[str, tuple[Sequence[int], Sequence[int]]] = {}
@@ -146,6 +149,7 @@ class ImageBase(ABC):
 
     def _use_index(self, cache: IndexCache, key: str | None) -> None:
         """Take the whole-file facts from the index under `key`, or compute and store them."""
+        self.index_key = key
         self._facts = cache.fact_store(key)
         tree = cache.load(key)
         if tree is not None:

@@ -97,6 +97,11 @@ class Kernel:
         return again
 
     @property
+    def cache(self) -> IndexCache | None:
+        """The index cache the images were loaded with (None: none)."""
+        return self._loaded_as[2] if self._loaded_as is not None else None
+
+    @property
     def arriving(self) -> frozenset[str]:
         """The modules the probes are defined before (`arrive`)."""
         return frozenset(m.name for m in self.modules if m.coming)

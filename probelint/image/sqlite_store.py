@@ -95,9 +95,7 @@ class SqliteStore:
         """Remove the store at our name, if it is still the file this process opened (or no
         file of ours at all): workers that hit the same bad file say it once between them."""
         self._forget()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.close()
         st = self.directory.lstat(self.name)
         if st is None or (self._inode is not None and (st.st_dev, st.st_ino) != self._inode):
             return
@@ -123,6 +121,11 @@ class SqliteStore:
         except sqlite3.Error as exc:
             self._discard(str(exc))
             return []
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def queue(self, row: Sequence[object]) -> None:
         self._queued.append(row)
