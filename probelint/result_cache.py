@@ -33,12 +33,12 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 from probelint._version import __version__
-from probelint.checks import ProbeContext, ProbeResult, all_rules
+from probelint.checks import ProbeContext, ProbeResult, Rule, all_rules
 from probelint.findings import Finding, Fix, Location, Severity
 from probelint.gate import Gate
 from probelint.image.cache import IndexCache
 from probelint.image.kallsyms import KSym
-from probelint.image.kernel import Kernel
+from probelint.image.kernel import Image, Kernel
 from probelint.image.sqlite_store import SqliteStore
 from probelint.readers.spec import ProbeSpec
 
@@ -93,17 +93,23 @@ class ResultStore(SqliteStore):
             chunk = wanted[start : start + 500]
             rows += self.select(f"SELECT probe, value, crc FROM results WHERE probe IN ({','.join('?' * len(chunk))})",
                                 chunk)
-        out: dict[int, ProbeResult] = {}
+        found: list[int] = []
+        values: list[str] = []
         for probe, value, crc in rows:
             k = keys.get(probe)  # type: ignore[arg-type]
-            try:
-                if k is None or type(value) is not str or crc != _crc(probe, value):  # type: ignore[arg-type]
-                    raise BadResult("checksum mismatch")
-                out[k] = _decode(json.loads(value), contexts[k], kernel)
-            except (BadResult, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
-                self._discard(f"a stored result fails its checks ({exc})")
+            if k is None or type(value) is not str or crc != _crc(probe, value):  # type: ignore[arg-type]
+                self._discard("a stored result fails its checks (checksum mismatch)")
                 return {}
-        return out
+            found.append(k)
+            values.append(value)
+        try:
+            # one parse for all rows: json.loads' own call costs as much as a row's parsing
+            decoded = json.loads(f"[{','.join(values)}]")
+            rules = all_rules()
+            return {k: _decode(value, contexts[k], kernel, rules) for k, value in zip(found, decoded, strict=True)}
+        except (BadResult, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+            self._discard(f"a stored result fails its checks ({exc})")
+            return {}
 
     def keep(self, results: Iterable[ProbeResult], kernel: Kernel) -> None:
         """Store these freshly checked results, and close the store."""
@@ -188,78 +194,76 @@ def _encode(result: ProbeResult, kernel: Kernel) -> list[object]:
             findings, sorted(result.fired), ctx.window_end() if v.optimized else None]
 
 
-def _expect(value: object, *types: type) -> object:
-    if type(value) not in types:
-        raise BadResult(f"{type(value).__name__} where {'/'.join(t.__name__ for t in types)} belongs")
-    return value
-
-
-def _text_list(value: object) -> list[str]:
-    items = _expect(value, list)
-    assert isinstance(items, list)
-    for item in items:
-        _expect(item, str)
-    return items
-
-
-def _rule_ids(value: object) -> list[str]:
-    ids = _text_list(value)
-    rules = all_rules()
-    for rule in ids:
-        if rule not in rules:
-            raise BadResult(f"unknown rule {rule!r}")
-    return ids
+_OPTIONAL_INT = (int, type(None))
+_OPTIONAL_BOOL = (bool, type(None))
+_OPTIONAL_STR = (str, type(None))
 
 
 def _ksym(value: object) -> KSym | None:
     if value is None:
         return None
-    name, address, size, kind = _expect(value, list)  # type: ignore[misc]
-    return KSym(_expect(name, str), _expect(address, int), _expect(size, int), _expect(kind, str))  # type: ignore[arg-type]
+    if type(value) is not list:
+        raise BadResult("a symbol that is not a list")
+    name, address, size, kind = value
+    if type(name) is not str or type(address) is not int or type(size) is not int or type(kind) is not str:
+        raise BadResult("a symbol field of the wrong type")
+    return KSym(name, address, size, kind)
 
 
-def _image_index(value: object, kernel: Kernel) -> int | None:
+def _image(value: object, images: list[Image]) -> Image | None:
     if value is None:
         return None
-    k = _expect(value, int)
-    assert isinstance(k, int)
-    if not 0 <= k < len(kernel.images):
+    if type(value) is not int or not 0 <= value < len(images):  # type: ignore[operator]
         raise BadResult("an image the kernel does not have")
-    return k
+    return images[value]  # type: ignore[index]
 
 
-def _finding(value: object) -> Finding:
-    rule, severity, message, location, notes, fix = _expect(value, list)  # type: ignore[misc]
-    _rule_ids([rule])
-    file, line, column = _expect(location, list)  # type: ignore[misc]
+def _texts(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)  # type: ignore[attr-defined]
+
+
+def _finding(value: object, rules: dict[str, Rule]) -> Finding:
+    if type(value) is not list:
+        raise BadResult("a finding that is not a list")
+    rule, severity, message, location, notes, fix = value
+    if rule not in rules or type(message) is not str or type(location) is not list or not _texts(notes):
+        raise BadResult("a finding field of the wrong type")
+    file, line, column = location
+    if type(file) is not str or type(line) is not int or type(column) is not int:
+        raise BadResult("a location of the wrong type")
     if fix is not None:
-        replacement, safe, description, remove = _expect(fix, list)  # type: ignore[misc]
-        fix = Fix(_expect(replacement, str), _expect(safe, bool), _expect(description, str),  # type: ignore[arg-type]
-                  _expect(remove, bool))  # type: ignore[arg-type]
-    return Finding(rule, Severity(_expect(severity, int)), _expect(message, str),  # type: ignore[arg-type]
-                   Location(_expect(file, str), _expect(line, int), _expect(column, int)),  # type: ignore[arg-type]
-                   tuple(_text_list(notes)), fix)
+        if type(fix) is not list:
+            raise BadResult("a fix that is not a list")
+        replacement, safe, description, remove = fix
+        if type(replacement) is not str or type(safe) is not bool or type(description) is not str or \
+                type(remove) is not bool:
+            raise BadResult("a fix field of the wrong type")
+        fix = Fix(replacement, safe, description, remove)
+    if type(severity) is not int:
+        raise BadResult("a severity that is not a level")
+    return Finding(rule, Severity(severity), message, Location(file, line, column), tuple(notes), fix)
 
 
-def _decode(value: object, ctx: ProbeContext, kernel: Kernel) -> ProbeResult:
-    """The stored result restored onto the run's context for its probe, every field checked."""
-    image, symbol, address, named, named_image, entry, verdict, findings, fired, window_end = \
-        _expect(value, list)  # type: ignore[misc]
-    registers, errno, optimized, ftrace, reasons = _expect(verdict, list)  # type: ignore[misc]
+def _decode(value: object, ctx: ProbeContext, kernel: Kernel, rules: dict[str, Rule]) -> ProbeResult:
+    """The stored result restored onto the run's context for its probe, every field checked
+    (inline: a warm run restores thousands of them)."""
+    if type(value) is not list:
+        raise BadResult("a result that is not a list")
+    image, symbol, address, named, named_image, entry, verdict, findings, fired, window_end = value
+    if type(verdict) is not list:
+        raise BadResult("a verdict that is not a list")
+    registers, errno, optimized, ftrace, reasons = verdict
+    if type(address) not in _OPTIONAL_INT or type(window_end) not in _OPTIONAL_INT or type(entry) is not bool \
+            or type(registers) not in _OPTIONAL_BOOL or type(errno) not in _OPTIONAL_STR \
+            or type(optimized) not in _OPTIONAL_BOOL or type(ftrace) is not bool or type(findings) is not list \
+            or not _texts(reasons) or not _texts(fired) or not rules.keys() >= {*reasons, *fired}:
+        raise BadResult("a field of the wrong type, or an unknown rule")
     images = kernel.images
-    at, named_at = _image_index(image, kernel), _image_index(named_image, kernel)
-    ctx.image = images[at] if at is not None else None
-    ctx.named_image = images[named_at] if named_at is not None else None
+    ctx.image, ctx.named_image = _image(image, images), _image(named_image, images)
     ctx.symbol, ctx.named = _ksym(symbol), _ksym(named)
-    ctx.address = _expect(address, int, type(None))  # type: ignore[assignment]
-    ctx.on_func_entry = _expect(entry, bool)  # type: ignore[assignment]
-    ctx._window_end = _expect(window_end, int, type(None))  # type: ignore[assignment]
+    ctx.address, ctx.on_func_entry, ctx._window_end = address, entry, window_end
     v = ctx.verdict
-    v.registers = _expect(registers, bool, type(None))  # type: ignore[assignment]
-    v.errno = _expect(errno, str, type(None))  # type: ignore[assignment]
-    v.optimized = _expect(optimized, bool, type(None))  # type: ignore[assignment]
-    v.ftrace = _expect(ftrace, bool)  # type: ignore[assignment]
-    v.reasons = _rule_ids(reasons)
-    result = ProbeResult(ctx.spec, v, [_finding(f) for f in _expect(findings, list)], ctx)  # type: ignore[union-attr]
-    result.fired = set(_rule_ids(fired))
+    v.registers, v.errno, v.optimized, v.ftrace, v.reasons = registers, errno, optimized, ftrace, reasons
+    result = ProbeResult(ctx.spec, v, [_finding(f, rules) for f in findings], ctx)
+    result.fired = set(fired)
     return result

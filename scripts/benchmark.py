@@ -4,8 +4,9 @@
     python3 scripts/benchmark.py [VMLINUX] [--module KO] [--repeat 3]
 
 Times (median of --repeat runs, wall clock) and peak RSS of: `nm -n`, `objdump -d -j .text`,
-probelint cold (no index yet), warm (index and the probed functions' decode facts present: the
-pre-commit case, the same probe file again) and "warm index, new probes" (functions never seen
+probelint cold (no index yet), warm (index, the probed functions' decode facts and the probes'
+stored results present: the pre-commit case, the same probe file again), warm with the results not
+stored (every probe checked again on warm facts) and "warm index, new probes" (functions never seen
 before) with 10, 1,000 and 10,000 probes drawn from the image's instruction boundaries, and prints
 ratios against the binutils baselines. Module rows: the vmlinux with a module (default xfs.ko of the
 same -dbg package), cold and warm with 1,000 ``MOD:SYM+OFF`` probes and warm with one. The
@@ -170,6 +171,10 @@ def main() -> int:
         rows.append((f"probelint cold, {size} probes", *cold))
         warm = median_run(probelint_cmd(probes), args.repeat)
         rows.append((f"probelint warm, {size} probes", *warm))
+        # The same probes checked again: index and decode facts warm, no stored results (the
+        # rules' own speed, which a warm run over unchanged probes no longer shows)
+        again = median_run(probelint_cmd(probes), args.repeat, before=["rm", "-rf", str(cache / "results")])
+        rows.append((f"probelint warm, {size} probes, results not stored", *again))
         # The index is warm but the probes are new: their functions are decoded for the first time.
         fresh = [median_run(probelint_cmd(work / f"probes-{size}-{100 + run}.txt"), 1) for run in range(args.repeat)]
         rows.append((f"probelint warm index, {size} new probes", statistics.median(t for t, _, _ in fresh),
@@ -189,6 +194,9 @@ def main() -> int:
         rows.append((f"probelint cold, 1000 {module.name} probes", *cold))
         rows.append((f"probelint warm, 1000 {module.name} probes", *median_run(probelint_cmd(probes, vmlinux, module),
                                                                              args.repeat)))
+        rows.append((f"probelint warm, 1000 {module.name} probes, results not stored",
+                     *median_run(probelint_cmd(probes, vmlinux, module), args.repeat,
+                                 before=["rm", "-rf", str(cache / "results")])))
         one = work / "module-1.txt"
         median_run(probelint_cmd(one, vmlinux, module), 1)  # its function's facts stored
         rows.append((f"probelint warm, 1 {module.name} probe", *median_run(probelint_cmd(one, vmlinux, module),
