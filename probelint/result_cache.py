@@ -85,7 +85,8 @@ class ResultStore(SqliteStore):
         return cls(directory, name)
 
     def restore(self, contexts: dict[int, ProbeContext], kernel: Kernel) -> dict[int, ProbeResult]:
-        """The stored results of those of `contexts` (by index) that have one."""
+        """The stored results of those of `contexts` (by index) that have one, each on a new
+        context; all or none (a row that fails its checks discards the store)."""
         keys = {probe_key(ctx.spec): k for k, ctx in contexts.items()}
         wanted = sorted(keys)
         rows: list[Sequence[object]] = []
@@ -106,7 +107,7 @@ class ResultStore(SqliteStore):
             # one parse for all rows: json.loads' own call costs as much as a row's parsing
             decoded = json.loads(f"[{','.join(values)}]")
             rules = all_rules()
-            return {k: _decode(value, contexts[k], kernel, rules) for k, value in zip(found, decoded, strict=True)}
+            return {k: _decode(value, contexts[k].spec, kernel, rules) for k, value in zip(found, decoded, strict=True)}
         except (BadResult, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
             self._discard(f"a stored result fails its checks ({exc})")
             return {}
@@ -244,9 +245,9 @@ def _finding(value: object, rules: dict[str, Rule]) -> Finding:
     return Finding(rule, Severity(severity), message, Location(file, line, column), tuple(notes), fix)
 
 
-def _decode(value: object, ctx: ProbeContext, kernel: Kernel, rules: dict[str, Rule]) -> ProbeResult:
-    """The stored result restored onto the run's context for its probe, every field checked
-    (inline: a warm run restores thousands of them)."""
+def _decode(value: object, spec: ProbeSpec, kernel: Kernel, rules: dict[str, Rule]) -> ProbeResult:
+    """The stored result of `spec`, every field checked (inline: a warm run restores thousands),
+    on a context of its own: a row refused after others leaves the run's contexts untouched."""
     if type(value) is not list:
         raise BadResult("a result that is not a list")
     image, symbol, address, named, named_image, entry, verdict, findings, fired, window_end = value
@@ -259,6 +260,7 @@ def _decode(value: object, ctx: ProbeContext, kernel: Kernel, rules: dict[str, R
             or not _texts(reasons) or not _texts(fired) or not rules.keys() >= {*reasons, *fired}:
         raise BadResult("a field of the wrong type, or an unknown rule")
     images = kernel.images
+    ctx = ProbeContext(spec, kernel)
     ctx.image, ctx.named_image = _image(image, images), _image(named_image, images)
     ctx.symbol, ctx.named = _ksym(symbol), _ksym(named)
     ctx.address, ctx.on_func_entry, ctx._window_end = address, entry, window_end

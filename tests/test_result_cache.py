@@ -205,6 +205,21 @@ def test_a_row_of_the_wrong_shape_with_a_right_checksum_is_refused(stored, value
     assert cli(cache, *args) == expected
 
 
+def test_a_bad_row_after_good_ones_leaves_no_probe_half_restored(stored):
+    """Rows are restored in key order; one that fails after others were taken must not leave
+    those probes with a stored verdict to be checked again on top of."""
+    expected, cache, store, args = stored
+    db = sqlite3.connect(store)
+    (last,) = db.execute("SELECT max(probe) FROM results").fetchone()
+    db.close()
+    refused = '[null,null,null,null,null,false,[false,"EILSEQ",false,false,["KP104"]],[],["KP104"],null]'
+    rewrite(store, "UPDATE results SET value = ? WHERE probe <> ?", refused, last)
+    rewrite(store, "UPDATE results SET value = '[]' WHERE probe = ?", last)
+    recrc(store)
+    code, out, err = cli(cache, *args)
+    assert (code, out) == expected[:2] and "fails its checks" in err
+
+
 def test_a_foreign_file_or_a_link_at_the_store_name_is_not_used(stored, tmp_path):
     expected, cache, store, args = stored
     store.unlink()
