@@ -73,6 +73,11 @@ class SqliteStore:
         db = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA trusted_schema = OFF")
+            # a cache, not a record: a commit need not reach the disk before the run goes on
+            # (its fsyncs cost a writing run ~3 ms here, more on a busy disk). A process killed
+            # mid-write is still undone by the journal; a file torn by a power loss fails
+            # SQLite's checks or the rows': discarded
+            db.execute("PRAGMA synchronous = OFF")
             # A store that has its table is only read: a forked checker and its parent open it at
             # the same moment, and a write lock taken by both made one wait in SQLite's busy
             # handler (1-5 ms sleeps). A new file's table is made under the write lock: two
