@@ -103,12 +103,8 @@ def _event_re(pattern: str) -> tuple[re.Pattern[str] | None, str]:
 
 def _traceable_names(kernel: Kernel) -> list[tuple[str, str | None]]:
     """Functions with an ftrace site: what available_filter_functions lists."""
-    out = []
-    for image in kernel.images:
-        for sym in image.symbols.symbols_in(0, 1 << 64):
-            if sym.type in "tTwW" and image.ftrace_site_in(sym.address, sym.end) is not None:
-                out.append((sym.name, image.name if image.is_module else None))
-    return out
+    return [(name, image.name if image.is_module else None) for image in kernel.images
+            for name in image.traceable.names]
 
 
 # Names bcc's get_kprobe_functions leaves out of every event_re match, whatever the kernel says
@@ -120,14 +116,9 @@ def _bcc_kprobe_functions(kernel: Kernel, names: list[tuple[str, str | None]]) -
     """What bcc's get_kprobe_functions lists of the traceable functions (the newest bcc's, which
     also keeps to available_filter_functions): neither on the kprobe blacklist nor in init text,
     nor named as bcc skips them (`_BCC_SKIPS`)."""
-    keep = {(n, m) for n, m in names if not _BCC_SKIPS.fullmatch(n)}
-    for image in kernel.images:
-        mod = image.name if image.is_module else None
-        for sym in image.symbols.symbols_in(0, 1 << 64):
-            if (sym.name, mod) in keep and (image.blacklist.reason(sym.address) is not None
-                                            or image.is_init_text(sym.address)):
-                keep.discard((sym.name, mod))
-    return [(n, m) for n, m in names if (n, m) in keep]
+    refused = {(name, image.name if image.is_module else None) for image in kernel.images
+               for name in image.traceable.refused}
+    return [(n, m) for n, m in names if (n, m) not in refused and not _BCC_SKIPS.fullmatch(n)]
 
 
 def resolve_source_lines(kernel: Kernel, parsed: list[Parsed], cache: IndexCache | None = None) -> list[Parsed]:

@@ -28,6 +28,30 @@ def test_warm_run_matches_cold_and_skips_the_symbol_table(tmp_path, monkeypatch)
     assert verdicts(warm) == verdicts(cold)
 
 
+def test_a_warm_wildcard_walks_no_symbol_table(tmp_path, monkeypatch):
+    """available_filter_functions (and what bcc's event_re drops of it) comes from the index: a
+    warm wildcard matches what the cold one did without listing the kernel's symbols."""
+    from probelint.image.kallsyms import SymbolTable
+
+    script = tmp_path / "demo.bt"
+    script.write_text("kprobe:demo_* { @[probe] = count(); }\n")
+    bcc = tmp_path / "demo.py"
+    bcc.write_text('from bcc import BPF\nb = BPF(text="")\nb.attach_kprobe(event_re="^demo_.*", fn_name="f")\n')
+    files = [script, bcc]
+    cold = probelint.check(probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True), files=files,
+                           hints="never")
+    assert len(cold) > 4
+
+    def no_walk(self, start, end):
+        raise AssertionError("a warm wildcard must not walk the symbol table")
+
+    monkeypatch.setattr(SymbolTable, "symbols_in", no_walk)
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
+    assert kernel.vmlinux is not None and kernel.vmlinux.traceable.names
+    warm = probelint.check(kernel, files=files, hints="never")
+    assert [r.spec.text for r in warm] == [r.spec.text for r in cold] and verdicts(warm) == verdicts(cold)
+
+
 def test_corrupt_index_is_rebuilt(tmp_path):
     probelint.load_kernel([DEMO / "demo.elf"], cache_dir=tmp_path, cache=True)
     (index,) = (tmp_path / "index").glob("*.index")

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from probelint.arch.x86 import decode as x86
 from probelint.arch.x86.cpu import CpuProfile
@@ -39,6 +39,13 @@ _TABLES = ("parainstructions", "alt_instructions", "jump_table")
 IndexedParts = tuple[dict[str, Any], dict[str, tuple[Sequence[int], Sequence[int]]], dict[str, Any]]
 
 
+class Traceable(NamedTuple):
+    """What available_filter_functions lists of an image (`ImageBase.traceable`)."""
+
+    names: list[str]  # functions with an ftrace site, in address order (a name twice: two functions)
+    refused: frozenset[str]  # those names of which a symbol is on the kprobe blacklist or in init text
+
+
 class ImageBase(ABC):
     """One ELF as the kernel holds it at run time, under `profile`."""
 
@@ -47,7 +54,7 @@ class ImageBase(ABC):
     # a module at MODULE_STATE_COMING (image/module.py `Module.coming`); a vmlinux never is
     coming = False
     # the cached properties a cold run computes for the build-id index (image/cache.py)
-    _INDEXED: tuple[str, ...] = (*_ADDRESS_LISTS, "bug_sites", "blacklist")
+    _INDEXED: tuple[str, ...] = (*_ADDRESS_LISTS, "bug_sites", "blacklist", "traceable")
 
     def __init__(self, elf: ElfFile, profile: CpuProfile) -> None:
         self.elf = elf
@@ -180,6 +187,8 @@ class ImageBase(ABC):
                           "reasons": reasons, "reason_of": array("I", (at[r[2]] for r in blacklist))},
             "sites": {name: {"starts": array("Q", starts), "ends": array("Q", ends)}
                       for name in _SITES for starts, ends in [self.site_ranges(name)]},
+            "traceable": {"names": "\0".join(self.traceable.names),
+                          "refused": "\0".join(sorted(self.traceable.refused))},
             "detections": {change: None if found is None else [found.value, found.reason]
                            for change in DETECTED for found in [detected(change, self)]},
             # the tables live-text patching and jump-label targets read, rebuilt when first read
@@ -216,6 +225,10 @@ class ImageBase(ABC):
                 raise IndexFormatError(f"tables: {name}")
             tables[name] = _table_from_index(name, data)
         indexed["detections"] = _detections_from_index(field(tree, "detections", dict))
+        traceable = field(tree, "traceable", dict)
+        names, refused = (field(traceable, key, str) for key in ("names", "refused"))
+        indexed["traceable"] = Traceable(names.split("\0") if names else [],
+                                         frozenset(refused.split("\0") if refused else ()))
         return indexed, sites, tables
 
     # ------------------------------------------------------------------ shared
@@ -247,6 +260,18 @@ class ImageBase(ABC):
                 cached = read_table(self, TABLES[name])
             self._tables[name] = cached
         return cached
+
+    @cached_property
+    def traceable(self) -> Traceable:
+        """The functions (the first alias at each address, types tTwW) with an ftrace site, and
+        which of their names bcc's get_kprobe_functions drops (a symbol of the name on the kprobe
+        blacklist or in init text). Indexed: a wildcard on a warm run walks no symbol table."""
+        symbols = self.symbols.symbols_in(0, 1 << 64)
+        names = [s.name for s in symbols if s.type in "tTwW" and self.ftrace_site_in(s.address, s.end) is not None]
+        listed = set(names)
+        refused = frozenset(s.name for s in symbols if s.name in listed and (
+            self.blacklist.reason(s.address) is not None or self.is_init_text(s.address)))
+        return Traceable(names, refused)
 
     @cached_property
     def return_sites(self) -> list[int]:

@@ -27,7 +27,7 @@ from probelint.image.facts import FactStore
 
 __all__ = ["IndexCache", "default_cache_dir"]
 
-_FORMAT = 4  # bump when the indexed facts change shape
+_FORMAT = 5  # bump when the indexed facts change shape
 _LIMIT = 256 << 20  # a full Debian kernel's index is 7 MB: a larger file is not read
 _BUILD_ID = re.compile(r"[0-9a-f]{2,128}")
 
