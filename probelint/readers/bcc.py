@@ -65,12 +65,13 @@ def read(text: str, file: str) -> Iterator[Parsed]:
                            f"not Python 3 (bcc tools are read with Python's own parser): {getattr(exc, 'msg', exc)}")
         return
     offsets = _Offsets(text)
-    strings = [(offsets.start(n), offsets.end(n)) for n in ast.walk(tree)
+    nodes = list(ast.walk(tree))  # walked once: ast.walk is a Python generator, a tool's tree ~4,000 nodes
+    strings = [(offsets.start(n), offsets.end(n)) for n in nodes
                if isinstance(n, ast.Constant | ast.JoinedStr) and isinstance(getattr(n, "value", ""), str)]
-    assigned = _assigned_strings(tree)
+    assigned = _assigned_strings(nodes)
     found: list[tuple[int, Parsed]] = []
-    guarded = _guarded(tree, text, offsets, lines, assigned)
-    for node in ast.walk(tree):
+    guarded = _guarded(nodes, text, offsets, lines, assigned)
+    for node in nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ATTACH:
             found += _attach(node, node.func.attr == "attach_kretprobe", text, offsets, lines, assigned,
                              guarded.get(id(node), _BCC))
@@ -148,13 +149,14 @@ def _number(node: ast.expr) -> object:
         return None
 
 
-def _guarded(tree: ast.AST, text: str, offsets: _Offsets, lines: Lines,
+def _guarded(nodes: list[ast.AST], text: str, offsets: _Offsets, lines: Lines,
              assigned: dict[str, ast.Constant | None]) -> dict[int, Origin]:
     """The origin of each attach call (by id) in a guarded chain: an if/elif/else whose tests are
-    bcc guards, or a try whose except branches attach instead. An inner chain wins over an outer."""
+    bcc guards, or a try whose except branches attach instead. An inner chain wins over an outer.
+    `nodes`: the tree's, in ast.walk's order (outer before inner)."""
     out: dict[int, Origin] = {}
     elifs: set[int] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.If) and id(node) not in elifs:
             branches: list[tuple[list[ast.stmt], tuple[str, str] | None, str]] = []
             at: ast.If | None = node
@@ -235,11 +237,11 @@ class _Offsets:
         return self._at(node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
 
 
-def _assigned_strings(tree: ast.AST) -> dict[str, ast.Constant | None]:
-    """Names assigned a string literal, each with its only literal (None: assigned more than once
-    or something else as well: its value is known only at run time)."""
+def _assigned_strings(nodes: list[ast.AST]) -> dict[str, ast.Constant | None]:
+    """Names assigned a string literal in the tree of `nodes`, each with its only literal (None:
+    assigned more than once or something else as well: its value is known only at run time)."""
     out: dict[str, ast.Constant | None] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.arg):  # a parameter: whatever the caller passes
             out[node.arg] = None
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
