@@ -50,15 +50,18 @@ class Module(ImageBase):
         if cache is not None:
             self._use_index(cache, self._index_key())
 
-    _INDEXED = ("core_symbols", *ImageBase._INDEXED)
+    _INDEXED = ("core_symbols", *ImageBase._INDEXED, "init_symbols")
 
     def _to_index(self) -> dict[str, Any]:
-        return {**super()._to_index(), "symbols": self.core_symbols.to_index()}
+        return {**super()._to_index(), "symbols": self.core_symbols.to_index(),
+                "init_symbols": "\0".join(sorted(self.init_symbols))}
 
     @classmethod
     def _from_index(cls, tree: Any) -> IndexedParts:
         indexed, sites, tables = super()._from_index(tree)
         indexed["_symbols_index"] = field(tree, "symbols", dict)  # made a table once the layout is known
+        names = field(tree, "init_symbols", str)
+        indexed["init_symbols"] = frozenset(names.split("\0") if names else ())
         return indexed, sites, tables
 
     def _index_key(self) -> str | None:
@@ -178,9 +181,15 @@ class Module(ImageBase):
 
     def has_init_symbol(self, name: str) -> bool:
         """A symbol defined in an ``.init*`` section (dropped from kallsyms after load)."""
+        return name in self.init_symbols
+
+    @cached_property
+    def init_symbols(self) -> frozenset[str]:
+        """The names defined in ``.init*`` sections. Indexed: KP101 asks for every unknown name,
+        and a warm run reads no symbol table."""
         sections = self.elf.sections
-        return any(s.name == name and 0 < s.shndx < len(sections) and is_init_section(sections[s.shndx].name)
-                   for s in self.elf.symbols())
+        return frozenset(s.name for s in self.elf.symbols()
+                         if s.name and 0 < s.shndx < len(sections) and is_init_section(sections[s.shndx].name))
 
     def is_ksym_addr(self, address: int) -> bool:
         """The module's memory (`__module_address`), text and data: its kallsyms decides the rest."""
