@@ -24,6 +24,7 @@ the probe is then checked again, never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -76,12 +77,13 @@ class ResultStore(SqliteStore):
         prefix = f"{keys[0]}-"
         name = f"{prefix}{run}.results.sqlite"
         st = directory.lstat(name)
-        if st is None:
-            # another probelint, another configuration or another set of modules: one store per
-            # first image, so that a cache does not grow with every configuration ever run
-            directory.remove_stale(prefix, name)
-        elif st.st_size > _MAX_FILE:
-            directory.remove(name)
+        with contextlib.suppress(OSError):  # a cache that cannot be cleaned only takes room
+            if st is None:
+                # another probelint, another configuration or another set of modules: one store per
+                # first image, so that a cache does not grow with every configuration ever run
+                directory.remove_stale(prefix, name)
+            elif st.st_size > _MAX_FILE:
+                directory.remove(name)
         return cls(directory, name)
 
     def restore(self, contexts: dict[int, ProbeContext], kernel: Kernel) -> dict[int, ProbeResult]:

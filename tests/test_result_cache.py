@@ -244,3 +244,15 @@ def test_the_store_is_the_users_alone(stored):
     _, cache, store, _ = stored
     assert (store.stat().st_mode & 0o777) == 0o600
     assert ((cache / "results").stat().st_mode & 0o777) == 0o700
+
+
+def test_a_store_past_its_size_bound_is_started_again(stored, monkeypatch):
+    """Rows of probes long gone pile up under a run key that stays the same: past the bound the
+    file is removed and the probes checked (and stored) again."""
+    from probelint import result_cache
+
+    expected, cache, store, args = stored
+    monkeypatch.setattr(result_cache, "_MAX_FILE", store.stat().st_size - 1)
+    kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=cache, cache=True)
+    again = ResultStore.open(kernel, engine.gate_for())
+    assert again is not None and again.name == store.name and not store.exists()
