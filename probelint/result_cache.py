@@ -116,11 +116,12 @@ class ResultStore(SqliteStore):
 
     def keep(self, results: Iterable[ProbeResult], kernel: Kernel) -> None:
         """Store these freshly checked results, and close the store."""
+        index = {id(image): k for k, image in enumerate(kernel.images)}
         for result in results:
             if result.context is None or not isinstance(result.spec, ProbeSpec) or result.fired & _NOT_STORED:
                 continue
             probe = probe_key(result.spec)
-            value = json.dumps(_encode(result, kernel), separators=(",", ":"))
+            value = json.dumps(_encode(result, index), separators=(",", ":"))
             self.queue((probe, value, _crc(probe, value)))
         self.flush()
         self.close()
@@ -148,8 +149,7 @@ def _ordered(spec: ProbeSpec) -> object:
 def _run_identity(kernel: Kernel, gate: Gate) -> str:
     """Everything besides the probe itself that a probe's result depends on, as text."""
     images = [(image.name, image.index_key, image.coming) for image in kernel.images]
-    vmlinux = kernel.vmlinux
-    dotconfig = vmlinux._dotconfig if vmlinux is not None else None
+    dotconfig = kernel.vmlinux.dotconfig if kernel.vmlinux is not None else None
     select = sorted(gate.select) if gate.select is not None else None
     severity = sorted((rule, int(level)) for rule, level in gate.severity.items())
     return repr((_code_stamp(), images, kernel.profile.cache_key, dotconfig, sorted(kernel.unloaded), select,
@@ -186,10 +186,10 @@ def _symbol(sym: KSym | None) -> list[object] | None:
     return None if sym is None else [sym.name, sym.address, sym.size, sym.type]
 
 
-def _encode(result: ProbeResult, kernel: Kernel) -> list[object]:
+def _encode(result: ProbeResult, index: dict[int, int]) -> list[object]:
+    """A result as plain JSON values (`_decode` reads them back); images by their `index`."""
     ctx, v = result.context, result.verdict
     assert ctx is not None
-    index = {id(image): k for k, image in enumerate(kernel.images)}
     findings = [[f.rule, int(f.severity), f.message, list(f.location), list(f.notes),
                  list(f.fix) if f.fix is not None else None] for f in result.findings]
     return [index.get(id(ctx.image)), _symbol(ctx.symbol), ctx.address, _symbol(ctx.named),

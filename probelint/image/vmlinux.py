@@ -129,6 +129,11 @@ class Vmlinux(ImageBase):
             return None
         return lo, self.read(lo, hi - lo), None
 
+    @property
+    def dotconfig(self) -> DotConfig | None:
+        """The .config given with the vmlinux, whose options override those inferred."""
+        return self._dotconfig
+
     @cached_property
     def config(self) -> KernelConfig:
         if self._dotconfig is None:
