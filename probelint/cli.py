@@ -525,6 +525,12 @@ def _check_kernel(args: argparse.Namespace, config: Config, images: list[str],
     if args.verbose:
         _describe_kernel(kernel)
     report = run(config, kernel, parsed)
+    if args.verbose:
+        taken, store = report.stored or (0, "")
+        print(f"probelint: {taken} of {len(report)} probes' results taken from {store}, the rest checked "
+              "(--no-cache: every probe checked)" if store else
+              "probelint: probes' results not kept (--no-cache, --live, or an image without a build-id)",
+              file=sys.stderr)
     return report.failed, _render(args, report), report.results
 
 

@@ -58,6 +58,8 @@ class Report(Sequence["ProbeResult"]):
         self.kernel = kernel
         self.results = results
         self.config = config
+        # (probes whose result an earlier run had stored, the store's path); None: none kept
+        self.stored: tuple[int, str] | None = None
 
     @overload
     def __getitem__(self, index: int) -> ProbeResult: ...
@@ -116,14 +118,17 @@ def run(config: Config, images: Sequence[str | Path] | Kernel, sources: Sequence
     # --live: the probes already registered go first in the set (a new one is their duplicate,
     # not they its), with what the kernel says of them; only the new ones are reported
     existing = live.existing_probes() if live is not None else []
+    store = _result_store(config, kernel, gate)
     results = check_probes(kernel, [*existing, *placed], gate, jobs=config.jobs,
-                           observed=live.observe if live is not None else None,
-                           stored=_result_store(config, kernel, gate))[len(existing):]
+                           observed=live.observe if live is not None else None, stored=store)[len(existing):]
     if config.wants_hints(len(results)):
         from probelint.suggest import add_hints
 
         add_hints(kernel, results)
-    return Report(kernel, results, config)
+    report = Report(kernel, results, config)
+    if store is not None:
+        report.stored = (store.taken, store.directory.shown(store.name))
+    return report
 
 
 def load(config: Config, images: Sequence[str | Path], sources: Sequence[Parsed] = ()) -> Kernel:

@@ -62,6 +62,7 @@ class ResultStore(SqliteStore):
     table = "results"
     columns = 3
     kind = "result store"
+    taken = 0  # probes whose result the last `restore` took from the store
 
     @classmethod
     def open(cls, kernel: Kernel, gate: Gate) -> ResultStore | None:
@@ -109,7 +110,9 @@ class ResultStore(SqliteStore):
             # one parse for all rows: json.loads' own call costs as much as a row's parsing
             decoded = json.loads(f"[{','.join(values)}]")
             rules = all_rules()
-            return {k: _decode(value, contexts[k].spec, kernel, rules) for k, value in zip(found, decoded, strict=True)}
+            out = {k: _decode(value, contexts[k].spec, kernel, rules) for k, value in zip(found, decoded, strict=True)}
+            self.taken = len(out)
+            return out
         except (BadResult, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
             self._discard(f"a stored result fails its checks ({exc})")
             return {}

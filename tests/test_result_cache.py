@@ -251,8 +251,18 @@ def test_a_store_past_its_size_bound_is_started_again(stored, monkeypatch):
     file is removed and the probes checked (and stored) again."""
     from probelint import result_cache
 
-    expected, cache, store, args = stored
+    _, cache, store, _ = stored
     monkeypatch.setattr(result_cache, "_MAX_FILE", store.stat().st_size - 1)
     kernel = probelint.load_kernel([DEMO / "demo.elf"], cache_dir=cache, cache=True)
     again = ResultStore.open(kernel, engine.gate_for())
     assert again is not None and again.name == store.name and not store.exists()
+
+
+def test_verbose_says_how_many_results_were_taken(tmp_path):
+    args = ("-v", str(DEMO / "demo.elf"), str(DEMO / "probes.txt"))
+    said = [next(line for line in cli(tmp_path / "cache", *args)[2].splitlines() if "results" in line)
+            for _ in range(2)]
+    assert said[0].startswith("probelint: 0 of ") and "results taken from" in said[0]
+    taken, total = map(int, said[1].split()[1:4:2])
+    assert 0 < taken < total  # the KP101 ones are checked again
+    assert "not kept" in next(line for line in cli(None, *args)[2].splitlines() if "results" in line)
