@@ -83,9 +83,10 @@ def _kernel_options() -> argparse.ArgumentParser:
                         "against the module as it is then (its init text included), while a plain SYM is "
                         "looked up without them")
     p.add_argument("--no-cache", action="store_true",
-                   help="do not read or write the build-id index of the kernel image")
+                   help="do not read or write the cache: the kernel image's build-id index and decode facts, "
+                        "and the probes' stored results (every probe is checked again)")
     p.add_argument("--cache-dir", metavar="DIR",
-                   help="where the index lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
+                   help="where the cache lives (default: $PROBELINT_CACHE, $XDG_CACHE_HOME/probelint, "
                         "~/.cache/probelint)")
     p.add_argument("-j", "--jobs", type=int, metavar="N",
                    help="processes checking a large probe set (default: one per CPU; 1: no forking)")
