@@ -400,3 +400,30 @@ def test_dump_kallsyms_without_live_check_is_a_usage_error(tmp_path, capsys) -> 
     with pytest.raises(SystemExit) as exit_info:
         main(["--sample", "10", "--dump-kallsyms", str(tmp_path)])
     assert exit_info.value.code == 2 and "--dump-kallsyms needs --live-check" in capsys.readouterr().err
+
+
+def test_an_early_guest_death_is_booted_again_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A guest that dies before the probes are written is booted again once (a TCG flake); a
+    second early death is an error, whose console tail leaves out QEMU's TCG feature warnings."""
+    bundle = KernelBundle("x", tmp_path / "bzImage")
+    monkeypatch.setattr(vmrunner, "ensure_kernel", lambda *a, **k: bundle)
+    monkeypatch.setattr(vmrunner, "ensure_busybox", lambda *a, **k: tmp_path / "bb")
+    (tmp_path / "bb").write_bytes(b"")
+    warning = "qemu-system-x86_64: warning: TCG doesn't support requested feature: CPUID.0DH:EAX.xsaves [bit 3]"
+    deaths = [1]
+
+    def fake_boot(_bz: Path, initrd: bytes, **_kw: object) -> BootResult:
+        files = {e.name: e.data for e in read_newc(gzip.decompress(initrd))}
+        lines = [ln.split(" ", 3) for ln in files["probes.txt"].decode().splitlines()]
+        if deaths[0]:
+            deaths[0] -= 1
+            return BootResult("T 0 boot 1", "\n".join(["Kernel panic: early", *[warning] * 30]), 0, False, 1.0, [])
+        out = ["T 0 boot 1", "T 0 registering 1", *(f"R {idx} OK" for _ph, idx, _k, _b in lines), "DONE"]
+        return BootResult("\n".join(out), "", 0, False, 1.0, [])
+
+    monkeypatch.setattr(vmrunner, "boot", fake_boot)
+    assert [v.registered for v in run_probes(["a", "b"])] == [True, True]
+    deaths[0] = 2
+    with pytest.raises(vmrunner.GuestBootError, match="Kernel panic: early") as raised:
+        run_probes(["a", "b"])
+    assert "TCG doesn't support" not in str(raised.value)
