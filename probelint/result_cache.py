@@ -38,6 +38,7 @@ from probelint.checks import ProbeContext, ProbeResult, Rule, all_rules
 from probelint.findings import Finding, Fix, Location, Severity
 from probelint.gate import Gate
 from probelint.image.cache import IndexCache
+from probelint.image.cachefs import CacheDir
 from probelint.image.kallsyms import KSym
 from probelint.image.kernel import Image, Kernel
 from probelint.image.sqlite_store import SqliteStore
@@ -62,7 +63,11 @@ class ResultStore(SqliteStore):
     table = "results"
     columns = 3
     kind = "result store"
-    taken = 0  # probes whose result the last `restore` took from the store
+
+    def __init__(self, directory: CacheDir, name: str) -> None:
+        super().__init__(directory, name)
+        self.taken = 0  # probes whose result the last `restore` took from the store
+        self._key_of: dict[int, str] = {}  # `restore`'s probe keys by id of the spec: `keep` stores under them
 
     @classmethod
     def open(cls, kernel: Kernel, gate: Gate) -> ResultStore | None:
@@ -90,7 +95,8 @@ class ResultStore(SqliteStore):
     def restore(self, contexts: dict[int, ProbeContext], kernel: Kernel) -> dict[int, ProbeResult]:
         """The stored results of those of `contexts` (by index) that have one, each on a new
         context; all or none (a row that fails its checks discards the store)."""
-        keys = {probe_key(ctx.spec): k for k, ctx in contexts.items()}
+        self._key_of = {id(ctx.spec): probe_key(ctx.spec) for ctx in contexts.values()}
+        keys = {self._key_of[id(ctx.spec)]: k for k, ctx in contexts.items()}
         wanted = sorted(keys)
         rows: list[Sequence[object]] = []
         for start in range(0, len(wanted), 500):  # under SQLite's oldest bound-parameter limit
@@ -123,7 +129,7 @@ class ResultStore(SqliteStore):
         for result in results:
             if result.context is None or not isinstance(result.spec, ProbeSpec) or result.fired & _NOT_STORED:
                 continue
-            probe = probe_key(result.spec)
+            probe = self._key_of.get(id(result.spec)) or probe_key(result.spec)
             value = json.dumps(_encode(result, index), separators=(",", ":"))
             self.queue((probe, value, _crc(probe, value)))
         self.flush()

@@ -266,3 +266,17 @@ def test_verbose_says_how_many_results_were_taken(tmp_path):
     taken, total = map(int, said[1].split()[1:4:2])
     assert 0 < taken < total  # the KP101 ones are checked again
     assert "not kept" in next(line for line in cli(None, *args)[2].splitlines() if "results" in line)
+
+
+def test_results_checked_by_forked_processes_are_kept_and_read_back(tmp_path):
+    """A set large enough to be split between processes (-j 2): what the child checked comes back
+    to the parent as plain data, is stored from there, and reads back as the parent's own."""
+    lines = (DEMO / "probes.txt").read_text().splitlines()
+    probes = tmp_path / "many.txt"
+    probes.write_text("\n".join(lines * (600 // len(lines) + 1)) + "\n")
+    args = ("-j", "2", "--format", "json", str(DEMO / "demo.elf"), str(probes))
+    uncached = cli(None, *args)
+    assert cli(tmp_path / "cache", *args) == uncached
+    probed = sum(1 for line in probes.read_text().splitlines() if line.split("#")[0].strip())
+    assert len(stored_rows(tmp_path / "cache")) > probed * 2 // 3  # the child's half is stored too
+    assert cli(tmp_path / "cache", *args) == uncached

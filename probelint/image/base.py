@@ -15,7 +15,7 @@ from probelint.arch.x86 import decode as x86
 from probelint.arch.x86.cpu import CpuProfile
 from probelint.arch.x86.patching import patch_live_text
 from probelint.image.blacklist import Blacklist
-from probelint.image.cache_format import IndexFormatError, field, typed_array
+from probelint.image.cache_format import IndexFormatError, field, joined_names, name_list, typed_array
 from probelint.image.changes import DETECTED, Evidence, detected
 from probelint.image.elf import ElfFile, ElfSection
 from probelint.image.facts import FactStore, FunctionFacts
@@ -187,8 +187,8 @@ class ImageBase(ABC):
                           "reasons": reasons, "reason_of": array("I", (at[r[2]] for r in blacklist))},
             "sites": {name: {"starts": array("Q", starts), "ends": array("Q", ends)}
                       for name in _SITES for starts, ends in [self.site_ranges(name)]},
-            "traceable": {"names": "\0".join(self.traceable.names),
-                          "refused": "\0".join(sorted(self.traceable.refused))},
+            "traceable": {"names": joined_names(self.traceable.names),
+                          "refused": joined_names(sorted(self.traceable.refused))},
             "detections": {change: None if found is None else [found.value, found.reason]
                            for change in DETECTED for found in [detected(change, self)]},
             # the tables live-text patching and jump-label targets read, rebuilt when first read
@@ -226,9 +226,7 @@ class ImageBase(ABC):
             tables[name] = _table_from_index(name, data)
         indexed["detections"] = _detections_from_index(field(tree, "detections", dict))
         traceable = field(tree, "traceable", dict)
-        names, refused = (field(traceable, key, str) for key in ("names", "refused"))
-        indexed["traceable"] = Traceable(names.split("\0") if names else [],
-                                         frozenset(refused.split("\0") if refused else ()))
+        indexed["traceable"] = Traceable(name_list(traceable, "names"), frozenset(name_list(traceable, "refused")))
         return indexed, sites, tables
 
     # ------------------------------------------------------------------ shared

@@ -4,8 +4,8 @@ A JSON tree of plain types (dicts, lists, str, int, bool, None) whose large arra
 into a binary tail of packed machine integers, behind a header with the tree's and the tail's
 lengths and a CRC-32 of everything after it. CRC-32 detects corruption (flipped bytes, torn
 files), not forgery: an attacker who could write the cache could also fix the checksum, and is
-stopped by the ownership and mode checks of image/cachefs.py. `field` and `typed_array` check the
-shape of what a reader takes from the tree.
+stopped by the ownership and mode checks of image/cachefs.py. `field`, `typed_array` and
+`name_list` check the shape of what a reader takes from the tree.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import json
 import struct
 import zlib
 from array import array
+from collections.abc import Iterable
 from mmap import mmap
 from typing import Any
 
-__all__ = ["IndexFormatError", "decode", "encode", "field", "typed_array"]
+__all__ = ["IndexFormatError", "decode", "encode", "field", "joined_names", "name_list", "typed_array"]
 
 _MAGIC = b"probelint-index\0"
 _HEADER = struct.Struct("<16sIIQ")  # magic, crc32 of what follows, JSON length, blob length
@@ -34,6 +35,18 @@ def field(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise IndexFormatError(f"{key}: not a {kind}")
     return value
+
+
+def joined_names(names: Iterable[str]) -> str:
+    """Names as the index keeps them: one NUL-separated string (a symbol name holds no NUL), which
+    decodes far faster than a JSON list of tens of thousands of strings."""
+    return "\0".join(names)
+
+
+def name_list(data: dict[str, Any], key: str) -> list[str]:
+    """The names `joined_names` kept under `key`."""
+    text = field(data, key, str)
+    return text.split("\0") if text else []
 
 
 def typed_array(data: dict[str, Any], key: str, typecode: str, length: int | None = None) -> memoryview:

@@ -13,7 +13,7 @@ from probelint.arch.x86.patching import patch_live_text, patches_retpolines
 from probelint.image.base import ImageBase, IndexedParts, site_in
 from probelint.image.blacklist import Blacklist, module_areas
 from probelint.image.cache import IndexCache
-from probelint.image.cache_format import field
+from probelint.image.cache_format import field, joined_names, name_list
 from probelint.image.elf import ElfFile, ElfSection, modname_of_file
 from probelint.image.module_layout import MODULE_BASE, ModuleSymbols, is_init_section, layout_module
 from probelint.image.relocs import R_X86_64_PC32, R_X86_64_PLT32, RelocTable, apply_relocations
@@ -54,14 +54,13 @@ class Module(ImageBase):
 
     def _to_index(self) -> dict[str, Any]:
         return {**super()._to_index(), "symbols": self.core_symbols.to_index(),
-                "init_symbols": "\0".join(sorted(self.init_symbols))}
+                "init_symbols": joined_names(sorted(self.init_symbols))}
 
     @classmethod
     def _from_index(cls, tree: Any) -> IndexedParts:
         indexed, sites, tables = super()._from_index(tree)
         indexed["_symbols_index"] = field(tree, "symbols", dict)  # made a table once the layout is known
-        names = field(tree, "init_symbols", str)
-        indexed["init_symbols"] = frozenset(names.split("\0") if names else ())
+        indexed["init_symbols"] = frozenset(name_list(tree, "init_symbols"))
         return indexed, sites, tables
 
     def _index_key(self) -> str | None:

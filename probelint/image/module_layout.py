@@ -19,7 +19,7 @@ import bisect
 from array import array
 from typing import Any, NamedTuple
 
-from probelint.image.cache_format import IndexFormatError, field, typed_array
+from probelint.image.cache_format import IndexFormatError, field, joined_names, name_list, typed_array
 from probelint.image.elf import SHN_LORESERVE, SHN_UNDEF, ElfFile, ElfSection
 from probelint.image.kallsyms import KSym, SymbolTable, nm_type
 
@@ -117,16 +117,15 @@ class ModuleSymbols(SymbolTable):
         self._index()
 
     def to_index(self) -> dict[str, Any]:
-        return {"names": "\0".join(self.names), "addresses": array("Q", self.addresses), "types": "".join(self.types),
-                "first": array("I", self._first_by_name.values())}
+        return {"names": joined_names(self.names), "addresses": array("Q", self.addresses),
+                "types": "".join(self.types), "first": array("I", self._first_by_name.values())}
 
     @classmethod
     def from_index(cls, data: dict[str, Any], layout: ModuleLayout) -> ModuleSymbols:
         """The table as `to_index` kept it; IndexFormatError unless every part fits the others."""
         self = cls.__new__(cls)
         self.layout = layout
-        names = field(data, "names", str)
-        self.names = names.split("\0") if names else []
+        self.names = name_list(data, "names")
         self.addresses = typed_array(data, "addresses", "Q", len(self.names))
         self.types = field(data, "types", str)
         first = typed_array(data, "first", "I")
